@@ -1,0 +1,43 @@
+# The two commands of this project: `make demo` and `make test` (CI runs `.ci/run`, i.e. `make test`).
+# The virtualenv is .venv; stamp files inside it make repeated runs skip reinstalling, and are
+# remade when pyproject.toml changes.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUN_STAMP := $(VENV)/.herder-run.stamp
+DEV_STAMP := $(VENV)/.herder-dev.stamp
+
+.PHONY: demo test test-deps lint typecheck pytest clean
+
+demo: $(RUN_STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: test-deps lint typecheck pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+pytest: $(DEV_STAMP)
+	$(BIN)/pytest -q
+
+# HOOK for later issues: system packages the tests need (e.g. apt-get install chromium,
+# postgresql) go here. For now it only installs the Python dev dependencies.
+test-deps: $(DEV_STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+clean:
+	rm -rf $(VENV) src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

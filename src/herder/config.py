@@ -1,0 +1,66 @@
+"""Settings: one frozen object per process kind. The one reader of HERDER_* environment variables
+(the CLI passes them in through typer's `envvar`, LocalCluster through arguments).
+
+Plain data, no I/O. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_PORT = 8700
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db: str = "herder.db"
+    tasks: tuple[str, ...] = ()
+    #: tasks in pending/running/aggregating before submissions get 429
+    max_pending: int = 10_000
+    #: subtasks a worker may hold beyond its slots
+    prefetch: int = 0
+    token: str | None = None
+    #: seconds `split` and `aggregate` may run before the task fails
+    split_timeout: float = 60.0
+    #: how often workers send heartbeats (told to them in `welcome`)
+    heartbeat: float = 1.0
+    #: seconds without a heartbeat after which a worker is lost
+    lease_timeout: float = 5.0
+    #: first retry delay; doubles per attempt, with jitter, capped by retry_backoff_max
+    retry_backoff: float = 0.1
+    retry_backoff_max: float = 30.0
+    #: largest accepted request body, in bytes
+    max_body: int = 64 * 1024 * 1024
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    #: the master's http(s) URL, the same one clients use
+    master: str = DEFAULT_URL
+    slots: int = 1
+    pool: str = "thread"  # "thread" | "process"
+    tasks: tuple[str, ...] = ()
+    name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    labels: tuple[str, ...] = ()
+    token: str | None = None
+    #: seconds running subtasks get to finish after SIGTERM before they are cancelled
+    drain_timeout: float = 30.0
+    #: seconds a cancelled process-pool subtask gets before its process is killed
+    cancel_grace: float = 5.0
+    #: reconnect backoff: first delay and cap, in seconds (jittered)
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+    log_level: str = "info"
+
+
+def env_token() -> str | None:
+    return os.environ.get("HERDER_TOKEN") or None
+
+
+def env_url() -> str:
+    return os.environ.get("HERDER_URL") or DEFAULT_URL

@@ -1,0 +1,5 @@
+"""The master: HTTP API, worker channel, and the shell around the scheduler core."""
+
+from herder.master.serve import build_master, serve
+
+__all__ = ["build_master", "serve"]

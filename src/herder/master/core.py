@@ -1,0 +1,654 @@
+"""The master's shell around the scheduler core: it feeds the core what happened, carries out what
+the core decides, and keeps the store and the workers in step.
+
+Everything here runs on the event loop; the store runs on its own thread (`StoreThread`) and task
+type code (`split`, `aggregate`) on a small thread pool, so neither blocks the loop. Imports
+`scheduling`, `store`, `protocol`, `tasktype`, `model` and the master's own `live` and `sessions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from herder import scheduling as sch
+from herder.config import MasterSettings
+from herder.errors import HerderError
+from herder.master.live import ActiveTask, task_json
+from herder.master.sessions import WorkerSession
+from herder.master.storethread import StoreThread
+from herder.model import JSON, LogRecord, Progress, TaskError, TaskRecord, TaskState
+from herder.protocol import frames
+from herder.store.base import Store
+from herder.tasktype import Registry
+
+log = logging.getLogger(__name__)
+
+FINISHED_CACHE = 10_000
+LOG_FLUSH_INTERVAL = 0.02
+
+
+class Rejected(HerderError):
+    """A request the master refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    type: str
+    params: dict[str, JSON]
+    priority: int = 0
+    timeout: float | None = None
+    id: str | None = None
+    retries: int | None = None
+
+
+class Master:
+    def __init__(self, settings: MasterSettings, store: Store, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = StoreThread(store)
+        self.sched = sch.Scheduler(
+            sch.SchedulerConfig(
+                prefetch=settings.prefetch,
+                retry_backoff=settings.retry_backoff,
+                retry_backoff_max=settings.retry_backoff_max,
+            ),
+            seed=int(time.time()),
+        )
+        self.active: dict[str, ActiveTask] = {}
+        self.sessions: dict[str, WorkerSession] = {}
+        self._finished: OrderedDict[str, Progress] = OrderedDict()
+        self._unfinished = 0
+        self._code_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="herder-code")
+        self._pump_scheduled = False
+        self._wakeup: asyncio.TimerHandle | None = None
+        self._log_buffer: list[LogRecord] = []
+        self._log_flush: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._lease_task: asyncio.Task[None] | None = None
+        self.counters: dict[str, int] = {
+            "stale_messages": 0,
+            "retries": 0,
+            "lost_workers": 0,
+            "submitted": 0,
+        }
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover unfinished tasks from the store and start the lease watch."""
+        unfinished = await self.store.call(self.store.store.unfinished_tasks)
+        self._unfinished = len(unfinished)
+        for record in unfinished:
+            await self._recover(record)
+        self._lease_task = asyncio.create_task(self._watch_leases())
+
+    async def stop(self) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+        for session in list(self.sessions.values()):
+            session.close("master shutting down")
+        await self._flush_logs()
+        self._code_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+
+    # -- submissions -----------------------------------------------------------------------
+
+    def _validate(self, sub: Submission) -> tuple[TaskRecord, Any]:
+        try:
+            task_type = self.registry.get(sub.type)
+            params = task_type.parse_params(sub.params)
+        except HerderError as exc:
+            raise Rejected(422, str(exc)) from None
+        task_id = sub.id if sub.id is not None else uuid.uuid4().hex
+        record = TaskRecord(
+            id=task_id,
+            type=sub.type,
+            params=sub.params,
+            priority=sub.priority,
+            timeout=sub.timeout,
+            created_at=time.time(),
+            max_retries=sub.retries,
+        )
+        return record, params
+
+    async def submit_many(
+        self, subs: Sequence[Submission]
+    ) -> list[dict[str, JSON] | Rejected]:
+        """Validate, admit and commit; each item is the task's JSON or why it was refused.
+
+        Admission is all-or-nothing for the batch: if it does not fit under --max-pending the
+        whole call raises Rejected(429) and nothing is stored.
+        """
+        checked: list[tuple[TaskRecord, Any] | Rejected] = []
+        for sub in subs:
+            try:
+                checked.append(self._validate(sub))
+            except Rejected as exc:
+                checked.append(exc)
+        valid = [c for c in checked if not isinstance(c, Rejected)]
+        seen: set[str] = set()
+        for i, c in enumerate(checked):
+            if isinstance(c, Rejected):
+                continue
+            if c[0].id in seen or c[0].id in self.active:
+                checked[i] = Rejected(409, f"id: task {c[0].id!r} already exists")
+            seen.add(c[0].id)
+        valid = [c for c in checked if not isinstance(c, Rejected)]
+        if self._unfinished + len(valid) > self.settings.max_pending:
+            raise Rejected(
+                429,
+                f"pending queue is full ({self._unfinished} of --max-pending "
+                f"{self.settings.max_pending} tasks unfinished); retry later",
+                retry_after=1.0,
+            )
+        self._unfinished += len(valid)  # reserve before awaiting, so concurrent calls see it
+        try:
+            inserted = await self.store.call(
+                self.store.store.insert_tasks, [record for record, _ in valid]
+            )
+        except BaseException:
+            self._unfinished -= len(valid)
+            raise
+        results: list[dict[str, JSON] | Rejected] = []
+        ok = iter(zip(valid, inserted, strict=True))
+        for c in checked:
+            if isinstance(c, Rejected):
+                results.append(c)
+                continue
+            (record, params), was_inserted = next(ok)
+            if not was_inserted:
+                self._unfinished -= 1
+                results.append(Rejected(409, f"id: task {record.id!r} already exists"))
+                continue
+            self.counters["submitted"] += 1
+            task = self._activate(record, params)
+            results.append(self.view(task))
+            self._spawn(self._split(task))
+        return results
+
+    def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:
+        task = ActiveTask(record=record, params=params)
+        if record.timeout is not None:
+            task.deadline = record.created_at + record.timeout
+            delay = max(0.0, task.deadline - time.time())
+            task.deadline_handle = asyncio.get_running_loop().call_later(
+                delay, self._on_deadline, record.id
+            )
+        self.active[record.id] = task
+        return task
+
+    async def _split(self, task: ActiveTask) -> None:
+        task_type = self.registry.instance(task.record.type)
+        try:
+            parts = await self._run_code(task_type.split, task.params)
+            parts = list(parts)
+            json.dumps(parts)
+        except Exception as exc:
+            await self._fail(task.id, _code_error("split", exc))
+            return
+        if task.id not in self.active:
+            return  # cancelled or timed out while splitting
+        await self._begin(task, parts, list(range(len(parts))), {}, {})
+
+    async def _begin(
+        self,
+        task: ActiveTask,
+        parts: list[JSON],
+        todo: list[int],
+        attempts: dict[int, int],
+        failures: dict[int, int],
+    ) -> None:
+        record = task.record
+        if record.state is TaskState.PENDING:
+            record.started_at = time.time()
+            await self.store.call(self.store.store.start_task, record.id, parts, record.started_at)
+            record.state = TaskState.RUNNING
+        record.subtasks_total = len(parts)
+        task.parts = parts
+        task.progress.subtasks_total = len(parts)
+        task.progress.subtasks_done = len(parts) - len(todo)
+        if task.id not in self.active:
+            return
+        type_cls = self.registry.get(record.type)
+        max_retries = record.max_retries if record.max_retries is not None else type_cls.max_retries
+        decisions = self.sched.handle(
+            sch.TaskReady(
+                record.id,
+                record.type,
+                record.priority,
+                todo,
+                max_retries=max_retries,
+                attempts_made=attempts,
+                failures_made=failures,
+            ),
+            time.monotonic(),
+        )
+        await self._carry_out(decisions)
+        self.kick()
+
+    async def _recover(self, record: TaskRecord) -> None:
+        """Take up a task that was not finished when the master stopped."""
+        try:
+            params = self.registry.get(record.type).parse_params(record.params)
+        except HerderError as exc:
+            task = self._activate(record, record.params)
+            await self._fail(task.id, TaskError(f"cannot resume: {exc}"))
+            return
+        task = self._activate(record, params)
+        if record.state is TaskState.PENDING:
+            self._spawn(self._split(task))
+            return
+        subtasks = await self.store.call(self.store.store.get_subtasks, record.id)
+        parts = [s.part for s in subtasks]
+        todo = [s.index for s in subtasks if s.state.value != "succeeded"]
+        attempts = {s.index: s.attempts for s in subtasks}
+        if record.state is TaskState.AGGREGATING or not todo:
+            task.parts = parts
+            task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
+            self._spawn(self._aggregate(task))
+            return
+        await self._begin(task, parts, todo, attempts, {})
+
+    # -- cancel, deadline, failure -----------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> dict[str, JSON]:
+        if task_id not in self.active:
+            record = await self.store.call(self.store.store.get_task, task_id)
+            if record is None:
+                raise Rejected(404, f"task {task_id!r} not found")
+            raise Rejected(409, f"task {task_id!r} is already {record.state.value}")
+        await self._end(task_id, TaskState.CANCELLED, None, None)
+        view = await self.get(task_id)
+        assert view is not None
+        return view
+
+    def _on_deadline(self, task_id: str) -> None:
+        task = self.active.get(task_id)
+        if task is None:
+            return
+        timeout = task.record.timeout
+        error = TaskError(f"timed out: the task's deadline of {timeout} s passed")
+        self._spawn(self._end(task_id, TaskState.TIMED_OUT, None, error))
+
+    async def _fail(self, task_id: str, error: TaskError) -> None:
+        await self._end(task_id, TaskState.FAILED, None, error)
+
+    async def _end(
+        self, task_id: str, state: TaskState, result: JSON, error: TaskError | None
+    ) -> None:
+        """Finish a task exactly once: store it, then tell the core and the workers."""
+        task = self.active.pop(task_id, None)
+        if task is None:
+            return
+        if task.deadline_handle is not None:
+            task.deadline_handle.cancel()
+        now = time.time()
+        await self.store.call(
+            self.store.store.finish_task, task_id, state, now, result, error
+        )
+        task.record.state = state
+        task.record.result = result
+        task.record.error = error
+        task.record.finished_at = now
+        self._unfinished -= 1
+        if state is TaskState.SUCCEEDED:
+            task.progress.subtasks_done = task.progress.subtasks_total
+        task.progress.running_fraction.clear()
+        task.progress.subtasks_running = 0
+        self._finished[task_id] = task.progress
+        if len(self._finished) > FINISHED_CACHE:
+            self._finished.popitem(last=False)
+        if state is not TaskState.SUCCEEDED:
+            reason = "timed out" if state is TaskState.TIMED_OUT else state.value
+            await self._carry_out(self.sched.handle(sch.TaskEnded(task_id, reason), 0.0))
+        self.kick()
+
+    # -- aggregation ---------------------------------------------------------------------------
+
+    async def _aggregate(self, task: ActiveTask) -> None:
+        record = task.record
+        if record.state is not TaskState.AGGREGATING:
+            record.state = TaskState.AGGREGATING
+            await self.store.call(self.store.store.set_task_state, record.id, record.state)
+        results = await self.store.call(self.store.store.get_results, record.id)
+        task_type = self.registry.instance(record.type)
+        try:
+            result = await self._run_code(task_type.aggregate, task.params, results)
+            json.dumps(result)
+        except Exception as exc:
+            await self._fail(record.id, _code_error("aggregate", exc))
+            return
+        await self._end(record.id, TaskState.SUCCEEDED, result, None)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def worker_joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
+        session = WorkerSession(
+            id=uuid.uuid4().hex[:12],
+            name=hello.name,
+            slots=hello.slots,
+            pool=hello.pool,
+            types=frozenset(hello.types) & frozenset(self.registry.names()),
+            labels=frozenset(hello.labels),
+        )
+        self.sessions[session.id] = session
+        self.sched.handle(
+            sch.WorkerJoined(session.id, session.slots, session.types, session.labels),
+            time.monotonic(),
+        )
+        keep = [
+            ref
+            for ref in hello.running
+            if self.sched.adopt(session.id, ref.task_id, ref.index, ref.attempt)
+        ]
+        for ref in keep:
+            task = self.active.get(ref.task_id)
+            if task is not None:
+                task.progress.subtasks_running += 1
+        welcome = frames.Welcome(worker_id=session.id, heartbeat=self.settings.heartbeat, keep=keep)
+        log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
+        self.kick()
+        return session, welcome
+
+    async def worker_left(self, session: WorkerSession, why: str) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        log.info("worker %s (%s) left: %s", session.name, session.id, why)
+        decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
+        if any(isinstance(d, sch.Requeue) for d in decisions):
+            self.counters["lost_workers"] += 1
+        await self._carry_out(decisions)
+        self.kick()
+
+    async def _watch_leases(self) -> None:
+        """Close the connection of a worker silent past --lease-timeout."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            limit = time.monotonic() - self.settings.lease_timeout
+            for session in list(self.sessions.values()):
+                if session.last_seen < limit:
+                    session.close("lease expired: no heartbeat")
+                    await self.worker_left(session, "lease expired")
+
+    async def on_frame(self, session: WorkerSession, frame: frames.WorkerFrame) -> None:
+        session.last_seen = time.monotonic()
+        match frame:
+            case frames.Heartbeat():
+                session.last_heartbeat = time.time()
+            case frames.ProgressFrame():
+                self._on_progress(frame)
+            case frames.LogFrame():
+                self._on_log(session, frame)
+            case frames.ResultFrame():
+                await self._on_result(session, frame)
+            case frames.Drain():
+                session.draining = True
+                self.sched.handle(sch.WorkerDraining(session.id), time.monotonic())
+            case frames.Hello():
+                raise HerderError("hello: sent twice on one connection")
+
+    def _on_progress(self, frame: frames.ProgressFrame) -> None:
+        task = self.active.get(frame.task_id)
+        if task is None or not self.sched.is_current(frame.task_id, frame.index, frame.attempt):
+            self.counters["stale_messages"] += 1
+            return
+        fraction = frame.done / frame.total if frame.total else frame.done
+        task.progress.running_fraction[frame.index] = min(1.0, max(0.0, fraction))
+
+    def _on_log(self, session: WorkerSession, frame: frames.LogFrame) -> None:
+        if frame.task_id not in self.active:
+            return
+        self._log_buffer.append(
+            LogRecord(
+                task_id=frame.task_id,
+                ts=frame.ts,
+                level=frame.level,
+                message=frame.message[: frames.MAX_LOG_MESSAGE],
+                subtask=frame.index,
+                attempt=frame.attempt,
+                worker=session.name,
+            )
+        )
+        if self._log_flush is None:
+            self._log_flush = asyncio.get_running_loop().call_later(
+                LOG_FLUSH_INTERVAL, lambda: self._spawn(self._flush_logs())
+            )
+
+    async def _flush_logs(self) -> None:
+        if self._log_flush is not None:
+            self._log_flush.cancel()
+            self._log_flush = None
+        if not self._log_buffer:
+            return
+        batch, self._log_buffer = self._log_buffer, []
+        await self.store.call(self.store.store.append_logs, batch)
+
+    async def _on_result(self, session: WorkerSession, frame: frames.ResultFrame) -> None:
+        ref = (frame.task_id, frame.index, frame.attempt)
+        ack = frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
+        if not self.sched.is_current(*ref):
+            self.counters["stale_messages"] += 1
+            session.send(ack)
+            return
+        task = self.active.get(frame.task_id)
+        outcome, error = frame.outcome, frame.error
+        if outcome == "ok" and not _is_json(frame.result):
+            outcome, error = "error", "the result is not JSON-serialisable"
+        if task is not None:
+            task.progress.running_fraction.pop(frame.index, None)
+            task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
+        now = time.monotonic()
+        if outcome == "ok":
+            recorded = await self.store.call(
+                self.store.store.record_result, *ref, frame.result, time.time()
+            )
+            # Not recorded means the store already holds a result for this subtask (possible
+            # only after a restart): the subtask is done either way.
+            decisions = self.sched.handle(sch.AttemptSucceeded(*ref), now)
+            if recorded and task is not None and not any(
+                isinstance(d, sch.Stale) for d in decisions
+            ):
+                task.progress.subtasks_done += 1
+        elif outcome in ("error", "timeout"):
+            decisions = self.sched.handle(sch.AttemptFailed(*ref), now)
+            if task is not None:
+                err = TaskError(
+                    message=error or f"subtask {outcome}",
+                    subtask=frame.index,
+                    worker=session.name,
+                    traceback=frame.traceback,
+                    attempt=frame.attempt,
+                )
+                final = any(isinstance(d, sch.FailTask) for d in decisions)
+                if any(isinstance(d, (sch.FailTask, sch.RetryLater)) for d in decisions):
+                    self.store.post(
+                        self.store.store.record_failure, *ref, err, final, time.time()
+                    )
+                if final:
+                    task.progress.subtasks_failed += 1
+                    session.send(ack)
+                    await self._fail(task.id, err)
+                    return
+        else:  # cancelled or released: no failure is counted
+            decisions = self.sched.handle(sch.AttemptEnded(*ref), now)
+        session.send(ack)
+        await self._carry_out(decisions)
+        self.kick()
+
+    # -- carrying out decisions ----------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Run the dispatcher soon, once, however many times it is kicked before then."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        for d in self.sched.dispatch(time.monotonic()):
+            self._send_assign(d)
+        self._arm_wakeup()
+
+    def _arm_wakeup(self) -> None:
+        at = self.sched.next_wakeup()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if at is not None:
+            delay = max(0.0, at - time.monotonic())
+            self._wakeup = asyncio.get_running_loop().call_later(delay, self.kick)
+
+    def _send_assign(self, d: sch.Dispatch) -> None:
+        task = self.active.get(d.task_id)
+        session = self.sessions.get(d.worker_id)
+        if task is None or session is None:  # cannot happen: the core knows both
+            log.error("dispatch to unknown task or worker: %s", d)
+            return
+        timeout = self.registry.get(task.record.type).subtask_timeout
+        if task.deadline is not None:
+            left = max(0.0, task.deadline - time.time())
+            timeout = left if timeout is None else min(timeout, left)
+        session.send(
+            frames.Assign(
+                task_id=d.task_id,
+                index=d.index,
+                attempt=d.attempt,
+                type=task.record.type,
+                part=task.parts[d.index],
+                timeout=timeout,
+            )
+        )
+        task.progress.subtasks_running += 1
+        self.store.post(
+            self.store.store.start_attempt, d.task_id, d.index, d.attempt, session.name, time.time()
+        )
+
+    async def _carry_out(self, decisions: Sequence[sch.Decision]) -> None:
+        for d in decisions:
+            match d:
+                case sch.CancelAttempt():
+                    session = self.sessions.get(d.worker_id)
+                    if session is not None:
+                        session.send(
+                            frames.Cancel(
+                                task_id=d.task_id, index=d.index, attempt=d.attempt,
+                                reason=d.reason,
+                            )
+                        )
+                case sch.Requeue():
+                    self.store.post(self.store.store.requeue_subtask, d.task_id, d.index)
+                    task = self.active.get(d.task_id)
+                    if task is not None:
+                        task.progress.running_fraction.pop(d.index, None)
+                        task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
+                case sch.RetryLater():
+                    self.counters["retries"] += 1
+                case sch.Stale():
+                    self.counters["stale_messages"] += 1
+                case sch.CompleteTask():
+                    task = self.active.get(d.task_id)
+                    if task is not None:
+                        self._spawn(self._aggregate(task))
+                case sch.FailTask() | sch.Dispatch():
+                    pass  # handled where they arise
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def view(self, task: ActiveTask) -> dict[str, JSON]:
+        return task_json(task.record, task.progress, task.fraction())
+
+    async def get(self, task_id: str) -> dict[str, JSON] | None:
+        task = self.active.get(task_id)
+        if task is not None:
+            return self.view(task)
+        record = await self.store.call(self.store.store.get_task, task_id)
+        if record is None:
+            return None
+        return self._stored_view(record)
+
+    def _stored_view(self, record: TaskRecord) -> dict[str, JSON]:
+        progress = self._finished.get(record.id)
+        if progress is None:
+            done = record.subtasks_total if record.state is TaskState.SUCCEEDED else 0
+            progress = Progress(subtasks_total=record.subtasks_total, subtasks_done=done)
+        if record.state is TaskState.SUCCEEDED:
+            fraction = 1.0
+        elif progress.subtasks_total:
+            fraction = progress.subtasks_done / progress.subtasks_total
+        else:
+            fraction = 0.0
+        return task_json(record, progress, fraction)
+
+    async def list_tasks(
+        self, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, JSON]], str | None]:
+        records, next_cursor = await self.store.call(
+            self.store.store.list_tasks, state, type_, limit, cursor
+        )
+        out = []
+        for record in records:
+            task = self.active.get(record.id)
+            out.append(self.view(task) if task is not None else self._stored_view(record))
+        return out, next_cursor
+
+    async def logs(self, task_id: str, since: int, limit: int) -> list[LogRecord]:
+        await self._flush_logs()
+        return await self.store.call(self.store.store.get_logs, task_id, since, limit)
+
+    def workers(self) -> list[dict[str, object]]:
+        return [
+            s.to_json(busy=self.sched.worker_load(s.id)[0] if self.sched.has_worker(s.id) else 0)
+            for s in self.sessions.values()
+        ]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _run_code(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run task-type code off the loop, under --split-timeout."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._code_pool, fn, *args)
+        try:
+            return await asyncio.wait_for(future, self.settings.split_timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"took longer than the limit of {self.settings.split_timeout} s"
+            ) from None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background step failed", exc_info=task.exception())
+
+
+def _code_error(where: str, exc: BaseException) -> TaskError:
+    tb = "".join(traceback.format_exception(exc))
+    return TaskError(message=f"{where}: {type(exc).__name__}: {exc}", traceback=tb)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,265 @@
+"""The master's ASGI app: the HTTP API under /api/v1 and the worker WebSocket channel.
+
+Thin: it parses, calls the `Master`, and turns `Rejected` into 4xx answers. Imports the master's
+`core` and `sessions`, `protocol` and `model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import pydantic
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
+
+from herder.errors import HerderError, ProtocolError
+from herder.master.core import Master, Rejected, Submission
+from herder.master.sessions import WorkerSession
+from herder.model import TaskState
+from herder.protocol import frames
+from herder.protocol.api import MAX_BATCH, SubmitRequest, submit_adapter
+from herder.tasktype import describe_validation_error
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 10.0
+
+
+def get_master(request: Request) -> Master:
+    master: Master = request.app.state.master
+    return master
+
+
+async def require_token(request: Request) -> None:
+    token = get_master(request).settings.token
+    if token is not None and not _token_ok(request.headers.get("authorization"), token):
+        raise HTTPException(
+            401,
+            "authorization: a valid 'Bearer' token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+MasterDep = Annotated[Master, Depends(get_master)]
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+
+
+def create_app(master: Master) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await master.start()
+        yield
+        await master.stop()
+
+    app = FastAPI(title="herder", version="0.1.0", lifespan=lifespan)
+    app.state.master = master
+    app.add_exception_handler(RequestValidationError, _on_invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(Rejected, _on_rejected)  # type: ignore[arg-type]
+    app.include_router(api)
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_websocket_route("/api/v1/workers/connect", worker_channel)
+    return app
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _describe(exc.errors())}, status_code=422)
+
+
+async def _on_rejected(request: Request, exc: Rejected) -> JSONResponse:
+    headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
+async def healthz(master: MasterDep) -> dict[str, Any]:
+    return {"status": "ok", "workers": len(master.sessions)}
+
+
+@api.post("/tasks", status_code=201)
+async def submit(body: SubmitRequest, master: MasterDep) -> dict[str, Any]:
+    (answer,) = await master.submit_many([_submission(body)])
+    if isinstance(answer, Rejected):
+        raise answer
+    return answer
+
+
+@api.post("/tasks/batch")
+async def submit_batch(
+    items: Annotated[list[Any], Body(max_length=MAX_BATCH)], master: MasterDep
+) -> list[dict[str, Any]]:
+    subs: list[Submission | Rejected] = []
+    for i, item in enumerate(items):
+        try:
+            subs.append(_submission(submit_adapter.validate_python(item)))
+        except pydantic.ValidationError as exc:
+            subs.append(Rejected(422, f"[{i}] " + describe_validation_error(exc)))
+    answers = iter(await master.submit_many([s for s in subs if isinstance(s, Submission)]))
+    out: list[dict[str, Any]] = []
+    for s in subs:
+        answer = s if isinstance(s, Rejected) else next(answers)
+        if isinstance(answer, Rejected):
+            out.append({"status": answer.status, "task": None, "detail": answer.message})
+        else:
+            out.append({"status": 201, "task": answer, "detail": None})
+    return out
+
+
+@api.get("/tasks")
+async def list_tasks(
+    master: MasterDep,
+    state: TaskState | None = None,
+    type: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+) -> dict[str, Any]:
+    tasks, next_cursor = await master.list_tasks(state, type, limit, cursor)
+    return {"tasks": tasks, "next_cursor": next_cursor}
+
+
+@api.get("/tasks/{task_id}")
+async def get_task(task_id: str, master: MasterDep) -> dict[str, Any]:
+    return await _task_or_404(master, task_id)
+
+
+@api.post("/tasks/{task_id}/cancel", status_code=202)
+async def cancel(task_id: str, master: MasterDep) -> dict[str, Any]:
+    return await master.cancel(task_id)
+
+
+@api.get("/tasks/{task_id}/result")
+async def result(task_id: str, master: MasterDep) -> dict[str, Any]:
+    task = await _task_or_404(master, task_id)
+    if task["state"] != TaskState.SUCCEEDED.value:
+        raise Rejected(409, f"task {task_id!r} is {task['state']}; it has no result")
+    return {"result": task["result"]}
+
+
+@api.get("/tasks/{task_id}/logs")
+async def logs(
+    task_id: str,
+    master: MasterDep,
+    since: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    await _task_or_404(master, task_id)
+    records = await master.logs(task_id, since, limit)
+    return {"logs": [r.to_json() for r in records]}
+
+
+@api.get("/workers")
+async def workers(master: MasterDep) -> dict[str, Any]:
+    return {"workers": master.workers()}
+
+
+@api.get("/types")
+async def types(master: MasterDep) -> dict[str, Any]:
+    return {
+        "types": [
+            {
+                "name": t.name,
+                "params_schema": t.params_schema(),
+                "max_retries": t.max_retries,
+                "subtask_timeout": t.subtask_timeout,
+                "doc": (t.__doc__ or "").strip() or None,
+            }
+            for t in master.registry
+        ]
+    }
+
+
+async def worker_channel(ws: WebSocket) -> None:
+    await serve_worker(ws, ws.app.state.master)
+
+
+async def serve_worker(ws: WebSocket, master: Master) -> None:
+    """One worker connection: hello, then frames until it closes or sends something malformed."""
+    token = master.settings.token
+    if token is not None and not _token_ok(ws.headers.get("authorization"), token):
+        await ws.close(code=1008, reason="authorization: a valid worker token is required")
+        return
+    await ws.accept()
+    try:
+        hello = frames.decode_hello(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT))
+        if hello.version != frames.PROTOCOL_VERSION:
+            raise ProtocolError(f"hello.version: {hello.version} is not supported")
+    except (ProtocolError, KeyError, TimeoutError, WebSocketDisconnect) as exc:
+        await _close(ws, f"{exc}" or "no hello")
+        return
+    session, welcome = master.worker_joined(hello)
+    session.send(welcome)
+    writer = asyncio.create_task(_write(ws, session))
+    why = "disconnected"
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("bytes")
+            if data is None:
+                raise ProtocolError("frame: expected a binary frame, got text")
+            await master.on_frame(session, frames.decode_worker_frame(data))
+    except (HerderError, WebSocketDisconnect) as exc:
+        why = str(exc) or type(exc).__name__
+        log.warning("worker %s: closing: %s", session.name, why)
+        session.close(why)
+    finally:
+        await master.worker_left(session, why)
+        session.close(why)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 2.0)
+
+
+async def _write(ws: WebSocket, session: WorkerSession) -> None:
+    while True:
+        frame = await session.outbox.get()
+        if frame is None:
+            await _close(ws, session.close_reason or "closed")
+            return
+        try:
+            await ws.send_bytes(frames.encode(frame))
+        except Exception:
+            return
+
+
+async def _close(ws: WebSocket, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        # a close reason is limited to 123 bytes by the WebSocket protocol
+        await ws.close(code=1008, reason=reason.encode()[:120].decode(errors="ignore"))
+
+
+async def _task_or_404(master: Master, task_id: str) -> dict[str, Any]:
+    task = await master.get(task_id)
+    if task is None:
+        raise Rejected(404, f"task {task_id!r} not found")
+    return task
+
+
+def _submission(body: SubmitRequest) -> Submission:
+    return Submission(
+        type=body.type,
+        params=body.params,
+        priority=body.priority,
+        timeout=body.timeout,
+        id=body.id,
+        retries=body.retries,
+    )
+
+
+def _token_ok(header: str | None, token: str) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    return secrets.compare_digest(header[7:].encode(), token.encode())
+
+
+def _describe(errors: Any) -> str:
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request"

@@ -1,0 +1,38 @@
+"""Start a master: open the store, load the task types, run the ASGI app on uvicorn.
+
+Imports `config`, `store`, `tasktype` and the master's `core` and `http`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from herder.config import MasterSettings
+from herder.master.core import Master
+from herder.master.http import create_app
+from herder.store.base import open_store
+from herder.tasktype import Registry
+
+
+def build_master(settings: MasterSettings) -> Master:
+    registry = Registry.from_modules(settings.tasks)
+    return Master(settings, open_store(settings.db), registry)
+
+
+def serve(settings: MasterSettings) -> None:
+    """Run the master in the foreground until SIGINT/SIGTERM."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(build_master(settings))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        ws_max_size=16 * 1024 * 1024,
+    )

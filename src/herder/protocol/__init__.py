@@ -1,0 +1,1 @@
+"""Wire formats, sans I/O: worker-channel frames (`frames`) and HTTP schemas (`api`)."""

@@ -1,0 +1,26 @@
+"""HTTP request schemas, sans I/O. Imports pydantic only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+MAX_BATCH = 10_000
+
+
+class SubmitRequest(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    type: str = pydantic.Field(min_length=1, max_length=200)
+    params: dict[str, Any] = pydantic.Field(default_factory=dict)
+    priority: int = pydantic.Field(default=0, ge=-1_000_000, le=1_000_000)
+    #: seconds from submission until the task is timed out
+    timeout: float | None = pydantic.Field(default=None, gt=0, le=365 * 86400)
+    id: str | None = pydantic.Field(default=None, pattern=ID_PATTERN)
+    #: overrides the type's max_retries for this task
+    retries: int | None = pydantic.Field(default=None, ge=0, le=100)
+
+
+submit_adapter: pydantic.TypeAdapter[SubmitRequest] = pydantic.TypeAdapter(SubmitRequest)

@@ -1,0 +1,173 @@
+"""The worker channel: binary MessagePack frames, each decoded into a typed, validated object.
+
+Sans I/O: `encode(frame) -> bytes`, `decode(bytes) -> Frame`. Every frame is a map with a `t` key
+naming its kind. An unknown or malformed frame raises ProtocolError; the session that received it
+closes that one connection with the error as the reason. Imports pydantic, msgpack and `errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgpack
+import pydantic
+
+from herder.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_LOG_MESSAGE = 16 * 1024
+
+Outcome = Literal["ok", "error", "cancelled", "released", "timeout"]
+
+
+class _Frame(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class AttemptRef(_Frame):
+    """Names one attempt of one subtask; `attempt` is the fencing token."""
+
+    task_id: str
+    index: int = pydantic.Field(ge=0)
+    attempt: int = pydantic.Field(ge=1)
+
+
+# -- worker -> master ------------------------------------------------------------------------
+
+
+class Hello(_Frame):
+    t: Literal["hello"] = "hello"
+    version: int = PROTOCOL_VERSION
+    name: str = pydantic.Field(min_length=1, max_length=200)
+    slots: int = pydantic.Field(ge=1, le=10_000)
+    types: list[str]
+    labels: list[str] = []
+    pool: Literal["thread", "process"] = "thread"
+    #: attempts this worker is still running (after a reconnect)
+    running: list[AttemptRef] = []
+    token: str | None = None
+
+
+class Heartbeat(_Frame):
+    t: Literal["heartbeat"] = "heartbeat"
+    running: list[AttemptRef] = []
+
+
+class ProgressFrame(AttemptRef):
+    t: Literal["progress"] = "progress"
+    done: float
+    total: float | None = None
+    message: str | None = pydantic.Field(default=None, max_length=MAX_LOG_MESSAGE)
+
+
+class LogFrame(AttemptRef):
+    t: Literal["log"] = "log"
+    ts: float
+    level: str = pydantic.Field(max_length=20)
+    message: str
+
+
+class ResultFrame(AttemptRef):
+    t: Literal["result"] = "result"
+    outcome: Outcome
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    duration: float = 0.0
+
+
+class Drain(_Frame):
+    """The worker stops taking work (it was asked to stop)."""
+
+    t: Literal["drain"] = "drain"
+
+
+# -- master -> worker ------------------------------------------------------------------------
+
+
+class Welcome(_Frame):
+    t: Literal["welcome"] = "welcome"
+    worker_id: str
+    heartbeat: float
+    #: attempts from the hello's `running` that the master still wants; the rest must stop
+    keep: list[AttemptRef] = []
+
+
+class Assign(AttemptRef):
+    t: Literal["assign"] = "assign"
+    type: str
+    part: Any = None
+    #: seconds this attempt may run (task deadline and subtask timeout); None: no limit
+    timeout: float | None = None
+
+
+class Cancel(AttemptRef):
+    t: Literal["cancel"] = "cancel"
+    reason: str = "cancelled"
+
+
+class Ack(AttemptRef):
+    """The master committed this attempt's result; the worker may forget it."""
+
+    t: Literal["ack"] = "ack"
+
+
+WorkerFrame = Hello | Heartbeat | ProgressFrame | LogFrame | ResultFrame | Drain
+MasterFrame = Welcome | Assign | Cancel | Ack
+Frame = WorkerFrame | MasterFrame
+
+_worker_adapter: pydantic.TypeAdapter[WorkerFrame] = pydantic.TypeAdapter(
+    Annotated[WorkerFrame, pydantic.Field(discriminator="t")]
+)
+_master_adapter: pydantic.TypeAdapter[MasterFrame] = pydantic.TypeAdapter(
+    Annotated[MasterFrame, pydantic.Field(discriminator="t")]
+)
+
+
+def encode(frame: Frame) -> bytes:
+    return msgpack.packb(frame.model_dump(mode="json"), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes) -> Any:
+    if not isinstance(data, bytes | bytearray):
+        raise ProtocolError("frame: expected a binary frame, got text")
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame: {len(data)} bytes is over the limit of {MAX_FRAME_BYTES}")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise ProtocolError(f"frame: not valid MessagePack ({exc})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+        raise ProtocolError("frame: must be a map with a string 't' naming its kind")
+    return obj
+
+
+def _validate(adapter: pydantic.TypeAdapter[Any], obj: Any) -> Any:
+    try:
+        return adapter.validate_python(obj)
+    except pydantic.ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in err["loc"])
+            parts.append(f"{loc}: {err['msg']}")
+        raise ProtocolError(f"frame {obj.get('t')!r}: " + "; ".join(parts)) from None
+
+
+def decode_worker_frame(data: bytes) -> WorkerFrame:
+    """Decode what a worker sent (used by the master)."""
+    return _validate(_worker_adapter, _unpack(data))  # type: ignore[no-any-return]
+
+
+def decode_master_frame(data: bytes) -> MasterFrame:
+    """Decode what the master sent (used by a worker)."""
+    return _validate(_master_adapter, _unpack(data))  # type: ignore[no-any-return]
+
+
+def decode_hello(data: bytes) -> Hello:
+    """Decode a connection's first frame, which must be a hello."""
+    obj = _unpack(data)
+    if obj["t"] != "hello":
+        raise ProtocolError(f"frame {obj['t']!r}: the first frame must be 'hello'")
+    hello: Hello = _validate(_worker_adapter, obj)
+    return hello

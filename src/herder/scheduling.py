@@ -1,0 +1,595 @@
+"""The scheduler core: a deterministic state machine, events in, decisions out (no I/O).
+
+It owns which subtask is ready, which attempt of it is current, and which worker holds what.
+Time is passed in (`now`, seconds on any monotonic clock) and randomness comes from a seeded
+`random.Random`, so the same events always give the same decisions. The master feeds it what
+happened (`WorkerJoined`, `AttemptSucceeded`, ...) and carries out what it decides (`Dispatch`,
+`CancelAttempt`, `FailTask`, ...).
+
+The algorithm (DESIGN.md "The scheduling algorithm"):
+- strict priority between tasks; round-robin between tasks of equal priority; FIFO inside a task;
+- credit-based dispatch: a worker holds at most `slots + prefetch` attempts; among eligible workers
+  the least loaded one gets the subtask, preferring one that has not failed it before;
+- an attempt number per subtask that only grows (the fencing token): a message about an attempt
+  that is no longer current is `Stale`;
+- retries with exponential backoff and jitter, up to the task's max_retries, then `FailTask`.
+
+Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+# -- events: what happened --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJoined:
+    worker_id: str
+    slots: int
+    types: frozenset[str]
+    labels: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLeft:
+    """The worker is gone (connection closed, lease expired): its attempts are re-queued."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDraining:
+    """The worker takes no new work; what it runs may still finish."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReady:
+    """A task's subtasks are stored and may run. `indices`: those still needing a result
+    (all of them for a new task; fewer after a master restart)."""
+
+    task_id: str
+    type: str
+    priority: int
+    indices: Sequence[int]
+    max_retries: int = 3
+    labels: frozenset[str] = frozenset()
+    #: attempts already made per index (after a restart), so attempt numbers keep growing
+    attempts_made: Mapping[int, int] = field(default_factory=dict)
+    failures_made: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSucceeded:
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """The attempt stopped without a result and without counting as a failure: cancelled on
+    the master's request, or handed back by a draining worker."""
+
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnded:
+    """The task was cancelled, timed out or failed: drop what is queued, cancel what runs."""
+
+    task_id: str
+    reason: str = "cancelled"
+
+
+Event = (
+    WorkerJoined
+    | WorkerLeft
+    | WorkerDraining
+    | TaskReady
+    | AttemptSucceeded
+    | AttemptFailed
+    | AttemptEnded
+    | TaskEnded
+)
+
+# -- decisions: what to do --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    worker_id: str
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttempt:
+    worker_id: str
+    task_id: str
+    index: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """A running attempt was lost or handed back; the subtask is queued again."""
+
+    task_id: str
+    index: int
+    attempt: int
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    task_id: str
+    index: int
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailTask:
+    task_id: str
+    index: int
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteTask:
+    """Every subtask has its result: aggregate."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A message about an attempt that is not current; drop it and count it."""
+
+    task_id: str
+    index: int
+    attempt: int
+
+
+Decision = Dispatch | CancelAttempt | Requeue | RetryLater | FailTask | CompleteTask | Stale
+
+# -- state ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Worker:
+    id: str
+    slots: int
+    types: frozenset[str]
+    labels: frozenset[str]
+    order: int
+    draining: bool = False
+    held: set[tuple[str, int, int]] = field(default_factory=set)  # (task, index, attempt)
+
+
+@dataclass(slots=True)
+class _Subtask:
+    attempts: int = 0
+    failures: int = 0
+    running: dict[int, str] = field(default_factory=dict)  # attempt -> worker
+    done: bool = False
+    avoid: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Task:
+    id: str
+    type: str
+    priority: int
+    max_retries: int
+    labels: frozenset[str]
+    subtasks: dict[int, _Subtask]
+    ready: deque[int] = field(default_factory=deque)
+    remaining: int = 0
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    prefetch: int = 0
+    retry_backoff: float = 0.1
+    retry_backoff_max: float = 30.0
+    #: 0..1: a retry waits backoff * (1 - jitter/2 + jitter * random())
+    retry_jitter: float = 0.5
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig | None = None, seed: int = 0) -> None:
+        self.config = config or SchedulerConfig()
+        self._rng = random.Random(seed)
+        self._workers: dict[str, _Worker] = {}
+        self._joined = 0
+        self._tasks: dict[str, _Task] = {}
+        # priority -> round-robin ring of ids of tasks that have ready subtasks
+        self._rings: dict[int, deque[str]] = {}
+        self._priorities: list[int] = []  # keys of _rings, highest first
+        self._delayed: list[tuple[float, int, str, int]] = []  # (at, tiebreak, task, index)
+        self._delay_seq = 0
+
+    # -- feeding events ----------------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Decision]:
+        """Apply one event; return what must be done because of it (dispatch is separate)."""
+        match event:
+            case WorkerJoined():
+                return self._worker_joined(event)
+            case WorkerLeft():
+                return self._worker_left(event.worker_id)
+            case WorkerDraining():
+                w = self._workers.get(event.worker_id)
+                if w is not None:
+                    w.draining = True
+                return []
+            case TaskReady():
+                return self._task_ready(event)
+            case AttemptSucceeded():
+                return self._attempt_succeeded(event)
+            case AttemptFailed():
+                return self._attempt_failed(event, now)
+            case AttemptEnded():
+                return self._attempt_ended(event)
+            case TaskEnded():
+                return self._task_ended(event)
+        raise TypeError(f"unknown event {event!r}")
+
+    def dispatch(self, now: float, limit: int | None = None) -> list[Dispatch]:
+        """Hand ready subtasks to workers with free credit, in scheduling order."""
+        self._release_due(now)
+        out: list[Dispatch] = []
+        while limit is None or len(out) < limit:
+            if not self._any_credit():
+                break
+            decision = self._dispatch_one()
+            if decision is None:
+                break
+            out.append(decision)
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """When the earliest delayed retry becomes ready (so the shell knows when to dispatch)."""
+        while self._delayed:
+            at, _, task_id, _ = self._delayed[0]
+            task = self._tasks.get(task_id)
+            if task is None or task.ended:
+                heapq.heappop(self._delayed)
+                continue
+            return at
+        return None
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def is_current(self, task_id: str, index: int, attempt: int) -> bool:
+        task = self._tasks.get(task_id)
+        sub = task.subtasks.get(index) if task else None
+        return sub is not None and attempt in sub.running
+
+    def worker_load(self, worker_id: str) -> tuple[int, int]:
+        """(attempts held, slots)."""
+        w = self._workers[worker_id]
+        return len(w.held), w.slots
+
+    def held_by(self, worker_id: str) -> list[tuple[str, int, int]]:
+        w = self._workers.get(worker_id)
+        return sorted(w.held) if w else []
+
+    def has_worker(self, worker_id: str) -> bool:
+        return worker_id in self._workers
+
+    def task_counts(self, task_id: str) -> tuple[int, int]:
+        """(running attempts, queued-or-delayed subtasks) of an active task."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return 0, 0
+        running = sum(len(s.running) for s in task.subtasks.values())
+        waiting = sum(1 for s in task.subtasks.values() if not s.done and not s.running)
+        return running, waiting
+
+    def queue_depth(self) -> dict[int, int]:
+        """Ready subtasks per priority."""
+        depth: dict[int, int] = {}
+        for prio, ring in self._rings.items():
+            depth[prio] = sum(len(self._tasks[t].ready) for t in ring)
+        return depth
+
+    def knows_task(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
+    # -- event handlers ------------------------------------------------------------------------
+
+    def _worker_joined(self, ev: WorkerJoined) -> list[Decision]:
+        out: list[Decision] = []
+        if ev.worker_id in self._workers:  # a rejoin under the same id: forget the old session
+            out += self._worker_left(ev.worker_id)
+        self._joined += 1
+        self._workers[ev.worker_id] = _Worker(
+            ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined
+        )
+        return out
+
+    def adopt(self, worker_id: str, task_id: str, index: int, attempt: int) -> bool:
+        """A reconnecting worker still runs this attempt: keep it if it is still wanted.
+
+        After a master restart the core has never seen the attempt, so it is accepted when the
+        subtask has no result and no other running attempt; the attempt counter moves up to it.
+        """
+        w = self._workers.get(worker_id)
+        task = self._tasks.get(task_id)
+        sub = task.subtasks.get(index) if task else None
+        if w is None or task is None or sub is None or task.ended or sub.done:
+            return False
+        if sub.running and attempt not in sub.running:
+            return False
+        if attempt < sub.attempts and attempt not in sub.running:
+            return False
+        if attempt in sub.running and sub.running[attempt] != worker_id:
+            return False
+        sub.attempts = max(sub.attempts, attempt)
+        sub.running[attempt] = worker_id
+        w.held.add((task_id, index, attempt))
+        self._unready(task, index)
+        return True
+
+    def _worker_left(self, worker_id: str) -> list[Decision]:
+        w = self._workers.pop(worker_id, None)
+        if w is None:
+            return []
+        out: list[Decision] = []
+        for task_id, index, attempt in sorted(w.held):
+            task = self._tasks[task_id]
+            sub = task.subtasks[index]
+            sub.running.pop(attempt, None)
+            if task.ended:
+                self._forget_if_idle(task)
+                continue
+            if not sub.done and not sub.running:
+                self._make_ready(task, index, front=True)
+                out.append(Requeue(task_id, index, attempt, worker_id, "worker lost"))
+        return out
+
+    def _task_ready(self, ev: TaskReady) -> list[Decision]:
+        if ev.task_id in self._tasks:
+            raise ValueError(f"task {ev.task_id} is already scheduled")
+        subtasks = {
+            i: _Subtask(attempts=ev.attempts_made.get(i, 0), failures=ev.failures_made.get(i, 0))
+            for i in ev.indices
+        }
+        task = _Task(
+            ev.task_id, ev.type, ev.priority, ev.max_retries, ev.labels, subtasks,
+            remaining=len(subtasks),
+        )
+        self._tasks[ev.task_id] = task
+        if not subtasks:
+            del self._tasks[ev.task_id]
+            return [CompleteTask(ev.task_id)]
+        task.ready.extend(sorted(subtasks))
+        self._ring_add(task)
+        return []
+
+    def _attempt_succeeded(self, ev: AttemptSucceeded) -> list[Decision]:
+        found = self._current(ev.task_id, ev.index, ev.attempt)
+        if found is None:
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        task, sub, worker_id = found
+        self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        sub.running.pop(ev.attempt)
+        if task.ended:  # cancelled or timed out meanwhile: the result is not wanted
+            self._forget_if_idle(task)
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        if sub.done:  # a sibling attempt won already (speculation)
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        sub.done = True
+        task.remaining -= 1
+        out: list[Decision] = [
+            CancelAttempt(w, ev.task_id, ev.index, a, "another attempt won")
+            for a, w in sub.running.items()
+        ]
+        if task.remaining == 0:
+            out.append(CompleteTask(task.id))
+            self._forget_if_idle(task, force=True)
+        return out
+
+    def _attempt_failed(self, ev: AttemptFailed, now: float) -> list[Decision]:
+        found = self._current(ev.task_id, ev.index, ev.attempt)
+        if found is None:
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        task, sub, worker_id = found
+        self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        sub.running.pop(ev.attempt)
+        if task.ended:
+            self._forget_if_idle(task)
+            return []
+        if sub.done or sub.running:  # another attempt still runs or won: nothing to retry
+            return []
+        sub.failures += 1
+        sub.avoid.add(worker_id)
+        if sub.failures > task.max_retries:
+            return [FailTask(task.id, ev.index, ev.attempt, worker_id)]
+        at = now + self._backoff(sub.failures)
+        self._delay_seq += 1
+        heapq.heappush(self._delayed, (at, self._delay_seq, task.id, ev.index))
+        return [RetryLater(task.id, ev.index, ev.attempt, at)]
+
+    def _attempt_ended(self, ev: AttemptEnded) -> list[Decision]:
+        found = self._current(ev.task_id, ev.index, ev.attempt)
+        if found is None:
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        task, sub, worker_id = found
+        self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        sub.running.pop(ev.attempt)
+        if task.ended:
+            self._forget_if_idle(task)
+            return []
+        if sub.done or sub.running:
+            return []
+        self._make_ready(task, ev.index, front=True)
+        return [Requeue(task.id, ev.index, ev.attempt, worker_id, "handed back")]
+
+    def _task_ended(self, ev: TaskEnded) -> list[Decision]:
+        task = self._tasks.get(ev.task_id)
+        if task is None or task.ended:
+            return []
+        task.ended = True
+        task.ready.clear()
+        self._ring_remove(task)
+        out: list[Decision] = []
+        for index, sub in sorted(task.subtasks.items()):
+            for attempt, worker_id in sorted(sub.running.items()):
+                out.append(CancelAttempt(worker_id, task.id, index, attempt, ev.reason))
+        self._forget_if_idle(task)
+        return out
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _current(
+        self, task_id: str, index: int, attempt: int
+    ) -> tuple[_Task, _Subtask, str] | None:
+        task = self._tasks.get(task_id)
+        sub = task.subtasks.get(index) if task else None
+        if task is None or sub is None:
+            return None
+        worker_id = sub.running.get(attempt)
+        if worker_id is None:
+            return None
+        return task, sub, worker_id
+
+    def _release(self, worker_id: str, task_id: str, index: int, attempt: int) -> None:
+        w = self._workers.get(worker_id)
+        if w is not None:
+            w.held.discard((task_id, index, attempt))
+
+    def _backoff(self, failures: int) -> float:
+        cfg = self.config
+        base = min(cfg.retry_backoff_max, cfg.retry_backoff * 2.0 ** (failures - 1))
+        return base * (1 - cfg.retry_jitter / 2 + cfg.retry_jitter * self._rng.random())
+
+    def _release_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, task_id, index = heapq.heappop(self._delayed)
+            task = self._tasks.get(task_id)
+            if task is None or task.ended:
+                continue
+            sub = task.subtasks[index]
+            if not sub.done and not sub.running:
+                self._make_ready(task, index, front=True)
+
+    def _make_ready(self, task: _Task, index: int, front: bool) -> None:
+        if index in task.ready:
+            return
+        if front:
+            task.ready.appendleft(index)
+        else:
+            task.ready.append(index)
+        if len(task.ready) == 1:
+            self._ring_add(task)
+
+    def _unready(self, task: _Task, index: int) -> None:
+        if index in task.ready:
+            task.ready.remove(index)
+            if not task.ready:
+                self._ring_remove(task)
+
+    def _ring_add(self, task: _Task) -> None:
+        ring = self._rings.get(task.priority)
+        if ring is None:
+            ring = self._rings[task.priority] = deque()
+            self._priorities = sorted(self._rings, reverse=True)
+        if task.id not in ring:
+            ring.append(task.id)
+
+    def _ring_remove(self, task: _Task) -> None:
+        ring = self._rings.get(task.priority)
+        if ring is None:
+            return
+        try:
+            ring.remove(task.id)
+        except ValueError:
+            return
+        if not ring:
+            del self._rings[task.priority]
+            self._priorities = sorted(self._rings, reverse=True)
+
+    def _forget_if_idle(self, task: _Task, force: bool = False) -> None:
+        """Drop a finished task from memory once no attempt of it is held anywhere."""
+        if not (task.ended or force or task.remaining == 0):
+            return
+        if any(s.running for s in task.subtasks.values()):
+            task.ended = True  # keep it until the last attempt is answered
+            return
+        self._ring_remove(task)
+        self._tasks.pop(task.id, None)
+
+    def _credit(self, w: _Worker) -> int:
+        if w.draining:
+            return 0
+        return w.slots + self.config.prefetch - len(w.held)
+
+    def _any_credit(self) -> bool:
+        return any(self._credit(w) > 0 for w in self._workers.values())
+
+    def _pick_worker(self, task: _Task, sub: _Subtask) -> _Worker | None:
+        best: _Worker | None = None
+        best_key: tuple[int, float, int] | None = None
+        for w in self._workers.values():
+            if self._credit(w) <= 0 or task.type not in w.types or not task.labels <= w.labels:
+                continue
+            key = (1 if w.id in sub.avoid else 0, len(w.held) / w.slots, w.order)
+            if best_key is None or key < best_key:
+                best, best_key = w, key
+        return best
+
+    def _dispatch_one(self) -> Dispatch | None:
+        for prio in self._priorities:
+            ring = self._rings[prio]
+            for position, task_id in enumerate(ring):
+                task = self._tasks[task_id]
+                index = task.ready[0]
+                sub = task.subtasks[index]
+                worker = self._pick_worker(task, sub)
+                if worker is None:
+                    continue  # no worker can take this task's type now; the next task may
+                task.ready.popleft()
+                del ring[position]
+                if task.ready:
+                    ring.append(task_id)  # its next turn comes after every other task's
+                elif not ring:
+                    del self._rings[prio]
+                    self._priorities = sorted(self._rings, reverse=True)
+                sub.attempts += 1
+                sub.running[sub.attempts] = worker.id
+                worker.held.add((task_id, index, sub.attempts))
+                return Dispatch(worker.id, task_id, index, sub.attempts)
+        return None
+
+
+def handle_all(sched: Scheduler, events: Iterable[Event], now: float) -> list[Decision]:
+    """Apply events in order; the concatenated decisions."""
+    out: list[Decision] = []
+    for ev in events:
+        out += sched.handle(ev, now)
+    return out

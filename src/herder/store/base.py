@@ -1,0 +1,143 @@
+"""The store contract: every query the master makes, as one narrow synchronous interface.
+
+Backends implement it in their own module (`sqlite`, later `postgres`). Methods are synchronous;
+the master calls them from one dedicated thread, so a backend needs no locking of its own beyond
+what its driver does. Every method that changes state commits before it returns: the master
+acknowledges nothing the store has not committed. Imports `model` and `errors` only.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from herder.errors import HerderError
+from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
+
+
+class DuplicateTask(HerderError):
+    """A task id that is already stored."""
+
+
+class Store(abc.ABC):
+    # -- life ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema; idempotent."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_tasks(self, tasks: Sequence[TaskRecord]) -> list[bool]:
+        """Insert tasks in one transaction. Returns, per task, False if its id was already
+        stored (that one is not inserted, the others are)."""
+
+    @abc.abstractmethod
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    def list_tasks(
+        self,
+        state: TaskState | None = None,
+        type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
+
+    @abc.abstractmethod
+    def count_unfinished(self) -> int:
+        """Tasks in pending, running or aggregating: what --max-pending bounds."""
+
+    @abc.abstractmethod
+    def unfinished_tasks(self) -> list[TaskRecord]:
+        """Tasks in pending, running or aggregating, oldest first (for recovery at start)."""
+
+    @abc.abstractmethod
+    def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
+        """Store the subtasks (index = position in `parts`, state queued), set subtasks_total,
+        state running and started_at, in one transaction."""
+
+    @abc.abstractmethod
+    def set_task_state(self, task_id: str, state: TaskState) -> None:
+        """A non-final transition (running -> aggregating)."""
+
+    @abc.abstractmethod
+    def finish_task(
+        self,
+        task_id: str,
+        state: TaskState,
+        finished_at: float,
+        result: JSON = None,
+        error: TaskError | None = None,
+    ) -> bool:
+        """Move a task to a final state with its result or error. Queued and running subtasks
+        become cancelled unless `state` is succeeded. Returns False, changing nothing, when the
+        task is already final (so a task finishes exactly once)."""
+
+    # -- subtasks --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def start_attempt(
+        self, task_id: str, index: int, attempt: int, worker: str, started_at: float
+    ) -> None:
+        """Subtask -> running with this attempt number and worker (attempts = attempt)."""
+
+    @abc.abstractmethod
+    def record_result(
+        self, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
+    ) -> bool:
+        """Subtask -> succeeded with its result. Exactly once: returns False and changes nothing
+        if the subtask already has a result (enforced by the schema, not only by this check)."""
+
+    @abc.abstractmethod
+    def record_failure(
+        self,
+        task_id: str,
+        index: int,
+        attempt: int,
+        error: TaskError,
+        final: bool,
+        finished_at: float,
+    ) -> None:
+        """An attempt failed. final=True: subtask -> failed; else it goes back to queued,
+        keeping its error as the last one seen."""
+
+    @abc.abstractmethod
+    def requeue_subtask(self, task_id: str, index: int) -> None:
+        """A running subtask goes back to queued without counting a failure (worker lost,
+        handed back on drain)."""
+
+    @abc.abstractmethod
+    def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
+        """In index order."""
+
+    @abc.abstractmethod
+    def get_results(self, task_id: str) -> list[JSON]:
+        """The results of a task's subtasks, in index order (None where there is none)."""
+
+    # -- logs ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
+        """Store records in order; returns them with their `seq` set (increasing per task)."""
+
+    @abc.abstractmethod
+    def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
+        """Records with seq > since, in seq order."""
+
+
+def open_store(url: str) -> Store:
+    """`path/to/file.db`, `sqlite:///path`, or `:memory:` -> SQLite. (PostgreSQL comes later.)"""
+    if url.startswith(("postgres://", "postgresql://")):
+        raise HerderError("--db: PostgreSQL is not supported yet; use a SQLite file path")
+    from herder.store.sqlite import SqliteStore  # the backend chosen by URL, imported on demand
+
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    store = SqliteStore(path)
+    store.migrate()
+    return store

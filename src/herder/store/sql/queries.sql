@@ -1,0 +1,127 @@
+-- Every query SqliteStore makes, by name (SQLite dialect). Parameters are named (:name).
+-- A block runs from its "-- name:" line to the next one. Columns are read by name, not position.
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version;
+
+-- name: record_version
+INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, :applied_at);
+
+-- name: insert_task
+-- An id already stored is skipped: rowcount 0 tells the caller.
+INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
+                   started_at, finished_at, subtasks_total, max_retries)
+VALUES (:id, :type, :params, :priority, :timeout, :state, :result, :error, :created_at,
+        :started_at, :finished_at, :subtasks_total, :max_retries)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = :id;
+
+-- name: list_tasks
+-- The four list_tasks* variants exist so that each filter walks its own index backwards; one
+-- query with "(:state IS NULL OR state = :state)" would scan the whole table instead.
+SELECT * FROM tasks WHERE seq < :before ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_tasks_by_state
+SELECT * FROM tasks WHERE state = :state AND seq < :before ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_tasks_by_type
+SELECT * FROM tasks WHERE type = :type AND seq < :before ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_tasks_by_state_and_type
+SELECT * FROM tasks
+WHERE state = :state AND type = :type AND seq < :before
+ORDER BY seq DESC LIMIT :limit;
+
+-- name: count_unfinished
+SELECT count(*) FROM tasks WHERE state IN ('pending', 'running', 'aggregating');
+
+-- name: unfinished_tasks
+SELECT * FROM tasks WHERE state IN ('pending', 'running', 'aggregating') ORDER BY seq;
+
+-- name: start_task
+-- Only a pending task starts: one cancelled while it was being split stays cancelled.
+UPDATE tasks SET state = 'running', started_at = :started_at, subtasks_total = :subtasks_total
+WHERE id = :id AND state = 'pending';
+
+-- name: insert_subtask
+INSERT INTO subtasks (task_id, idx, part, state) VALUES (:task_id, :idx, :part, 'queued');
+
+-- name: set_task_state
+UPDATE tasks SET state = :state WHERE id = :id AND state = :from_state;
+
+-- name: finish_task
+-- The state guard makes finishing happen once: a second call matches no row.
+UPDATE tasks SET state = :state, finished_at = :finished_at, result = :result, error = :error
+WHERE id = :id AND state IN ('pending', 'running', 'aggregating');
+
+-- name: cancel_open_subtasks
+UPDATE subtasks SET state = 'cancelled', finished_at = :finished_at
+WHERE task_id = :task_id AND state IN ('queued', 'running');
+
+-- name: start_attempt
+-- max(): the attempt number is a fencing token and never goes back, even if calls cross.
+UPDATE subtasks
+SET state = 'running', attempts = max(attempts, :attempt), worker = :worker,
+    started_at = :started_at, finished_at = NULL
+WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running');
+
+-- name: insert_result
+-- Inserts nothing for an unknown or already final subtask; the primary key of subtask_results
+-- turns away a second result even if the state check above it were wrong.
+INSERT INTO subtask_results (task_id, idx, attempt, result, recorded_at)
+SELECT task_id, idx, :attempt, :result, :finished_at FROM subtasks
+WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running')
+ON CONFLICT (task_id, idx) DO NOTHING;
+
+-- name: mark_succeeded
+UPDATE subtasks
+SET state = 'succeeded', attempts = max(attempts, :attempt), finished_at = :finished_at
+WHERE task_id = :task_id AND idx = :idx;
+
+-- name: fail_subtask
+UPDATE subtasks
+SET state = 'failed', attempts = max(attempts, :attempt), error = :error,
+    finished_at = :finished_at
+WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running');
+
+-- name: retry_subtask
+-- Back to queued: nobody holds it, so no worker and no start time; the error stays as the last seen.
+UPDATE subtasks
+SET state = 'queued', attempts = max(attempts, :attempt), error = :error, worker = NULL,
+    started_at = NULL, finished_at = NULL
+WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running');
+
+-- name: requeue_subtask
+UPDATE subtasks SET state = 'queued', worker = NULL, started_at = NULL
+WHERE task_id = :task_id AND idx = :idx AND state = 'running';
+
+-- name: get_subtasks
+SELECT s.task_id, s.idx, s.part, s.state, s.attempts, s.worker, r.result, s.error,
+       s.started_at, s.finished_at
+FROM subtasks AS s
+LEFT JOIN subtask_results AS r ON r.task_id = s.task_id AND r.idx = s.idx
+WHERE s.task_id = :task_id
+ORDER BY s.idx;
+
+-- name: get_results
+SELECT r.result
+FROM subtasks AS s
+LEFT JOIN subtask_results AS r ON r.task_id = s.task_id AND r.idx = s.idx
+WHERE s.task_id = :task_id
+ORDER BY s.idx;
+
+-- name: insert_log
+INSERT INTO logs (task_id, ts, level, message, subtask, attempt, worker)
+VALUES (:task_id, :ts, :level, :message, :subtask, :attempt, :worker);
+
+-- name: get_logs
+SELECT * FROM logs WHERE task_id = :task_id AND seq > :since ORDER BY seq LIMIT :limit;

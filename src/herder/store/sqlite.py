@@ -1,0 +1,454 @@
+"""The SQLite backend of the store: one embedded file (or `:memory:`), the default.
+
+The SQL lives in `sql/`: versioned migrations `NNNN_name.sql` applied in order by `migrate()`, and
+`queries.sql` holding every query by name. This module opens the connection, runs those queries
+inside transactions, and turns rows into `herder.model` records. Imports `model`, `errors` and
+`store.base` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from herder.errors import HerderError
+from herder.model import (
+    FINAL_TASK_STATES,
+    JSON,
+    TASK_TRANSITIONS,
+    LogRecord,
+    SubtaskRecord,
+    SubtaskState,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
+from herder.store.base import Store
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MAX_PAGE = 1000
+_BUSY_TIMEOUT_MS = 5000
+# `seq < _NO_CURSOR` holds for every row: the first page has no cursor.
+_NO_CURSOR = 2**63 - 1
+
+# One encoder for every write: json.dumps would build a new one per call for these separators.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class SqliteStore(Store):
+    """The store in one SQLite file. Call `migrate()` once before anything else."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # isolation_level=None: the driver opens no transactions behind our back; each write
+        # below is either one statement (atomic by itself) or wrapped in `_transaction()`.
+        # check_same_thread=False: the master's store thread need not be the one that opened us.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        # WAL with synchronous=NORMAL: a commit is in the WAL file (the OS page cache) when it
+        # returns and the WAL is fsynced at checkpoints. Killing the process, even with -9, loses
+        # nothing committed, because the OS still writes what it holds; only a power cut or an OS
+        # crash may lose the last commits, and never corrupts the file. FULL would fsync on every
+        # commit, which bounds submissions to the disk's flush rate for no gain against the
+        # crashes DESIGN.md promises to survive. WAL also lets readers go on during a write.
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        # Another process holding the write lock (a second master, a migration) makes us wait
+        # this long instead of failing at once with "database is locked".
+        self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._q = _queries()
+
+    # -- life ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        self._db.execute(self._q["create_schema_version"])
+        for version, name, script in _migrations():
+            with self._transaction() as db:
+                # Checked under the write lock, so two processes migrating at once apply each
+                # version once: the second one waits, then finds it done.
+                applied = {row[0] for row in db.execute(self._q["applied_versions"])}
+                if version in applied:
+                    continue
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(
+                    self._q["record_version"],
+                    {"version": version, "name": name, "applied_at": time.time()},
+                )
+        newest = max((row[0] for row in self._db.execute(self._q["applied_versions"])), default=0)
+        known = max((v for v, _, _ in _migrations()), default=0)
+        if newest > known:
+            raise HerderError(
+                f"store {self.path!r} has schema version {newest}, newer than the {known} this "
+                "herder knows; upgrade herder"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def insert_tasks(self, tasks: Sequence[TaskRecord]) -> list[bool]:
+        inserted: list[bool] = []
+        with self._transaction() as db:
+            for task in tasks:
+                cur = db.execute(self._q["insert_task"], _task_params(task))
+                inserted.append(cur.rowcount == 1)
+        return inserted
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        row = self._db.execute(self._q["get_task"], {"id": task_id}).fetchone()
+        return None if row is None else _task_from_row(row)
+
+    def list_tasks(
+        self,
+        state: TaskState | None = None,
+        type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Raises ValueError for a cursor that list_tasks did not hand out."""
+        limit = max(1, min(int(limit), _MAX_PAGE))
+        query = "list_tasks"
+        params: dict[str, Any] = {"before": _parse_cursor(cursor), "limit": limit + 1}
+        if state is not None:
+            query += "_by_state"
+            params["state"] = TaskState(state).value
+        if type is not None:
+            query += "_and_type" if state is not None else "_by_type"
+            params["type"] = type
+        # One row more than asked tells whether a next page exists, so the last page never
+        # hands out a cursor that leads to an empty page.
+        rows = self._db.execute(self._q[query], params).fetchall()
+        next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
+        return [_task_from_row(row) for row in rows[:limit]], next_cursor
+
+    def count_unfinished(self) -> int:
+        count: int = self._db.execute(self._q["count_unfinished"]).fetchone()[0]
+        return count
+
+    def unfinished_tasks(self) -> list[TaskRecord]:
+        return [_task_from_row(row) for row in self._db.execute(self._q["unfinished_tasks"])]
+
+    def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
+        """Does nothing unless the task is pending (one cancelled during its split stays so)."""
+        with self._transaction() as db:
+            cur = db.execute(
+                self._q["start_task"],
+                {"id": task_id, "started_at": started_at, "subtasks_total": len(parts)},
+            )
+            if cur.rowcount != 1:
+                return
+            db.executemany(
+                self._q["insert_subtask"],
+                ({"task_id": task_id, "idx": i, "part": _encode(p)} for i, p in enumerate(parts)),
+            )
+
+    def set_task_state(self, task_id: str, state: TaskState) -> None:
+        """Does nothing when the task's current state cannot legally move to `state` (it was
+        finished meanwhile, say). Raises ValueError for a final state: use finish_task."""
+        state = TaskState(state)
+        sources = [s for s, target in TASK_TRANSITIONS if target is state]
+        if state.finished or not sources:
+            raise ValueError(f"set_task_state: {state.value!r} is not a non-final target state")
+        with self._transaction() as db:
+            for source in sources:
+                db.execute(
+                    self._q["set_task_state"],
+                    {"id": task_id, "state": state.value, "from_state": source.value},
+                )
+
+    def finish_task(
+        self,
+        task_id: str,
+        state: TaskState,
+        finished_at: float,
+        result: JSON = None,
+        error: TaskError | None = None,
+    ) -> bool:
+        state = TaskState(state)
+        if state not in FINAL_TASK_STATES:
+            raise ValueError(f"finish_task: {state.value!r} is not a final state")
+        with self._transaction() as db:
+            cur = db.execute(
+                self._q["finish_task"],
+                {
+                    "id": task_id,
+                    "state": state.value,
+                    "finished_at": finished_at,
+                    "result": _encode_nullable(result),
+                    "error": _encode_error(error),
+                },
+            )
+            if cur.rowcount != 1:
+                return False
+            if state is not TaskState.SUCCEEDED:
+                db.execute(
+                    self._q["cancel_open_subtasks"],
+                    {"task_id": task_id, "finished_at": finished_at},
+                )
+        return True
+
+    # -- subtasks --------------------------------------------------------------------------
+
+    def start_attempt(
+        self, task_id: str, index: int, attempt: int, worker: str, started_at: float
+    ) -> None:
+        """Does nothing for a subtask that is already final. `attempts` never decreases."""
+        self._db.execute(
+            self._q["start_attempt"],
+            {
+                "task_id": task_id,
+                "idx": index,
+                "attempt": attempt,
+                "worker": worker,
+                "started_at": started_at,
+            },
+        )
+
+    def record_result(
+        self, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
+    ) -> bool:
+        """Also False, changing nothing, for an unknown subtask or one that is failed or
+        cancelled (its task is over: a late result must not make it look succeeded)."""
+        params = {
+            "task_id": task_id,
+            "idx": index,
+            "attempt": attempt,
+            "result": _encode(result),
+            "finished_at": finished_at,
+        }
+        with self._transaction() as db:
+            if db.execute(self._q["insert_result"], params).rowcount != 1:
+                return False
+            db.execute(self._q["mark_succeeded"], params)
+        return True
+
+    def record_failure(
+        self,
+        task_id: str,
+        index: int,
+        attempt: int,
+        error: TaskError,
+        final: bool,
+        finished_at: float,
+    ) -> None:
+        """Does nothing for a subtask that is already final: a failure of one attempt cannot
+        undo the result of another."""
+        params = {
+            "task_id": task_id,
+            "idx": index,
+            "attempt": attempt,
+            "error": _encode_error(error),
+        }
+        if final:
+            self._db.execute(self._q["fail_subtask"], {**params, "finished_at": finished_at})
+        else:
+            self._db.execute(self._q["retry_subtask"], params)
+
+    def requeue_subtask(self, task_id: str, index: int) -> None:
+        self._db.execute(self._q["requeue_subtask"], {"task_id": task_id, "idx": index})
+
+    def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
+        rows = self._db.execute(self._q["get_subtasks"], {"task_id": task_id})
+        return [_subtask_from_row(row) for row in rows]
+
+    def get_results(self, task_id: str) -> list[JSON]:
+        rows = self._db.execute(self._q["get_results"], {"task_id": task_id})
+        return [_decode(row[0]) for row in rows]
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
+        stored: list[LogRecord] = []
+        insert = self._q["insert_log"]
+        # One insert per row rather than executemany: each row's seq comes back as lastrowid,
+        # and the single transaction is what makes the batch cheap (one commit).
+        with self._transaction() as db:
+            for r in records:
+                cur = db.execute(
+                    insert,
+                    {
+                        "task_id": r.task_id,
+                        "ts": r.ts,
+                        "level": r.level,
+                        "message": r.message,
+                        "subtask": r.subtask,
+                        "attempt": r.attempt,
+                        "worker": r.worker,
+                    },
+                )
+                stored.append(_with_seq(r, cur.lastrowid))
+        return stored
+
+    def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
+        rows = self._db.execute(
+            self._q["get_logs"],
+            # SQLite reads a negative LIMIT as "no limit"; a caller asking for less than nothing
+            # gets nothing.
+            {"task_id": task_id, "since": since, "limit": max(0, limit)},
+        )
+        return [_log_from_row(row) for row in rows]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock at BEGIN, so a read-then-write inside cannot be
+        # overtaken by another writer between the two (and waits busy_timeout, not fails, on it).
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+
+# -- SQL files ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _queries() -> dict[str, str]:
+    text = (importlib.resources.files("herder.store") / "sql" / "queries.sql").read_text("utf-8")
+    parts = _QUERY_HEADER.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+@functools.cache
+def _migrations() -> tuple[tuple[int, str, str], ...]:
+    """(version, file name, script) for every migration file, by version."""
+    found: list[tuple[int, str, str]] = []
+    for entry in (importlib.resources.files("herder.store") / "sql").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    versions = [version for version, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise HerderError(f"store migrations must be numbered 1, 2, 3, ...; found {versions}")
+    return tuple(found)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements the way SQLite's own shell does (a `;` inside a string
+    or a trigger body does not end one). Unlike executescript, this runs inside our transaction
+    instead of committing first."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if any(line.strip() and not line.lstrip().startswith("--") for line in pending.splitlines()):
+        raise HerderError(f"store migration ends in an unfinished statement: {pending.strip()!r}")
+
+
+# -- rows <-> records -----------------------------------------------------------------------
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    if cursor is None or cursor == "":
+        return _NO_CURSOR
+    if not (cursor.isascii() and cursor.isdigit()):
+        raise ValueError(f"cursor: {cursor!r} is not a cursor that list_tasks returned")
+    # Past the largest seq there is, a cursor means "from the newest"; SQLite cannot bind more.
+    return min(int(cursor), _NO_CURSOR)
+
+
+def _encode_nullable(value: JSON) -> str | None:
+    return None if value is None else _encode(value)
+
+
+def _encode_error(error: TaskError | None) -> str | None:
+    return None if error is None else _encode(error.to_json())
+
+
+def _decode(text: str | None) -> JSON:
+    return None if text is None else json.loads(text)
+
+
+def _decode_error(text: str | None) -> TaskError | None:
+    return None if text is None else TaskError.from_json(json.loads(text))
+
+
+def _task_params(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "type": task.type,
+        "params": _encode(task.params),
+        "priority": task.priority,
+        "timeout": task.timeout,
+        "state": TaskState(task.state).value,
+        "result": _encode_nullable(task.result),
+        "error": _encode_error(task.error),
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "subtasks_total": task.subtasks_total,
+        "max_retries": task.max_retries,
+    }
+
+
+def _task_from_row(row: sqlite3.Row) -> TaskRecord:
+    return TaskRecord(
+        id=row["id"],
+        type=row["type"],
+        params=json.loads(row["params"]),
+        priority=row["priority"],
+        timeout=row["timeout"],
+        state=TaskState(row["state"]),
+        result=_decode(row["result"]),
+        error=_decode_error(row["error"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        subtasks_total=row["subtasks_total"],
+        max_retries=row["max_retries"],
+    )
+
+
+def _subtask_from_row(row: sqlite3.Row) -> SubtaskRecord:
+    return SubtaskRecord(
+        task_id=row["task_id"],
+        index=row["idx"],
+        part=json.loads(row["part"]),
+        state=SubtaskState(row["state"]),
+        attempts=row["attempts"],
+        worker=row["worker"],
+        result=_decode(row["result"]),
+        error=_decode_error(row["error"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _log_from_row(row: sqlite3.Row) -> LogRecord:
+    return LogRecord(
+        task_id=row["task_id"],
+        ts=row["ts"],
+        level=row["level"],
+        message=row["message"],
+        subtask=row["subtask"],
+        attempt=row["attempt"],
+        worker=row["worker"],
+        seq=row["seq"],
+    )
+
+
+def _with_seq(record: LogRecord, seq: int | None) -> LogRecord:
+    if seq is None:  # an INSERT always sets lastrowid; this keeps mypy and a future driver honest
+        raise HerderError("store: a log insert returned no row id")
+    return dataclasses.replace(record, seq=seq)

@@ -1,0 +1,508 @@
+"""The worker's agent: one WebSocket to the master, the frames on it, and the bookkeeping of the
+attempts this worker holds (waiting for a slot, running, finished but not yet acknowledged).
+
+It connects and reconnects (jittered exponential backoff) forever, keeps running attempts across
+reconnects, re-sends unacknowledged results after each welcome, and drains on request. Where the
+attempts run is the `SlotPool`'s business (`slots`, `procslot`).
+
+Imports `protocol.frames`, `tasktype`, `config`, `worker.*` and websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from herder.config import WorkerSettings
+from herder.errors import ProtocolError, TaskTypeError
+from herder.protocol.frames import (
+    MAX_FRAME_BYTES,
+    Ack,
+    Assign,
+    AttemptRef,
+    Cancel,
+    Drain,
+    Heartbeat,
+    Hello,
+    LogFrame,
+    MasterFrame,
+    ProgressFrame,
+    ResultFrame,
+    Welcome,
+    WorkerFrame,
+    decode_master_frame,
+    encode,
+)
+from herder.tasktype import Registry
+from herder.worker.execute import AttemptKey, Finished, Job, truncate
+from herder.worker.procslot import ProcessSlotPool
+from herder.worker.slots import SlotPool, ThreadSlotPool
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PATH = "/api/v1/workers/connect"
+#: seconds the master has to answer a hello with a welcome
+WELCOME_TIMEOUT = 10.0
+#: seconds a drain waits for the master to acknowledge the last results
+ACK_WAIT = 2.0
+#: progress and log frames waiting to be sent beyond this are dropped (results never are)
+OUTBOX_LIMIT = 10_000
+#: seconds pool.close() may take at the end of a drain, and after a second signal
+CLOSE_TIMEOUT = 5.0
+ABORT_CLOSE_TIMEOUT = 0.5
+
+
+def channel_url(master: str) -> str:
+    """The worker channel's ws(s):// URL for the master's http(s):// URL."""
+    parts = urllib.parse.urlsplit(master)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"master: expected an http:// or https:// URL, got {master!r}")
+    path = parts.path.rstrip("/") + CHANNEL_PATH
+    return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, "", ""))
+
+
+class Backoff:
+    """Jittered exponential delays between `first` and `cap`."""
+
+    def __init__(self, first: float, cap: float, rng: Callable[[], float] = random.random) -> None:
+        self.first = max(0.0, first)
+        self.cap = max(self.first, cap)
+        self._rng = rng
+        self._tries = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.first * 2.0**self._tries)
+        self._tries = min(self._tries + 1, 64)
+        # Jitter within the upper half, so that workers cut off together do not return together.
+        return max(self.first, ceiling * (0.5 + 0.5 * self._rng()))
+
+    def reset(self) -> None:
+        self._tries = 0
+
+
+def make_pool(settings: WorkerSettings, registry: Registry) -> SlotPool:
+    if settings.pool == "thread":
+        return ThreadSlotPool(registry, settings.slots, settings.cancel_grace)
+    if settings.pool == "process":
+        return ProcessSlotPool(settings.tasks, settings.slots, settings.cancel_grace)
+    raise ValueError(f"pool: must be 'thread' or 'process', not {settings.pool!r}")
+
+
+def _key(ref: AttemptRef) -> AttemptKey:
+    return (ref.task_id, ref.index, ref.attempt)
+
+
+def _ref(key: AttemptKey) -> AttemptRef:
+    return AttemptRef(task_id=key[0], index=key[1], attempt=key[2])
+
+
+def _decode(raw: str | bytes) -> MasterFrame:
+    if isinstance(raw, str):
+        raise ProtocolError("frame: expected a binary frame, got text")
+    return decode_master_frame(raw)
+
+
+class Outbox:
+    """Frames waiting for the writer of one connection, in order."""
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self._queue: asyncio.Queue[WorkerFrame] = asyncio.Queue()
+        self._limit = limit
+        self.dropped = 0
+
+    def put(self, frame: WorkerFrame, droppable: bool = False) -> None:
+        if droppable and self._queue.qsize() >= self._limit:
+            self.dropped += 1
+            return
+        self._queue.put_nowait(frame)
+
+    async def get(self) -> WorkerFrame:
+        return await self._queue.get()
+
+
+class Agent:
+    """A worker: connects to the master, runs what it is assigned, reports, drains on stop()."""
+
+    def __init__(
+        self, settings: WorkerSettings, registry: Registry, pool: SlotPool | None = None
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.pool = pool if pool is not None else make_pool(settings, registry)
+        self.url = channel_url(settings.master)
+        #: set by the master's welcome; None before the first one
+        self.worker_id: str | None = None
+        #: attempts assigned and waiting for a free slot, in arrival order
+        self._backlog: OrderedDict[AttemptKey, Job] = OrderedDict()
+        #: results sent (or to send) and not yet acknowledged, in the order they ended
+        self._unacked: dict[AttemptKey, ResultFrame] = {}
+        #: running attempts the master no longer wants (missing from a welcome's keep)
+        self._silent: set[AttemptKey] = set()
+        self._outbox: Outbox | None = None
+        self._draining = False
+        self._aborted = False
+        self._stop_requested = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[object] | None = None
+        #: connections that got as far as a welcome, and attempts that did not (for tests, logs)
+        self.sessions = 0
+        self.failed_connects = 0
+        self._hello()  # a bad name or slot count is refused here, not on every reconnect
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stop() and the drain that follows; 0 then, 1 after abort()."""
+        self._task = asyncio.current_task()
+        connection: asyncio.Task[None] | None = None
+        try:
+            await self.pool.open(self)
+            connection = asyncio.create_task(self._connection_loop(), name="herder-worker-channel")
+            await self._stop_requested.wait()
+            await self._drain()
+            code = 0
+        except asyncio.CancelledError:
+            if not self._aborted:
+                raise
+            if self._task is not None:
+                self._task.uncancel()
+            log.warning("worker %s: stopped at once, abandoning running attempts", self.name)
+            code = 1
+        finally:
+            if connection is not None:
+                connection.cancel()
+                await asyncio.gather(connection, return_exceptions=True)
+            await self.pool.close(ABORT_CLOSE_TIMEOUT if self._aborted else CLOSE_TIMEOUT)
+        return code
+
+    def stop(self) -> None:
+        """Start a graceful drain; run() returns when it is over."""
+        self._stop_requested.set()
+
+    def abort(self) -> None:
+        """Stop at once, without waiting for running attempts."""
+        self._aborted = True
+        self._stop_requested.set()
+        if self._task is not None:
+            self._task.cancel()
+
+    def on_signal(self, signum: int) -> None:
+        if self._stop_requested.is_set():
+            log.warning("worker %s: second signal, exiting now", self.name)
+            self.abort()
+        else:
+            log.info(
+                "worker %s: %s received, draining (again to exit at once)",
+                self.name,
+                signal.Signals(signum).name,
+            )
+            self.stop()
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def connected(self) -> bool:
+        return self._outbox is not None
+
+    def held(self) -> list[AttemptKey]:
+        """Attempts this worker holds for the master: waiting for a slot or running."""
+        running = [k for k in self.pool.running() if k not in self._silent]
+        return [*self._backlog, *running]
+
+    def unacked(self) -> list[AttemptKey]:
+        return list(self._unacked)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        log.info("worker %s: draining, %d attempt(s) held", self.name, len(self.held()))
+        self._send(Drain())
+        for key in list(self._backlog):
+            del self._backlog[key]
+            self._report(Finished(key, "released", error="worker is draining"))
+        if not await self._until(lambda: not self.pool.running(), self.settings.drain_timeout):
+            for key in self.pool.running():
+                self.pool.cancel(key, "released")
+            await self._until(lambda: not self.pool.running(), self.settings.cancel_grace + 2.0)
+        if not await self._until(lambda: not self._unacked, ACK_WAIT):
+            log.warning(
+                "worker %s: %d result(s) not acknowledged by the master at exit",
+                self.name,
+                len(self._unacked),
+            )
+
+    async def _until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return condition()
+        return True
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
+        token = self.settings.token
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        while True:
+            welcomed_before = self.sessions
+            try:
+                async with connect(
+                    self.url,
+                    additional_headers=headers,
+                    max_size=MAX_FRAME_BYTES,
+                    open_timeout=WELCOME_TIMEOUT,
+                    close_timeout=2.0,
+                ) as ws:
+                    await self._session(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+                log.warning("worker %s: channel to %s: %s", self.name, self.url, exc or repr(exc))
+            except Exception:  # a bug here must cost a reconnect, not the worker
+                log.exception("worker %s: channel to %s failed", self.name, self.url)
+            finally:
+                self._outbox = None
+            if self.sessions > welcomed_before:
+                backoff.reset()
+            else:
+                self.failed_connects += 1
+            await asyncio.sleep(backoff.next())
+
+    def _hello(self) -> Hello:
+        return Hello(
+            name=self.name,
+            slots=self.settings.slots,
+            types=self.registry.names(),
+            labels=list(self.settings.labels),
+            pool="process" if self.settings.pool == "process" else "thread",
+            running=[_ref(k) for k in self.held()],
+        )
+
+    async def _session(self, ws: ClientConnection) -> None:
+        hello = self._hello()
+        await ws.send(encode(hello))
+        welcome = _decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT))
+        if not isinstance(welcome, Welcome):
+            raise ProtocolError(f"frame {welcome.t!r}: expected 'welcome' first")
+        self.sessions += 1
+        self.worker_id = welcome.worker_id
+        self._apply_keep(hello.running, welcome.keep)
+        outbox = Outbox()
+        if self._draining:
+            outbox.put(Drain())
+        for frame in self._unacked.values():
+            outbox.put(frame)
+        self._outbox = outbox
+        log.info("worker %s: connected to %s as %s", self.name, self.url, welcome.worker_id)
+        tasks = [
+            asyncio.create_task(self._write(ws, outbox)),
+            asyncio.create_task(self._beat(outbox, max(0.05, welcome.heartbeat))),
+        ]
+        try:
+            await self._read(ws)
+        finally:
+            self._outbox = None
+            if outbox.dropped:
+                log.warning(
+                    "worker %s: %d progress/log frame(s) dropped: the master did not keep up",
+                    self.name,
+                    outbox.dropped,
+                )
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            try:
+                frame = _decode(raw)
+            except ProtocolError as exc:
+                log.error("worker %s: bad frame from master, reconnecting: %s", self.name, exc)
+                await ws.close(CloseCode.PROTOCOL_ERROR, truncate(str(exc), 120))
+                return
+            self._handle(frame)
+
+    async def _write(self, ws: ClientConnection, outbox: Outbox) -> None:
+        try:
+            while True:
+                frame = await outbox.get()
+                try:
+                    data = encode(frame)
+                except Exception:
+                    log.exception("worker %s: cannot encode a %s frame", self.name, frame.t)
+                    continue
+                await ws.send(data)
+        except ConnectionClosed:
+            pass  # the reader sees it too and ends the session
+
+    async def _beat(self, outbox: Outbox, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            outbox.put(Heartbeat(running=[_ref(k) for k in self.held()]))
+
+    def _send(self, frame: WorkerFrame, droppable: bool = False) -> None:
+        if self._outbox is not None:
+            self._outbox.put(frame, droppable)
+
+    def _apply_keep(self, sent: list[AttemptRef], keep: list[AttemptRef]) -> None:
+        """Stop what we said we were running and the master no longer wants, without a report."""
+        wanted = {_key(ref) for ref in keep}
+        running = set(self.pool.running())
+        for key in map(_key, sent):
+            if key in wanted:
+                continue
+            log.info("worker %s: master does not keep attempt %s; stopping it", self.name, key)
+            if self._backlog.pop(key, None) is None and key in running:
+                self._silent.add(key)
+                self.pool.cancel(key, "cancelled")
+
+    # -- frames from the master -------------------------------------------------------------
+
+    def _handle(self, frame: MasterFrame) -> None:
+        if isinstance(frame, Assign):
+            self._on_assign(frame)
+        elif isinstance(frame, Cancel):
+            self._on_cancel(frame)
+        elif isinstance(frame, Ack):
+            if self._unacked.pop(_key(frame), None) is not None:
+                self._changed.set()
+        else:
+            log.warning("worker %s: unexpected %r frame ignored", self.name, frame.t)
+
+    def _on_assign(self, frame: Assign) -> None:
+        key = _key(frame)
+        if key in self._backlog or key in self._unacked or key in self.pool.running():
+            log.debug("worker %s: attempt %s assigned twice; ignored", self.name, key)
+            return
+        if self._draining:
+            self._report(Finished(key, "released", error="worker is draining"))
+            return
+        if frame.type not in self.registry:
+            known = ", ".join(self.registry.names())
+            self._report(
+                Finished(
+                    key,
+                    "error",
+                    error=f"unknown task type {frame.type!r} on worker {self.name} "
+                    f"(it has: {known})",
+                )
+            )
+            return
+        deadline = None if frame.timeout is None else time.time() + frame.timeout
+        self._backlog[key] = Job(*key, frame.type, frame.part, deadline)
+        self._pump()
+
+    def _on_cancel(self, frame: Cancel) -> None:
+        key = _key(frame)
+        if self._backlog.pop(key, None) is not None:
+            self._report(Finished(key, "cancelled"))
+        else:
+            self.pool.cancel(key, "cancelled")
+
+    def _pump(self) -> None:
+        """Start waiting attempts while there are free slots."""
+        while self._backlog and self.pool.free_slots > 0:
+            key, job = self._backlog.popitem(last=False)
+            try:
+                self.pool.start(job)
+            except Exception as exc:
+                log.exception("worker %s: cannot start attempt %s", self.name, key)
+                self._report(Finished(key, "error", error=f"worker could not start it: {exc}"))
+
+    def _report(self, finished: Finished) -> None:
+        key = finished.key
+        self._changed.set()
+        if key in self._silent:
+            self._silent.discard(key)
+            return
+        frame = ResultFrame(
+            task_id=key[0],
+            index=key[1],
+            attempt=key[2],
+            outcome=finished.outcome,
+            result=finished.result,
+            error=finished.error,
+            traceback=finished.traceback,
+            duration=finished.duration,
+        )
+        self._unacked[key] = frame
+        self._send(frame)
+
+    # -- PoolListener -----------------------------------------------------------------------
+
+    def on_progress(
+        self, key: AttemptKey, done: float, total: float | None, message: str | None
+    ) -> None:
+        if key in self._silent:
+            return
+        frame = ProgressFrame(
+            task_id=key[0], index=key[1], attempt=key[2], done=done, total=total, message=message
+        )
+        self._send(frame, droppable=True)
+
+    def on_log(self, key: AttemptKey, ts: float, level: str, message: str) -> None:
+        if key in self._silent:
+            return
+        frame = LogFrame(
+            task_id=key[0], index=key[1], attempt=key[2], ts=ts, level=level[:20], message=message
+        )
+        self._send(frame, droppable=True)
+
+    def on_finished(self, finished: Finished) -> None:
+        self._report(finished)
+        self._pump()
+
+    def on_slot_free(self) -> None:
+        self._changed.set()
+        self._pump()
+
+
+async def _run_with_signals(agent: Agent) -> int:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, agent.on_signal, sig)
+            installed.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass  # not the main thread (or no signals here): stop() is still there
+    try:
+        return await agent.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    """Run a worker until SIGTERM/SIGINT (drain) or a second one (at once); the exit code."""
+    try:
+        registry = Registry.from_modules(settings.tasks)
+        agent = Agent(settings, registry)
+    except (TaskTypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        log.error("worker %s: %s", settings.name, exc)
+        return 2
+    try:
+        return asyncio.run(_run_with_signals(agent))
+    except TaskTypeError as exc:  # the process pool's children could not load the modules
+        log.error("worker %s: %s", settings.name, exc)
+        return 2

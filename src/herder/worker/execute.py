@@ -1,0 +1,204 @@
+"""Run one attempt synchronously: build `ctx`, call `execute`, turn what happened into an outcome.
+
+The same code runs in a pool thread and in a slot's child process, so it knows nothing of threads,
+pipes or the event loop: it gets a cancel flag and an `Emitter` and returns a `Finished`.
+Imports `context`, `tasktype`, `protocol.frames` and the stdlib; no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+import traceback
+from typing import Any, Protocol
+
+import msgpack
+from pydantic_core import to_jsonable_python
+
+from herder.context import CancelFlag, Context
+from herder.protocol.frames import MAX_FRAME_BYTES, MAX_LOG_MESSAGE, Outcome
+from herder.tasktype import Registry
+
+#: at most one progress report per attempt in this many seconds (the last one is always sent)
+PROGRESS_INTERVAL = 0.05
+#: tracebacks are cut to their last this many characters (the end names the failing line)
+MAX_TRACEBACK = 64 * 1024
+#: room left in a result frame for everything but the result itself
+_FRAME_OVERHEAD = 4096
+
+AttemptKey = tuple[str, int, int]
+"""(task_id, index, attempt): names one attempt; `attempt` is the fencing token."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One attempt to run: what the master assigned, with its deadline made absolute."""
+
+    task_id: str
+    index: int
+    attempt: int
+    type: str
+    part: Any = None
+    #: wall-clock time (`time.time()`) after which the attempt times out, or None
+    deadline: float | None = None
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.task_id, self.index, self.attempt)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finished:
+    """How an attempt ended; becomes a ResultFrame."""
+
+    key: AttemptKey
+    outcome: Outcome
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    duration: float = 0.0
+
+
+class Emitter(Protocol):
+    """Where a running attempt's progress and log lines go."""
+
+    def progress(self, done: float, total: float | None, message: str | None) -> None: ...
+
+    def log(self, ts: float, level: str, message: str) -> None: ...
+
+
+Progress = tuple[float, float | None, str | None]
+
+
+class Throttle:
+    """Keeps progress reports to one per `interval`; remembers the latest one held back."""
+
+    def __init__(self, interval: float = PROGRESS_INTERVAL) -> None:
+        self._interval = interval
+        self._last = -math.inf
+        self._held: Progress | None = None
+
+    def offer(self, now: float, value: Progress) -> Progress | None:
+        """The report to send now, or None if it is held back until later."""
+        if now - self._last >= self._interval:
+            self._last = now
+            self._held = None
+            return value
+        self._held = value
+        return None
+
+    def flush(self) -> Progress | None:
+        """The report held back, if any (sent before the result, so the last one is never lost)."""
+        held, self._held = self._held, None
+        return held
+
+
+_formatter = logging.Formatter("%(message)s")
+
+
+def format_record(record: logging.LogRecord) -> str:
+    """The record's message (with its exception, if any), cut to what a log frame may carry."""
+    try:
+        text = _formatter.format(record)
+    except Exception as exc:  # a bad format string in task code must not lose the line
+        text = f"{record.msg!r} (cannot format: {exc})"
+    return truncate(text, MAX_LOG_MESSAGE)
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20] + " ...[truncated]"
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return "[truncated]...\n" + text[-(limit - 20) :]
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """(`ExcType: message`, traceback) for a result frame."""
+    message = truncate(f"{type(exc).__name__}: {exc}", MAX_LOG_MESSAGE)
+    tb = "".join(traceback.format_exception(exc))
+    return message, _tail(tb, MAX_TRACEBACK)
+
+
+def check_result(value: Any) -> tuple[Any, str | None]:
+    """(the value as plain JSON data, None) or (None, why it cannot be sent)."""
+    try:
+        data = to_jsonable_python(value)
+        size = len(msgpack.packb(data, use_bin_type=True))
+    except Exception as exc:
+        return None, (
+            f"ResultError: the result of type {type(value).__name__} cannot be sent as JSON "
+            f"({truncate(str(exc), 500)})"
+        )
+    if size > MAX_FRAME_BYTES - _FRAME_OVERHEAD:
+        return None, (
+            f"ResultError: the result is {size} bytes, over the limit of "
+            f"{MAX_FRAME_BYTES - _FRAME_OVERHEAD}"
+        )
+    return data, None
+
+
+class _Sinks:
+    """Connects ctx's sinks to an Emitter, throttling progress at the source."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self._emitter = emitter
+        self._throttle = Throttle()
+
+    def progress(self, done: float, total: float | None, message: str | None) -> None:
+        if message is not None:
+            message = truncate(str(message), MAX_LOG_MESSAGE)
+        value = self._throttle.offer(time.monotonic(), (float(done), _opt_float(total), message))
+        if value is not None:
+            self._emitter.progress(*value)
+
+    def log(self, record: logging.LogRecord) -> None:
+        self._emitter.log(record.created, record.levelname, format_record(record))
+
+    def flush(self) -> None:
+        held = self._throttle.flush()
+        if held is not None:
+            self._emitter.progress(*held)
+
+
+def _opt_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def run_attempt(registry: Registry, job: Job, cancelled: CancelFlag, emitter: Emitter) -> Finished:
+    """Run `job` to its end. Never raises: whatever the task does becomes the outcome."""
+    started = time.monotonic()
+    sinks = _Sinks(emitter)
+    try:
+        task_type = registry.instance(job.type)
+        ctx = Context(
+            task_id=job.task_id,
+            subtask_index=job.index,
+            attempt=job.attempt,
+            deadline=job.deadline,
+            cancelled=cancelled,
+            progress_sink=sinks.progress,
+            log_sink=sinks.log,
+            type_name=job.type,
+        )
+        value = task_type.execute(ctx, job.part)
+    except BaseException as exc:  # SystemExit in task code too: the slot must live on
+        message, tb = describe_exception(exc)
+        outcome = Finished(job.key, "error", error=message, traceback=tb)
+    else:
+        data, problem = check_result(value)
+        if problem is None:
+            outcome = Finished(job.key, "ok", result=data)
+        else:
+            outcome = Finished(job.key, "error", error=problem)
+    try:
+        sinks.flush()
+    except Exception:  # the result matters more than the last progress report
+        logging.getLogger(__name__).debug("could not flush progress", exc_info=True)
+    return dataclasses.replace(outcome, duration=time.monotonic() - started)

@@ -1,0 +1,267 @@
+"""Slots: where attempts run. One small interface (`SlotPool`), the bookkeeping every pool shares
+(timeouts, cancel grace, one report per attempt), and the thread pool. The process pool is in
+`procslot`.
+
+Every method and every listener callback runs on the event loop thread; pools hop there from
+their threads. Imports `worker.execute`, `tasktype`, `protocol.frames` and the stdlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from herder.protocol.frames import Outcome
+from herder.tasktype import Registry
+from herder.worker.execute import AttemptKey, Finished, Job, run_attempt
+
+log = logging.getLogger(__name__)
+
+
+class PoolListener(Protocol):
+    """What a pool tells its owner (the agent); always called on the event loop thread."""
+
+    def on_progress(
+        self, key: AttemptKey, done: float, total: float | None, message: str | None
+    ) -> None: ...
+
+    def on_log(self, key: AttemptKey, ts: float, level: str, message: str) -> None: ...
+
+    def on_finished(self, finished: Finished) -> None:
+        """The attempt's one and only report. Its slot may still be busy (abandoned, killed)."""
+
+    def on_slot_free(self) -> None:
+        """`free_slots` may have grown."""
+
+
+class SlotPool(Protocol):
+    """Runs attempts, at most `slots` at once, each reported exactly once via `on_finished`."""
+
+    @property
+    def free_slots(self) -> int: ...
+
+    def running(self) -> list[AttemptKey]:
+        """Attempts started and not yet reported (abandoned ones are not listed)."""
+
+    async def open(self, listener: PoolListener) -> None: ...
+
+    def start(self, job: Job) -> None:
+        """Run `job` in a free slot; the caller checks `free_slots` first."""
+
+    def cancel(self, key: AttemptKey, reason: Outcome = "cancelled") -> None:
+        """Set the attempt's cancel flag; after the grace period it is killed or abandoned and
+        reported with `reason` as its outcome. A no-op for an attempt not running."""
+
+    async def close(self, timeout: float) -> None:
+        """Stop every slot; running attempts are dropped unreported."""
+
+
+class NoFreeSlot(RuntimeError):
+    pass
+
+
+@dataclass(eq=False)
+class Running:
+    """An attempt a pool has started and not yet reported."""
+
+    job: Job
+    #: why it is being stopped; becomes the outcome
+    reason: Outcome | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+def _stop_note(reason: Outcome) -> str | None:
+    if reason == "timeout":
+        return "timed out: the attempt ran past its deadline"
+    return None
+
+
+class PoolBase:
+    """What every pool shares: the running map, timeout and grace timers, the single report."""
+
+    def __init__(self, slots: int, cancel_grace: float) -> None:
+        if slots < 1:
+            raise ValueError("slots: must be at least 1")
+        self.slots = slots
+        self.cancel_grace = cancel_grace
+        self._runs: dict[AttemptKey, Running] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: PoolListener | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "open() the pool first"
+        return self._loop
+
+    @property
+    def listener(self) -> PoolListener:
+        assert self._listener is not None, "open() the pool first"
+        return self._listener
+
+    async def open(self, listener: PoolListener) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener = listener
+
+    def running(self) -> list[AttemptKey]:
+        return list(self._runs)
+
+    @property
+    def free_slots(self) -> int:
+        raise NotImplementedError
+
+    def start(self, job: Job) -> None:
+        if job.key in self._runs:
+            raise ValueError(f"attempt {job.key} is already running")
+        if self.free_slots <= 0:
+            raise NoFreeSlot(f"no free slot for attempt {job.key}")
+        run = Running(job)
+        self._runs[job.key] = run
+        if job.deadline is not None:
+            delay = max(0.0, job.deadline - time.time())
+            run.timers.append(self.loop.call_later(delay, self.cancel, job.key, "timeout"))
+        self._launch(run)
+
+    def cancel(self, key: AttemptKey, reason: Outcome = "cancelled") -> None:
+        run = self._runs.get(key)
+        if run is None or run.reason is not None:
+            return  # first reason wins: a timeout does not become a cancel, nor the reverse
+        run.reason = reason
+        self._signal_cancel(run)
+        run.timers.append(self.loop.call_later(self.cancel_grace, self._grace_over, key))
+
+    def _grace_over(self, key: AttemptKey) -> None:
+        run = self._runs.get(key)
+        if run is not None:
+            self._overdue(run)
+
+    def _finish(self, key: AttemptKey, finished: Finished) -> None:
+        """Report the attempt once; a stopped attempt reports why it was stopped."""
+        run = self._runs.pop(key, None)
+        if run is None:
+            return
+        for timer in run.timers:
+            timer.cancel()
+        if run.reason is not None and finished.outcome != run.reason:
+            finished = Finished(
+                key, run.reason, error=_stop_note(run.reason), duration=finished.duration
+            )
+        self.listener.on_finished(finished)
+
+    def _forward_progress(
+        self, key: AttemptKey, done: float, total: float | None, message: str | None
+    ) -> None:
+        if key in self._runs:  # nothing more is said of an attempt after its report
+            self.listener.on_progress(key, done, total, message)
+
+    def _forward_log(self, key: AttemptKey, ts: float, level: str, message: str) -> None:
+        if key in self._runs:
+            self.listener.on_log(key, ts, level, message)
+
+    # -- what each pool does its own way --------------------------------------------------
+
+    async def close(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _launch(self, run: Running) -> None:
+        raise NotImplementedError
+
+    def _signal_cancel(self, run: Running) -> None:
+        raise NotImplementedError
+
+    def _overdue(self, run: Running) -> None:
+        """The attempt is still running `cancel_grace` seconds after its cancel."""
+        raise NotImplementedError
+
+
+class _ThreadEmitter:
+    """Hands a pool thread's progress and log lines to the event loop."""
+
+    def __init__(self, pool: ThreadSlotPool, key: AttemptKey) -> None:
+        self._pool = pool
+        self._key = key
+
+    def progress(self, done: float, total: float | None, message: str | None) -> None:
+        self._pool.call_in_loop(self._pool._forward_progress, self._key, done, total, message)
+
+    def log(self, ts: float, level: str, message: str) -> None:
+        self._pool.call_in_loop(self._pool._forward_log, self._key, ts, level, message)
+
+
+class ThreadSlotPool(PoolBase):
+    """One thread per running attempt. A thread cannot be killed: one that ignores its cancel is
+    abandoned (reported, not listed as running) but keeps its slot until it really ends."""
+
+    def __init__(self, registry: Registry, slots: int, cancel_grace: float) -> None:
+        super().__init__(slots, cancel_grace)
+        self._registry = registry
+        self._flags: dict[AttemptKey, threading.Event] = {}
+        self._abandoned: set[AttemptKey] = set()
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self._runs) - len(self._abandoned)
+
+    @property
+    def abandoned(self) -> int:
+        """Threads still running after their attempt was reported."""
+        return len(self._abandoned)
+
+    def call_in_loop(self, fn: object, *args: object) -> None:
+        # RuntimeError: the loop is closed, the worker is exiting and nobody waits for this.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+
+    def _launch(self, run: Running) -> None:
+        flag = threading.Event()
+        self._flags[run.job.key] = flag
+        thread = threading.Thread(
+            target=self._work,
+            args=(run.job, flag),
+            name=f"herder-slot-{run.job.task_id}-{run.job.index}-{run.job.attempt}",
+            daemon=True,  # an abandoned thread must not keep the process alive at exit
+        )
+        thread.start()
+
+    def _work(self, job: Job, flag: threading.Event) -> None:
+        finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
+        self.call_in_loop(self._thread_ended, finished)
+
+    def _thread_ended(self, finished: Finished) -> None:
+        key = finished.key
+        self._flags.pop(key, None)
+        if key in self._abandoned:
+            self._abandoned.discard(key)
+            log.info("abandoned attempt %s ended; its slot is free again", key)
+        else:
+            self._finish(key, finished)
+        self.listener.on_slot_free()
+
+    def _signal_cancel(self, run: Running) -> None:
+        self._flags[run.job.key].set()
+
+    def _overdue(self, run: Running) -> None:
+        key = run.job.key
+        assert run.reason is not None
+        log.warning(
+            "attempt %s still running %.1fs after cancel; abandoning its thread",
+            key,
+            self.cancel_grace,
+        )
+        self._abandoned.add(key)
+        self._finish(
+            key, Finished(key, run.reason, error="abandoned: still running after cancel grace")
+        )
+
+    async def close(self, timeout: float) -> None:
+        # Threads cannot be stopped; set every flag so that polite ones end, drop the rest.
+        for flag in self._flags.values():
+            flag.set()
+        for run in list(self._runs.values()):
+            for timer in run.timers:
+                timer.cancel()
+        self._runs.clear()

@@ -1,0 +1,182 @@
+"""Every 4xx path of the HTTP API names what was wrong; the master stays healthy after each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from herder import Client, LocalCluster
+from tests.integration.conftest import TEST_TASKS, assert_healthy, wait_until
+
+
+@pytest.fixture(scope="module")
+def http(cluster: LocalCluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=cluster.url, timeout=10) as h:
+        yield h
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"type": "nosuch", "params": {}}, 422, "nosuch"),
+        ({"type": "primes", "params": {"limit": "many"}}, 422, "params.limit"),
+        ({"type": "primes", "params": {}}, 422, "params.limit"),
+        ({"type": "primes", "params": {"limit": 10, "parts": 0}}, 422, "params.parts"),
+        ({"params": {}}, 422, "type"),
+        ({"type": "noop", "params": [1, 2]}, 422, "params"),
+        ({"type": "noop", "priority": "high"}, 422, "priority"),
+        ({"type": "noop", "timeout": -1}, 422, "timeout"),
+        ({"type": "noop", "id": "has spaces"}, 422, "id"),
+        ({"type": "noop", "colour": "red"}, 422, "colour"),
+    ],
+)
+def test_bad_submissions_are_422_naming_the_field(
+    http: httpx.Client, client: Client, body: dict[str, object], status: int, needle: str
+) -> None:
+    before = http.get("/api/v1/tasks", params={"limit": 1000}).json()["tasks"]
+    r = http.post("/api/v1/tasks", json=body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["detail"]
+    after = http.get("/api/v1/tasks", params={"limit": 1000}).json()["tasks"]
+    assert len(after) == len(before)  # nothing stored
+    assert_healthy(client)
+
+
+def test_body_that_is_not_json(http: httpx.Client) -> None:
+    r = http.post("/api/v1/tasks", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert "JSON" in r.json()["detail"]
+
+
+def test_duplicate_id_is_409(http: httpx.Client) -> None:
+    body = {"type": "noop", "params": {"value": 1}, "id": "dup-1"}
+    assert http.post("/api/v1/tasks", json=body).status_code == 201
+    r = http.post("/api/v1/tasks", json=body)
+    assert r.status_code == 409
+    assert "dup-1" in r.json()["detail"]
+
+
+def test_unknown_task_is_404_everywhere(http: httpx.Client) -> None:
+    for method, path in [
+        ("GET", "/api/v1/tasks/nope"),
+        ("GET", "/api/v1/tasks/nope/result"),
+        ("GET", "/api/v1/tasks/nope/logs"),
+        ("POST", "/api/v1/tasks/nope/cancel"),
+    ]:
+        r = http.request(method, path)
+        assert r.status_code == 404, (method, path, r.text)
+        assert "nope" in r.json()["detail"]
+
+
+def test_result_before_success_and_cancel_after_finish_are_409(
+    http: httpx.Client, client: Client
+) -> None:
+    handle = client.submit("sleep", {"seconds": 30})
+    r = http.get(f"/api/v1/tasks/{handle.id}/result")
+    assert r.status_code == 409
+    assert "running" in r.json()["detail"] or "pending" in r.json()["detail"]
+    handle.cancel()
+    r = http.post(f"/api/v1/tasks/{handle.id}/cancel")
+    assert r.status_code == 409
+    assert "cancelled" in r.json()["detail"]
+    r = http.get(f"/api/v1/tasks/{handle.id}/result")
+    assert r.status_code == 409
+
+
+def test_bad_query_parameters_are_422(http: httpx.Client) -> None:
+    assert http.get("/api/v1/tasks", params={"state": "sleeping"}).status_code == 422
+    assert http.get("/api/v1/tasks", params={"limit": 0}).status_code == 422
+    assert http.get("/api/v1/tasks", params={"cursor": "x"}).status_code == 422
+    r = http.get("/api/v1/tasks/any/logs", params={"since": -1})
+    assert r.status_code == 422 and "since" in r.json()["detail"]
+
+
+def test_list_filters_and_pages(http: httpx.Client, client: Client) -> None:
+    handles = [client.submit("noop", {"value": i}) for i in range(5)]
+    for h in handles:
+        h.wait(timeout=10)
+    page = http.get("/api/v1/tasks", params={"type": "noop", "limit": 2}).json()
+    assert len(page["tasks"]) == 2 and page["next_cursor"]
+    assert all(t["type"] == "noop" for t in page["tasks"])
+    page2 = http.get(
+        "/api/v1/tasks", params={"type": "noop", "limit": 2, "cursor": page["next_cursor"]}
+    ).json()
+    assert not {t["id"] for t in page["tasks"]} & {t["id"] for t in page2["tasks"]}
+    done = http.get("/api/v1/tasks", params={"state": "succeeded", "limit": 1000}).json()
+    assert all(t["state"] == "succeeded" for t in done["tasks"])
+
+
+def test_batch_answers_each_item(http: httpx.Client, client: Client) -> None:
+    r = http.post(
+        "/api/v1/tasks/batch",
+        json=[
+            {"type": "noop", "params": {"value": "a"}},
+            {"type": "nosuch"},
+            {"type": "noop", "params": {"value": "b"}, "id": "batch-dup"},
+            {"type": "noop", "params": {"value": "c"}, "id": "batch-dup"},
+        ],
+    )
+    assert r.status_code == 200
+    items = r.json()
+    assert [i["status"] for i in items] == [201, 422, 201, 409]
+    assert "nosuch" in items[1]["detail"]
+    assert client.get(items[0]["task"]["id"]).result(timeout=10) == "a"
+    assert http.post("/api/v1/tasks/batch", json={"not": "a list"}).status_code == 422
+
+
+def test_types_and_workers(http: httpx.Client) -> None:
+    types = {t["name"]: t for t in http.get("/api/v1/types").json()["types"]}
+    assert {"noop", "sleep", "primes", "wordcount"} <= set(types)
+    assert "limit" in types["primes"]["params_schema"]["properties"]
+    workers = http.get("/api/v1/workers").json()["workers"]
+    assert len(workers) == 2 and all(w["slots"] == 2 for w in workers)
+
+
+@pytest.fixture(scope="module")
+def tiny_queue() -> Iterator[LocalCluster]:
+    c = LocalCluster(
+        workers=1, slots=1, tasks=TEST_TASKS, extra_master_args=("--max-pending", "2")
+    )
+    with c:
+        yield c
+
+
+def test_full_queue_is_429_with_retry_after(tiny_queue: LocalCluster) -> None:
+    client = tiny_queue.client
+    a = client.submit("sleep", {"seconds": 30})
+    b = client.submit("sleep", {"seconds": 30})
+    with httpx.Client(base_url=tiny_queue.url) as http:
+        r = http.post("/api/v1/tasks", json={"type": "noop", "id": "refused"})
+        assert r.status_code == 429
+        assert int(r.headers["Retry-After"]) >= 1
+        assert "max-pending" in r.json()["detail"]
+        assert http.get("/api/v1/tasks/refused").status_code == 404  # nothing half-stored
+        r = http.post("/api/v1/tasks/batch", json=[{"type": "noop"}])
+        assert r.status_code == 429
+        a.cancel()
+        r = http.post("/api/v1/tasks", json={"type": "noop", "id": "accepted"})
+        assert r.status_code == 201
+    b.cancel()
+    assert client.get("accepted").result(timeout=10) is None
+    assert_healthy(client)
+
+
+@pytest.fixture(scope="module")
+def with_token() -> Iterator[LocalCluster]:
+    c = LocalCluster(workers=1, slots=1, tasks=TEST_TASKS, token="s3cret")
+    with c:
+        yield c
+
+
+def test_token_is_required_except_for_healthz(with_token: LocalCluster) -> None:
+    with httpx.Client(base_url=with_token.url) as http:
+        assert http.get("/healthz").status_code == 200
+        for path in ["/api/v1/tasks", "/api/v1/workers", "/api/v1/types"]:
+            r = http.get(path)
+            assert r.status_code == 401 and "token" in r.json()["detail"]
+        bad = {"Authorization": "Bearer wrong"}
+        assert http.post("/api/v1/tasks", json={"type": "noop"}, headers=bad).status_code == 401
+    assert with_token.client.submit("noop", {"value": 3}).result(timeout=10) == 3
+    wait_until(lambda: len(with_token.client.workers()) == 1)

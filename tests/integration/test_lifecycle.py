@@ -1,0 +1,126 @@
+"""Deadlines, cancellation, retries and errors in task code, on real processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from herder import Client, LocalCluster
+from herder.errors import TaskFailed
+from tests.integration.conftest import TEST_TASKS, assert_healthy, busy_slots, wait_until
+
+
+def _final(client: Client, task_id: str, timeout: float) -> dict[str, object]:
+    def done() -> dict[str, object] | None:
+        status = client.get(task_id).status()
+        return status if status["state"] in {"succeeded", "failed", "cancelled", "timed_out"} else None
+
+    return wait_until(done, timeout=timeout)  # type: ignore[no-any-return]
+
+
+def test_timeout_ends_the_task_and_frees_the_slots(client: Client) -> None:
+    handle = client.submit("sleep", {"seconds": 30, "parts": 4}, timeout=0.5)
+    wait_until(lambda: busy_slots(client) == 4)
+    started = time.monotonic()
+    status = _final(client, handle.id, timeout=2.5)
+    assert status["state"] == "timed_out"
+    assert "deadline" in status["error"]["message"]  # type: ignore[index]
+    assert time.monotonic() - started < 2.0
+    wait_until(lambda: busy_slots(client) == 0, timeout=2.0)
+    assert client.submit("noop", {"value": 1}).result(timeout=10) == 1
+
+
+def test_cancel_ends_the_task_and_frees_the_slots(client: Client) -> None:
+    handle = client.submit("sleep", {"seconds": 30, "parts": 6})
+    wait_until(lambda: busy_slots(client) == 4)
+    started = time.monotonic()
+    answer = handle.cancel()
+    assert answer["state"] == "cancelled"
+    assert handle.status()["state"] == "cancelled"
+    wait_until(lambda: busy_slots(client) == 0, timeout=2.0)
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(TaskFailed):
+        handle.result(timeout=1)
+    assert client.submit("noop", {"value": 2}).result(timeout=10) == 2
+
+
+def test_exception_in_execute_is_retried_then_reported(client: Client) -> None:
+    # fails on attempts 1 and 2, succeeds on the third (max_retries of `fail` is 3)
+    assert client.submit("fail", {"times": 2}).result(timeout=20) == 3
+    handle = client.submit("fail", {})
+    status = _final(client, handle.id, timeout=20)
+    assert status["state"] == "failed"
+    error = status["error"]
+    assert isinstance(error, dict)
+    assert "ValueError" in error["message"] and "boom" in error["message"]
+    assert error["subtask"] == 0
+    assert error["worker"]
+    assert "Traceback" in error["traceback"] and "boom" in error["traceback"]
+    assert error["attempt"] == 4  # the first try and three retries
+    assert_healthy(client)
+
+
+def test_retries_can_be_set_per_task(client: Client) -> None:
+    handle = client.submit("fail", {}, retries=0)
+    status = _final(client, handle.id, timeout=10)
+    assert status["state"] == "failed"
+    assert status["error"]["attempt"] == 1  # type: ignore[index]
+
+
+def test_errors_in_split_and_aggregate_fail_the_task(client: Client) -> None:
+    for where in ("split", "aggregate"):
+        status = _final(client, client.submit("badcode", {"where": where}).id, timeout=10)
+        assert status["state"] == "failed"
+        assert status["error"]["message"].startswith(f"{where}: RuntimeError")  # type: ignore[index]
+        assert "Traceback" in status["error"]["traceback"]  # type: ignore[index]
+    assert_healthy(client)
+
+
+def test_a_result_that_is_not_json_fails_cleanly(client: Client) -> None:
+    status = _final(client, client.submit("badresult", {}, retries=0).id, timeout=10)
+    assert status["state"] == "failed"
+    assert "JSON" in status["error"]["message"] or "serial" in status["error"]["message"]  # type: ignore[index]
+    assert_healthy(client)
+
+
+def test_crashing_task_code_does_not_kill_the_worker(client: Client) -> None:
+    # thread pool: os._exit would kill the worker, so `crash` is only run in the process pool
+    # (see test_process_pool.py); here an exception deep in user code is enough
+    before = {w["id"] for w in client.workers()}
+    _final(client, client.submit("fail", {}, retries=1).id, timeout=10)
+    assert {w["id"] for w in client.workers()} == before
+
+
+@pytest.fixture(scope="module")
+def one_slot() -> Iterator[LocalCluster]:
+    c = LocalCluster(workers=1, slots=1, tasks=TEST_TASKS)
+    with c:
+        yield c
+
+
+def test_priority_order_with_one_slot(one_slot: LocalCluster) -> None:
+    client = one_slot.client
+    blocker = client.submit("sleep", {"seconds": 0.5})
+    wait_until(lambda: busy_slots(client) == 1)
+    low = [client.submit("stamp", {}, priority=0) for i in range(3)]
+    high = [client.submit("stamp", {}, priority=5) for i in range(3)]
+    mid = client.submit("stamp", {}, priority=2)
+    blocker.wait(timeout=20)
+    # `stamp` returns the time its subtask ran: with one slot, that is the dispatch order
+    ran_at = {h.id: h.result(timeout=20) for h in [*low, *high, mid]}
+    order = sorted(ran_at, key=ran_at.__getitem__)
+    assert order == [h.id for h in [*high, mid, *low]]
+
+
+def test_fair_share_between_equal_priorities(one_slot: LocalCluster) -> None:
+    client = one_slot.client
+    big = client.submit("sleep", {"seconds": 0.05, "parts": 40})
+    wait_until(lambda: client.get(big.id).status()["progress"]["subtasks_done"] >= 1)
+    small = client.submit("sleep", {"seconds": 0.05, "parts": 2})
+    small.wait(timeout=20)
+    # round-robin: the small task is not stuck behind the 40 parts of the big one
+    assert big.status()["state"] == "running"
+    assert big.status()["progress"]["subtasks_done"] < 20
+    big.cancel()

@@ -1,0 +1,881 @@
+"""The store contract (herder.store.base.Store), tested once for every backend.
+
+Every test here takes the `store` or `store_factory` fixture, so each runs against each backend
+of conftest.py. The last section holds the few checks that only make sense for SQLite.
+Imports `herder.errors`, `herder.model`, `herder.store`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from herder.errors import HerderError
+from herder.model import (
+    LogRecord,
+    SubtaskRecord,
+    SubtaskState,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
+from herder.store import sqlite as sqlite_backend
+from herder.store.base import Store
+from herder.store.sqlite import SqliteStore
+
+StoreFactory = Callable[[], Store]  # as in conftest.py
+
+_ids = itertools.count()
+
+
+def new_task(**fields: object) -> TaskRecord:
+    """A pending task with a fresh id; `fields` override the defaults."""
+    values: dict[str, object] = {
+        "id": f"t{next(_ids)}",
+        "type": "noop",
+        "params": {"value": 1},
+        "created_at": 1000.0,
+    }
+    values.update(fields)
+    return TaskRecord(**values)  # type: ignore[arg-type]
+
+
+def started(store: Store, parts: int = 3, **fields: object) -> TaskRecord:
+    """A task stored and split into `parts` subtasks whose parts are their index."""
+    task = new_task(**fields)
+    assert store.insert_tasks([task]) == [True]
+    store.start_task(task.id, list(range(parts)), started_at=1001.0)
+    return task
+
+
+def states(store: Store, task_id: str) -> list[SubtaskState]:
+    return [s.state for s in store.get_subtasks(task_id)]
+
+
+BOOM = TaskError(message="boom", subtask=1, worker="w1", traceback="Traceback ...", attempt=2)
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+def test_a_task_round_trips_every_field(store: Store) -> None:
+    full = new_task(
+        type="wordcount",
+        params={"text": 'héllo \u2603 "quoted"', "parts": 4, "nested": {"a": [1, 2.5, None]}},
+        priority=-7,
+        timeout=30.5,
+        state=TaskState.RUNNING,
+        result={"top": [["a", 3]], "ok": True},
+        error=BOOM,
+        created_at=1700000000.125,
+        started_at=1700000001.25,
+        finished_at=1700000002.5,
+        subtasks_total=4,
+        max_retries=5,
+    )
+    bare = new_task()
+    assert store.insert_tasks([full, bare]) == [True, True]
+
+    assert store.get_task(full.id) == full
+    assert store.get_task(bare.id) == bare
+
+
+def test_whole_number_times_come_back_as_floats(store: Store) -> None:
+    task = new_task(timeout=30, created_at=5)
+    store.insert_tasks([task])
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.timeout, got.created_at) == (30.0, 5.0)
+    assert type(got.timeout) is float
+    assert type(got.created_at) is float
+
+
+def test_an_unknown_task_is_none(store: Store) -> None:
+    assert store.get_task("nope") is None
+
+
+def test_a_duplicate_id_is_skipped_and_the_first_kept(store: Store) -> None:
+    first = new_task(params={"n": 1})
+    assert store.insert_tasks([first]) == [True]
+
+    again = new_task(id=first.id, params={"n": 2})
+    other = new_task()
+    assert store.insert_tasks([again, other]) == [False, True]
+    assert store.get_task(first.id) == first
+    assert store.get_task(other.id) == other
+
+
+def test_a_duplicate_id_within_one_batch_is_skipped(store: Store) -> None:
+    one = new_task(params={"n": 1})
+    two = new_task(id=one.id, params={"n": 2})
+
+    assert store.insert_tasks([one, two]) == [True, False]
+    assert store.get_task(one.id) == one
+
+
+def test_inserting_nothing_is_allowed(store: Store) -> None:
+    assert store.insert_tasks([]) == []
+
+
+def test_list_is_newest_first_and_filters_by_state_and_type(store: Store) -> None:
+    tasks = [
+        new_task(type="noop", state=TaskState.PENDING),
+        new_task(type="sleep", state=TaskState.RUNNING),
+        new_task(type="noop", state=TaskState.RUNNING),
+        new_task(type="sleep", state=TaskState.SUCCEEDED),
+        new_task(type="noop", state=TaskState.SUCCEEDED),
+    ]
+    store.insert_tasks(tasks)
+    newest_first = tasks[::-1]
+
+    def ids(page: tuple[list[TaskRecord], str | None]) -> list[str]:
+        assert page[1] is None
+        return [t.id for t in page[0]]
+
+    assert ids(store.list_tasks()) == [t.id for t in newest_first]
+    assert ids(store.list_tasks(state=TaskState.RUNNING)) == [tasks[2].id, tasks[1].id]
+    assert ids(store.list_tasks(type="sleep")) == [tasks[3].id, tasks[1].id]
+    assert ids(store.list_tasks(state=TaskState.SUCCEEDED, type="noop")) == [tasks[4].id]
+    assert ids(store.list_tasks(state=TaskState.FAILED)) == []
+    assert store.list_tasks()[0] == newest_first
+
+
+def test_list_pages_through_everything_with_its_cursor(store: Store) -> None:
+    tasks = [new_task(type="noop" if i % 2 else "sleep") for i in range(25)]
+    store.insert_tasks(tasks)
+
+    seen: list[str] = []
+    cursor: str | None = None
+    sizes = []
+    while True:
+        page, cursor = store.list_tasks(limit=10, cursor=cursor)
+        sizes.append(len(page))
+        seen += [t.id for t in page]
+        if cursor is None:
+            break
+        assert isinstance(cursor, str)
+    assert sizes == [10, 10, 5]
+    assert seen == [t.id for t in reversed(tasks)]
+
+    # The same with a filter: 12 "noop" tasks in pages of 5.
+    seen = []
+    cursor = None
+    while True:
+        page, cursor = store.list_tasks(type="noop", limit=5, cursor=cursor)
+        seen += [t.id for t in page]
+        if cursor is None:
+            break
+    assert seen == [t.id for t in reversed(tasks) if t.type == "noop"]
+
+
+def test_a_full_last_page_has_no_next_cursor(store: Store) -> None:
+    store.insert_tasks([new_task() for _ in range(20)])
+
+    first, cursor = store.list_tasks(limit=10)
+    second, after = store.list_tasks(limit=10, cursor=cursor)
+    assert (len(first), len(second), after) == (10, 10, None)
+
+
+def test_a_cursor_is_stable_while_new_tasks_arrive(store: Store) -> None:
+    old = [new_task() for _ in range(6)]
+    store.insert_tasks(old)
+    first, cursor = store.list_tasks(limit=3)
+
+    store.insert_tasks([new_task() for _ in range(4)])
+    second, end = store.list_tasks(limit=3, cursor=cursor)
+
+    assert [t.id for t in first + second] == [t.id for t in reversed(old)]
+    assert end is None
+
+
+def test_list_limit_is_clamped_to_1_through_1000(store: Store) -> None:
+    store.insert_tasks([new_task() for _ in range(1001)])
+
+    assert len(store.list_tasks(limit=0)[0]) == 1
+    assert len(store.list_tasks(limit=-5)[0]) == 1
+    page, cursor = store.list_tasks(limit=5000)
+    assert len(page) == 1000
+    assert cursor is not None
+
+
+@pytest.mark.parametrize("cursor", ["not-a-cursor", "-1", "\u00b2", "1.5"])
+def test_list_refuses_a_cursor_it_did_not_give(store: Store, cursor: str) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        store.list_tasks(cursor=cursor)
+
+
+def test_list_takes_any_digit_cursor(store: Store) -> None:
+    tasks = [new_task() for _ in range(3)]
+    store.insert_tasks(tasks)
+
+    assert store.list_tasks(cursor="9" * 40) == (tasks[::-1], None)
+    assert store.list_tasks(cursor="0") == ([], None)
+
+
+def test_count_unfinished_counts_pending_running_and_aggregating(store: Store) -> None:
+    assert store.count_unfinished() == 0
+    store.insert_tasks([new_task(state=state) for state in TaskState])
+    assert store.count_unfinished() == 3
+
+    pending = new_task()
+    store.insert_tasks([pending])
+    assert store.count_unfinished() == 4
+    store.finish_task(pending.id, TaskState.CANCELLED, finished_at=2000.0)
+    assert store.count_unfinished() == 3
+
+
+def test_unfinished_tasks_are_oldest_first(store: Store) -> None:
+    tasks = [new_task(state=state) for state in TaskState] + [new_task()]
+    store.insert_tasks(tasks)
+
+    unfinished = store.unfinished_tasks()
+    assert unfinished == [t for t in tasks if not t.state.finished]
+    assert [t.state for t in unfinished] == [
+        TaskState.PENDING,
+        TaskState.RUNNING,
+        TaskState.AGGREGATING,
+        TaskState.PENDING,
+    ]
+
+
+def test_start_task_stores_subtasks_in_index_order(store: Store) -> None:
+    task = new_task()
+    store.insert_tasks([task])
+    parts = [{"range": [i * 10, i * 10 + 10]} for i in range(12)]
+
+    store.start_task(task.id, parts, started_at=1234.5)
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.state, got.started_at, got.subtasks_total) == (TaskState.RUNNING, 1234.5, 12)
+    assert store.get_subtasks(task.id) == [
+        SubtaskRecord(task_id=task.id, index=i, part=part) for i, part in enumerate(parts)
+    ]
+    assert store.get_results(task.id) == [None] * 12
+
+
+def test_start_task_with_no_parts(store: Store) -> None:
+    task = new_task()
+    store.insert_tasks([task])
+
+    store.start_task(task.id, [], started_at=1.0)
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.state, got.subtasks_total) == (TaskState.RUNNING, 0)
+    assert store.get_subtasks(task.id) == []
+
+
+def test_start_task_does_nothing_unless_pending(store: Store) -> None:
+    # Cancelled while its split ran: the split's late outcome must not revive it.
+    task = new_task()
+    store.insert_tasks([task])
+    store.finish_task(task.id, TaskState.CANCELLED, finished_at=5.0)
+    store.start_task(task.id, [1, 2], started_at=6.0)
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.state, got.started_at) == (TaskState.CANCELLED, None)
+    assert store.get_subtasks(task.id) == []
+
+    # Started twice (a restart that split again): the first subtasks stay.
+    twice = started(store, parts=2)
+    store.start_task(twice.id, ["x", "y", "z"], started_at=9.0)
+    assert [s.part for s in store.get_subtasks(twice.id)] == [0, 1]
+    again = store.get_task(twice.id)
+    assert again is not None
+    assert again.subtasks_total == 2
+
+
+def test_set_task_state_moves_running_to_aggregating(store: Store) -> None:
+    task = started(store)
+
+    store.set_task_state(task.id, TaskState.AGGREGATING)
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert got.state is TaskState.AGGREGATING
+
+
+def test_set_task_state_leaves_a_finished_task_alone(store: Store) -> None:
+    task = started(store)
+    store.finish_task(task.id, TaskState.TIMED_OUT, finished_at=9.0)
+
+    store.set_task_state(task.id, TaskState.AGGREGATING)
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert got.state is TaskState.TIMED_OUT
+
+
+def test_set_task_state_refuses_a_final_state(store: Store) -> None:
+    task = started(store)
+    with pytest.raises(ValueError):
+        store.set_task_state(task.id, TaskState.SUCCEEDED)
+    got = store.get_task(task.id)
+    assert got is not None
+    assert got.state is TaskState.RUNNING
+
+
+def test_finish_task_stores_result_and_happens_once(store: Store) -> None:
+    task = started(store, parts=2)
+    store.record_result(task.id, 0, 1, "a", finished_at=10.0)
+    store.record_result(task.id, 1, 1, "b", finished_at=11.0)
+    store.set_task_state(task.id, TaskState.AGGREGATING)
+
+    assert store.finish_task(task.id, TaskState.SUCCEEDED, 12.0, result=["a", "b"]) is True
+    assert store.finish_task(task.id, TaskState.FAILED, 13.0, error=BOOM) is False
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.state, got.finished_at, got.result, got.error) == (
+        TaskState.SUCCEEDED,
+        12.0,
+        ["a", "b"],
+        None,
+    )
+
+
+def test_finish_task_stores_the_error(store: Store) -> None:
+    task = started(store)
+
+    assert store.finish_task(task.id, TaskState.FAILED, 20.0, error=BOOM) is True
+
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.state, got.error, got.result) == (TaskState.FAILED, BOOM, None)
+
+
+def test_finish_task_of_an_unknown_task_is_false(store: Store) -> None:
+    assert store.finish_task("nope", TaskState.CANCELLED, 1.0) is False
+
+
+def test_finish_task_refuses_a_non_final_state(store: Store) -> None:
+    task = started(store)
+    with pytest.raises(ValueError):
+        store.finish_task(task.id, TaskState.AGGREGATING, 1.0)
+
+
+@pytest.mark.parametrize("end", [TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT])
+def test_finishing_unsuccessfully_cancels_open_subtasks(store: Store, end: TaskState) -> None:
+    task = started(store, parts=4)
+    store.start_attempt(task.id, 1, 1, "w1", started_at=2.0)
+    store.start_attempt(task.id, 2, 1, "w1", started_at=2.0)
+    store.record_result(task.id, 2, 1, "done", finished_at=3.0)
+    store.start_attempt(task.id, 3, 1, "w2", started_at=2.0)
+    store.record_failure(task.id, 3, 1, BOOM, final=True, finished_at=4.0)
+
+    assert store.finish_task(task.id, end, finished_at=50.0) is True
+
+    subtasks = store.get_subtasks(task.id)
+    assert [s.state for s in subtasks] == [
+        SubtaskState.CANCELLED,
+        SubtaskState.CANCELLED,
+        SubtaskState.SUCCEEDED,
+        SubtaskState.FAILED,
+    ]
+    assert [s.finished_at for s in subtasks] == [50.0, 50.0, 3.0, 4.0]
+    assert store.get_results(task.id) == [None, None, "done", None]
+
+
+def test_finishing_successfully_leaves_subtasks_alone(store: Store) -> None:
+    task = started(store, parts=2)
+    store.record_result(task.id, 0, 1, 0, finished_at=3.0)
+
+    assert store.finish_task(task.id, TaskState.SUCCEEDED, 5.0, result=0) is True
+    assert states(store, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
+
+
+def test_a_refused_finish_changes_no_subtask(store: Store) -> None:
+    task = started(store, parts=2)
+    store.finish_task(task.id, TaskState.SUCCEEDED, 5.0, result=None)
+
+    assert store.finish_task(task.id, TaskState.CANCELLED, 6.0) is False
+    assert states(store, task.id) == [SubtaskState.QUEUED, SubtaskState.QUEUED]
+
+
+# -- subtasks -------------------------------------------------------------------------------
+
+
+def test_start_attempt_marks_the_subtask_running(store: Store) -> None:
+    task = started(store)
+
+    store.start_attempt(task.id, 1, attempt=1, worker="w1", started_at=7.5)
+
+    sub = store.get_subtasks(task.id)[1]
+    assert (sub.state, sub.attempts, sub.worker, sub.started_at, sub.finished_at) == (
+        SubtaskState.RUNNING,
+        1,
+        "w1",
+        7.5,
+        None,
+    )
+    assert states(store, task.id)[::2] == [SubtaskState.QUEUED, SubtaskState.QUEUED]
+
+
+def test_a_second_attempt_takes_over_and_attempts_never_go_back(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
+    store.start_attempt(task.id, 0, 2, "w2", started_at=2.0)
+    store.start_attempt(task.id, 0, 1, "w3", started_at=3.0)  # a stale call, crossed in flight
+
+    sub = store.get_subtasks(task.id)[0]
+    assert sub.attempts == 2
+    assert sub.state is SubtaskState.RUNNING
+
+
+def test_start_attempt_leaves_a_finished_subtask_alone(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
+    store.record_result(task.id, 0, 1, "r", finished_at=2.0)
+
+    store.start_attempt(task.id, 0, 2, "w2", started_at=3.0)
+
+    sub = store.get_subtasks(task.id)[0]
+    assert (sub.state, sub.worker, sub.result) == (SubtaskState.SUCCEEDED, "w1", "r")
+
+
+def test_a_result_is_recorded_exactly_once(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 1, 1, "w1", started_at=1.0)
+    store.start_attempt(task.id, 1, 2, "w2", started_at=2.0)  # a speculative second attempt
+
+    assert store.record_result(task.id, 1, 2, {"n": 2}, finished_at=3.0) is True
+    assert store.record_result(task.id, 1, 1, {"n": 1}, finished_at=4.0) is False
+    assert store.record_result(task.id, 1, 2, {"n": 2}, finished_at=5.0) is False
+
+    sub = store.get_subtasks(task.id)[1]
+    assert (sub.state, sub.result, sub.finished_at, sub.attempts) == (
+        SubtaskState.SUCCEEDED,
+        {"n": 2},
+        3.0,
+        2,
+    )
+    assert store.get_results(task.id) == [None, {"n": 2}, None]
+
+
+def test_a_null_result_is_still_a_result(store: Store) -> None:
+    task = started(store, parts=1)
+
+    assert store.record_result(task.id, 0, 1, None, finished_at=1.0) is True
+    assert store.record_result(task.id, 0, 1, "late", finished_at=2.0) is False
+    assert store.get_results(task.id) == [None]
+    assert states(store, task.id) == [SubtaskState.SUCCEEDED]
+
+
+def test_a_result_for_a_requeued_subtask_counts(store: Store) -> None:
+    # The worker was lost, its subtask queued again, then the worker came back with the result.
+    task = started(store, parts=1)
+    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
+    store.requeue_subtask(task.id, 0)
+
+    assert store.record_result(task.id, 0, 1, 42, finished_at=2.0) is True
+    assert store.get_results(task.id) == [42]
+
+
+def test_no_result_for_an_unknown_or_finished_subtask(store: Store) -> None:
+    task = started(store, parts=2)
+    assert store.record_result(task.id, 7, 1, "x", finished_at=1.0) is False
+    assert store.record_result("nope", 0, 1, "x", finished_at=1.0) is False
+
+    store.record_failure(task.id, 0, 1, BOOM, final=True, finished_at=2.0)
+    assert store.record_result(task.id, 0, 1, "late", finished_at=3.0) is False
+
+    store.finish_task(task.id, TaskState.CANCELLED, finished_at=4.0)
+    assert store.record_result(task.id, 1, 1, "late", finished_at=5.0) is False
+
+    assert store.get_results(task.id) == [None, None]
+    assert states(store, task.id) == [SubtaskState.FAILED, SubtaskState.CANCELLED]
+
+
+def test_a_non_final_failure_queues_the_subtask_again_with_its_error(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 2, 1, "w1", started_at=1.0)
+
+    store.record_failure(task.id, 2, 1, BOOM, final=False, finished_at=2.0)
+
+    sub = store.get_subtasks(task.id)[2]
+    assert (sub.state, sub.error, sub.attempts, sub.finished_at) == (
+        SubtaskState.QUEUED,
+        BOOM,
+        1,
+        None,
+    )
+
+    # The retry succeeds; the error stays as the last one seen.
+    store.start_attempt(task.id, 2, 2, "w2", started_at=3.0)
+    assert store.record_result(task.id, 2, 2, "ok", finished_at=4.0) is True
+    sub = store.get_subtasks(task.id)[2]
+    assert (sub.state, sub.result, sub.attempts, sub.worker, sub.error) == (
+        SubtaskState.SUCCEEDED,
+        "ok",
+        2,
+        "w2",
+        BOOM,
+    )
+
+
+def test_a_final_failure_fails_the_subtask(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 0, 4, "w1", started_at=1.0)
+
+    store.record_failure(task.id, 0, 4, BOOM, final=True, finished_at=9.0)
+
+    sub = store.get_subtasks(task.id)[0]
+    assert (sub.state, sub.error, sub.attempts, sub.finished_at) == (
+        SubtaskState.FAILED,
+        BOOM,
+        4,
+        9.0,
+    )
+
+
+def test_a_failure_cannot_undo_a_result(store: Store) -> None:
+    task = started(store, parts=1)
+    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
+    store.start_attempt(task.id, 0, 2, "w2", started_at=1.5)
+    store.record_result(task.id, 0, 2, "won", finished_at=2.0)
+
+    store.record_failure(task.id, 0, 1, BOOM, final=False, finished_at=3.0)
+    store.record_failure(task.id, 0, 1, BOOM, final=True, finished_at=3.0)
+
+    sub = store.get_subtasks(task.id)[0]
+    assert (sub.state, sub.result, sub.error) == (SubtaskState.SUCCEEDED, "won", None)
+
+
+def test_requeue_puts_a_running_subtask_back_without_a_failure(store: Store) -> None:
+    task = started(store)
+    store.start_attempt(task.id, 1, 3, "w1", started_at=1.0)
+
+    store.requeue_subtask(task.id, 1)
+
+    sub = store.get_subtasks(task.id)[1]
+    assert (sub.state, sub.attempts, sub.error, sub.worker) == (SubtaskState.QUEUED, 3, None, None)
+
+
+def test_requeue_leaves_subtasks_that_are_not_running_alone(store: Store) -> None:
+    task = started(store, parts=2)
+    store.record_result(task.id, 0, 1, "r", finished_at=1.0)
+
+    store.requeue_subtask(task.id, 0)
+    store.requeue_subtask(task.id, 1)
+
+    assert states(store, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
+
+
+def test_results_are_in_index_order_with_gaps(store: Store) -> None:
+    task = started(store, parts=5)
+    for index in (3, 0, 4):
+        store.record_result(task.id, index, 1, {"i": index}, finished_at=float(index))
+
+    assert store.get_results(task.id) == [{"i": 0}, None, None, {"i": 3}, {"i": 4}]
+    assert store.get_results("nope") == []
+    assert store.get_subtasks("nope") == []
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+def log(
+    task_id: str,
+    message: str,
+    subtask: int | None = None,
+    attempt: int | None = None,
+    worker: str | None = None,
+) -> LogRecord:
+    return LogRecord(task_id, 100.5, "INFO", message, subtask, attempt, worker)
+
+
+def test_append_logs_sets_increasing_seqs_and_round_trips(store: Store) -> None:
+    a, b = new_task(), new_task()
+    store.insert_tasks([a, b])
+    records = [
+        log(a.id, "one", subtask=0, attempt=1, worker="w1"),
+        log(b.id, "other task"),
+        log(a.id, "two \u2603", subtask=1, attempt=2, worker="w2"),
+    ]
+
+    stored = store.append_logs(records)
+
+    assert [r.seq for r in stored] == sorted({r.seq for r in stored})
+    assert all(r.seq > 0 for r in stored)
+    assert [(r.task_id, r.message, r.subtask, r.attempt, r.worker) for r in stored] == [
+        (r.task_id, r.message, r.subtask, r.attempt, r.worker) for r in records
+    ]
+    assert store.get_logs(a.id) == [stored[0], stored[2]]
+    assert store.get_logs(b.id) == [stored[1]]
+
+    later = store.append_logs([log(a.id, "three")])
+    assert later[0].seq > stored[2].seq
+    assert store.append_logs([]) == []
+
+
+def test_get_logs_since_and_limit(store: Store) -> None:
+    task = new_task()
+    store.insert_tasks([task])
+    stored = store.append_logs([log(task.id, f"line {i}") for i in range(10)])
+
+    assert store.get_logs(task.id, since=stored[6].seq) == stored[7:]
+    assert store.get_logs(task.id, since=stored[-1].seq) == []
+    assert store.get_logs(task.id, since=stored[2].seq, limit=3) == stored[3:6]
+    assert store.get_logs(task.id, limit=0) == []
+    assert store.get_logs("nope") == []
+
+
+# -- life -----------------------------------------------------------------------------------
+
+
+def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    task = started(first, parts=3, priority=3, timeout=9.5)
+    first.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
+    first.record_result(task.id, 0, 1, [1, 2], finished_at=3.0)
+    first.record_failure(task.id, 1, 1, BOOM, final=False, finished_at=3.5)
+    logs = first.append_logs([log(task.id, "kept")])
+    done = new_task()
+    first.insert_tasks([done])
+    first.finish_task(done.id, TaskState.FAILED, 4.0, error=BOOM)
+    before = (first.get_task(task.id), first.get_task(done.id), first.get_subtasks(task.id))
+    first.close()
+
+    second = store_factory()
+
+    assert (second.get_task(task.id), second.get_task(done.id), second.get_subtasks(task.id)) == (
+        before
+    )
+    assert second.get_results(task.id) == [[1, 2], None, None]
+    assert second.get_logs(task.id) == logs
+    assert [t.id for t in second.unfinished_tasks()] == [task.id]
+    assert second.record_result(task.id, 0, 2, "again", finished_at=5.0) is False
+    assert second.insert_tasks([new_task(id=task.id)]) == [False]
+    assert second.append_logs([log(task.id, "next")])[0].seq > logs[0].seq
+
+
+def test_migrate_again_is_harmless(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    task = started(store, parts=2)
+
+    store.migrate()
+    store.migrate()
+    other = store_factory()  # a second opening migrates the same database once more
+
+    assert store.get_task(task.id) == other.get_task(task.id)
+    assert [s.part for s in other.get_subtasks(task.id)] == [0, 1]
+    assert other.insert_tasks([new_task()]) == [True]
+
+
+def test_two_connections_never_record_two_results(store_factory: StoreFactory) -> None:
+    # The schema, not the code above it, keeps a result unique: two stores on one database,
+    # racing on every subtask from two threads, still record each result once.
+    stores = [store_factory(), store_factory()]
+    task = started(stores[0], parts=40)
+    wins: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+    go = threading.Barrier(2)
+
+    def race(n: int) -> None:
+        try:
+            go.wait(timeout=10)
+            for index in range(40):
+                if stores[n].record_result(task.id, index, n + 1, n, finished_at=1.0):
+                    wins[n].append(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+    assert sorted(wins[0] + wins[1]) == list(range(40))
+    results = stores[1].get_results(task.id)
+    assert all(results[i] == 0 for i in wins[0])
+    assert all(results[i] == 1 for i in wins[1])
+
+
+# -- property: any interleaving of calls keeps one result per subtask --------------------
+
+OPEN = {SubtaskState.QUEUED, SubtaskState.RUNNING}
+
+# (kind, subtask index, argument): the attempt for start/result, 1 = final for fail.
+operation = st.tuples(
+    st.sampled_from(["start", "result", "fail", "requeue"]), st.integers(0, 3), st.integers(0, 5)
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(ops=st.lists(operation, max_size=30))
+def test_interleavings_record_at_most_one_result_per_subtask(
+    store: Store, ops: list[tuple[str, int, int]]
+) -> None:
+    task = started(store, parts=4)  # a fresh task per example, on the test's one store
+    expect = [SubtaskState.QUEUED] * 4
+    first: dict[int, object] = {}
+
+    for step, (kind, index, arg) in enumerate(ops):
+        if kind == "start":
+            store.start_attempt(task.id, index, arg, "w", started_at=float(step))
+            if expect[index] in OPEN:
+                expect[index] = SubtaskState.RUNNING
+        elif kind == "result":
+            value = {"step": step}
+            recorded = store.record_result(task.id, index, arg, value, float(step))
+            assert recorded is (expect[index] in OPEN)
+            if recorded:
+                first[index] = value
+                expect[index] = SubtaskState.SUCCEEDED
+        elif kind == "fail":
+            final = arg == 1
+            store.record_failure(task.id, index, 1, BOOM, final=final, finished_at=float(step))
+            if expect[index] in OPEN:
+                expect[index] = SubtaskState.FAILED if final else SubtaskState.QUEUED
+        else:
+            store.requeue_subtask(task.id, index)
+            if expect[index] is SubtaskState.RUNNING:
+                expect[index] = SubtaskState.QUEUED
+
+    assert states(store, task.id) == expect
+    assert store.get_results(task.id) == [first.get(i) for i in range(4)]
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+
+_MIGRATIONS = sqlite_backend._migrations()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "wal.db"))
+    try:
+        store.migrate()
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        store.close()
+
+
+def test_sqlite_in_memory_works() -> None:
+    store = SqliteStore(":memory:")
+    try:
+        store.migrate()
+        task = new_task()
+        assert store.insert_tasks([task]) == [True]
+        assert store.get_task(task.id) == task
+    finally:
+        store.close()
+
+
+_WRITER = """
+import sys, time
+from herder.model import TaskRecord
+from herder.store import sqlite as sqlite_backend
+from herder.store.sqlite import SqliteStore
+store = SqliteStore(sys.argv[1])
+store.migrate()
+store.insert_tasks([TaskRecord(id="acked", type="noop", params={})])
+print("committed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sqlite_a_commit_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "committed"  # blocks until the commit returned
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    store = SqliteStore(str(path))
+    try:
+        store.migrate()
+        task = store.get_task("acked")
+        assert task is not None
+        assert task.state is TaskState.PENDING
+    finally:
+        store.close()
+
+
+def _versions(store: SqliteStore) -> list[int]:
+    return [row[0] for row in store._db.execute("SELECT version FROM schema_version")]
+
+
+def test_sqlite_applies_a_later_migration_once_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "m.db")
+    store = SqliteStore(path)
+    store.migrate()
+    assert _versions(store) == [1]
+    store.close()
+
+    later = (2, "0002_extra.sql", "CREATE TABLE extra (x INTEGER);\nINSERT INTO extra VALUES (1);")
+    monkeypatch.setattr(sqlite_backend, "_migrations", lambda: (*_MIGRATIONS, later))
+    store = SqliteStore(path)
+    try:
+        store.migrate()
+        store.migrate()
+        assert _versions(store) == [1, 2]
+        assert store._db.execute("SELECT count(*) FROM extra").fetchone()[0] == 1
+    finally:
+        store.close()
+
+
+def test_sqlite_a_failing_migration_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = (
+        2,
+        "0002_broken.sql",
+        "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);",
+    )
+    monkeypatch.setattr(sqlite_backend, "_migrations", lambda: (*_MIGRATIONS, broken))
+    store = SqliteStore(str(tmp_path / "m.db"))
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="nowhere"):
+            store.migrate()
+        assert _versions(store) == [1]
+        tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master")}
+        assert "tasks" in tables
+        assert "half" not in tables
+    finally:
+        store.close()
+
+
+def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "m.db"))
+    try:
+        store.migrate()
+        store._db.execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
+        with pytest.raises(HerderError, match="schema version 99"):
+            store.migrate()
+    finally:
+        store.close()

@@ -1,0 +1,166 @@
+"""Task types used by the tests: failures, stubborn and crashing code, logs, bad results.
+
+Importable as `tests.tasktypes` with the repository root on sys.path; name it with
+`--tasks tests.tasktypes` on the master and the workers. Imports only `herder` and pydantic.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pydantic
+
+from herder.context import Context
+from herder.tasktype import TaskType
+
+
+class FailParams(pydantic.BaseModel):
+    times: int = 1_000_000
+
+
+class Fail(TaskType):
+    """Raises on the first `times` attempts, then returns the attempt number."""
+
+    name = "fail"
+    Params = FailParams
+
+    def split(self, params: FailParams) -> list[int]:
+        return [params.times]
+
+    def execute(self, ctx: Context, part: int) -> int:
+        if ctx.attempt <= int(part):
+            raise ValueError(f"boom attempt {ctx.attempt}")
+        return ctx.attempt
+
+    def aggregate(self, params: FailParams, results: list[Any]) -> Any:
+        return results[0]
+
+
+class StubbornParams(pydantic.BaseModel):
+    seconds: float = pydantic.Field(ge=0)
+    parts: int = 1
+
+
+class Stubborn(TaskType):
+    """Sleeps `seconds` and ignores cancellation."""
+
+    name = "stubborn"
+    Params = StubbornParams
+
+    def split(self, params: StubbornParams) -> list[float]:
+        return [params.seconds] * params.parts
+
+    def execute(self, ctx: Context, part: float) -> str:
+        time.sleep(float(part))
+        return "done"
+
+    def aggregate(self, params: StubbornParams, results: list[Any]) -> Any:
+        return results[0]
+
+
+class Crash(TaskType):
+    """Kills its own process (exit code 3) as soon as it runs."""
+
+    name = "crash"
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        os._exit(3)
+
+
+class Logs(TaskType):
+    """Logs a few lines and reports progress, then returns its part."""
+
+    name = "logs"
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        ctx.log.info("starting part %r", part)
+        ctx.progress(1, 3, "one")
+        ctx.log.warning("halfway there")
+        ctx.progress(2, 3, "two")
+        ctx.log.info("done")
+        ctx.progress(3, 3, "three")
+        return part
+
+
+class EchoParams(pydantic.BaseModel):
+    items: list[Any]
+
+
+class Echo(TaskType):
+    """One subtask per item; each returns its item; the result is the list of items."""
+
+    name = "echo"
+    Params = EchoParams
+
+    def split(self, params: EchoParams) -> list[Any]:
+        return list(params.items)
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        return part
+
+    def aggregate(self, params: EchoParams, results: list[Any]) -> list[Any]:
+        return results
+
+
+class BadResult(TaskType):
+    """Returns something that is not JSON."""
+
+    name = "badresult"
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        return object()
+
+
+class SpreadParams(pydantic.BaseModel):
+    parts: int = 1
+    seconds: float = 0.0
+
+
+class WhoAmI(TaskType):
+    """Each subtask sleeps `seconds` and returns the pid of the process that ran it."""
+
+    name = "whoami"
+    Params = SpreadParams
+
+    def split(self, params: SpreadParams) -> list[float]:
+        return [params.seconds] * params.parts
+
+    def execute(self, ctx: Context, part: float) -> int:
+        ctx.sleep(float(part))
+        return os.getpid()
+
+
+class Stamp(TaskType):
+    """Returns the wall-clock time at which its one subtask ran (to observe dispatch order)."""
+
+    name = "stamp"
+
+    def execute(self, ctx: Context, part: Any) -> float:
+        return time.time()
+
+    def aggregate(self, params: Any, results: list[Any]) -> Any:
+        return results[0]
+
+
+class BadCodeParams(pydantic.BaseModel):
+    where: str = "split"
+
+
+class BadCode(TaskType):
+    """Raises RuntimeError in `split` or in `aggregate`, as `where` says."""
+
+    name = "badcode"
+    Params = BadCodeParams
+
+    def split(self, params: BadCodeParams) -> list[int]:
+        if params.where == "split":
+            raise RuntimeError("bad split")
+        return [1]
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        return part
+
+    def aggregate(self, params: BadCodeParams, results: list[Any]) -> Any:
+        raise RuntimeError("bad aggregate")

@@ -1,0 +1,485 @@
+"""The scheduler core against a model, over random sequences of events (hypothesis).
+
+A `Harness` feeds the core random operations (workers joining, leaving, draining; tasks arriving
+and being cancelled; dispatch rounds; successes, failures, hand-backs, late duplicates; time
+passing), keeps its own model of what is outstanding, and checks every decision against it:
+no subtask runs twice at once, attempt numbers only grow, credit is never exceeded, strict
+priority and round-robin hold in every dispatch, and nothing is lost: driven to quiescence,
+every task that was not ended completes exactly once. Imports herder.scheduling, hypothesis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from herder.scheduling import (
+    AttemptEnded,
+    AttemptFailed,
+    AttemptSucceeded,
+    CancelAttempt,
+    CompleteTask,
+    Decision,
+    Dispatch,
+    FailTask,
+    Requeue,
+    RetryLater,
+    Scheduler,
+    SchedulerConfig,
+    Stale,
+    TaskEnded,
+    TaskReady,
+    WorkerDraining,
+    WorkerJoined,
+    WorkerLeft,
+)
+
+Att = tuple[str, int, int]  # (task, index, attempt)
+
+TYPES = (frozenset({"a"}), frozenset({"b"}), frozenset({"a", "b"}))
+LABELS = (frozenset(), frozenset({"gpu"}))
+RETRIES = (0, 1, 3, 50)
+CONFIG = dict(retry_backoff=0.05, retry_backoff_max=0.4, retry_jitter=0.5)
+
+# derandomize: the same examples on every run, no example database to carry state between runs
+PROPS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@dataclass
+class MWorker:
+    slots: int
+    types: frozenset[str]
+    labels: frozenset[str]
+    session: int
+    draining: bool = False
+    held: set[Att] = field(default_factory=set)
+
+
+@dataclass
+class MTask:
+    priority: int
+    type: str
+    labels: frozenset[str]
+    n: int
+    max_retries: int
+    ended: bool = False
+    completes: int = 0
+    next_fresh: int = 0  # FIFO: the next never-dispatched index
+    stamp: int = 0  # when it last (re)joined its priority's round-robin ring
+
+
+@dataclass
+class MSub:
+    state: str = "ready"  # ready | delayed | running | done | failed | dropped
+    at: float = 0.0
+    failures: int = 0
+    last_attempt: int = 0
+    successes: list[tuple[int, int]] = field(default_factory=list)  # (attempt, session)
+
+
+class Harness:
+    def __init__(self, prefetch: int, seed: int, homogeneous: bool, max_retries: int | None):
+        self.cfg = SchedulerConfig(prefetch=prefetch, **CONFIG)  # type: ignore[arg-type]
+        self.s = Scheduler(self.cfg, seed)
+        self.homogeneous = homogeneous
+        self.max_retries = max_retries  # None: drawn per task
+        self.now = 0.0
+        self.workers: dict[str, MWorker] = {}
+        self.tasks: dict[str, MTask] = {}
+        self.subs: dict[tuple[str, int], MSub] = {}
+        self.answered: list[Att] = []  # attempts that are no longer current
+        self.lost: list[tuple[Att, int]] = []  # attempts lost with a worker, and its session
+        self.clock = 0  # orders ring entries and sessions
+        self.n_workers = 0
+
+    # -- the model's view ---------------------------------------------------------------------
+
+    def tick_stamp(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def ready(self, task_id: str) -> list[int]:
+        t = self.tasks[task_id]
+        return [i for i in range(t.n) if self.subs[task_id, i].state == "ready"]
+
+    def make_ready(self, task_id: str, index: int, stamp: int) -> None:
+        if not self.ready(task_id):
+            self.tasks[task_id].stamp = stamp  # it joins the end of its ring
+        self.subs[task_id, index].state = "ready"
+
+    def eligible(self, task: MTask, w: MWorker) -> bool:
+        return (
+            not w.draining
+            and len(w.held) < w.slots + self.cfg.prefetch
+            and task.type in w.types
+            and task.labels <= w.labels
+        )
+
+    def can_run_now(self, task_id: str) -> bool:
+        task = self.tasks[task_id]
+        return any(self.eligible(task, w) for w in self.workers.values())
+
+    def held(self) -> list[tuple[Att, str]]:
+        return sorted((a, wid) for wid, w in self.workers.items() for a in w.held)
+
+    def live_task(self, task_id: str) -> bool:
+        t = self.tasks[task_id]
+        return not t.ended and t.completes == 0
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def op_join(self, a: int, b: int) -> None:
+        if len(self.workers) >= 4:
+            return
+        self.n_workers += 1
+        wid = f"w{self.n_workers}"
+        types, labels = (TYPES[2], LABELS[1]) if self.homogeneous else (TYPES[b % 3], LABELS[b // 3 % 2])
+        self.join(wid, 1 + a % 3, types, labels)
+
+    def join(self, wid: str, slots: int, types: frozenset[str], labels: frozenset[str]) -> None:
+        decisions = self.s.handle(WorkerJoined(wid, slots, types, labels), self.now)
+        self.lose(wid, decisions)
+        self.workers[wid] = MWorker(slots, types, labels, self.tick_stamp())
+
+    def pick_worker(self, k: int) -> str | None:
+        ids = sorted(self.workers)
+        return ids[k % len(ids)] if ids else None
+
+    def op_leave(self, a: int, b: int) -> None:
+        wid = self.pick_worker(a)
+        if wid is not None:
+            self.lose(wid, self.s.handle(WorkerLeft(wid), self.now))
+
+    def op_rejoin(self, a: int, b: int) -> None:
+        wid = self.pick_worker(a)
+        if wid is not None:
+            w = self.workers[wid]
+            self.join(wid, 1 + b % 3, w.types, w.labels)
+
+    def lose(self, wid: str, decisions: list[Decision]) -> None:
+        """The model's side of a worker going away: what it held is requeued unless ended."""
+        w = self.workers.pop(wid, None)
+        expected: set[Decision] = set()
+        stamp = self.tick_stamp()
+        for att in sorted(w.held) if w else []:
+            t, i, a = att
+            self.answered.append(att)
+            if self.tasks[t].ended:
+                continue  # a cancelled attempt: nothing to requeue
+            expected.add(Requeue(t, i, a, wid, "worker lost"))
+            self.lost.append((att, w.session if w else 0))
+            self.make_ready(t, i, stamp)
+        assert len(decisions) == len(expected) and set(decisions) == expected, decisions
+
+    def op_drain(self, a: int, b: int) -> None:
+        wid = self.pick_worker(a)
+        if wid is not None and b % 2 == 0:  # rarer than the other worker events
+            assert self.s.handle(WorkerDraining(wid), self.now) == []
+            self.workers[wid].draining = True
+
+    def op_submit(self, a: int, b: int) -> None:
+        task_id = f"t{len(self.tasks)}"
+        retries = RETRIES[b // 4 % 4] if self.max_retries is None else self.max_retries
+        labels = LABELS[0] if self.homogeneous or b % 5 else LABELS[1]
+        task = MTask(a % 3, "ab"[b % 2], labels, 1 + a // 3 % 6, retries)
+        ev = TaskReady(task_id, task.type, task.priority, list(range(task.n)), retries, labels)
+        assert self.s.handle(ev, self.now) == []
+        self.tasks[task_id] = task
+        task.stamp = self.tick_stamp()
+        for i in range(task.n):
+            self.subs[task_id, i] = MSub()
+
+    def op_tick(self, a: int, b: int) -> None:
+        self.now += (a % 10) / 20
+
+    def op_dispatch(self, a: int, b: int) -> None:
+        limit = None if a % 3 else 1 + b % 3
+        stamp = self.tick_stamp()
+        for (t, i), sub in sorted(self.subs.items()):
+            if sub.state == "delayed" and sub.at <= self.now and not self.tasks[t].ended:
+                self.make_ready(t, i, stamp)
+        decisions = self.s.dispatch(self.now, limit)
+        for d in decisions:
+            self.check_dispatch(d)
+            self.apply_dispatch(d)
+        if limit is None or len(decisions) < limit:
+            # work-conserving: a round ends only when nothing ready can go anywhere
+            for t in self.tasks:
+                assert not (self.ready(t) and self.can_run_now(t)), t
+
+    def check_dispatch(self, d: Dispatch) -> None:
+        w = self.workers[d.worker_id]
+        task = self.tasks[d.task_id]
+        sub = self.subs[d.task_id, d.index]
+        assert self.eligible(task, w), d  # credit, not draining, type and labels
+        assert self.live_task(d.task_id), d
+        assert sub.state == "ready", (d, sub)  # never two attempts at once, never twice done
+        assert d.attempt > sub.last_attempt, (d, sub)  # the fencing token only grows
+        if sub.last_attempt == 0:
+            assert d.index == task.next_fresh, d  # FIFO inside a task
+            task.next_fresh += 1
+        for u, other in self.tasks.items():
+            if u == d.task_id or not self.ready(u):
+                continue
+            if other.priority > task.priority:
+                assert not self.can_run_now(u), ("priority inverted", d, u)
+            if other.priority == task.priority and other.stamp < task.stamp:
+                assert not self.can_run_now(u), ("round-robin turn skipped", d, u)
+
+    def apply_dispatch(self, d: Dispatch) -> None:
+        sub = self.subs[d.task_id, d.index]
+        sub.state = "running"
+        sub.last_attempt = d.attempt
+        self.workers[d.worker_id].held.add((d.task_id, d.index, d.attempt))
+        if self.ready(d.task_id):
+            self.tasks[d.task_id].stamp = self.tick_stamp()  # to the end of the ring
+
+    def take_held(self, k: int) -> tuple[Att, MWorker] | None:
+        held = self.held()
+        if not held:
+            return None
+        att, wid = held[k % len(held)]
+        w = self.workers[wid]
+        w.held.remove(att)
+        self.answered.append(att)
+        return att, w
+
+    def op_succeed(self, a: int, b: int) -> None:
+        taken = self.take_held(a)
+        if taken is not None:
+            self.succeed(*taken)
+
+    def succeed(self, att: Att, w: MWorker) -> None:
+        t, i, a = att
+        decisions = self.s.handle(AttemptSucceeded(t, i, a), self.now)
+        task = self.tasks[t]
+        if task.ended:
+            assert decisions == [Stale(t, i, a)], decisions
+            return
+        sub = self.subs[t, i]
+        sub.state = "done"
+        sub.successes.append((a, w.session))
+        if all(self.subs[t, j].state == "done" for j in range(task.n)):
+            assert decisions == [CompleteTask(t)], decisions
+            task.completes += 1
+        else:
+            assert decisions == [], decisions
+
+    def op_fail(self, a: int, b: int) -> None:
+        taken = self.take_held(a)
+        if taken is None:
+            return
+        (t, i, attempt), w = taken
+        wid = next(k for k, v in self.workers.items() if v is w)
+        decisions = self.s.handle(AttemptFailed(t, i, attempt), self.now)
+        task, sub = self.tasks[t], self.subs[t, i]
+        if task.ended:
+            assert decisions == [], decisions
+            return
+        sub.failures += 1
+        if sub.failures > task.max_retries:
+            assert decisions == [FailTask(t, i, attempt, wid)], decisions
+            sub.state = "failed"
+            self.end(t, "failed")  # what the master does on FailTask
+            return
+        (retry,) = decisions
+        assert isinstance(retry, RetryLater), retry
+        assert (retry.task_id, retry.index, retry.attempt) == (t, i, attempt)
+        base = min(self.cfg.retry_backoff_max, self.cfg.retry_backoff * 2 ** (sub.failures - 1))
+        assert base * 0.75 - 1e-9 <= retry.at - self.now <= base * 1.25 + 1e-9, retry
+        sub.state, sub.at = "delayed", retry.at
+
+    def op_handback(self, a: int, b: int) -> None:
+        taken = self.take_held(a)
+        if taken is None:
+            return
+        (t, i, attempt), w = taken
+        wid = next(k for k, v in self.workers.items() if v is w)
+        decisions = self.s.handle(AttemptEnded(t, i, attempt), self.now)
+        if self.tasks[t].ended:
+            assert decisions == [], decisions
+            return
+        assert decisions == [Requeue(t, i, attempt, wid, "handed back")], decisions
+        self.make_ready(t, i, self.tick_stamp())
+
+    def op_cancel(self, a: int, b: int) -> None:
+        if self.tasks and b % 2 == 0:  # rarer than the other task events
+            self.end(sorted(self.tasks)[a % len(self.tasks)], "cancelled")
+
+    def end(self, task_id: str, reason: str) -> None:
+        decisions = self.s.handle(TaskEnded(task_id, reason), self.now)
+        if not self.live_task(task_id):
+            assert decisions == [], decisions
+            return
+        expected = {
+            CancelAttempt(wid, t, i, a, reason)
+            for (t, i, a), wid in self.held()
+            if t == task_id
+        }
+        assert len(decisions) == len(expected) and set(decisions) == expected, decisions
+        self.tasks[task_id].ended = True
+        for i in range(self.tasks[task_id].n):
+            sub = self.subs[task_id, i]
+            if sub.state in ("ready", "delayed"):
+                sub.state = "dropped"
+
+    def op_late(self, a: int, b: int) -> None:
+        """A duplicate or late message about an attempt that is no longer current."""
+        if not self.answered:
+            return
+        t, i, attempt = self.answered[a % len(self.answered)]
+        event = (AttemptSucceeded, AttemptFailed, AttemptEnded)[b % 3](t, i, attempt)
+        loads = {wid: self.s.worker_load(wid) for wid in self.workers}
+        assert self.s.handle(event, self.now) == [Stale(t, i, attempt)]
+        assert loads == {wid: self.s.worker_load(wid) for wid in self.workers}
+
+    # -- invariants and the end -----------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        for wid, w in self.workers.items():
+            assert self.s.has_worker(wid)
+            assert self.s.worker_load(wid) == (len(w.held), w.slots)
+            assert len(w.held) <= w.slots + self.cfg.prefetch  # credit is never exceeded
+            assert self.s.held_by(wid) == sorted(w.held)
+            for t, i, a in w.held:
+                assert self.s.is_current(t, i, a)
+        delayed = [
+            s.at for (t, _), s in self.subs.items() if s.state == "delayed" and not self.tasks[t].ended
+        ]
+        assert self.s.next_wakeup() == (min(delayed) if delayed else None)
+
+    def quiesce(self) -> None:
+        """Add a worker that can run anything, then answer everything until nothing is left."""
+        self.join("final", 2, TYPES[2], LABELS[1])
+        for _ in range(10_000):
+            self.op_dispatch(1, 0)
+            held = self.held()
+            for att, wid in held:
+                w = self.workers[wid]
+                w.held.remove(att)
+                self.answered.append(att)
+                self.succeed(att, w)
+            self.check_invariants()
+            if held:
+                continue
+            wake = self.s.next_wakeup()
+            if wake is None:
+                return
+            self.now = max(self.now, wake)
+        raise AssertionError("no quiescence")
+
+    def check_final(self) -> None:
+        for task_id, task in self.tasks.items():
+            assert not self.s.knows_task(task_id), task_id  # nothing kept in memory
+            if task.ended:
+                assert task.completes == 0, task_id
+                continue
+            assert task.completes == 1, task_id  # nothing lost
+            for i in range(task.n):
+                assert len(self.subs[task_id, i].successes) == 1, (task_id, i)
+        for (t, i, a), session in self.lost:
+            if not self.tasks[t].ended:
+                ((won, won_session),) = self.subs[t, i].successes
+                assert won > a and won_session != session, (t, i, a)
+        assert self.s.queue_depth() == {}
+        assert self.s.next_wakeup() is None
+        assert all(self.s.worker_load(wid)[0] == 0 for wid in self.workers)
+
+
+Op = Callable[[Harness, int, int], None]
+OPS: dict[str, Op] = {
+    "join": Harness.op_join,
+    "leave": Harness.op_leave,
+    "rejoin": Harness.op_rejoin,
+    "drain": Harness.op_drain,
+    "submit": Harness.op_submit,
+    "tick": Harness.op_tick,
+    "dispatch": Harness.op_dispatch,
+    "succeed": Harness.op_succeed,
+    "fail": Harness.op_fail,
+    "handback": Harness.op_handback,
+    "cancel": Harness.op_cancel,
+    "late": Harness.op_late,
+}
+
+
+def ops(*weighted: tuple[str, int]) -> st.SearchStrategy[list[tuple[str, int, int]]]:
+    """Lists of (operation, a, b); an operation drawn in proportion to its weight."""
+    names = [name for name, weight in weighted for _ in range(weight)]
+    step = st.tuples(st.sampled_from(names), st.integers(0, 999), st.integers(0, 999))
+    return st.lists(step, min_size=30, max_size=120)
+
+
+EVERYTHING = ops(
+    ("join", 2), ("leave", 1), ("rejoin", 1), ("drain", 1), ("submit", 3), ("tick", 2),
+    ("dispatch", 4), ("succeed", 4), ("fail", 2), ("handback", 1), ("cancel", 1), ("late", 1),
+)
+NO_ENDINGS = ops(
+    ("join", 2), ("leave", 1), ("rejoin", 1), ("submit", 3), ("tick", 2),
+    ("dispatch", 4), ("succeed", 4), ("fail", 2), ("late", 1),
+)
+CHURN = ops(
+    ("join", 3), ("leave", 3), ("rejoin", 2), ("submit", 2), ("dispatch", 4), ("succeed", 2),
+)
+
+
+def run(h: Harness, steps: list[tuple[str, int, int]]) -> Harness:
+    for name, a, b in steps:
+        OPS[name](h, a, b)
+        h.check_invariants()
+    h.quiesce()
+    h.check_final()
+    return h
+
+
+@PROPS
+@given(
+    steps=EVERYTHING,
+    prefetch=st.integers(0, 2),
+    seed=st.integers(0, 3),
+    homogeneous=st.booleans(),
+)
+def test_every_decision_matches_the_model(
+    steps: list[tuple[str, int, int]], prefetch: int, seed: int, homogeneous: bool
+) -> None:
+    run(Harness(prefetch, seed, homogeneous, max_retries=None), steps)
+
+
+@PROPS
+@given(steps=NO_ENDINGS, prefetch=st.integers(0, 1))
+def test_with_retries_to_spare_every_task_completes(
+    steps: list[tuple[str, int, int]], prefetch: int
+) -> None:
+    h = run(Harness(prefetch, 0, homogeneous=False, max_retries=1_000), steps)
+    assert all(t.completes == 1 for t in h.tasks.values())
+
+
+@PROPS
+@given(steps=CHURN, homogeneous=st.booleans())
+def test_work_of_lost_workers_completes_elsewhere_with_a_higher_attempt(
+    steps: list[tuple[str, int, int]], homogeneous: bool
+) -> None:
+    h = run(Harness(0, 0, homogeneous, max_retries=0), steps)
+    assert all(t.completes == 1 for t in h.tasks.values())
+    for (t, i, a), _ in h.lost:
+        assert h.subs[t, i].successes[0][0] > a
+
+
+def test_the_harness_sees_a_lost_attempt_and_a_failed_task() -> None:
+    """The properties above are not vacuous: a fixed run reaches both rare paths."""
+    steps = [
+        ("join", 0, 2), ("submit", 3, 0), ("dispatch", 1, 0), ("leave", 0, 0),
+        ("join", 0, 2), ("dispatch", 1, 0), ("fail", 0, 0),
+    ]
+    h = run(Harness(0, 0, homogeneous=True, max_retries=0), steps)
+    assert h.lost and h.lost[0][0][2] == 1
+    assert any(t.ended for t in h.tasks.values())

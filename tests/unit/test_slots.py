@@ -1,0 +1,319 @@
+"""The slot pools on their own, without a master: running, failing, cancelling, killing,
+abandoning, crashing, and the progress and log lines they hand back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+from herder.errors import TaskTypeError
+from herder.tasktype import Registry
+from herder.worker.execute import AttemptKey, Finished, Job, Throttle, check_result
+from herder.worker.procslot import ProcessSlotPool
+from herder.worker.slots import NoFreeSlot, PoolBase, ThreadSlotPool
+
+MODULES = ("tests.tasktypes",)
+REGISTRY = Registry.from_modules(MODULES)
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class Recorder:
+    """A PoolListener that remembers everything, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.finished: dict[AttemptKey, Finished] = {}
+        self.slot_free_calls = 0
+        self._changed = asyncio.Event()
+
+    def on_progress(
+        self, key: AttemptKey, done: float, total: float | None, message: str | None
+    ) -> None:
+        self.events.append(("progress", key, done, total, message))
+        self._changed.set()
+
+    def on_log(self, key: AttemptKey, ts: float, level: str, message: str) -> None:
+        self.events.append(("log", key, level, message))
+        self._changed.set()
+
+    def on_finished(self, finished: Finished) -> None:
+        assert finished.key not in self.finished, "an attempt was reported twice"
+        self.events.append(("finished", finished.key))
+        self.finished[finished.key] = finished
+        self._changed.set()
+
+    def on_slot_free(self) -> None:
+        self.slot_free_calls += 1
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("condition not reached in time")
+            self._changed.clear()
+            # Re-check now and then: a condition may also change without an event.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.1))
+
+    async def result(self, key: AttemptKey, timeout: float = 5.0) -> Finished:
+        await self.until(lambda: key in self.finished, timeout)
+        return self.finished[key]
+
+
+def job(type_: str, part: Any = None, attempt: int = 1, timeout: float | None = None) -> Job:
+    deadline = None if timeout is None else time.time() + timeout
+    return Job("t1", 0, attempt, type_, part, deadline)
+
+
+PoolFactory = Callable[[float], PoolBase]
+
+
+def thread_pool(cancel_grace: float = 2.0) -> PoolBase:
+    return ThreadSlotPool(REGISTRY, slots=1, cancel_grace=cancel_grace)
+
+
+def process_pool(cancel_grace: float = 2.0) -> PoolBase:
+    return ProcessSlotPool(MODULES, slots=1, cancel_grace=cancel_grace)
+
+
+@pytest.fixture(params=["thread", "process"])
+def make_pool(request: pytest.FixtureRequest) -> Iterator[PoolFactory]:
+    yield thread_pool if request.param == "thread" else process_pool
+
+
+def run(test: Callable[[PoolBase, Recorder], Coroutine[Any, Any, None]], pool: PoolBase) -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        await pool.open(recorder)
+        try:
+            await test(pool, recorder)
+        finally:
+            await pool.close(2.0)
+
+    asyncio.run(main())
+
+
+def test_runs_an_example(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        assert pool.free_slots == 1
+        pool.start(job("primes", [0, 1000]))
+        assert pool.free_slots == 0
+        assert pool.running() == [("t1", 0, 1)]
+        done = await rec.result(("t1", 0, 1))
+        assert (done.outcome, done.result, done.error) == ("ok", 168, None)
+        await rec.until(lambda: pool.free_slots == 1)
+        assert pool.running() == []
+
+    run(test, make_pool(2.0))
+
+
+def test_exception_is_an_error_with_traceback(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("fail", 5, attempt=2))
+        done = await rec.result(("t1", 0, 2))
+        assert done.outcome == "error"
+        assert done.error == "ValueError: boom attempt 2"
+        assert done.traceback is not None and "boom" in done.traceback
+        assert "Traceback" in done.traceback
+        # The slot lives on.
+        await rec.until(lambda: pool.free_slots == 1)
+        pool.start(job("fail", 0, attempt=3))
+        assert (await rec.result(("t1", 0, 3))).result == 3
+
+    run(test, make_pool(2.0))
+
+
+def test_result_that_is_not_json_is_an_error(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("badresult"))
+        done = await rec.result(("t1", 0, 1))
+        assert done.outcome == "error"
+        assert done.error is not None and "cannot be sent as JSON" in done.error
+        await rec.until(lambda: pool.free_slots == 1)
+        pool.start(job("noop", {"a": [1, 2]}, attempt=2))
+        assert (await rec.result(("t1", 0, 2))).result == {"a": [1, 2]}
+
+    run(test, make_pool(2.0))
+
+
+def test_cancel_stops_a_cooperative_task_quickly(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("sleep", 30.0))
+        await rec.until(lambda: any(e[0] == "progress" for e in rec.events))
+        started = time.monotonic()
+        pool.cancel(("t1", 0, 1))
+        done = await rec.result(("t1", 0, 1))
+        assert done.outcome == "cancelled"
+        assert done.error is None
+        assert time.monotonic() - started < 1.0
+        await rec.until(lambda: pool.free_slots == 1)
+
+    run(test, make_pool(5.0))
+
+
+def test_own_timeout_ends_as_timeout(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("sleep", 30.0, timeout=0.3))
+        done = await rec.result(("t1", 0, 1), timeout=2.0)
+        assert done.outcome == "timeout"
+        # A cancel after the timeout does not change the report.
+        pool.cancel(("t1", 0, 1))
+        assert rec.finished[("t1", 0, 1)].outcome == "timeout"
+
+    run(test, make_pool(5.0))
+
+
+def test_progress_and_logs_reach_the_listener(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        key = ("t1", 0, 1)
+        pool.start(job("logs", "p1"))
+        assert (await rec.result(key)).result == "p1"
+        logs = [(e[2], e[3]) for e in rec.events if e[0] == "log"]
+        assert logs == [
+            ("INFO", "starting part 'p1'"),
+            ("WARNING", "halfway there"),
+            ("INFO", "done"),
+        ]
+        progress = [e for e in rec.events if e[0] == "progress"]
+        # Throttled, but the last report always arrives, and before the result.
+        assert progress[0] == ("progress", key, 1.0, 3.0, "one")
+        assert progress[-1] == ("progress", key, 3.0, 3.0, "three")
+        assert rec.events[-1] == ("finished", key)
+
+    run(test, make_pool(2.0))
+
+
+def test_unknown_type_is_an_error(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("nosuchtype"))
+        done = await rec.result(("t1", 0, 1))
+        assert done.outcome == "error"
+        assert done.error is not None and "unknown task type 'nosuchtype'" in done.error
+
+    run(test, make_pool(2.0))
+
+
+def test_no_more_than_slots_at_once(make_pool: PoolFactory) -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("sleep", 30.0))
+        with pytest.raises(NoFreeSlot):
+            pool.start(job("noop", attempt=2))
+        with pytest.raises(ValueError, match="already running"):
+            pool.start(job("sleep", 30.0))
+        pool.cancel(("t1", 0, 1))
+        await rec.result(("t1", 0, 1))
+
+    run(test, make_pool(2.0))
+
+
+def test_process_pool_kills_a_stubborn_task_and_respawns() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        key = ("t1", 0, 1)
+        pool.start(job("stubborn", 60.0))
+        started = time.monotonic()
+        pool.cancel(key)
+        done = await rec.result(key, timeout=2.0)
+        assert done.outcome == "cancelled"
+        assert done.error is not None and "killed" in done.error
+        assert time.monotonic() - started < 1.5
+        await rec.until(lambda: pool.free_slots == 1)
+        pool.start(job("primes", [0, 1000], attempt=2))
+        assert (await rec.result(("t1", 0, 2))).result == 168
+
+    run(test, process_pool(0.3))
+
+
+def test_process_pool_kills_a_stubborn_task_at_its_timeout() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("stubborn", 60.0, timeout=0.2))
+        done = await rec.result(("t1", 0, 1), timeout=2.0)
+        assert done.outcome == "timeout"
+        assert done.error is not None and "killed" in done.error
+
+    run(test, process_pool(0.3))
+
+
+def test_process_child_crash_is_an_error_and_respawns() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("crash"))
+        done = await rec.result(("t1", 0, 1))
+        assert done.outcome == "error"
+        assert done.error == "worker process died (exit code 3)"
+        await rec.until(lambda: pool.free_slots == 1)
+        pool.start(job("noop", 7, attempt=2))
+        assert (await rec.result(("t1", 0, 2))).result == 7
+
+    run(test, process_pool(2.0))
+
+
+def test_thread_pool_abandons_a_stubborn_task_but_keeps_its_slot() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        assert isinstance(pool, ThreadSlotPool)
+        key = ("t1", 0, 1)
+        pool.start(job("stubborn", 1.0))
+        pool.cancel(key)
+        done = await rec.result(key, timeout=1.0)
+        assert done.outcome == "cancelled"
+        assert done.error == "abandoned: still running after cancel grace"
+        # Reported, no longer listed as running, but its thread still holds the slot.
+        assert pool.running() == []
+        assert pool.free_slots == 0
+        assert pool.abandoned == 1
+        await rec.until(lambda: pool.free_slots == 1, timeout=2.0)
+        assert pool.abandoned == 0
+        # Its late "done" was not reported a second time.
+        assert rec.finished[key].outcome == "cancelled"
+
+    run(test, thread_pool(0.2))
+
+
+def test_thread_pool_runs_slots_attempts_at_once() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        keys = [("t1", 0, n) for n in (1, 2, 3)]
+        for key in keys:
+            pool.start(Job(*key, "sleep", 0.2))
+        assert pool.free_slots == 0
+        assert sorted(pool.running()) == keys
+        for key in keys:
+            assert (await rec.result(key)).outcome == "ok"
+
+    run(test, ThreadSlotPool(REGISTRY, slots=3, cancel_grace=1.0))
+
+
+def test_throttle_keeps_one_report_per_interval_and_the_last() -> None:
+    throttle = Throttle(interval=0.05)
+    assert throttle.offer(10.0, (1.0, None, None)) == (1.0, None, None)
+    assert throttle.offer(10.01, (2.0, None, None)) is None
+    assert throttle.offer(10.02, (3.0, None, None)) is None
+    assert throttle.offer(10.06, (4.0, None, None)) == (4.0, None, None)
+    assert throttle.flush() is None
+    assert throttle.offer(10.07, (5.0, None, None)) is None
+    assert throttle.flush() == (5.0, None, None)
+    assert throttle.flush() is None
+
+
+def test_check_result_normalises_json_and_refuses_the_rest() -> None:
+    assert check_result({"a": (1, 2), 3: "x"}) == ({"a": [1, 2], "3": "x"}, None)
+    value, problem = check_result({"a": object()})
+    assert value is None
+    assert problem is not None and "dict cannot be sent as JSON" in problem
+    value, problem = check_result("x" * (17 * 1024 * 1024))
+    assert value is None and problem is not None and "over the limit" in problem
+
+
+def test_process_pool_refuses_to_start_when_children_cannot_load_the_tasks() -> None:
+    async def main() -> None:
+        pool = ProcessSlotPool(("tests.no_such_module",), slots=1, cancel_grace=1.0)
+        with pytest.raises(TaskTypeError, match=r"tests\.no_such_module"):
+            await pool.open(Recorder())
+        assert pool.free_slots == 0
+
+    asyncio.run(main())
