@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,12 +13,8 @@ from herder.errors import TaskFailed
 from tests.integration.conftest import TEST_TASKS, assert_healthy, busy_slots, wait_until
 
 
-def _final(client: Client, task_id: str, timeout: float) -> dict[str, object]:
-    def done() -> dict[str, object] | None:
-        status = client.get(task_id).status()
-        return status if status["state"] in {"succeeded", "failed", "cancelled", "timed_out"} else None
-
-    return wait_until(done, timeout=timeout)  # type: ignore[no-any-return]
+def _final(client: Client, task_id: str, timeout: float) -> dict[str, Any]:
+    return client.get(task_id).wait(timeout=timeout)
 
 
 def test_timeout_ends_the_task_and_frees_the_slots(client: Client) -> None:
@@ -26,7 +23,7 @@ def test_timeout_ends_the_task_and_frees_the_slots(client: Client) -> None:
     started = time.monotonic()
     status = _final(client, handle.id, timeout=2.5)
     assert status["state"] == "timed_out"
-    assert "deadline" in status["error"]["message"]  # type: ignore[index]
+    assert "deadline" in status["error"]["message"]
     assert time.monotonic() - started < 2.0
     wait_until(lambda: busy_slots(client) == 0, timeout=2.0)
     assert client.submit("noop", {"value": 1}).result(timeout=10) == 1
@@ -66,22 +63,22 @@ def test_retries_can_be_set_per_task(client: Client) -> None:
     handle = client.submit("fail", {}, retries=0)
     status = _final(client, handle.id, timeout=10)
     assert status["state"] == "failed"
-    assert status["error"]["attempt"] == 1  # type: ignore[index]
+    assert status["error"]["attempt"] == 1
 
 
 def test_errors_in_split_and_aggregate_fail_the_task(client: Client) -> None:
     for where in ("split", "aggregate"):
         status = _final(client, client.submit("badcode", {"where": where}).id, timeout=10)
         assert status["state"] == "failed"
-        assert status["error"]["message"].startswith(f"{where}: RuntimeError")  # type: ignore[index]
-        assert "Traceback" in status["error"]["traceback"]  # type: ignore[index]
+        assert status["error"]["message"].startswith(f"{where}: RuntimeError")
+        assert "Traceback" in status["error"]["traceback"]
     assert_healthy(client)
 
 
 def test_a_result_that_is_not_json_fails_cleanly(client: Client) -> None:
     status = _final(client, client.submit("badresult", {}, retries=0).id, timeout=10)
     assert status["state"] == "failed"
-    assert "JSON" in status["error"]["message"] or "serial" in status["error"]["message"]  # type: ignore[index]
+    assert "JSON" in status["error"]["message"] or "serial" in status["error"]["message"]
     assert_healthy(client)
 
 

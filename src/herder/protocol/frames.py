@@ -126,7 +126,8 @@ _master_adapter: pydantic.TypeAdapter[MasterFrame] = pydantic.TypeAdapter(
 
 
 def encode(frame: Frame) -> bytes:
-    return msgpack.packb(frame.model_dump(mode="json"), use_bin_type=True)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(frame.model_dump(mode="json"), use_bin_type=True)
+    return packed
 
 
 def _unpack(data: bytes) -> Any:
