@@ -164,3 +164,50 @@ class BadCode(TaskType):
 
     def aggregate(self, params: BadCodeParams, results: list[Any]) -> Any:
         raise RuntimeError("bad aggregate")
+
+
+class StdLog(TaskType):
+    """Logs through the standard `logging` module (a named logger, the root, an exception, a
+    DEBUG line, another thread) and once through ctx.log; returns its part."""
+
+    name = "stdlog"
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        import logging
+        import threading
+
+        logger = logging.getLogger("tests.tasktypes.stdlog")
+        logger.info("named info %s", part)
+        logging.warning("root warning")
+        logger.debug("debug line")
+        ctx.log.info("via ctx")
+        other = threading.Thread(target=logger.warning, args=("from another thread",))
+        other.start()
+        other.join()
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            logger.exception("caught it")
+        return part
+
+
+class Prints(TaskType):
+    """Prints to stdout and stderr (whole lines, pieces, an unfinished last line), and from
+    another thread; returns its part."""
+
+    name = "prints"
+
+    def execute(self, ctx: Context, part: Any) -> Any:
+        import sys
+        import threading
+
+        print("out one")
+        print("err one", file=sys.stderr)
+        sys.stdout.write("out two\nout ")
+        sys.stdout.flush()
+        sys.stdout.write("three\n")
+        other = threading.Thread(target=print, args=(f"other thread {part}",))
+        other.start()
+        other.join()
+        sys.stdout.write("unfinished")
+        return part

@@ -160,6 +160,9 @@ Labels = Annotated[list[str], typer.Option(
     "--label", envvar="HERDER_LABELS", metavar="LABEL", help="Worker label (repeatable).")]
 MaxPending = Annotated[int, typer.Option(
     "--max-pending", envvar="HERDER_MAX_PENDING", min=1, help="Unfinished tasks before 429.")]
+MaxLogs = Annotated[int, typer.Option(
+    "--max-logs-per-task", envvar="HERDER_MAX_LOGS_PER_TASK", min=1,
+    help="Log lines kept per task; older ones are dropped and counted.")]
 Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
 Heartbeat = Annotated[float, typer.Option(
@@ -176,6 +179,9 @@ CancelGrace = Annotated[float, typer.Option(
     help="Time a cancelled process-pool subtask gets before it is killed.")]
 Host = Annotated[str, typer.Option("--host", envvar="HERDER_HOST", help="Address to bind.")]
 Db = Annotated[str, typer.Option("--db", envvar="HERDER_DB", help="SQLite file.")]
+CaptureOutput = Annotated[bool, typer.Option(
+    "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
+    help="Send what subtasks print (stdout, stderr) to the master as log lines.")]
 
 
 def _import_from_cwd() -> None:
@@ -207,6 +213,7 @@ def master(
     token: Token = None,
     heartbeat: Heartbeat = _M.heartbeat,
     lease_timeout: LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
     log_level: LogLevel = "info",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
@@ -214,7 +221,7 @@ def master(
     settings = MasterSettings(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
         prefetch=prefetch, token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
-        log_level=log_level,
+        max_logs_per_task=max_logs_per_task, log_level=log_level,
     )
     _setup_logging(log_level)
     _import_from_cwd()
@@ -241,12 +248,14 @@ def worker(
     token: Token = None,
     drain_timeout: DrainTimeout = _W.drain_timeout,
     cancel_grace: CancelGrace = _W.cancel_grace,
+    capture_output: CaptureOutput = False,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a worker: connect to the master and run subtasks in SLOTS slots."""
     settings = WorkerSettings(
         master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
         token=token, drain_timeout=drain_timeout, cancel_grace=cancel_grace, log_level=log_level,
+        capture_output=capture_output,
     )
     if name:
         settings = dataclasses.replace(settings, name=name)
@@ -280,8 +289,10 @@ def up(
     prefetch: Prefetch = _M.prefetch,
     heartbeat: Heartbeat = _M.heartbeat,
     lease_timeout: LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
     drain_timeout: DrainTimeout = _W.drain_timeout,
     cancel_grace: CancelGrace = _W.cancel_grace,
+    capture_output: CaptureOutput = False,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
@@ -292,9 +303,11 @@ def up(
         extra_master_args=[
             "--max-pending", str(max_pending), "--prefetch", str(prefetch),
             "--heartbeat", str(heartbeat), "--lease-timeout", str(lease_timeout),
+            "--max-logs-per-task", str(max_logs_per_task),
         ],
         extra_worker_args=[
             "--drain-timeout", str(drain_timeout), "--cancel-grace", str(cancel_grace),
+            *(["--capture-output"] if capture_output else []),
             *(a for lab in label for a in ("--label", lab)),
         ],
         host=host, log_level=log_level,

@@ -1,36 +1,43 @@
 """The Python client of the HTTP API: `Client` / `TaskHandle` and their async twins.
 
 The logic both twins share lives once, sans I/O, at the top: building requests (`_Request`),
-reading responses into values or errors (`_read`), paging task lists (`_Pager`) and the polling
-schedule of `wait` (`_Poll`). The two clients only send the requests, with httpx's sync or async
-client; each of their methods is a line or two.
+reading responses into values or errors (`_read`), paging task lists and logs (`_Pager`,
+`_LogPager`), the polling schedule of `wait` (`_Poll`), and the plans of followed streams
+(`_EventStream`, `_LogStream`: what to request, what each Server-Sent Event yields, when the
+stream is over, when and how to reconnect). The two clients only send the requests, with httpx's
+sync or async client, and read the bytes; each of their methods is a line or two.
 
-Imports httpx, `config` and `errors`.
+Imports httpx, `config`, `errors` and `sse`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Literal, Self, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
 
 from herder.config import env_token, env_url
 from herder.errors import ClientError, HerderError, TaskFailed
+from herder.sse import ServerSentEvent, SSEParser
 
 __all__ = [
     "FINAL_STATES",
+    "STREAM_RETRIES",
     "AsyncClient",
     "AsyncTaskHandle",
     "BatchSubmitError",
     "Client",
+    "Event",
     "MasterUnreachable",
     "QueueFull",
+    "StreamUnavailable",
     "TaskHandle",
     "is_final",
 ]
@@ -97,6 +104,7 @@ class _Request:
     path: str
     params: dict[str, Any] | None = None
     json: Any = None
+    headers: dict[str, str] | None = None
 
 
 def _task_body(
@@ -146,8 +154,8 @@ def _cancel_request(task_id: str) -> _Request:
     return _Request("POST", _task_path(task_id, "/cancel"))
 
 
-def _logs_request(task_id: str, since: int) -> _Request:
-    return _Request("GET", _task_path(task_id, "/logs"), params={"since": since})
+def _subtasks_request(task_id: str) -> _Request:
+    return _Request("GET", _task_path(task_id, "/subtasks"))
 
 
 def _detail(response: httpx.Response) -> str:
@@ -260,6 +268,244 @@ def _raise_unless_succeeded(task: Task) -> None:
         raise TaskFailed(str(task.get("id")), str(task.get("state")), task.get("error"))
 
 
+# -- sans I/O: logs and live streams ------------------------------------------------------------
+
+
+def _seq(record: Mapping[str, Any]) -> int:
+    try:
+        return int(record.get("seq") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class _LogPager:
+    """Reads stored log records after `since`, a page at a time, until a short page.
+
+    Records at or below the last seq seen are skipped: the server may repeat its dropped-records
+    marker (whose seq is just below the oldest kept record) on the next page.
+    """
+
+    PAGE = 1000
+
+    def __init__(self, task_id: str, since: int) -> None:
+        self._task_id = task_id
+        self.since = since
+        self._done = False
+        self.logs: list[dict[str, Any]] = []
+
+    def next_request(self) -> _Request | None:
+        if self._done:
+            return None
+        return _Request("GET", _task_path(self._task_id, "/logs"),
+                        params={"since": self.since, "limit": self.PAGE})
+
+    def feed(self, page: dict[str, Any]) -> None:
+        records = page.get("logs") or []
+        fresh = [r for r in records if _seq(r) > self.since]
+        self.logs.extend(fresh)
+        if fresh:
+            self.since = max(self.since, *(_seq(r) for r in fresh))
+        self._done = len(records) < self.PAGE or not fresh
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Server-Sent Event of the master: `kind` is `snapshot`, `state`, `progress` or `log`
+    (see docs/api.md); `id` is set on durable events only (state and log), and is what to pass
+    as `last_event_id` to resume after it; `data` is the decoded JSON."""
+
+    kind: str
+    id: int | None
+    data: dict[str, Any]
+
+
+class StreamUnavailable(ClientError):
+    """The master refused to open an event stream, or answered with something that is not one
+    (an older master, an unknown task, a proxy in the way). Retrying will not help; polling may."""
+
+
+class _Retry(Exception):
+    """Reconnect (within the retry budget); `error` is what to raise once the budget is spent,
+    None for a stream that closed cleanly but too early."""
+
+    def __init__(self, error: HerderError | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+# Keep-alive comments arrive every 15 s: a connection silent for 45 s is dead.
+_STREAM_TIMEOUT = httpx.Timeout(10.0, read=45.0)
+_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+#: reconnections in a row (about 13 s of backoff) before a follow gives up
+STREAM_RETRIES = 10
+T = TypeVar("T")
+
+
+class _Stream(Generic[T]):
+    """The sans-I/O plan of one followed stream, shared by both clients: the request to send
+    (resuming where the previous connection stopped), what each Server-Sent Event yields, when
+    the stream is over, and how long to wait before reconnecting.
+
+    Reconnects back off exponentially from FIRST to CAP seconds; after `retries` failures in a
+    row (a failure: an error, or a connection that closed before it delivered an event) the last
+    error is raised. Every event received resets the count.
+    """
+
+    FIRST = 0.1
+    CAP = 2.0
+
+    def __init__(self, retries: int) -> None:
+        self._retries = retries
+        self._failures = 0
+        self._parser = SSEParser()
+        #: the stream is over: stop reading and do not reconnect
+        self.done = False
+
+    def request(self) -> _Request:
+        raise NotImplementedError
+
+    def _item(self, sse: ServerSentEvent) -> T | None:
+        raise NotImplementedError
+
+    def end_request(self) -> _Request | None:
+        """What to ask the master, if anything, before deciding what a clean end means."""
+        return None
+
+    def ended(self, answer: Any) -> None:
+        """The server closed the stream cleanly (`answer`: to `end_request()`, if any): set
+        `done`, or raise _Retry to reconnect."""
+        raise _Retry
+
+    def opened(self, response: httpx.Response) -> None:
+        """Check the answer to `request()` (its body read when it is an error)."""
+        self._parser = SSEParser()
+        status = response.status_code
+        if status in _RETRYABLE:
+            raise _Retry(QueueFull(_detail(response), _retry_after(response)) if status == 429
+                         else ClientError(status, _detail(response)))
+        if status >= 400:
+            raise StreamUnavailable(status, _detail(response))
+        kind = response.headers.get("content-type", "")
+        if not kind.startswith("text/event-stream"):
+            raise StreamUnavailable(status, f"expected text/event-stream, got {kind or 'nothing'}")
+
+    def feed(self, chunk: bytes) -> list[T]:
+        return self._items(self._parser.feed(chunk))
+
+    def close(self) -> list[T]:
+        return self._items(self._parser.close())
+
+    def _items(self, events: list[ServerSentEvent]) -> list[T]:
+        items = []
+        for sse in events:
+            self._failures = 0
+            item = self._item(sse)
+            if item is not None:
+                items.append(item)
+            if self.done:
+                break
+        return items
+
+    def failed(self, error: HerderError) -> float:
+        """Seconds to wait before reconnecting after `error`; raise it once retries run out."""
+        self._failures += 1
+        if self._failures > self._retries:
+            raise error
+        delay: float = min(self.CAP, self.FIRST * 2.0 ** (self._failures - 1))
+        if isinstance(error, QueueFull) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _event_id(raw: str | None) -> int | None:
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
+
+
+class _EventStream(_Stream[Event]):
+    """`/tasks/{id}/events` or `/events`, resumed with Last-Event-ID.
+
+    A task stream is over after the task's final `state` event, or when the server closes it
+    after a snapshot of a finished task (its final state event is no longer stored). Any other
+    end, of either stream, is a dropped connection.
+    """
+
+    def __init__(self, task_id: str | None, last_event_id: int | str | None, retries: int) -> None:
+        super().__init__(retries)
+        self._task_id = task_id
+        self.last_event_id = None if last_event_id is None else str(last_event_id)
+        self._final_snapshot = False
+
+    def request(self) -> _Request:
+        path = f"{API}/events" if self._task_id is None else _task_path(self._task_id, "/events")
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        return _Request("GET", path, headers=headers)
+
+    def _item(self, sse: ServerSentEvent) -> Event:
+        if sse.id:
+            self.last_event_id = sse.id
+        event = Event(sse.event, _event_id(sse.id), _json_object(sse.data))
+        if self._task_id is not None:
+            if event.kind == "snapshot":
+                self._final_snapshot = is_final(event.data)
+            elif event.kind == "state" and event.data.get("state") in FINAL_STATES:
+                self.done = True
+        return event
+
+    def ended(self, answer: Any) -> None:
+        if not self._final_snapshot:
+            raise _Retry
+        self.done = True
+
+
+class _LogStream(_Stream[dict[str, Any]]):
+    """`/tasks/{id}/logs?follow=true`, resumed with `since` = the last seq received. The server
+    ends it once the task is finished and every record was sent; a clean end is checked against
+    the task's state all the same, so that a master that closed it early is reconnected to."""
+
+    def __init__(self, task_id: str, since: int, retries: int) -> None:
+        super().__init__(retries)
+        self._task_id = task_id
+        self.since = since
+
+    def request(self) -> _Request:
+        return _Request(
+            "GET", _task_path(self._task_id, "/logs"),
+            params={"since": self.since, "follow": "true"},
+            headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+        )
+
+    def end_request(self) -> _Request:
+        return _status_request(self._task_id)
+
+    def ended(self, answer: Any) -> None:
+        if not is_final(answer):
+            raise _Retry
+        self.done = True
+
+    def _item(self, sse: ServerSentEvent) -> dict[str, Any] | None:
+        if sse.event != "log":
+            return None
+        record = _json_object(sse.data)
+        seq = _seq(record)
+        if seq <= self.since:
+            return None  # sent again after a reconnect
+        self.since = seq
+        return record
+
+
 class _Base:
     """URL, headers and request building, shared by both clients."""
 
@@ -352,6 +598,58 @@ class Client(_Base):
     def health(self) -> dict[str, Any]:
         return dict(self._call(_Request("GET", "/healthz")))
 
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call(_Request("GET", f"{API}/stats")))
+
+    def events(
+        self, task_id: str | None = None, last_event_id: int | str | None = None,
+        *, retries: int = STREAM_RETRIES,
+    ) -> Iterator[Event]:
+        """Follow the events of one task (or, without `task_id`, of all tasks) as they happen.
+
+        A task's stream starts with a `snapshot` of the task and ends after its final `state`
+        event; the all-tasks stream does not end. A dropped connection is reopened with
+        Last-Event-ID, so no durable event is missed or repeated; after `retries` failed
+        reconnections in a row the last error is raised (MasterUnreachable, ClientError).
+        StreamUnavailable if the master refuses the stream (unknown task, older master).
+        """
+        return self._follow(_EventStream(task_id, last_event_id, retries))
+
+    def _logs(self, task_id: str, since: int) -> list[dict[str, Any]]:
+        pager = _LogPager(task_id, since)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self._call(request))
+        return pager.logs
+
+    def _follow(self, stream: _Stream[T]) -> Iterator[T]:
+        while not stream.done:
+            try:
+                yield from self._connect(stream)
+                continue
+            except _Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the stream kept closing early")
+            except httpx.TransportError as exc:
+                error = _unreachable(self.url, exc)
+            except MasterUnreachable as exc:  # from end_request
+                error = exc
+            time.sleep(stream.failed(error))
+
+    def _connect(self, stream: _Stream[T]) -> Iterator[T]:
+        r = stream.request()
+        with self._http.stream(r.method, r.path, params=r.params, headers=r.headers,
+                               timeout=_STREAM_TIMEOUT) as response:
+            if response.status_code >= 400:
+                response.read()
+            stream.opened(response)
+            for chunk in response.iter_bytes():
+                yield from stream.feed(chunk)
+                if stream.done:
+                    return
+            yield from stream.close()
+        if not stream.done:
+            end = stream.end_request()
+            stream.ended(None if end is None else self._call(end))
+
     def close(self) -> None:
         self._http.close()
 
@@ -394,8 +692,32 @@ class TaskHandle:
         self.task = self.client._call(_cancel_request(self.id))
         return self.task
 
-    def logs(self, since: int = 0) -> list[dict[str, Any]]:
-        return list(self.client._call(_logs_request(self.id, since))["logs"])
+    @overload
+    def logs(self, since: int = 0, follow: Literal[False] = False) -> list[dict[str, Any]]: ...
+
+    @overload
+    def logs(self, since: int = 0, *, follow: Literal[True]) -> Iterator[dict[str, Any]]: ...
+
+    def logs(
+        self, since: int = 0, follow: bool = False
+    ) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+        """The stored log records after seq `since`, oldest first (a WARNING marker record
+        stands for records dropped by the per-task bound). With `follow=True`, an iterator that
+        also yields new records as they arrive, until the task is finished."""
+        if follow:
+            return self.client._follow(_LogStream(self.id, since, STREAM_RETRIES))
+        return self.client._logs(self.id, since)
+
+    def events(self, last_event_id: int | str | None = None) -> Iterator[Event]:
+        """`Client.events` of this task; each snapshot also refreshes `task`."""
+        for event in self.client.events(self.id, last_event_id):
+            if event.kind == "snapshot":
+                self.task = event.data
+            yield event
+
+    def subtasks(self) -> list[dict[str, Any]]:
+        """Each subtask's state, attempts, worker, times and last progress message."""
+        return list(self.client._call(_subtasks_request(self.id))["subtasks"])
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.id!r})"
@@ -471,6 +793,55 @@ class AsyncClient(_Base):
     async def health(self) -> dict[str, Any]:
         return dict(await self._call(_Request("GET", "/healthz")))
 
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self._call(_Request("GET", f"{API}/stats")))
+
+    def events(
+        self, task_id: str | None = None, last_event_id: int | str | None = None,
+        *, retries: int = STREAM_RETRIES,
+    ) -> AsyncIterator[Event]:
+        """`Client.events`, as an async iterator. Leaving the loop early does not close the
+        connection until the iterator is collected: wrap it in `contextlib.aclosing`."""
+        return self._follow(_EventStream(task_id, last_event_id, retries))
+
+    async def _logs(self, task_id: str, since: int) -> list[dict[str, Any]]:
+        pager = _LogPager(task_id, since)
+        while (request := pager.next_request()) is not None:
+            pager.feed(await self._call(request))
+        return pager.logs
+
+    async def _follow(self, stream: _Stream[T]) -> AsyncIterator[T]:
+        while not stream.done:
+            try:
+                async for item in self._connect(stream):
+                    yield item
+                continue
+            except _Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the stream kept closing early")
+            except httpx.TransportError as exc:
+                error = _unreachable(self.url, exc)
+            except MasterUnreachable as exc:
+                error = exc
+            await asyncio.sleep(stream.failed(error))
+
+    async def _connect(self, stream: _Stream[T]) -> AsyncIterator[T]:
+        r = stream.request()
+        async with self._http.stream(r.method, r.path, params=r.params, headers=r.headers,
+                                     timeout=_STREAM_TIMEOUT) as response:
+            if response.status_code >= 400:
+                await response.aread()
+            stream.opened(response)
+            async for chunk in response.aiter_bytes():
+                for item in stream.feed(chunk):
+                    yield item
+                if stream.done:
+                    return
+            for item in stream.close():
+                yield item
+        if not stream.done:
+            end = stream.end_request()
+            stream.ended(None if end is None else await self._call(end))
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -511,8 +882,30 @@ class AsyncTaskHandle:
         self.task = await self.client._call(_cancel_request(self.id))
         return self.task
 
-    async def logs(self, since: int = 0) -> list[dict[str, Any]]:
-        return list((await self.client._call(_logs_request(self.id, since)))["logs"])
+    @overload
+    def logs(
+        self, since: int = 0, follow: Literal[False] = False
+    ) -> Coroutine[Any, Any, list[dict[str, Any]]]: ...
+
+    @overload
+    def logs(self, since: int = 0, *, follow: Literal[True]) -> AsyncIterator[dict[str, Any]]: ...
+
+    def logs(
+        self, since: int = 0, follow: bool = False
+    ) -> Coroutine[Any, Any, list[dict[str, Any]]] | AsyncIterator[dict[str, Any]]:
+        """`await handle.logs(since)`, or `async for record in handle.logs(since, follow=True)`."""
+        if follow:
+            return self.client._follow(_LogStream(self.id, since, STREAM_RETRIES))
+        return self.client._logs(self.id, since)
+
+    async def events(self, last_event_id: int | str | None = None) -> AsyncIterator[Event]:
+        async for event in self.client.events(self.id, last_event_id):
+            if event.kind == "snapshot":
+                self.task = event.data
+            yield event
+
+    async def subtasks(self) -> list[dict[str, Any]]:
+        return list((await self.client._call(_subtasks_request(self.id)))["subtasks"])
 
     def __repr__(self) -> str:
         return f"AsyncTaskHandle({self.id!r})"

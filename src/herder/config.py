@@ -35,6 +35,8 @@ class MasterSettings:
     retry_backoff_max: float = 30.0
     #: largest accepted request body, in bytes
     max_body: int = 64 * 1024 * 1024
+    #: log lines kept per task; older ones are dropped (and counted)
+    max_logs_per_task: int = 10_000
     log_level: str = "info"
 
 
@@ -56,6 +58,8 @@ class WorkerSettings:
     reconnect_min: float = 0.1
     reconnect_max: float = 5.0
     log_level: str = "info"
+    #: send what subtasks print to stdout/stderr to the master as log lines
+    capture_output: bool = False
 
 
 def env_token() -> str | None:

@@ -96,6 +96,8 @@ class TaskRecord:
     finished_at: float | None = None
     subtasks_total: int = 0
     max_retries: int | None = None
+    #: log lines trimmed by the per-task bound
+    logs_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -116,7 +118,8 @@ class SubtaskRecord:
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
-    """One log line of a task, in the order the master received it (`seq`)."""
+    """One entry of a task's journal, in the order the master received it (`seq`): a log line
+    (kind "log"), or a state change (kind "state", `message` = the new state)."""
 
     task_id: str
     ts: float
@@ -126,6 +129,7 @@ class LogRecord:
     attempt: int | None = None
     worker: str | None = None
     seq: int = 0
+    kind: str = "log"
 
     def to_json(self) -> dict[str, JSON]:
         return {

@@ -118,6 +118,8 @@ class Dispatch:
     task_id: str
     index: int
     attempt: int
+    #: seconds the subtask waited between becoming ready and this dispatch
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ class _Subtask:
     running: dict[int, str] = field(default_factory=dict)  # attempt -> worker
     done: bool = False
     avoid: set[str] = field(default_factory=set)
+    ready_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -238,22 +241,22 @@ class Scheduler:
         """Apply one event; return what must be done because of it (dispatch is separate)."""
         match event:
             case WorkerJoined():
-                return self._worker_joined(event)
+                return self._worker_joined(event, now)
             case WorkerLeft():
-                return self._worker_left(event.worker_id)
+                return self._worker_left(event.worker_id, now)
             case WorkerDraining():
                 w = self._workers.get(event.worker_id)
                 if w is not None:
                     w.draining = True
                 return []
             case TaskReady():
-                return self._task_ready(event)
+                return self._task_ready(event, now)
             case AttemptSucceeded():
                 return self._attempt_succeeded(event)
             case AttemptFailed():
                 return self._attempt_failed(event, now)
             case AttemptEnded():
-                return self._attempt_ended(event)
+                return self._attempt_ended(event, now)
             case TaskEnded():
                 return self._task_ended(event)
         raise TypeError(f"unknown event {event!r}")
@@ -265,7 +268,7 @@ class Scheduler:
         while limit is None or len(out) < limit:
             if not self._any_credit():
                 break
-            decision = self._dispatch_one()
+            decision = self._dispatch_one(now)
             if decision is None:
                 break
             out.append(decision)
@@ -322,10 +325,10 @@ class Scheduler:
 
     # -- event handlers ------------------------------------------------------------------------
 
-    def _worker_joined(self, ev: WorkerJoined) -> list[Decision]:
+    def _worker_joined(self, ev: WorkerJoined, now: float) -> list[Decision]:
         out: list[Decision] = []
         if ev.worker_id in self._workers:  # a rejoin under the same id: forget the old session
-            out += self._worker_left(ev.worker_id)
+            out += self._worker_left(ev.worker_id, now)
         self._joined += 1
         self._workers[ev.worker_id] = _Worker(
             ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined
@@ -355,7 +358,7 @@ class Scheduler:
         self._unready(task, index)
         return True
 
-    def _worker_left(self, worker_id: str) -> list[Decision]:
+    def _worker_left(self, worker_id: str, now: float) -> list[Decision]:
         w = self._workers.pop(worker_id, None)
         if w is None:
             return []
@@ -368,15 +371,19 @@ class Scheduler:
                 self._forget_if_idle(task)
                 continue
             if not sub.done and not sub.running:
-                self._make_ready(task, index, front=True)
+                self._make_ready(task, index, front=True, now=now)
                 out.append(Requeue(task_id, index, attempt, worker_id, "worker lost"))
         return out
 
-    def _task_ready(self, ev: TaskReady) -> list[Decision]:
+    def _task_ready(self, ev: TaskReady, now: float) -> list[Decision]:
         if ev.task_id in self._tasks:
             raise ValueError(f"task {ev.task_id} is already scheduled")
         subtasks = {
-            i: _Subtask(attempts=ev.attempts_made.get(i, 0), failures=ev.failures_made.get(i, 0))
+            i: _Subtask(
+                attempts=ev.attempts_made.get(i, 0),
+                failures=ev.failures_made.get(i, 0),
+                ready_at=now,
+            )
             for i in ev.indices
         }
         task = _Task(
@@ -435,7 +442,7 @@ class Scheduler:
         heapq.heappush(self._delayed, (at, self._delay_seq, task.id, ev.index))
         return [RetryLater(task.id, ev.index, ev.attempt, at)]
 
-    def _attempt_ended(self, ev: AttemptEnded) -> list[Decision]:
+    def _attempt_ended(self, ev: AttemptEnded, now: float) -> list[Decision]:
         found = self._current(ev.task_id, ev.index, ev.attempt)
         if found is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
@@ -447,7 +454,7 @@ class Scheduler:
             return []
         if sub.done or sub.running:
             return []
-        self._make_ready(task, ev.index, front=True)
+        self._make_ready(task, ev.index, front=True, now=now)
         return [Requeue(task.id, ev.index, ev.attempt, worker_id, "handed back")]
 
     def _task_ended(self, ev: TaskEnded) -> list[Decision]:
@@ -485,7 +492,8 @@ class Scheduler:
 
     def _backoff(self, failures: int) -> float:
         cfg = self.config
-        base = min(cfg.retry_backoff_max, cfg.retry_backoff * 2.0 ** (failures - 1))
+        # the exponent is capped so that a huge retry budget cannot overflow the float
+        base = min(cfg.retry_backoff_max, cfg.retry_backoff * 2.0 ** min(failures - 1, 60))
         return base * (1 - cfg.retry_jitter / 2 + cfg.retry_jitter * self._rng.random())
 
     def _release_due(self, now: float) -> None:
@@ -496,11 +504,12 @@ class Scheduler:
                 continue
             sub = task.subtasks[index]
             if not sub.done and not sub.running:
-                self._make_ready(task, index, front=True)
+                self._make_ready(task, index, front=True, now=now)
 
-    def _make_ready(self, task: _Task, index: int, front: bool) -> None:
+    def _make_ready(self, task: _Task, index: int, front: bool, now: float) -> None:
         if index in task.ready:
             return
+        task.subtasks[index].ready_at = now
         if front:
             task.ready.appendleft(index)
         else:
@@ -563,7 +572,7 @@ class Scheduler:
                 best, best_key = w, key
         return best
 
-    def _dispatch_one(self) -> Dispatch | None:
+    def _dispatch_one(self, now: float) -> Dispatch | None:
         for prio in self._priorities:
             ring = self._rings[prio]
             for position, task_id in enumerate(ring):
@@ -583,7 +592,9 @@ class Scheduler:
                 sub.attempts += 1
                 sub.running[sub.attempts] = worker.id
                 worker.held.add((task_id, index, sub.attempts))
-                return Dispatch(worker.id, task_id, index, sub.attempts)
+                return Dispatch(
+                    worker.id, task_id, index, sub.attempts, max(0.0, now - sub.ready_at)
+                )
         return None
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from herder import Client, LocalCluster
 
-TEST_TASKS = ("tests.tasktypes",)
+TEST_TASKS = ("tests.tasktypes", "tests.livetypes")
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -633,6 +633,41 @@ def test_get_logs_since_and_limit(store: Store) -> None:
     assert store.get_logs("nope") == []
 
 
+def test_state_entries_share_the_journal_but_not_get_logs(store: Store) -> None:
+    a, b = new_task(), new_task()
+    store.insert_tasks([a, b])
+    stored = store.append_logs(
+        [
+            LogRecord(a.id, 1.0, "INFO", "running", kind="state"),
+            log(a.id, "line"),
+            log(b.id, "other"),
+            LogRecord(a.id, 2.0, "INFO", "succeeded", kind="state"),
+        ]
+    )
+    assert store.get_logs(a.id) == [stored[1]]
+    assert [e.kind for e in store.get_events(a.id)] == ["state", "log", "state"]
+    assert store.get_events(a.id, since=stored[1].seq) == [stored[3]]
+    assert store.get_events(None) == stored
+    assert store.get_events(None, since=stored[0].seq, limit=2) == stored[1:3]
+
+
+def test_trim_logs_keeps_the_newest_and_counts_the_dropped(store: Store) -> None:
+    task = new_task()
+    store.insert_tasks([task])
+    state = store.append_logs([LogRecord(task.id, 1.0, "INFO", "running", kind="state")])
+    stored = store.append_logs([log(task.id, f"line {i}") for i in range(10)])
+    assert store.count_logs(task.id) == 10
+
+    assert store.trim_logs(task.id, keep=4) == 6
+    assert store.get_logs(task.id) == stored[6:]
+    assert store.count_logs(task.id) == 4
+    assert store.get_events(task.id) == [*state, *stored[6:]]  # state entries are kept
+    assert store.trim_logs(task.id, keep=4) == 0
+    assert store.trim_logs(task.id, keep=1) == 3
+    fetched = store.get_task(task.id)
+    assert fetched is not None and fetched.logs_dropped == 9
+
+
 # -- life -----------------------------------------------------------------------------------
 
 
@@ -760,6 +795,8 @@ def test_interleavings_record_at_most_one_result_per_subtask(
 
 
 _MIGRATIONS = sqlite_backend._migrations()
+_KNOWN = [v for v, _, _ in _MIGRATIONS]
+_NEXT = max(_KNOWN) + 1
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -834,16 +871,18 @@ def test_sqlite_applies_a_later_migration_once_and_in_order(
     path = str(tmp_path / "m.db")
     store = SqliteStore(path)
     store.migrate()
-    assert _versions(store) == [1]
+    assert _versions(store) == _KNOWN
     store.close()
 
-    later = (2, "0002_extra.sql", "CREATE TABLE extra (x INTEGER);\nINSERT INTO extra VALUES (1);")
+    later = (
+        _NEXT, "9999_extra.sql", "CREATE TABLE extra (x INTEGER);\nINSERT INTO extra VALUES (1);"
+    )
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: (*_MIGRATIONS, later))
     store = SqliteStore(path)
     try:
         store.migrate()
         store.migrate()
-        assert _versions(store) == [1, 2]
+        assert _versions(store) == [*_KNOWN, _NEXT]
         assert store._db.execute("SELECT count(*) FROM extra").fetchone()[0] == 1
     finally:
         store.close()
@@ -853,8 +892,8 @@ def test_sqlite_a_failing_migration_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = (
-        2,
-        "0002_broken.sql",
+        _NEXT,
+        "9999_broken.sql",
         "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);",
     )
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: (*_MIGRATIONS, broken))
@@ -862,7 +901,7 @@ def test_sqlite_a_failing_migration_leaves_nothing_behind(
     try:
         with pytest.raises(sqlite3.OperationalError, match="nowhere"):
             store.migrate()
-        assert _versions(store) == [1]
+        assert _versions(store) == _KNOWN
         tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master")}
         assert "tasks" in tables
         assert "half" not in tables

@@ -23,8 +23,11 @@ from typing import Any
 from herder import scheduling as sch
 from herder.config import MasterSettings
 from herder.errors import HerderError
+from herder.master.events import Event, Hub
+from herder.master.journal import Journal
 from herder.master.live import ActiveTask, task_json
 from herder.master.sessions import WorkerSession
+from herder.master.stats import Gauges, Stats
 from herder.master.storethread import StoreThread
 from herder.model import JSON, LogRecord, Progress, TaskError, TaskRecord, TaskState
 from herder.protocol import frames
@@ -34,7 +37,8 @@ from herder.tasktype import Registry
 log = logging.getLogger(__name__)
 
 FINISHED_CACHE = 10_000
-LOG_FLUSH_INTERVAL = 0.02
+#: progress events go out at most this often per task
+PROGRESS_INTERVAL = 0.1
 
 
 class Rejected(HerderError):
@@ -77,16 +81,20 @@ class Master:
         self._code_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="herder-code")
         self._pump_scheduled = False
         self._wakeup: asyncio.TimerHandle | None = None
-        self._log_buffer: list[LogRecord] = []
-        self._log_flush: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._lease_task: asyncio.Task[None] | None = None
-        self.counters: dict[str, int] = {
-            "stale_messages": 0,
-            "retries": 0,
-            "lost_workers": 0,
-            "submitted": 0,
-        }
+        self._loops: list[asyncio.Task[None]] = []
+        self.hub = Hub()
+        self.journal = Journal(self.store, self.hub, settings.max_logs_per_task)
+        #: tasks whose progress changed since the last progress events went out
+        self._dirty: set[str] = set()
+        self.stats = Stats(
+            Gauges(
+                queue_depth=self.sched.queue_depth,
+                workers=lambda: len(self.sessions),
+                slots=self._slots,
+                tasks_by_state=self.tasks_by_state,
+            )
+        )
 
     # -- life ------------------------------------------------------------------------------
 
@@ -96,14 +104,17 @@ class Master:
         self._unfinished = len(unfinished)
         for record in unfinished:
             await self._recover(record)
-        self._lease_task = asyncio.create_task(self._watch_leases())
+        self._loops = [
+            asyncio.create_task(self._watch_leases()),
+            asyncio.create_task(self._publish_progress()),
+        ]
 
     async def stop(self) -> None:
-        if self._lease_task is not None:
-            self._lease_task.cancel()
+        for loop_task in self._loops:
+            loop_task.cancel()
         for session in list(self.sessions.values()):
             session.close("master shutting down")
-        await self._flush_logs()
+        await self.journal.flush()
         self._code_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
@@ -176,7 +187,8 @@ class Master:
                 self._unfinished -= 1
                 results.append(Rejected(409, f"id: task {record.id!r} already exists"))
                 continue
-            self.counters["submitted"] += 1
+            self.stats.submitted.labels(record.type).inc()
+            self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
             task = self._activate(record, params)
             results.append(self.view(task))
             self._spawn(self._split(task))
@@ -219,6 +231,7 @@ class Master:
             record.started_at = time.time()
             await self.store.call(self.store.store.start_task, record.id, parts, record.started_at)
             record.state = TaskState.RUNNING
+            self.journal.state(record.id, record.state.value, record.started_at)
         record.subtasks_total = len(parts)
         task.parts = parts
         task.progress.subtasks_total = len(parts)
@@ -307,6 +320,10 @@ class Master:
         task.record.error = error
         task.record.finished_at = now
         self._unfinished -= 1
+        self.stats.finished.labels(task.record.type, state.value).inc()
+        self.journal.state(task_id, state.value, now)
+        self.journal.forget(task_id)
+        self._dirty.discard(task_id)
         if state is TaskState.SUCCEEDED:
             task.progress.subtasks_done = task.progress.subtasks_total
         task.progress.running_fraction.clear()
@@ -326,6 +343,7 @@ class Master:
         if record.state is not TaskState.AGGREGATING:
             record.state = TaskState.AGGREGATING
             await self.store.call(self.store.store.set_task_state, record.id, record.state)
+            self.journal.state(record.id, record.state.value, time.time())
         results = await self.store.call(self.store.store.get_results, record.id)
         task_type = self.registry.instance(record.type)
         try:
@@ -372,7 +390,7 @@ class Master:
         log.info("worker %s (%s) left: %s", session.name, session.id, why)
         decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
         if any(isinstance(d, sch.Requeue) for d in decisions):
-            self.counters["lost_workers"] += 1
+            self.stats.lost_workers.inc()
         await self._carry_out(decisions)
         self.kick()
 
@@ -406,15 +424,45 @@ class Master:
     def _on_progress(self, frame: frames.ProgressFrame) -> None:
         task = self.active.get(frame.task_id)
         if task is None or not self.sched.is_current(frame.task_id, frame.index, frame.attempt):
-            self.counters["stale_messages"] += 1
+            self.stats.stale_messages.inc()
             return
         fraction = frame.done / frame.total if frame.total else frame.done
         task.progress.running_fraction[frame.index] = min(1.0, max(0.0, fraction))
+        if frame.message is not None:
+            task.messages[frame.index] = frame.message
+        self._progressed(task)
+
+    def _progressed(self, task: ActiveTask) -> None:
+        task.eta.observe(time.monotonic(), task.fraction())
+        self._dirty.add(task.id)
+
+    async def _publish_progress(self) -> None:
+        """Progress events for the tasks that moved, at most every PROGRESS_INTERVAL."""
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            if not self._dirty:
+                continue
+            dirty, self._dirty = self._dirty, set()
+            if not self.hub.active:
+                continue
+            for task_id in dirty:
+                task = self.active.get(task_id)
+                if task is not None:
+                    self.hub.publish(Event("progress", task_id, self.progress_view(task)))
+
+    def progress_view(self, task: ActiveTask) -> dict[str, JSON]:
+        view = self.view(task)
+        return {
+            "task_id": task.id,
+            "state": view["state"],
+            "progress": view["progress"],
+            "eta_seconds": view["eta_seconds"],
+        }
 
     def _on_log(self, session: WorkerSession, frame: frames.LogFrame) -> None:
         if frame.task_id not in self.active:
             return
-        self._log_buffer.append(
+        self.journal.append(
             LogRecord(
                 task_id=frame.task_id,
                 ts=frame.ts,
@@ -425,25 +473,12 @@ class Master:
                 worker=session.name,
             )
         )
-        if self._log_flush is None:
-            self._log_flush = asyncio.get_running_loop().call_later(
-                LOG_FLUSH_INTERVAL, lambda: self._spawn(self._flush_logs())
-            )
-
-    async def _flush_logs(self) -> None:
-        if self._log_flush is not None:
-            self._log_flush.cancel()
-            self._log_flush = None
-        if not self._log_buffer:
-            return
-        batch, self._log_buffer = self._log_buffer, []
-        await self.store.call(self.store.store.append_logs, batch)
 
     async def _on_result(self, session: WorkerSession, frame: frames.ResultFrame) -> None:
         ref = (frame.task_id, frame.index, frame.attempt)
         ack = frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
         if not self.sched.is_current(*ref):
-            self.counters["stale_messages"] += 1
+            self.stats.stale_messages.inc()
             session.send(ack)
             return
         task = self.active.get(frame.task_id)
@@ -452,6 +487,7 @@ class Master:
             outcome, error = "error", "the result is not JSON-serialisable"
         if task is not None:
             task.progress.running_fraction.pop(frame.index, None)
+            task.messages.pop(frame.index, None)
             task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
         now = time.monotonic()
         if outcome == "ok":
@@ -465,6 +501,9 @@ class Master:
                 isinstance(d, sch.Stale) for d in decisions
             ):
                 task.progress.subtasks_done += 1
+                self.stats.subtask_finished()
+                self.stats.subtask_duration.labels(task.record.type).observe(frame.duration)
+                self._progressed(task)
         elif outcome in ("error", "timeout"):
             decisions = self.sched.handle(sch.AttemptFailed(*ref), now)
             if task is not None:
@@ -535,6 +574,8 @@ class Master:
             )
         )
         task.progress.subtasks_running += 1
+        task.eta.started(time.monotonic())
+        self.stats.dispatch_latency.observe(d.waited)
         self.store.post(
             self.store.store.start_attempt, d.task_id, d.index, d.attempt, session.name, time.time()
         )
@@ -558,9 +599,9 @@ class Master:
                         task.progress.running_fraction.pop(d.index, None)
                         task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
                 case sch.RetryLater():
-                    self.counters["retries"] += 1
+                    self.stats.retries.inc()
                 case sch.Stale():
-                    self.counters["stale_messages"] += 1
+                    self.stats.stale_messages.inc()
                 case sch.CompleteTask():
                     task = self.active.get(d.task_id)
                     if task is not None:
@@ -571,7 +612,9 @@ class Master:
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, task: ActiveTask) -> dict[str, JSON]:
-        return task_json(task.record, task.progress, task.fraction())
+        fraction = task.fraction()
+        eta = task.eta.estimate(time.monotonic(), fraction)
+        return task_json(task.record, task.progress, fraction, eta)
 
     async def get(self, task_id: str) -> dict[str, JSON] | None:
         task = self.active.get(task_id)
@@ -608,8 +651,61 @@ class Master:
         return out, next_cursor
 
     async def logs(self, task_id: str, since: int, limit: int) -> list[LogRecord]:
-        await self._flush_logs()
+        await self.journal.flush()
         return await self.store.call(self.store.store.get_logs, task_id, since, limit)
+
+    async def events(self, task_id: str | None, since: int, limit: int) -> list[LogRecord]:
+        await self.journal.flush()
+        return await self.store.call(self.store.store.get_events, task_id, since, limit)
+
+    async def subtasks(self, task_id: str) -> list[dict[str, JSON]]:
+        records = await self.store.call(self.store.store.get_subtasks, task_id)
+        task = self.active.get(task_id)
+        now = time.time()
+        out: list[dict[str, JSON]] = []
+        for s in records:
+            running = s.state.value == "running"
+            end = s.finished_at if s.finished_at is not None else (now if running else None)
+            live = task is not None and running
+            out.append(
+                {
+                    "index": s.index,
+                    "state": s.state.value,
+                    "attempts": s.attempts,
+                    "worker": s.worker,
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "duration": (end - s.started_at) if end and s.started_at else None,
+                    "message": task.messages.get(s.index) if task and live else None,
+                    "fraction": task.progress.running_fraction.get(s.index)
+                    if task and live
+                    else None,
+                    "error": s.error.message if s.error else None,
+                }
+            )
+        return out
+
+    async def logs_dropped(self, task_id: str) -> int:
+        record = await self.store.call(self.store.store.get_task, task_id)
+        return record.logs_dropped if record is not None else 0
+
+    def throughput(self) -> list[list[int]]:
+        return self.stats.throughput()
+
+    def _slots(self) -> tuple[int, int]:
+        total = sum(s.slots for s in self.sessions.values())
+        busy = sum(
+            self.sched.worker_load(s.id)[0]
+            for s in self.sessions.values()
+            if self.sched.has_worker(s.id)
+        )
+        return total, busy
+
+    def tasks_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for task in self.active.values():
+            counts[task.record.state.value] = counts.get(task.record.state.value, 0) + 1
+        return counts
 
     def workers(self) -> list[dict[str, object]]:
         return [

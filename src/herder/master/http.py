@@ -16,10 +16,12 @@ from typing import Annotated, Any
 import pydantic
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect
 
 from herder.errors import HerderError, ProtocolError
+from herder.master import follow as streams
 from herder.master.core import Master, Rejected, Submission
 from herder.master.sessions import WorkerSession
 from herder.model import TaskState
@@ -64,8 +66,45 @@ def create_app(master: Master) -> FastAPI:
     app.add_exception_handler(Rejected, _on_rejected)  # type: ignore[arg-type]
     app.include_router(api)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], dependencies=[Depends(require_token)])
     app.add_api_websocket_route("/api/v1/workers/connect", worker_channel)
+    _mount_dashboard(app)
     return app
+
+
+def _mount_dashboard(app: FastAPI) -> None:
+    from herder.dashboard import STATIC_DIR
+
+    if not STATIC_DIR.is_dir():
+        return
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+
+
+async def metrics(master: MasterDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(master.stats.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _sse(stream: Any) -> StreamingResponse:
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _last_event_id(request: Request, query: int | None) -> int | None:
+    header = request.headers.get("last-event-id")
+    if header is not None:
+        if not header.strip().isdigit():
+            raise Rejected(422, f"Last-Event-ID: {header!r} is not an event id")
+        return int(header)
+    return query
 
 
 async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -140,16 +179,64 @@ async def result(task_id: str, master: MasterDep) -> dict[str, Any]:
     return {"result": task["result"]}
 
 
-@api.get("/tasks/{task_id}/logs")
+@api.get("/tasks/{task_id}/logs", response_model=None)
 async def logs(
     task_id: str,
     master: MasterDep,
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> dict[str, Any]:
+    follow: bool = False,
+) -> dict[str, Any] | StreamingResponse:
     await _task_or_404(master, task_id)
-    records = await master.logs(task_id, since, limit)
-    return {"logs": [r.to_json() for r in records]}
+    if follow:
+        return _sse(streams.follow_logs(master, task_id, since))
+    records = [r.to_json() for r in await master.logs(task_id, since, limit)]
+    dropped = await master.logs_dropped(task_id)
+    if dropped and records and since < int(records[0]["seq"]) - 1:
+        first = int(records[0]["seq"])
+        marker = {
+            "seq": first - 1, "ts": records[0]["ts"], "level": "WARNING",
+            "message": f"{dropped} older log records were dropped",
+            "subtask": None, "attempt": None, "worker": None,
+        }
+        records.insert(0, marker)
+    return {"logs": records, "dropped": dropped}
+
+
+@api.get("/tasks/{task_id}/subtasks")
+async def subtasks(task_id: str, master: MasterDep) -> dict[str, Any]:
+    await _task_or_404(master, task_id)
+    return {"subtasks": await master.subtasks(task_id)}
+
+
+@api.get("/tasks/{task_id}/events")
+async def task_events(
+    task_id: str,
+    request: Request,
+    master: MasterDep,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    last = _last_event_id(request, last_event_id)
+    await _task_or_404(master, task_id)
+    return _sse(streams.task_events(master, task_id, last))
+
+
+@api.get("/events")
+async def events(
+    request: Request,
+    master: MasterDep,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    return _sse(streams.all_events(master, _last_event_id(request, last_event_id)))
+
+
+@api.get("/stats")
+async def stats(master: MasterDep) -> dict[str, Any]:
+    return {
+        "throughput": master.throughput(),
+        "queue_depth": {str(p): n for p, n in master.sched.queue_depth().items()},
+        "tasks": master.tasks_by_state(),
+    }
 
 
 @api.get("/workers")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ class ActiveTask:
     deadline: float | None = None
     #: the highest fraction shown so far: the bar never goes back while the task runs
     shown_fraction: float = 0.0
+    #: last progress message and fraction of each running subtask
+    messages: dict[int, str] = field(default_factory=dict)
+    eta: EtaEstimator = field(default_factory=lambda: EtaEstimator())
 
     @property
     def id(self) -> str:
@@ -40,19 +44,58 @@ class ActiveTask:
         return self.shown_fraction
 
 
-def eta_seconds(record: TaskRecord, fraction: float, now: float | None = None) -> float | None:
-    """Time left at the task's own observed rate: elapsed * (1 - f) / f."""
-    if record.state.finished:
-        return 0.0 if record.state is TaskState.SUCCEEDED else None
-    if record.started_at is None or fraction <= 0.0:
-        return None
-    elapsed = (now if now is not None else time.time()) - record.started_at
-    if elapsed <= 0:
-        return None
-    return max(0.0, elapsed * (1.0 - fraction) / fraction)
+class EtaEstimator:
+    """Time left from the rate at which the task's own progress has been moving lately.
+
+    The fraction (finished subtasks plus the reported part of running ones) is sampled as it
+    changes. The rate is measured over a sliding window (the last WINDOW seconds, or since the
+    first subtask started when that is shorter), so it reflects the slots the task gets now:
+    when another task takes slots away or gives them back, the estimate follows within a window.
+    See docs/eta.md.
+    """
+
+    WINDOW = 10.0
+    MIN_BASIS = 0.5  # seconds of observation before any estimate
+    SAMPLE_EVERY = 0.1
+
+    def __init__(self) -> None:
+        self.first: float | None = None  # monotonic time the first subtask was dispatched
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def started(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+            self._samples.append((now, 0.0))
+
+    def observe(self, now: float, fraction: float) -> None:
+        if self.first is None:
+            return
+        if self._samples and now - self._samples[-1][0] < self.SAMPLE_EVERY:
+            self._samples[-1] = (self._samples[-1][0], fraction)
+            return
+        self._samples.append((now, fraction))
+        while len(self._samples) > 2 and now - self._samples[1][0] > self.WINDOW:
+            self._samples.popleft()
+
+    def estimate(self, now: float, fraction: float) -> float | None:
+        if self.first is None or fraction <= 0.0 or now - self.first < self.MIN_BASIS:
+            return None
+        t0, f0 = self._samples[0]
+        if fraction <= f0 or now - t0 < self.MIN_BASIS:
+            t0, f0 = self.first, 0.0
+        rate = (fraction - f0) / (now - t0)
+        if rate <= 0:
+            return None
+        return max(0.0, (1.0 - fraction) / rate)
 
 
-def task_json(record: TaskRecord, progress: Progress, fraction: float) -> dict[str, JSON]:
+def eta_seconds(task: ActiveTask, fraction: float) -> float | None:
+    return task.eta.estimate(time.monotonic(), fraction)
+
+
+def task_json(
+    record: TaskRecord, progress: Progress, fraction: float, eta: float | None = None
+) -> dict[str, JSON]:
     return {
         "id": record.id,
         "type": record.type,
@@ -67,7 +110,7 @@ def task_json(record: TaskRecord, progress: Progress, fraction: float) -> dict[s
             "subtasks_running": progress.subtasks_running,
             "subtasks_failed": progress.subtasks_failed,
         },
-        "eta_seconds": eta_seconds(record, fraction),
+        "eta_seconds": 0.0 if record.state is TaskState.SUCCEEDED else eta,
         "result": record.result,
         "error": record.error.to_json() if record.error else None,
         "created_at": record.created_at,

@@ -128,7 +128,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
-        """Records with seq > since, in seq order."""
+        """Log lines (kind "log") with seq > since, in seq order."""
+
+    @abc.abstractmethod
+    def get_events(
+        self, task_id: str | None, since: int = 0, limit: int = 1000
+    ) -> list[LogRecord]:
+        """Journal entries of every kind with seq > since (of one task, or of all), in order."""
+
+    @abc.abstractmethod
+    def count_logs(self, task_id: str) -> int:
+        """How many log lines of the task are stored."""
+
+    @abc.abstractmethod
+    def trim_logs(self, task_id: str, keep: int) -> int:
+        """Delete all but the newest `keep` log lines of the task, add the number deleted to the
+        task's logs_dropped, and return it."""
 
 
 def open_store(url: str) -> Store:

@@ -286,10 +286,30 @@ class SqliteStore(Store):
                         "subtask": r.subtask,
                         "attempt": r.attempt,
                         "worker": r.worker,
+                        "kind": r.kind,
                     },
                 )
                 stored.append(_with_seq(r, cur.lastrowid))
         return stored
+
+    def get_events(
+        self, task_id: str | None, since: int = 0, limit: int = 1000
+    ) -> list[LogRecord]:
+        args: dict[str, object] = {"task_id": task_id, "since": since, "limit": max(0, limit)}
+        query = self._q["get_all_events" if task_id is None else "get_task_events"]
+        return [_log_from_row(row) for row in self._db.execute(query, args)]
+
+    def count_logs(self, task_id: str) -> int:
+        row = self._db.execute(self._q["count_logs"], {"task_id": task_id}).fetchone()
+        return int(row[0])
+
+    def trim_logs(self, task_id: str, keep: int) -> int:
+        with self._transaction() as db:
+            cur = db.execute(self._q["trim_logs"], {"task_id": task_id, "keep": max(1, keep)})
+            dropped = max(0, cur.rowcount)
+            if dropped:
+                db.execute(self._q["add_logs_dropped"], {"task_id": task_id, "n": dropped})
+        return dropped
 
     def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
         rows = self._db.execute(
@@ -417,6 +437,7 @@ def _task_from_row(row: sqlite3.Row) -> TaskRecord:
         finished_at=row["finished_at"],
         subtasks_total=row["subtasks_total"],
         max_retries=row["max_retries"],
+        logs_dropped=row["logs_dropped"],
     )
 
 
@@ -445,6 +466,7 @@ def _log_from_row(row: sqlite3.Row) -> LogRecord:
         attempt=row["attempt"],
         worker=row["worker"],
         seq=row["seq"],
+        kind=row["kind"],
     )
 
 

@@ -93,9 +93,16 @@ class Backoff:
 
 def make_pool(settings: WorkerSettings, registry: Registry) -> SlotPool:
     if settings.pool == "thread":
-        return ThreadSlotPool(registry, settings.slots, settings.cancel_grace)
+        return ThreadSlotPool(
+            registry, settings.slots, settings.cancel_grace, settings.capture_output
+        )
     if settings.pool == "process":
-        return ProcessSlotPool(settings.tasks, settings.slots, settings.cancel_grace)
+        return ProcessSlotPool(
+            settings.tasks,
+            settings.slots,
+            settings.cancel_grace,
+            capture_output=settings.capture_output,
+        )
     raise ValueError(f"pool: must be 'thread' or 'process', not {settings.pool!r}")
 
 

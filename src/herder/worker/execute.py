@@ -2,7 +2,9 @@
 
 The same code runs in a pool thread and in a slot's child process, so it knows nothing of threads,
 pipes or the event loop: it gets a cancel flag and an `Emitter` and returns a `Finished`.
-Imports `context`, `tasktype`, `protocol.frames` and the stdlib; no I/O of its own.
+While `execute` runs, the thread's `logging` records and (if installed) output lines are routed to
+the attempt by `worker.capture`. Imports `context`, `tasktype`, `protocol.frames`,
+`worker.capture` and the stdlib; no I/O of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic_core import to_jsonable_python
 from herder.context import CancelFlag, Context
 from herder.protocol.frames import MAX_FRAME_BYTES, MAX_LOG_MESSAGE, Outcome
 from herder.tasktype import Registry
+from herder.worker import capture
 
 #: at most one progress report per attempt in this many seconds (the last one is always sent)
 PROGRESS_INTERVAL = 0.05
@@ -161,6 +164,9 @@ class _Sinks:
     def log(self, record: logging.LogRecord) -> None:
         self._emitter.log(record.created, record.levelname, format_record(record))
 
+    def line(self, ts: float, level: str, text: str) -> None:
+        self._emitter.log(ts, level, truncate(text, MAX_LOG_MESSAGE))
+
     def flush(self) -> None:
         held = self._throttle.flush()
         if held is not None:
@@ -187,7 +193,8 @@ def run_attempt(registry: Registry, job: Job, cancelled: CancelFlag, emitter: Em
             log_sink=sinks.log,
             type_name=job.type,
         )
-        value = task_type.execute(ctx, job.part)
+        with capture.attempt(sinks.log, sinks.line):
+            value = task_type.execute(ctx, job.part)
     except BaseException as exc:  # SystemExit in task code too: the slot must live on
         message, tb = describe_exception(exc)
         outcome = Finished(job.key, "error", error=message, traceback=tb)

@@ -6,7 +6,10 @@ that ignores its cancel past the grace period is killed with SIGKILL; a child th
 the cause, is replaced by a fresh one. Pickle only ever crosses this pipe between the worker and
 its own children; nothing from the network is unpickled.
 
-Imports `worker.slots`, `worker.execute`, `tasktype` and the stdlib.
+A child captures the `logging` records (and, with `capture_output`, the stdout/stderr) of its
+attempts and sends them up as log lines, as the thread pool does (`worker.capture`).
+
+Imports `worker.slots`, `worker.execute`, `worker.capture`, `tasktype` and the stdlib.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -25,6 +29,7 @@ from typing import Any
 
 from herder.errors import TaskTypeError
 from herder.tasktype import BUILTIN_MODULE, Registry
+from herder.worker import capture
 from herder.worker.execute import Finished, Job, run_attempt
 from herder.worker.slots import PoolBase, PoolListener, Running
 
@@ -57,12 +62,29 @@ class _PipeEmitter:
             self._conn.send(("log", self._key, ts, level, message))
 
 
+def _setup_logging(capture_output: bool) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        # What Python prints without any configuration (WARNING and up, to stderr); made explicit
+        # because the capture handler would otherwise switch that fallback off. Created before the
+        # stream proxies, so that it writes to the real stderr.
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(console)
+    capture.install(capture_output)
+
+
 def child_main(
-    conn: multiprocessing.connection.Connection, cancelled: Any, modules: tuple[str, ...]
+    conn: multiprocessing.connection.Connection,
+    cancelled: Any,
+    modules: tuple[str, ...],
+    capture_output: bool = False,
 ) -> None:
     """Entry point of a slot's child process."""
     # Ctrl-C reaches the whole process group; the parent decides what happens to the children.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _setup_logging(capture_output)
     try:
         registry = Registry.from_modules(modules)
     except Exception as exc:
@@ -133,9 +155,11 @@ class ProcessSlotPool(PoolBase):
         slots: int,
         cancel_grace: float,
         mp_context: BaseContext | None = None,
+        capture_output: bool = False,
     ) -> None:
         super().__init__(slots, cancel_grace)
         self._modules = tuple(modules)
+        self.capture_output = capture_output
         self._mp = mp_context or default_context()
         self._slots = [_Slot(n) for n in range(slots)]
         self._closing = False
@@ -171,7 +195,7 @@ class ProcessSlotPool(PoolBase):
         cancelled = self._mp.Event()  # fresh per child: a killed child may have held its lock
         process = self._mp.Process(  # type: ignore[attr-defined]
             target=child_main,
-            args=(child_conn, cancelled, self._modules),
+            args=(child_conn, cancelled, self._modules, self.capture_output),
             name=f"herder-slot-{slot.number}",
             daemon=True,
         )

@@ -3,7 +3,8 @@
 `procslot`.
 
 Every method and every listener callback runs on the event loop thread; pools hop there from
-their threads. Imports `worker.execute`, `tasktype`, `protocol.frames` and the stdlib.
+their threads. Imports `worker.execute`, `worker.capture`, `tasktype`, `protocol.frames` and the
+stdlib.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from herder.protocol.frames import Outcome
 from herder.tasktype import Registry
+from herder.worker import capture
 from herder.worker.execute import AttemptKey, Finished, Job, run_attempt
 
 log = logging.getLogger(__name__)
@@ -194,13 +196,26 @@ class _ThreadEmitter:
 
 class ThreadSlotPool(PoolBase):
     """One thread per running attempt. A thread cannot be killed: one that ignores its cancel is
-    abandoned (reported, not listed as running) but keeps its slot until it really ends."""
+    abandoned (reported, not listed as running) but keeps its slot until it really ends.
 
-    def __init__(self, registry: Registry, slots: int, cancel_grace: float) -> None:
+    From open() to close() the attempts' `logging` records (and their stdout/stderr with
+    `capture_output`) are captured in this process (`worker.capture`)."""
+
+    def __init__(
+        self, registry: Registry, slots: int, cancel_grace: float, capture_output: bool = False
+    ) -> None:
         super().__init__(slots, cancel_grace)
         self._registry = registry
+        self.capture_output = capture_output
+        self._capturing = False
         self._flags: dict[AttemptKey, threading.Event] = {}
         self._abandoned: set[AttemptKey] = set()
+
+    async def open(self, listener: PoolListener) -> None:
+        await super().open(listener)
+        if not self._capturing:
+            capture.install(self.capture_output)
+            self._capturing = True
 
     @property
     def free_slots(self) -> int:
@@ -265,3 +280,6 @@ class ThreadSlotPool(PoolBase):
             for timer in run.timers:
                 timer.cancel()
         self._runs.clear()
+        if self._capturing:
+            capture.uninstall(self.capture_output)
+            self._capturing = False

@@ -120,8 +120,30 @@ WHERE s.task_id = :task_id
 ORDER BY s.idx;
 
 -- name: insert_log
-INSERT INTO logs (task_id, ts, level, message, subtask, attempt, worker)
-VALUES (:task_id, :ts, :level, :message, :subtask, :attempt, :worker);
+INSERT INTO logs (task_id, ts, level, message, subtask, attempt, worker, kind)
+VALUES (:task_id, :ts, :level, :message, :subtask, :attempt, :worker, :kind);
 
 -- name: get_logs
+SELECT * FROM logs
+WHERE kind = 'log' AND task_id = :task_id AND seq > :since
+ORDER BY seq LIMIT :limit;
+
+-- name: get_task_events
 SELECT * FROM logs WHERE task_id = :task_id AND seq > :since ORDER BY seq LIMIT :limit;
+
+-- name: get_all_events
+SELECT * FROM logs WHERE seq > :since ORDER BY seq LIMIT :limit;
+
+-- name: count_logs
+SELECT count(*) FROM logs WHERE kind = 'log' AND task_id = :task_id;
+
+-- Deletes every log line of the task but the newest :keep.
+-- name: trim_logs
+DELETE FROM logs
+WHERE kind = 'log' AND task_id = :task_id AND seq < (
+    SELECT seq FROM logs WHERE kind = 'log' AND task_id = :task_id
+    ORDER BY seq DESC LIMIT 1 OFFSET :keep - 1
+);
+
+-- name: add_logs_dropped
+UPDATE tasks SET logs_dropped = logs_dropped + :n WHERE id = :task_id;

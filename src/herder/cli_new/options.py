@@ -1,0 +1,146 @@
+"""What every command shares: the two consoles, parsing of durations and params, error exits,
+and the options (each with its HERDER_* environment twin).
+
+Only the CLI prints, and it prints through `out` (stdout: ids, results, tables, log lines) and
+`err` (stderr: errors and the live display). Imports typer and rich.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+
+import typer
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# -- parsing helpers ---------------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from `30s`, `1m`, `1m30s`, `500ms`, `2h`, `1.5` (plain numbers are seconds)."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise typer.BadParameter(
+                    f"not a duration: {value!r} (use e.g. 30s, 1m, 1m30s, 500ms or 1.5)"
+                ) from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise typer.BadParameter(f"not a duration: {value!r} (must be a finite number >= 0)")
+    return seconds
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(name)  # NaN and Infinity are not JSON: keep such a value as a string
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`k=v` -> (k, v): v as JSON when it parses (5, true, [1,2], "x"), else the plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise typer.BadParameter(f"expected key=value, got {text!r}", param_hint="--param")
+    try:
+        value: Any = json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def build_params(params_json: str | None, param: Sequence[str]) -> dict[str, Any]:
+    """--params (a JSON object, or @file) overlaid with each --param k=v."""
+    params: dict[str, Any] = {}
+    if params_json:
+        source = params_json
+        if params_json.startswith("@"):
+            try:
+                source = Path(params_json[1:]).read_text()
+            except OSError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--params") from None
+        try:
+            loaded = json.loads(source, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--params") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("must be a JSON object", param_hint="--params")
+        params.update(loaded)
+    params.update(parse_param(p) for p in param)
+    return params
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+# -- shared options ----------------------------------------------------------------------------
+
+Duration = Annotated[float, typer.Option(parser=parse_duration, metavar="DURATION")]
+Url = Annotated[str, typer.Option(
+    "--url", envvar="HERDER_URL", metavar="URL", help="The master's URL.")]
+Token = Annotated[str | None, typer.Option(
+    "--token", envvar="HERDER_TOKEN", metavar="TOKEN", show_default=False,
+    help="Bearer token of the master.")]
+Tasks = Annotated[list[str], typer.Option(
+    "--tasks", envvar="HERDER_TASKS", metavar="MODULE",
+    help="Module of task types to load (repeatable).")]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"],
+    typer.Option("--log-level", envvar="HERDER_LOG_LEVEL"),
+]
+Pool = Annotated[Literal["thread", "process"], typer.Option(
+    "--pool", envvar="HERDER_POOL", help="Slots are threads or processes.")]
+Slots = Annotated[int, typer.Option(
+    "--slots", envvar="HERDER_SLOTS", min=1, help="Subtasks a worker runs at once.")]
+Labels = Annotated[list[str], typer.Option(
+    "--label", envvar="HERDER_LABELS", metavar="LABEL", help="Worker label (repeatable).")]
+MaxPending = Annotated[int, typer.Option(
+    "--max-pending", envvar="HERDER_MAX_PENDING", min=1, help="Unfinished tasks before 429.")]
+MaxLogs = Annotated[int, typer.Option(
+    "--max-logs-per-task", envvar="HERDER_MAX_LOGS_PER_TASK", min=1,
+    help="Log lines kept per task; older ones are dropped and counted.")]
+Prefetch = Annotated[int, typer.Option(
+    "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
+Heartbeat = Annotated[float, typer.Option(
+    "--heartbeat", envvar="HERDER_HEARTBEAT", parser=parse_duration, metavar="DURATION",
+    help="How often workers send heartbeats.")]
+LeaseTimeout = Annotated[float, typer.Option(
+    "--lease-timeout", envvar="HERDER_LEASE_TIMEOUT", parser=parse_duration, metavar="DURATION",
+    help="Silence after which a worker is lost.")]
+DrainTimeout = Annotated[float, typer.Option(
+    "--drain-timeout", envvar="HERDER_DRAIN_TIMEOUT", parser=parse_duration, metavar="DURATION",
+    help="On SIGTERM, time running subtasks get to finish.")]
+CancelGrace = Annotated[float, typer.Option(
+    "--cancel-grace", envvar="HERDER_CANCEL_GRACE", parser=parse_duration, metavar="DURATION",
+    help="Time a cancelled process-pool subtask gets before it is killed.")]
+Host = Annotated[str, typer.Option("--host", envvar="HERDER_HOST", help="Address to bind.")]
+Db = Annotated[str, typer.Option("--db", envvar="HERDER_DB", help="SQLite file.")]
+CaptureOutput = Annotated[bool, typer.Option(
+    "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
+    help="Send what subtasks print (stdout, stderr) to the master as log lines.")]

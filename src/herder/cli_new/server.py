@@ -1,0 +1,198 @@
+"""The server commands: `master`, `worker` and `up`. Each builds a frozen settings object and
+hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`.
+
+Imports `cluster`, `config`, `errors` and the CLI's `options` (and, inside the commands, `master`
+or `worker`, so that client commands do not pay for the server's imports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from herder.cli.options import (
+    CancelGrace, CaptureOutput, Db, DrainTimeout, Heartbeat, Host, Labels, LeaseTimeout,
+    LogLevel, MaxLogs, MaxPending, Pool, Prefetch, Slots, Tasks, Token, err, fail, is_loopback, out,
+)
+from herder.cluster import ClusterError, LocalCluster
+from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings
+from herder.errors import HerderError
+
+_M = MasterSettings()
+_W = WorkerSettings()
+
+def _require_token_off_loopback(host: str, token: str | None) -> None:
+    if not token and not is_loopback(host):
+        err.print(f"error: refusing to listen on {host} without a token: anyone who can reach "
+                  "it could run tasks. Pass --token (or set HERDER_TOKEN), or bind to 127.0.0.1.")
+        raise typer.Exit(2)
+
+
+def _import_from_cwd() -> None:
+    """Let --tasks name a module in the current directory, as `python -m` would (the `herder`
+    script's sys.path starts at its own bin directory instead). LocalCluster hands our sys.path on
+    to its children, so this reaches `up`'s master and workers too."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+
+
+
+
+def master(
+    host: Host = _M.host,
+    port: Annotated[int, typer.Option(envvar="HERDER_PORT", min=0, max=65535)] = _M.port,
+    db: Db = _M.db,
+    tasks: Tasks = [],  # noqa: B006 - typer reads the default, never mutates it
+    max_pending: MaxPending = _M.max_pending,
+    prefetch: Prefetch = _M.prefetch,
+    token: Token = None,
+    heartbeat: Heartbeat = _M.heartbeat,
+    lease_timeout: LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the master: HTTP API, scheduler and store."""
+    _require_token_off_loopback(host, token)
+    settings = MasterSettings(
+        host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
+        prefetch=prefetch, token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
+        max_logs_per_task=max_logs_per_task, log_level=log_level,
+    )
+    _setup_logging(log_level)
+    _import_from_cwd()
+    # Imported here so that client commands do not pay for the server's imports.
+    from herder.master import serve
+
+    try:
+        serve(settings)
+    except HerderError as exc:
+        fail(str(exc))
+
+
+def worker(
+    master: Annotated[str, typer.Option(
+        "--master", envvar=["HERDER_MASTER", "HERDER_URL"], help="The master's http(s) URL.")
+    ] = DEFAULT_URL,
+    slots: Slots = _W.slots,
+    pool: Pool = "thread",
+    tasks: Tasks = [],  # noqa: B006
+    name: Annotated[str | None, typer.Option(
+        envvar="HERDER_WORKER_NAME", show_default=False, help="Default: host-pid.")] = None,
+    label: Labels = [],  # noqa: B006
+    token: Token = None,
+    drain_timeout: DrainTimeout = _W.drain_timeout,
+    cancel_grace: CancelGrace = _W.cancel_grace,
+    capture_output: CaptureOutput = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run a worker: connect to the master and run subtasks in SLOTS slots."""
+    settings = WorkerSettings(
+        master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
+        token=token, drain_timeout=drain_timeout, cancel_grace=cancel_grace, log_level=log_level,
+        capture_output=capture_output,
+    )
+    if name:
+        settings = dataclasses.replace(settings, name=name)
+    _setup_logging(log_level)
+    _import_from_cwd()
+    from herder.worker import run_worker  # here for the same reason as in `master`
+
+    try:
+        code = run_worker(settings)
+    except HerderError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops `up` the way Ctrl-C does
+
+
+def up(
+    workers: Annotated[int, typer.Option(envvar="HERDER_WORKERS", min=0)] = 2,
+    slots: Slots = _W.slots,
+    port: Annotated[int, typer.Option(envvar="HERDER_PORT", min=0, max=65535)] = _M.port,
+    db: Db = _M.db,
+    tasks: Tasks = [],  # noqa: B006
+    host: Host = _M.host,
+    pool: Pool = "thread",
+    label: Labels = [],  # noqa: B006
+    token: Token = None,
+    max_pending: MaxPending = _M.max_pending,
+    prefetch: Prefetch = _M.prefetch,
+    heartbeat: Heartbeat = _M.heartbeat,
+    lease_timeout: LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
+    drain_timeout: DrainTimeout = _W.drain_timeout,
+    cancel_grace: CancelGrace = _W.cancel_grace,
+    capture_output: CaptureOutput = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
+    _require_token_off_loopback(host, token)
+    _import_from_cwd()
+    cluster = LocalCluster(
+        workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db, token=token,
+        extra_master_args=[
+            "--max-pending", str(max_pending), "--prefetch", str(prefetch),
+            "--heartbeat", str(heartbeat), "--lease-timeout", str(lease_timeout),
+            "--max-logs-per-task", str(max_logs_per_task),
+        ],
+        extra_worker_args=[
+            "--drain-timeout", str(drain_timeout), "--cancel-grace", str(cancel_grace),
+            *(["--capture-output"] if capture_output else []),
+            *(a for lab in label for a in ("--label", lab)),
+        ],
+        host=host, log_level=log_level,
+        # Draining workers may take drain-timeout plus cancel-grace; do not kill them sooner.
+        stop_timeout=drain_timeout + cancel_grace + 5.0,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, _interrupt)
+    code = 0
+    try:
+        cluster.start()
+        out.print(f"herder is up at {cluster.url} with {workers} worker(s) x {slots} slot(s), "
+                  f"db {db}. Ctrl-C stops it.", markup=False)
+        while not (gone := cluster.exited()):
+            time.sleep(0.2)
+        name, status = gone[0]
+        err.print(f"error: {name} exited with code {status}; stopping everything")
+        code = 1
+    except KeyboardInterrupt:
+        err.print(f"stopping: running subtasks get up to {drain_timeout:g} s to finish "
+                  "(Ctrl-C again to stop them now)")
+    except ClusterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        code = 1
+    finally:
+        _stop(cluster, cancel_grace)
+    raise typer.Exit(code)
+
+
+def _stop(cluster: LocalCluster, cancel_grace: float) -> None:
+    """Stop in order; each further Ctrl-C hurries: a second SIGTERM makes the workers cancel and
+    hand back their subtasks at once, a third kills everything."""
+    try:
+        cluster.stop()
+        return
+    except KeyboardInterrupt:
+        err.print("stopping now: running subtasks are cancelled (Ctrl-C again to kill)")
+    try:
+        cluster.stop(timeout=cancel_grace + 5.0)
+    except KeyboardInterrupt:
+        cluster.kill()

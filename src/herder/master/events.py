@@ -1,0 +1,75 @@
+"""Live events for whoever follows tasks: a small publish/subscribe hub, and the SSE wire format.
+
+Durable events (state changes and log lines) carry the journal `seq` as their id, so a follower
+that reconnects with Last-Event-ID is served the rest from the store. Progress events carry no id:
+they are a view of the moment, and the next one supersedes them. A follower that falls too far
+behind is dropped (its stream ends) instead of holding memory: it reconnects and replays from the
+store. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str  # snapshot | state | log | progress
+    task_id: str
+    data: dict[str, Any]
+    id: int | None = None
+
+    def sse(self) -> bytes:
+        head = f"id: {self.id}\n" if self.id is not None else ""
+        body = json.dumps(self.data, separators=(",", ":"))
+        return f"{head}event: {self.kind}\ndata: {body}\n\n".encode()
+
+
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    task_id: str | None  # None: every task
+    kinds: frozenset[str] | None = None  # None: every kind
+    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    overflowed: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if self.task_id is not None and event.task_id != self.task_id:
+            return False
+        return self.kinds is None or event.kind in self.kinds
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subs)
+
+    def subscribe(
+        self, task_id: str | None, kinds: frozenset[str] | None = None
+    ) -> Subscription:
+        sub = Subscription(task_id, kinds)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    def publish(self, event: Event) -> None:
+        for sub in list(self._subs):
+            if not sub.wants(event):
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self._subs.discard(sub)

@@ -1,0 +1,94 @@
+"""The task journal: log lines and state changes, written in batches, then published live.
+
+Entries are buffered for a few milliseconds and written in one transaction (a task that logs
+thousands of lines costs one commit per batch, not one per line); once stored, each gets its
+`seq` and goes out to followers as a durable event. Log lines are bounded per task: past
+`max_per_task` (plus 10 % of slack, so trimming is rare) the oldest are deleted and counted.
+Imports the master's `events` and `storethread`, and `model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from herder.master.events import Event, Hub
+from herder.master.storethread import StoreThread
+from herder.model import LogRecord
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.02
+
+
+class Journal:
+    def __init__(self, store: StoreThread, hub: Hub, max_per_task: int) -> None:
+        self._store = store
+        self._hub = hub
+        self.max_per_task = max_per_task
+        self._buffer: list[LogRecord] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+        #: log lines stored per task, for the bound (None until read from the store)
+        self._counts: dict[str, int] = {}
+
+    def append(self, record: LogRecord) -> None:
+        self._buffer.append(record)
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(FLUSH_INTERVAL, self._flush_soon)
+
+    def state(self, task_id: str, state: str, ts: float) -> None:
+        self.append(LogRecord(task_id=task_id, ts=ts, level="INFO", message=state, kind="state"))
+
+    def forget(self, task_id: str) -> None:
+        self._counts.pop(task_id, None)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Write what is buffered, then publish it; in order, one flush at a time."""
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            stored = await self._store.call(self._store.store.append_logs, batch)
+            for record in stored:
+                self._hub.publish(event_of(record))
+            await self._bound(stored)
+
+    async def _bound(self, stored: list[LogRecord]) -> None:
+        added: dict[str, int] = {}
+        for record in stored:
+            if record.kind == "log":
+                added[record.task_id] = added.get(record.task_id, 0) + 1
+        for task_id, n in added.items():
+            count = self._counts.get(task_id)
+            if count is None:
+                count = await self._store.call(self._store.store.count_logs, task_id)
+            else:
+                count += n
+            if count > self.max_per_task * 1.1:
+                dropped = await self._store.call(
+                    self._store.store.trim_logs, task_id, self.max_per_task
+                )
+                count -= dropped
+            self._counts[task_id] = count
+
+
+def event_of(record: LogRecord) -> Event:
+    if record.kind == "state":
+        data = {"task_id": record.task_id, "state": record.message, "ts": record.ts}
+        return Event("state", record.task_id, data, record.seq)
+    return Event("log", record.task_id, {"task_id": record.task_id, **record.to_json()}, record.seq)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("journal write failed", exc_info=task.exception())

@@ -1,0 +1,110 @@
+"""What the master counts: Prometheus metrics, and the throughput history the dashboard draws.
+
+Counters and histograms are updated where things happen; gauges (queue depth, workers, slots) are
+read from the master's state when /metrics is scraped, so they cost nothing in between. Each
+master has its own CollectorRegistry (no process-wide globals). Imports prometheus-client only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+HISTORY_SECONDS = 600
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, float("inf"))
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, float("inf"))
+
+
+class Gauges:
+    """The moment's figures, read at scrape time."""
+
+    def __init__(
+        self,
+        queue_depth: Callable[[], dict[int, int]],
+        workers: Callable[[], int],
+        slots: Callable[[], tuple[int, int]],
+        tasks_by_state: Callable[[], dict[str, int]],
+    ) -> None:
+        self.queue_depth = queue_depth
+        self.workers = workers
+        self.slots = slots
+        self.tasks_by_state = tasks_by_state
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self._g = gauges
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "herder_queue_depth",
+            "Ready subtasks waiting for a slot, by priority",
+            labels=["priority"],
+        )
+        for priority, n in sorted(self._g.queue_depth().items()):
+            depth.add_metric([str(priority)], n)
+        yield depth
+        yield GaugeMetricFamily(
+            "herder_workers_connected", "Workers connected now", value=self._g.workers()
+        )
+        total, busy = self._g.slots()
+        yield GaugeMetricFamily("herder_slots_total", "Slots of connected workers", value=total)
+        yield GaugeMetricFamily("herder_slots_busy", "Slots running a subtask now", value=busy)
+        unfinished = GaugeMetricFamily(
+            "herder_tasks_unfinished", "Tasks not finished, by state", labels=["state"]
+        )
+        for state, n in sorted(self._g.tasks_by_state().items()):
+            unfinished.add_metric([state], n)
+        yield unfinished
+
+
+class Stats:
+    def __init__(self, gauges: Gauges) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.submitted = Counter(
+            "herder_tasks_submitted", "Tasks accepted, by type", ["type"], registry=r
+        )
+        self.finished = Counter(
+            "herder_tasks_finished", "Tasks finished, by type and final state",
+            ["type", "state"], registry=r,
+        )
+        self.subtask_duration = Histogram(
+            "herder_subtask_duration_seconds", "Run time of successful subtask attempts, by type",
+            ["type"], buckets=DURATION_BUCKETS, registry=r,
+        )
+        self.dispatch_latency = Histogram(
+            "herder_dispatch_latency_seconds", "Time from a subtask being ready to its dispatch",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.retries = Counter("herder_retries", "Failed attempts retried", registry=r)
+        self.lost_workers = Counter(
+            "herder_lost_workers", "Workers lost while holding attempts", registry=r
+        )
+        self.stale_messages = Counter(
+            "herder_stale_messages",
+            "Messages about attempts that were no longer current, dropped", registry=r,
+        )
+        r.register(_GaugeCollector(gauges))
+        self._history: deque[list[int]] = deque(maxlen=HISTORY_SECONDS)
+
+    def subtask_finished(self, n: int = 1) -> None:
+        second = int(time.time())
+        if self._history and self._history[-1][0] == second:
+            self._history[-1][1] += n
+        else:
+            self._history.append([second, n])
+
+    def throughput(self) -> list[list[int]]:
+        """[second, subtasks finished in it] for the last HISTORY_SECONDS, zeros filled in."""
+        now = int(time.time())
+        counts = {second: n for second, n in self._history}
+        return [[s, counts.get(s, 0)] for s in range(now - HISTORY_SECONDS + 1, now + 1)]
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
