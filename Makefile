@@ -24,9 +24,13 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
-# HOOK for later issues: system packages the tests need (e.g. apt-get install chromium,
-# postgresql) go here. For now it only installs the Python dev dependencies.
+# System packages the tests need, then the Python dev dependencies. Run as root on a fresh
+# Debian machine. The dashboard tests drive Debian's Chromium (never a browser Playwright
+# downloads); without it they fail when CI is set.
 test-deps: $(DEV_STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar, overload
@@ -46,6 +46,7 @@ API = "/api/v1"
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 
 Task = dict[str, Any]
+Log = dict[str, Any]
 
 
 class MasterUnreachable(HerderError, ConnectionError):
@@ -499,6 +500,7 @@ class _LogStream(_Stream[dict[str, Any]]):
         if sse.event != "log":
             return None
         record = _json_object(sse.data)
+        record.pop("task_id", None)  # as `logs()` gives them: the handle knows its task
         seq = _seq(record)
         if seq <= self.since:
             return None  # sent again after a reconnect
@@ -604,7 +606,7 @@ class Client(_Base):
     def events(
         self, task_id: str | None = None, last_event_id: int | str | None = None,
         *, retries: int = STREAM_RETRIES,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Follow the events of one task (or, without `task_id`, of all tasks) as they happen.
 
         A task's stream starts with a `snapshot` of the task and ends after its final `state`
@@ -621,7 +623,7 @@ class Client(_Base):
             pager.feed(self._call(request))
         return pager.logs
 
-    def _follow(self, stream: _Stream[T]) -> Iterator[T]:
+    def _follow(self, stream: _Stream[T]) -> Generator[T, None, None]:
         while not stream.done:
             try:
                 yield from self._connect(stream)
@@ -634,7 +636,7 @@ class Client(_Base):
                 error = exc
             time.sleep(stream.failed(error))
 
-    def _connect(self, stream: _Stream[T]) -> Iterator[T]:
+    def _connect(self, stream: _Stream[T]) -> Generator[T, None, None]:
         r = stream.request()
         with self._http.stream(r.method, r.path, params=r.params, headers=r.headers,
                                timeout=_STREAM_TIMEOUT) as response:
@@ -696,11 +698,11 @@ class TaskHandle:
     def logs(self, since: int = 0, follow: Literal[False] = False) -> list[dict[str, Any]]: ...
 
     @overload
-    def logs(self, since: int = 0, *, follow: Literal[True]) -> Iterator[dict[str, Any]]: ...
+    def logs(self, since: int = 0, *, follow: Literal[True]) -> Generator[Log, None, None]: ...
 
     def logs(
         self, since: int = 0, follow: bool = False
-    ) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+    ) -> list[Log] | Generator[Log, None, None]:
         """The stored log records after seq `since`, oldest first (a WARNING marker record
         stands for records dropped by the per-task bound). With `follow=True`, an iterator that
         also yields new records as they arrive, until the task is finished."""
@@ -708,7 +710,7 @@ class TaskHandle:
             return self.client._follow(_LogStream(self.id, since, STREAM_RETRIES))
         return self.client._logs(self.id, since)
 
-    def events(self, last_event_id: int | str | None = None) -> Iterator[Event]:
+    def events(self, last_event_id: int | str | None = None) -> Generator[Event, None, None]:
         """`Client.events` of this task; each snapshot also refreshes `task`."""
         for event in self.client.events(self.id, last_event_id):
             if event.kind == "snapshot":
@@ -799,7 +801,7 @@ class AsyncClient(_Base):
     def events(
         self, task_id: str | None = None, last_event_id: int | str | None = None,
         *, retries: int = STREAM_RETRIES,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """`Client.events`, as an async iterator. Leaving the loop early does not close the
         connection until the iterator is collected: wrap it in `contextlib.aclosing`."""
         return self._follow(_EventStream(task_id, last_event_id, retries))
@@ -810,7 +812,7 @@ class AsyncClient(_Base):
             pager.feed(await self._call(request))
         return pager.logs
 
-    async def _follow(self, stream: _Stream[T]) -> AsyncIterator[T]:
+    async def _follow(self, stream: _Stream[T]) -> AsyncGenerator[T, None]:
         while not stream.done:
             try:
                 async for item in self._connect(stream):
@@ -824,7 +826,7 @@ class AsyncClient(_Base):
                 error = exc
             await asyncio.sleep(stream.failed(error))
 
-    async def _connect(self, stream: _Stream[T]) -> AsyncIterator[T]:
+    async def _connect(self, stream: _Stream[T]) -> AsyncGenerator[T, None]:
         r = stream.request()
         async with self._http.stream(r.method, r.path, params=r.params, headers=r.headers,
                                      timeout=_STREAM_TIMEOUT) as response:
@@ -888,17 +890,19 @@ class AsyncTaskHandle:
     ) -> Coroutine[Any, Any, list[dict[str, Any]]]: ...
 
     @overload
-    def logs(self, since: int = 0, *, follow: Literal[True]) -> AsyncIterator[dict[str, Any]]: ...
+    def logs(self, since: int = 0, *, follow: Literal[True]) -> AsyncGenerator[Log, None]: ...
 
     def logs(
         self, since: int = 0, follow: bool = False
-    ) -> Coroutine[Any, Any, list[dict[str, Any]]] | AsyncIterator[dict[str, Any]]:
+    ) -> Coroutine[Any, Any, list[Log]] | AsyncGenerator[Log, None]:
         """`await handle.logs(since)`, or `async for record in handle.logs(since, follow=True)`."""
         if follow:
             return self.client._follow(_LogStream(self.id, since, STREAM_RETRIES))
         return self.client._logs(self.id, since)
 
-    async def events(self, last_event_id: int | str | None = None) -> AsyncIterator[Event]:
+    async def events(
+        self, last_event_id: int | str | None = None
+    ) -> AsyncGenerator[Event, None]:
         async for event in self.client.events(self.id, last_event_id):
             if event.kind == "snapshot":
                 self.task = event.data

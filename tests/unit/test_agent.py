@@ -30,7 +30,7 @@ from herder.protocol.frames import (
     ResultFrame,
     Welcome,
     WorkerFrame,
-    decode_worker_frame,
+    decode_worker_frames,
     encode,
 )
 from herder.tasktype import Registry
@@ -58,19 +58,22 @@ class FakeMaster:
         try:
             async for raw in ws:
                 assert isinstance(raw, bytes)
-                frame = decode_worker_frame(raw)
-                self.frames.append(frame)
-                self._changed.set()
-                if isinstance(frame, Hello):
-                    self.ws = ws
-                    welcome = Welcome(worker_id="w1", heartbeat=0.05, keep=self.keep(frame))
-                    await ws.send(encode(welcome))
-                elif isinstance(frame, ResultFrame) and self.auto_ack:
-                    await ws.send(
-                        encode(Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt))
-                    )
+                for frame in decode_worker_frames(raw):
+                    await self._on_frame(ws, frame)
         except ConnectionClosed:
             pass
+
+    async def _on_frame(self, ws: ServerConnection, frame: WorkerFrame) -> None:
+        self.frames.append(frame)
+        self._changed.set()
+        if isinstance(frame, Hello):
+            self.ws = ws
+            welcome = Welcome(worker_id="w1", heartbeat=0.05, keep=self.keep(frame))
+            await ws.send(encode(welcome))
+        elif isinstance(frame, ResultFrame) and self.auto_ack:
+            await ws.send(
+                encode(Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt))
+            )
 
     async def send(self, frame: MasterFrame | bytes) -> None:
         assert self.ws is not None

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from herder import LocalCluster
+from herder.protocol.frames import MAX_LOG_MESSAGE
 from herder.worker import capture
 from herder.worker.procslot import ProcessSlotPool
 from herder.worker.slots import PoolBase, ThreadSlotPool
@@ -170,7 +171,7 @@ def test_lines_are_split_and_long_ones_sent_in_pieces() -> None:
     sent: list[tuple[str, str]] = []
     real = io.StringIO()
     proxy = capture.StreamProxy(real, "INFO")
-    limit = capture.MAX_LOG_MESSAGE
+    limit = MAX_LOG_MESSAGE
 
     def on_line(ts: float, level: str, text: str) -> None:
         sent.append((level, text))

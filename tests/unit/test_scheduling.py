@@ -412,7 +412,7 @@ def test_worker_left_requeues_its_attempts_with_higher_attempt_numbers() -> None
     s = make()
     join(s, "w1", slots=2)
     submit(s, "a", 3)
-    d0, d1 = s.dispatch(0.0)
+    d0, _d1 = s.dispatch(0.0)
     assert s.handle(WorkerLeft("w1"), 0.0) == [
         Requeue("a", 0, 1, "w1", "worker lost"),
         Requeue("a", 1, 1, "w1", "worker lost"),

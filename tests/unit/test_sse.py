@@ -3,6 +3,8 @@ split of a stream into chunks giving the same events."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +27,8 @@ def test_default_kind_is_message_and_data_lines_join_with_lf() -> None:
 
 
 def test_one_space_after_the_colon_is_dropped_and_only_one() -> None:
-    assert parse(b"data:x\n\ndata:  y\n\n") == [ServerSentEvent(data="x"), ServerSentEvent(data=" y")]
+    expected = [ServerSentEvent(data="x"), ServerSentEvent(data=" y")]
+    assert parse(b"data:x\n\ndata:  y\n\n") == expected
 
 
 def test_comments_and_unknown_fields_are_ignored() -> None:
@@ -56,7 +59,8 @@ def test_retry_only_when_all_digits() -> None:
 
 def test_crlf_and_cr_line_ends() -> None:
     expected = [ServerSentEvent("log", "x", "1"), ServerSentEvent("log", "y", "2")]
-    assert parse(b"event: log\r\nid: 1\r\ndata: x\r\n\r\nevent: log\rid: 2\rdata: y\r\r") == expected
+    raw = b"event: log\r\nid: 1\r\ndata: x\r\n\r\nevent: log\rid: 2\rdata: y\r\r"
+    assert parse(raw) == expected
 
 
 def test_crlf_split_across_chunks_is_one_line_end() -> None:
@@ -97,7 +101,7 @@ STREAM = (
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
 def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(points, points[1:], strict=False)]
+    chunks = [STREAM[a:b] for a, b in itertools.pairwise(points)]
     events = parse(*chunks)
     assert [(e.event, e.id) for e in events] == [
         ("snapshot", None), ("state", "1"), ("log", "2"), ("progress", None)]

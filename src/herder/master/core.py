@@ -82,6 +82,9 @@ class Master:
         self._pump_scheduled = False
         self._wakeup: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._results: list[tuple[WorkerSession, frames.ResultFrame]] = []
+        self._committing = False
+        self._starts: list[tuple[str, int, int, str, float]] = []
         self._loops: list[asyncio.Task[None]] = []
         self.hub = Hub()
         self.journal = Journal(self.store, self.hub, settings.max_logs_per_task)
@@ -252,7 +255,7 @@ class Master:
             ),
             time.monotonic(),
         )
-        await self._carry_out(decisions)
+        self._carry_out(decisions)
         self.kick()
 
     async def _recover(self, record: TaskRecord) -> None:
@@ -333,7 +336,7 @@ class Master:
             self._finished.popitem(last=False)
         if state is not TaskState.SUCCEEDED:
             reason = "timed out" if state is TaskState.TIMED_OUT else state.value
-            await self._carry_out(self.sched.handle(sch.TaskEnded(task_id, reason), 0.0))
+            self._carry_out(self.sched.handle(sch.TaskEnded(task_id, reason), 0.0))
         self.kick()
 
     # -- aggregation ---------------------------------------------------------------------------
@@ -391,7 +394,7 @@ class Master:
         decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
         if any(isinstance(d, sch.Requeue) for d in decisions):
             self.stats.lost_workers.inc()
-        await self._carry_out(decisions)
+        self._carry_out(decisions)
         self.kick()
 
     async def _watch_leases(self) -> None:
@@ -414,7 +417,7 @@ class Master:
             case frames.LogFrame():
                 self._on_log(session, frame)
             case frames.ResultFrame():
-                await self._on_result(session, frame)
+                self._on_result(session, frame)
             case frames.Drain():
                 session.draining = True
                 self.sched.handle(sch.WorkerDraining(session.id), time.monotonic())
@@ -474,12 +477,11 @@ class Master:
             )
         )
 
-    async def _on_result(self, session: WorkerSession, frame: frames.ResultFrame) -> None:
+    def _on_result(self, session: WorkerSession, frame: frames.ResultFrame) -> None:
         ref = (frame.task_id, frame.index, frame.attempt)
-        ack = frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
         if not self.sched.is_current(*ref):
             self.stats.stale_messages.inc()
-            session.send(ack)
+            session.send(_ack(frame))
             return
         task = self.active.get(frame.task_id)
         outcome, error = frame.outcome, frame.error
@@ -489,46 +491,82 @@ class Master:
             task.progress.running_fraction.pop(frame.index, None)
             task.messages.pop(frame.index, None)
             task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
-        now = time.monotonic()
         if outcome == "ok":
-            recorded = await self.store.call(
-                self.store.store.record_result, *ref, frame.result, time.time()
-            )
-            # Not recorded means the store already holds a result for this subtask (possible
-            # only after a restart): the subtask is done either way.
-            decisions = self.sched.handle(sch.AttemptSucceeded(*ref), now)
-            if recorded and task is not None and not any(
-                isinstance(d, sch.Stale) for d in decisions
-            ):
-                task.progress.subtasks_done += 1
-                self.stats.subtask_finished()
-                self.stats.subtask_duration.labels(task.record.type).observe(frame.duration)
-                self._progressed(task)
-        elif outcome in ("error", "timeout"):
+            # Group commit: results wait here while the previous batch is being written, then
+            # go to the store together, in one transaction.
+            self._results.append((session, frame))
+            if not self._committing:
+                self._committing = True
+                self._spawn(self._commit_results())
+            return
+        now = time.monotonic()
+        if outcome in ("error", "timeout"):
             decisions = self.sched.handle(sch.AttemptFailed(*ref), now)
             if task is not None:
-                err = TaskError(
-                    message=error or f"subtask {outcome}",
-                    subtask=frame.index,
-                    worker=session.name,
-                    traceback=frame.traceback,
-                    attempt=frame.attempt,
-                )
-                final = any(isinstance(d, sch.FailTask) for d in decisions)
-                if any(isinstance(d, (sch.FailTask, sch.RetryLater)) for d in decisions):
-                    self.store.post(
-                        self.store.store.record_failure, *ref, err, final, time.time()
-                    )
-                if final:
-                    task.progress.subtasks_failed += 1
-                    session.send(ack)
-                    await self._fail(task.id, err)
-                    return
+                self._attempt_failed(session, frame, task, error or f"subtask {outcome}", decisions)
         else:  # cancelled or released: no failure is counted
             decisions = self.sched.handle(sch.AttemptEnded(*ref), now)
-        session.send(ack)
-        await self._carry_out(decisions)
+        session.send(_ack(frame))
+        self._carry_out(decisions)
         self.kick()
+
+    def _attempt_failed(
+        self,
+        session: WorkerSession,
+        frame: frames.ResultFrame,
+        task: ActiveTask,
+        message: str,
+        decisions: list[sch.Decision],
+    ) -> None:
+        err = TaskError(
+            message=message,
+            subtask=frame.index,
+            worker=session.name,
+            traceback=frame.traceback,
+            attempt=frame.attempt,
+        )
+        final = any(isinstance(d, sch.FailTask) for d in decisions)
+        if any(isinstance(d, (sch.FailTask, sch.RetryLater)) for d in decisions):
+            self.store.post(
+                self.store.store.record_failure,
+                frame.task_id, frame.index, frame.attempt, err, final, time.time(),
+            )
+        if final:
+            task.progress.subtasks_failed += 1
+            self._spawn(self._fail(task.id, err))
+
+    async def _commit_results(self) -> None:
+        """Write the waiting results in one transaction, then acknowledge them; repeat while
+        more arrived meanwhile."""
+        try:
+            while self._results:
+                batch, self._results = self._results, []
+                finished_at = time.time()
+                await self.store.call(
+                    self.store.store.record_results,
+                    [(f.task_id, f.index, f.attempt, f.result, finished_at) for _, f in batch],
+                )
+                now = time.monotonic()
+                decisions: list[sch.Decision] = []
+                for session, frame in batch:
+                    ref = (frame.task_id, frame.index, frame.attempt)
+                    # The core decides whether this attempt completed its subtask; the store's
+                    # unique key made sure the subtask has exactly one result either way.
+                    outcome = self.sched.handle(sch.AttemptSucceeded(*ref), now)
+                    decisions += outcome
+                    session.send(_ack(frame))
+                    task = self.active.get(frame.task_id)
+                    if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
+                        task.progress.subtasks_done += 1
+                        self.stats.subtask_finished()
+                        self.stats.subtask_duration.labels(task.record.type).observe(
+                            frame.duration
+                        )
+                        self._progressed(task)
+                self._carry_out(decisions)
+                self.kick()
+        finally:
+            self._committing = False
 
     # -- carrying out decisions ----------------------------------------------------------------
 
@@ -542,6 +580,9 @@ class Master:
         self._pump_scheduled = False
         for d in self.sched.dispatch(time.monotonic()):
             self._send_assign(d)
+        if self._starts:
+            starts, self._starts = self._starts, []
+            self.store.post(self.store.store.start_attempts, starts)
         self._arm_wakeup()
 
     def _arm_wakeup(self) -> None:
@@ -576,11 +617,9 @@ class Master:
         task.progress.subtasks_running += 1
         task.eta.started(time.monotonic())
         self.stats.dispatch_latency.observe(d.waited)
-        self.store.post(
-            self.store.store.start_attempt, d.task_id, d.index, d.attempt, session.name, time.time()
-        )
+        self._starts.append((d.task_id, d.index, d.attempt, session.name, time.time()))
 
-    async def _carry_out(self, decisions: Sequence[sch.Decision]) -> None:
+    def _carry_out(self, decisions: Sequence[sch.Decision]) -> None:
         for d in decisions:
             match d:
                 case sch.CancelAttempt():
@@ -740,6 +779,10 @@ class Master:
 def _code_error(where: str, exc: BaseException) -> TaskError:
     tb = "".join(traceback.format_exception(exc))
     return TaskError(message=f"{where}: {type(exc).__name__}: {exc}", traceback=tb)
+
+
+def _ack(frame: frames.ResultFrame) -> frames.Ack:
+    return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
 def _is_json(value: Any) -> bool:

@@ -290,7 +290,8 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
             data = message.get("bytes")
             if data is None:
                 raise ProtocolError("frame: expected a binary frame, got text")
-            await master.on_frame(session, frames.decode_worker_frame(data))
+            for frame in frames.decode_worker_frames(data):
+                await master.on_frame(session, frame)
     except (HerderError, WebSocketDisconnect) as exc:
         why = str(exc) or type(exc).__name__
         log.warning("worker %s: closing: %s", session.name, why)
@@ -303,14 +304,20 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
 
 
 async def _write(ws: WebSocket, session: WorkerSession) -> None:
+    """Send what the session queued; whatever piled up meanwhile goes as one message."""
     while True:
-        frame = await session.outbox.get()
-        if frame is None:
-            await _close(ws, session.close_reason or "closed")
-            return
+        batch = [await session.outbox.get()]
+        while not session.outbox.empty() and len(batch) < frames.MAX_FRAMES_PER_MESSAGE:
+            batch.append(session.outbox.get_nowait())
+        closing = None in batch
+        ready = [f for f in batch if f is not None]
         try:
-            await ws.send_bytes(frames.encode(frame))
+            if ready:
+                await ws.send_bytes(frames.encode_many(ready))  # type: ignore[arg-type]
         except Exception:
+            return
+        if closing:
+            await _close(ws, session.close_reason or "closed")
             return
 
 

@@ -14,12 +14,20 @@ from collections.abc import Sequence
 from herder.errors import HerderError
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
 
+#: (task_id, index, attempt, worker, started_at)
+AttemptStart = tuple[str, int, int, str, float]
+#: (task_id, index, attempt, result, finished_at)
+AttemptResult = tuple[str, int, int, JSON, float]
+
 
 class DuplicateTask(HerderError):
     """A task id that is already stored."""
 
 
 class Store(abc.ABC):
+    #: True when calls are local and fast enough to make on the event loop itself (SQLite);
+    #: False when they wait on a network (PostgreSQL): then the master uses a thread.
+    runs_inline: bool = False
     # -- life ------------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -86,6 +94,14 @@ class Store(abc.ABC):
         self, task_id: str, index: int, attempt: int, worker: str, started_at: float
     ) -> None:
         """Subtask -> running with this attempt number and worker (attempts = attempt)."""
+
+    @abc.abstractmethod
+    def start_attempts(self, items: Sequence[AttemptStart]) -> None:
+        """`start_attempt` for many, in one transaction."""
+
+    @abc.abstractmethod
+    def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
+        """`record_result` for many, in one transaction (group commit); one bool each."""
 
     @abc.abstractmethod
     def record_result(

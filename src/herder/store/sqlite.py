@@ -31,7 +31,7 @@ from herder.model import (
     TaskRecord,
     TaskState,
 )
-from herder.store.base import Store
+from herder.store.base import AttemptResult, AttemptStart, Store
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -46,6 +46,8 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 class SqliteStore(Store):
     """The store in one SQLite file. Call `migrate()` once before anything else."""
+
+    runs_inline = True
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -205,34 +207,42 @@ class SqliteStore(Store):
         self, task_id: str, index: int, attempt: int, worker: str, started_at: float
     ) -> None:
         """Does nothing for a subtask that is already final. `attempts` never decreases."""
-        self._db.execute(
-            self._q["start_attempt"],
-            {
-                "task_id": task_id,
-                "idx": index,
-                "attempt": attempt,
-                "worker": worker,
-                "started_at": started_at,
-            },
-        )
+        self.start_attempts([(task_id, index, attempt, worker, started_at)])
+
+    def start_attempts(self, items: Sequence[AttemptStart]) -> None:
+        rows = [
+            {"task_id": t, "idx": i, "attempt": a, "worker": w, "started_at": ts}
+            for t, i, a, w, ts in items
+        ]
+        if not rows:
+            return
+        with self._transaction() as db:
+            db.executemany(self._q["start_attempt"], rows)
 
     def record_result(
         self, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
     ) -> bool:
         """Also False, changing nothing, for an unknown subtask or one that is failed or
         cancelled (its task is over: a late result must not make it look succeeded)."""
-        params = {
-            "task_id": task_id,
-            "idx": index,
-            "attempt": attempt,
-            "result": _encode(result),
-            "finished_at": finished_at,
-        }
+        return self.record_results([(task_id, index, attempt, result, finished_at)])[0]
+
+    def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
+        recorded: list[bool] = []
         with self._transaction() as db:
-            if db.execute(self._q["insert_result"], params).rowcount != 1:
-                return False
-            db.execute(self._q["mark_succeeded"], params)
-        return True
+            for task_id, index, attempt, result, finished_at in items:
+                params = {
+                    "task_id": task_id,
+                    "idx": index,
+                    "attempt": attempt,
+                    "result": _encode(result),
+                    "finished_at": finished_at,
+                }
+                if db.execute(self._q["insert_result"], params).rowcount != 1:
+                    recorded.append(False)
+                    continue
+                db.execute(self._q["mark_succeeded"], params)
+                recorded.append(True)
+        return recorded
 
     def record_failure(
         self,

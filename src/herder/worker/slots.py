@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -194,9 +196,40 @@ class _ThreadEmitter:
         self._pool.call_in_loop(self._pool._forward_log, self._key, ts, level, message)
 
 
+class _SlotThreads:
+    """`slots` long-lived daemon threads taking attempts from one queue.
+
+    Starting a thread per attempt costs more than a small attempt itself (the start waits for
+    the new thread to get the GIL). Daemon threads, because an abandoned attempt must not keep
+    the process alive at exit (a ThreadPoolExecutor's threads are joined at exit).
+    """
+
+    def __init__(self, count: int, work: Callable[[Job, threading.Event], None]) -> None:
+        self._queue: queue.SimpleQueue[tuple[Job, threading.Event] | None] = queue.SimpleQueue()
+        self._work = work
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"herder-slot-{i + 1}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Job, flag: threading.Event) -> None:
+        self._queue.put((job, flag))
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._work(*item)
+
+
 class ThreadSlotPool(PoolBase):
-    """One thread per running attempt. A thread cannot be killed: one that ignores its cancel is
-    abandoned (reported, not listed as running) but keeps its slot until it really ends.
+    """Attempts run on `slots` long-lived threads. A thread cannot be killed: one that ignores
+    its cancel is abandoned (reported, not listed as running) but keeps its slot until it really
+    ends.
 
     From open() to close() the attempts' `logging` records (and their stdout/stderr with
     `capture_output`) are captured in this process (`worker.capture`)."""
@@ -210,9 +243,12 @@ class ThreadSlotPool(PoolBase):
         self._capturing = False
         self._flags: dict[AttemptKey, threading.Event] = {}
         self._abandoned: set[AttemptKey] = set()
+        self._threads: _SlotThreads | None = None
 
     async def open(self, listener: PoolListener) -> None:
         await super().open(listener)
+        if self._threads is None:
+            self._threads = _SlotThreads(self.slots, self._work)
         if not self._capturing:
             capture.install(self.capture_output)
             self._capturing = True
@@ -234,13 +270,9 @@ class ThreadSlotPool(PoolBase):
     def _launch(self, run: Running) -> None:
         flag = threading.Event()
         self._flags[run.job.key] = flag
-        thread = threading.Thread(
-            target=self._work,
-            args=(run.job, flag),
-            name=f"herder-slot-{run.job.task_id}-{run.job.index}-{run.job.attempt}",
-            daemon=True,  # an abandoned thread must not keep the process alive at exit
-        )
-        thread.start()
+        assert self._threads is not None, "open() starts the slot threads"
+        # free_slots counts abandoned attempts, so a job never waits here behind a stuck thread
+        self._threads.submit(run.job, flag)
 
     def _work(self, job: Job, flag: threading.Event) -> None:
         finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
@@ -280,6 +312,9 @@ class ThreadSlotPool(PoolBase):
             for timer in run.timers:
                 timer.cancel()
         self._runs.clear()
+        if self._threads is not None:
+            self._threads.stop()
+            self._threads = None
         if self._capturing:
             capture.uninstall(self.capture_output)
             self._capturing = False

@@ -95,8 +95,12 @@ function timeStep(raw) {
   return raw < 1 ? niceStep(raw) : TIME_STEPS.find((st) => st >= raw) ?? niceStep(raw);
 }
 
-function fmtTick(seconds) {
-  if (seconds < 60 || seconds % 60) return `${+seconds.toFixed(3)} s`;
+// A tick label with as many decimals as the step needs: ms below 0.1 s steps.
+function fmtTick(seconds, step = 1) {
+  const decimals = (unit) => Math.max(0, -Math.floor(Math.log10(step * unit) + 1e-9));
+  if (step < 0.1) return `${(seconds * 1000).toFixed(decimals(1000))} ms`;
+  if (step < 1) return `${seconds.toFixed(decimals(1))} s`;
+  if (seconds < 60 || seconds % 60) return `${Math.round(seconds)} s`;
   return `${seconds / 60} min`;
 }
 
@@ -107,7 +111,7 @@ function axis(svg, t0, t1, x, y, width) {
     const px = x(t0 + t);
     svg.appendChild(s("line", { x1: px, x2: px, y1: y + 1, y2: y + 5, class: "axis" }));
     svg.appendChild(s("text", { x: px, y: y + 17, class: "tick", "text-anchor": "middle" },
-      fmtTick(t)));
+      fmtTick(t, step)));
   }
 }
 

@@ -52,6 +52,12 @@ export function setText(el, text) {
   if (el.textContent !== value) el.textContent = value;
 }
 
+// A table head; a column given as [label, class] gets that class (e.g. "num": right-aligned).
+export function thead(columns) {
+  return h("thead", {}, h("tr", {}, columns.map((c) =>
+    Array.isArray(c) ? h("th", { class: c[1] }, c[0]) : h("th", {}, c))));
+}
+
 // -- formatters ---------------------------------------------------------------------------------
 
 export function fmtTime(ts) {
@@ -78,10 +84,10 @@ export function fmtAgo(ts) {
   return ago < 60 ? `${ago.toFixed(ago < 10 ? 1 : 0)} s ago` : `${fmtDuration(ago)} ago`;
 }
 
-export function fmtEta(task) {
+export function fmtEta(task, prefix = "ETA ") {
   if (FINAL_STATES.has(task.state)) return "";
-  if (task.eta_seconds === null || task.eta_seconds === undefined) return "ETA —";
-  return `ETA ${fmtDuration(task.eta_seconds)}`;
+  if (task.eta_seconds === null || task.eta_seconds === undefined) return `${prefix}—`;
+  return `${prefix}${fmtDuration(task.eta_seconds)}`;
 }
 
 export const FINAL_STATES = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
@@ -100,7 +106,7 @@ export function updateBadge(el, state) {
 // A progress bar: role=progressbar, aria-valuenow in percent (0-100, one decimal).
 export function progressBar(testid = "progress-bar") {
   const fillEl = h("div", { class: "progress-fill" });
-  const label = h("span", { class: "progress-label" });
+  const label = h("span", { class: "progress-label" }, "0%");
   const bar = h(
     "div",
     { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,

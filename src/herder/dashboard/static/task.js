@@ -8,7 +8,7 @@ import { api, ApiError } from "./api.js";
 import { timeline } from "./charts.js";
 import {
   FINAL_STATES, fill, fmtDuration, fmtEta, fmtTime, h, json, progressBar, setProgress, setText,
-  stateBadge, updateBadge,
+  stateBadge, thead, updateBadge,
 } from "./dom.js";
 import { openStream } from "./sse.js";
 
@@ -22,6 +22,7 @@ export function mountTask(root, id) {
   let drawnKey = null;
   let subtasks = [];
   let streamOpen = false;
+  let finalSeen = false;
   let closed = false;
   const timers = [];
   const names = new Map();
@@ -57,14 +58,15 @@ export function mountTask(root, id) {
     h("section", { class: "card" }, h("h2", {}, "Details"), details),
     h("section", { class: "card" },
       h("div", { class: "card-head" }, h("h2", {}, "Timeline"),
-        h("span", { class: "muted small" }, "each subtask's last attempt, one row per worker")),
+        h("span", { class: "muted small" },
+          "each subtask's last attempt; one row per busy slot of each worker")),
       timelineBox),
     h("section", { class: "card" },
       h("div", { class: "card-head" }, h("h2", {}, "Subtasks"), subtaskNote),
       h("div", { class: "scroll" },
         h("table", { class: "table", "data-testid": "subtasks-table" },
-          h("thead", {}, h("tr", {}, ["#", "State", "Attempts", "Worker", "Started", "Finished",
-            "Duration", "Progress", "Error"].map((t) => h("th", {}, t)))),
+          thead([["#", "num"], "State", ["Attempts", "num"], "Worker", "Started", "Finished",
+            ["Duration", "num"], "Progress", "Error"]),
           subtaskBody))),
     h("section", { class: "card" },
       h("div", { class: "card-head" }, h("h2", {}, "Logs"), logNote,
@@ -139,6 +141,7 @@ export function mountTask(root, id) {
     } else {
       fill(outcome);
     }
+    outcome.hidden = !outcome.firstChild;
   }
 
   async function loadTask() {
@@ -198,7 +201,7 @@ export function mountTask(root, id) {
       h("td", { class: "num" }, fmtDuration(st.duration)),
       h("td", {}, st.state === "running" && st.fraction !== null && st.fraction !== undefined
         ? `${Math.round(st.fraction * 100)}%${st.message ? ` ${st.message}` : ""}` : st.message ?? ""),
-      h("td", { class: "error-text small" }, st.error ?? ""))));
+      h("td", { class: "subtask-error small" }, st.error ?? ""))));
     const width = timelineBox.clientWidth || 800;
     fill(timelineBox, timeline(subtasks, { width, now, names }));
   }
@@ -233,14 +236,15 @@ export function mountTask(root, id) {
     }
     while (logList.childElementCount > MAX_LOG_LINES) logList.firstElementChild.remove();
     if (follow) logList.scrollTop = logList.scrollHeight;
-    setText(logNote, lastSeq >= 0 ? `${logList.childElementCount} shown` : "no records yet");
+    setText(logNote, lastSeq >= 0 ? `${logList.childElementCount} shown` : "");
   }
 
   function logLine(rec) {
     const level = String(rec.level || "INFO").toUpperCase();
     return h("div", { class: `log level-${level.toLowerCase()}`, "data-seq": rec.seq },
       h("span", { class: "ts" }, rec.ts ? new Date(rec.ts * 1000).toLocaleTimeString([], {
-        hour12: false, fractionalSecondDigits: 3 }) : ""),
+        hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3,
+        hour12: false }) : ""),
       h("span", { class: "lvl" }, level),
       h("span", { class: "src" }, rec.subtask === null || rec.subtask === undefined ? "task"
         : `#${rec.subtask}${rec.attempt ? `/${rec.attempt}` : ""}`),
@@ -274,8 +278,13 @@ export function mountTask(root, id) {
       setTask({ ...task, state: data.state ?? task.state, progress: data.progress,
         eta_seconds: data.eta_seconds });
     } else if (type === "state" && task) {
-      setTask({ ...task, state: data.state });
-      if (FINAL_STATES.has(data.state)) loadTask(); // for its result or error, finished_at
+      // a final state comes with a result or an error: show them together, from the task
+      if (FINAL_STATES.has(data.state)) {
+        finalSeen = true;
+        loadTask();
+      } else {
+        setTask({ ...task, state: data.state });
+      }
     } else if (type === "log") {
       if (logsLoaded) addLogs([data]);
       else pending.push(data);
@@ -285,8 +294,15 @@ export function mountTask(root, id) {
   // The stream is opened before the logs are fetched, so no record falls between the two.
   const stream = openStream(`api/v1/tasks/${encodeURIComponent(id)}/events`, {
     onOpen: () => { streamOpen = true; },
-    onError: () => { streamOpen = false; },
-    onEnd: () => { streamOpen = false; return !(task && FINAL_STATES.has(task.state)); },
+    onError: (err) => {
+      streamOpen = false;
+      if (err instanceof ApiError && err.status === 404) stream.close(); // no such task
+    },
+    // the server ends the stream after the final state: reconnecting would replay it all
+    onEnd: () => {
+      streamOpen = false;
+      return !finalSeen && !(task && FINAL_STATES.has(task.state));
+    },
     onEvent,
   });
   timers.push(setInterval(() => task && !FINAL_STATES.has(task.state) && draw(), 1000));

@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { throughputChart } from "./charts.js";
 import {
-  FINAL_STATES, fill, fmtEta, fmtTime, h, progressBar, setProgress, setText, stateBadge,
+  FINAL_STATES, fill, fmtEta, fmtTime, h, progressBar, setProgress, setText, stateBadge, thead,
   updateBadge,
 } from "./dom.js";
 import { openStream } from "./sse.js";
@@ -55,9 +55,7 @@ export function mountTasks(root) {
         h("a", { class: "button", href: "#/submit" }, "New task")),
       listError,
       h("table", { class: "table", "data-testid": "tasks-table" },
-        h("thead", {}, h("tr", {},
-          ["ID", "Type", "State", "Priority", "Progress", "ETA", "Created"].map((t) =>
-            h("th", {}, t)))),
+        thead(["ID", "Type", "State", ["Priority", "num"], "Progress", "ETA", "Created"]),
         tbody),
       note));
 
@@ -69,7 +67,7 @@ export function mountTasks(root) {
         state: stateBadge(task.state, "task-state"),
         bar: progressBar("progress-bar"),
         counts: h("span", { class: "muted small" }),
-        eta: h("td", { class: "num", "data-testid": "task-eta" }),
+        eta: h("td", { class: "nowrap", "data-testid": "task-eta" }),
         task,
       };
       fill(r.tr,
@@ -78,7 +76,7 @@ export function mountTasks(root) {
         h("td", {}, task.type),
         h("td", {}, r.state),
         h("td", { class: "num" }, String(task.priority)),
-        h("td", { class: "progress-cell" }, r.bar, r.counts),
+        h("td", {}, h("div", { class: "progress-cell" }, r.bar, r.counts)),
         r.eta,
         h("td", { class: "nowrap" }, fmtTime(task.created_at)));
       rows.set(task.id, r);
@@ -101,7 +99,7 @@ export function mountTasks(root) {
     setProgress(r.bar, fraction, state);
     setText(r.counts, progress.subtasks_total
       ? `${progress.subtasks_done ?? 0}/${progress.subtasks_total}` : "");
-    setText(r.eta, fmtEta(r.task));
+    setText(r.eta, fmtEta(r.task, ""));
   }
 
   async function refreshList() {
@@ -139,7 +137,7 @@ export function mountTasks(root) {
       }
       return;
     }
-    if (filter && data.state && data.state !== filter) {
+    if (filter && type === "state" && data.state !== filter) {
       refreshList();
       return;
     }

@@ -2,7 +2,7 @@
 // refreshed every 2 s; the "x s ago" column ticks every second in between.
 
 import { api } from "./api.js";
-import { fill, fmtAgo, fmtTime, h, setText, stateBadge } from "./dom.js";
+import { fill, fmtAgo, fmtTime, h, setText, stateBadge, thead } from "./dom.js";
 
 const EVERY = 2000;
 
@@ -16,8 +16,8 @@ export function mountWorkers(root) {
     error,
     h("div", { class: "scroll" },
       h("table", { class: "table", "data-testid": "workers-table" },
-        h("thead", {}, h("tr", {}, ["Name", "ID", "Slots", "Busy", "Pool", "State",
-          "Last heartbeat", "Connected", "Types"].map((t) => h("th", {}, t)))),
+        thead(["Name", "ID", ["Slots", "num"], "Busy", "Pool", "State", "Last heartbeat",
+          "Connected", "Types"]),
         tbody))));
 
   function draw() {

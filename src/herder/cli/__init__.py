@@ -9,6 +9,8 @@ prints. Imports `cluster`, `client`, `config`, `errors`, typer and rich.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from herder.cli import info, server, tasks
@@ -26,16 +28,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for command in (server.master, server.worker, server.up):
-    app.command(rich_help_panel="Run")(command)
-for command in (tasks.submit, tasks.watch, tasks.status):
-    app.command(rich_help_panel="Tasks")(command)
-app.command("list", rich_help_panel="Tasks")(tasks.list_)
-for command in (tasks.result, tasks.cancel, tasks.logs):
-    app.command(rich_help_panel="Tasks")(command)
-for command in (info.workers, info.types):
-    app.command(rich_help_panel="Cluster")(command)
-
+_COMMANDS: list[tuple[str, Callable[..., None], str | None]] = [
+    ("Run", server.master, None), ("Run", server.worker, None), ("Run", server.up, None),
+    ("Tasks", tasks.submit, None), ("Tasks", tasks.watch, None), ("Tasks", tasks.status, None),
+    ("Tasks", tasks.list_, "list"), ("Tasks", tasks.result, None), ("Tasks", tasks.cancel, None),
+    ("Tasks", tasks.logs, None),
+    ("Cluster", info.workers, None), ("Cluster", info.types, None),
+]
+for panel, command, name in _COMMANDS:
+    app.command(name, rich_help_panel=panel)(command)
 
 def main() -> None:
     app(prog_name="herder")

@@ -18,10 +18,8 @@ from typing import Annotated
 
 import typer
 
-from herder.cli.options import (
-    CancelGrace, CaptureOutput, Db, DrainTimeout, Heartbeat, Host, Labels, LeaseTimeout,
-    LogLevel, MaxLogs, MaxPending, Pool, Prefetch, Slots, Tasks, Token, err, fail, is_loopback, out,
-)
+from herder.cli import options as opt
+from herder.cli.options import err, fail, is_loopback, out
 from herder.cluster import ClusterError, LocalCluster
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings
 from herder.errors import HerderError
@@ -54,17 +52,17 @@ def _setup_logging(level: str) -> None:
 
 
 def master(
-    host: Host = _M.host,
+    host: opt.Host = _M.host,
     port: Annotated[int, typer.Option(envvar="HERDER_PORT", min=0, max=65535)] = _M.port,
-    db: Db = _M.db,
-    tasks: Tasks = [],  # noqa: B006 - typer reads the default, never mutates it
-    max_pending: MaxPending = _M.max_pending,
-    prefetch: Prefetch = _M.prefetch,
-    token: Token = None,
-    heartbeat: Heartbeat = _M.heartbeat,
-    lease_timeout: LeaseTimeout = _M.lease_timeout,
-    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
-    log_level: LogLevel = "info",
+    db: opt.Db = _M.db,
+    tasks: opt.Tasks = [],  # noqa: B006 - typer reads the default, never mutates it
+    max_pending: opt.MaxPending = _M.max_pending,
+    prefetch: opt.Prefetch = _M.prefetch,
+    token: opt.Token = None,
+    heartbeat: opt.Heartbeat = _M.heartbeat,
+    lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
+    log_level: opt.LogLevel = "info",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     _require_token_off_loopback(host, token)
@@ -88,17 +86,17 @@ def worker(
     master: Annotated[str, typer.Option(
         "--master", envvar=["HERDER_MASTER", "HERDER_URL"], help="The master's http(s) URL.")
     ] = DEFAULT_URL,
-    slots: Slots = _W.slots,
-    pool: Pool = "thread",
-    tasks: Tasks = [],  # noqa: B006
+    slots: opt.Slots = _W.slots,
+    pool: opt.Pool = "thread",
+    tasks: opt.Tasks = [],  # noqa: B006
     name: Annotated[str | None, typer.Option(
         envvar="HERDER_WORKER_NAME", show_default=False, help="Default: host-pid.")] = None,
-    label: Labels = [],  # noqa: B006
-    token: Token = None,
-    drain_timeout: DrainTimeout = _W.drain_timeout,
-    cancel_grace: CancelGrace = _W.cancel_grace,
-    capture_output: CaptureOutput = False,
-    log_level: LogLevel = "info",
+    label: opt.Labels = [],  # noqa: B006
+    token: opt.Token = None,
+    drain_timeout: opt.DrainTimeout = _W.drain_timeout,
+    cancel_grace: opt.CancelGrace = _W.cancel_grace,
+    capture_output: opt.CaptureOutput = False,
+    log_level: opt.LogLevel = "info",
 ) -> None:
     """Run a worker: connect to the master and run subtasks in SLOTS slots."""
     settings = WorkerSettings(
@@ -125,23 +123,23 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def up(
     workers: Annotated[int, typer.Option(envvar="HERDER_WORKERS", min=0)] = 2,
-    slots: Slots = _W.slots,
+    slots: opt.Slots = _W.slots,
     port: Annotated[int, typer.Option(envvar="HERDER_PORT", min=0, max=65535)] = _M.port,
-    db: Db = _M.db,
-    tasks: Tasks = [],  # noqa: B006
-    host: Host = _M.host,
-    pool: Pool = "thread",
-    label: Labels = [],  # noqa: B006
-    token: Token = None,
-    max_pending: MaxPending = _M.max_pending,
-    prefetch: Prefetch = _M.prefetch,
-    heartbeat: Heartbeat = _M.heartbeat,
-    lease_timeout: LeaseTimeout = _M.lease_timeout,
-    max_logs_per_task: MaxLogs = _M.max_logs_per_task,
-    drain_timeout: DrainTimeout = _W.drain_timeout,
-    cancel_grace: CancelGrace = _W.cancel_grace,
-    capture_output: CaptureOutput = False,
-    log_level: LogLevel = "info",
+    db: opt.Db = _M.db,
+    tasks: opt.Tasks = [],  # noqa: B006
+    host: opt.Host = _M.host,
+    pool: opt.Pool = "thread",
+    label: opt.Labels = [],  # noqa: B006
+    token: opt.Token = None,
+    max_pending: opt.MaxPending = _M.max_pending,
+    prefetch: opt.Prefetch = _M.prefetch,
+    heartbeat: opt.Heartbeat = _M.heartbeat,
+    lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
+    max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
+    drain_timeout: opt.DrainTimeout = _W.drain_timeout,
+    cancel_grace: opt.CancelGrace = _W.cancel_grace,
+    capture_output: opt.CaptureOutput = False,
+    log_level: opt.LogLevel = "info",
 ) -> None:
     """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
     _require_token_off_loopback(host, token)

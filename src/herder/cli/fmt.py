@@ -5,6 +5,7 @@ Imports only the stdlib.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -56,9 +57,15 @@ def fmt_elapsed(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def pct(fraction: Any) -> str:
+    """`42%`, rounded down: 99.9% is not done, and does not say 100%."""
+    value = float(fraction) if isinstance(fraction, int | float) else 0.0
+    return f"{math.floor(value * 100 + 1e-6)}%"
+
+
 def fmt_progress(task: dict[str, Any]) -> str:
     p = task.get("progress") or {}
-    text = f"{p.get('fraction', 0.0):.0%} {p.get('subtasks_done', 0)}/{p.get('subtasks_total', 0)}"
+    text = f"{pct(p.get('fraction'))} {p.get('subtasks_done', 0)}/{p.get('subtasks_total', 0)}"
     if p.get("subtasks_running"):
         text += f", {p['subtasks_running']} running"
     if p.get("subtasks_failed"):
@@ -76,7 +83,7 @@ def counts(task: dict[str, Any]) -> tuple[int, int, int, int]:
 def progress_line(fraction: float, task: dict[str, Any], eta: float | None) -> str:
     """`42% 3/8 done, 2 running, 0 failed, eta 3s` (no eta part while there is no estimate)."""
     done, total, running, failed = counts(task)
-    text = f"{fraction:.0%} {done}/{total} done, {running} running, {failed} failed"
+    text = f"{pct(fraction)} {done}/{total} done, {running} running, {failed} failed"
     return text + (f", eta {fmt_eta(eta)}" if eta is not None else "")
 
 

@@ -198,9 +198,12 @@ def logs(
     """Print a task's log lines (time, level, [subtask attempt worker], message)."""
     with _client(url, token) as client:
         handle = TaskHandle(client, task_id)
+        # The stored lines first, as a list: it starts with the dropped-records marker if the
+        # master's bound dropped some (the live stream only has the lines themselves).
+        for record in handle.logs(since):
+            _print_log(record)
+            since = max(since, int(record.get("seq") or 0))
         if not follow_:
-            for record in handle.logs(since):
-                _print_log(record)
             return
         try:
             for record in handle.logs(since, follow=True):

@@ -139,7 +139,7 @@ class PlainDisplay:
             self._write(fmt.log_text(record))
         if view.finished:
             return  # `finished` says the last word
-        key = (round(view.fraction() * 100), *fmt.counts(view.task), view.state)
+        key = (fmt.pct(view.fraction()), *fmt.counts(view.task), view.state)
         if key == self._last_key:
             return
         if self._last_at is not None and now - self._last_at < self._interval:
@@ -162,7 +162,7 @@ def render(view: TaskView, now: float) -> RenderableType:
              style="bold"),
         ProgressBar(total=1.0, completed=view.fraction(), width=30,
                     finished_style="red" if state in ("failed", "timed_out") else "green"),
-        Text(f"{view.fraction():>4.0%}"),
+        Text(f"{fmt.pct(view.fraction()):>4}"),
         Text.from_markup(f"{done}/{total} done · {running} running · "
                          + (f"[red]{failed} failed[/]" if failed else "0 failed")),
         Text(f"{fmt.fmt_elapsed(view.elapsed(now))} elapsed"

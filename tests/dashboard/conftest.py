@@ -1,0 +1,79 @@
+"""Fixtures for the dashboard tests: Debian's Chromium driven by Playwright, and a real cluster.
+
+Chromium is `/usr/bin/chromium` (or `HERDER_CHROMIUM`), never a browser that Playwright
+downloads. Without it (or without Playwright) the tests skip with the reason, unless `CI` is
+set: then they fail, so that a CI machine cannot pass by running nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from herder import LocalCluster
+
+CHROMIUM = os.environ.get("HERDER_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TEST_TASKS = ("tests.tasktypes",)
+#: how long a UI expectation may take (a loaded CI machine is slow, a broken page never passes)
+UI_TIMEOUT_MS = 20_000
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} is missing (apt-get install chromium, or `make test-deps` as root)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and the dashboard tests cannot run: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own sessionStorage) per test; uncaught errors fail it."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster(workers=2, slots=2, tasks=TEST_TASKS)
+    with c:
+        yield c
