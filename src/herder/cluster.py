@@ -6,6 +6,11 @@ workers first (so that they can hand their subtasks back to a live master), then
 SIGTERM, then SIGKILL after a deadline. This is the only code that manages herder processes;
 `herder up` uses it too.
 
+For fault-injection tests it also kills (SIGKILL), stops (SIGTERM) and restarts single processes:
+`kill_master()` / `start_master()` (same port and store), `kill_worker(i)`, `stop_worker(i)`,
+`start_worker(i)` (same name, so the same identity) and `add_worker(...)`. A command prefix (such as
+`ip netns exec NS`) runs a child inside a network namespace.
+
 Imports `client` and `config`; never `master` or `worker` (they run in the child processes).
 """
 
@@ -22,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import IO
 
 from herder.client import Client, MasterUnreachable
 from herder.config import env_token
@@ -95,6 +102,20 @@ def kill(processes: Iterable[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+@dataclass(slots=True)
+class WorkerSpec:
+    """How to start one worker; kept so that a killed worker restarts as the same worker."""
+
+    name: str
+    #: variables added to the worker's environment
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+    #: argv in front of the command, e.g. ("ip", "netns", "exec", "ns1"); None: the cluster's
+    prefix: tuple[str, ...] | None = None
+    #: the master URL as this worker reaches it; None: the cluster's url
+    master_url: str | None = None
+
+
 class LocalCluster:
     """A master and `workers` worker processes on this machine.
 
@@ -119,6 +140,8 @@ class LocalCluster:
         log_level: str | None = None,
         ready_timeout: float = READY_TIMEOUT,
         stop_timeout: float = 10.0,
+        command_prefix: Sequence[str] = (),
+        output: str | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers: must be >= 0")
@@ -135,8 +158,18 @@ class LocalCluster:
         self.log_level = log_level
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        #: argv put in front of every child's command (a worker's spec may override it)
+        self.command_prefix = tuple(command_prefix)
+        #: a file the children's stdout and stderr are appended to; None: ours
+        self.output = output
         self.master_process: subprocess.Popen[bytes] | None = None
+        #: one per worker ever started, by index; a stopped worker's process stays until restarted
         self.worker_processes: list[subprocess.Popen[bytes]] = []
+        self.worker_specs: list[WorkerSpec] = [
+            WorkerSpec(name=f"local-{i + 1}") for i in range(workers)
+        ]
+        self._env: dict[str, str] = {}
+        self._out: IO[bytes] | None = None
         self._client: Client | None = None
         self._tmpdir: str | None = None
 
@@ -164,17 +197,19 @@ class LocalCluster:
 
     def master_argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "herder", "master",
+            *self.command_prefix, sys.executable, "-m", "herder", "master",
             "--host", self.host, "--port", str(self.port), "--db", str(self.db),
             *self._common_args(), *self.extra_master_args,
         ]  # fmt: skip
 
     def worker_argv(self, index: int) -> list[str]:
+        spec = self.worker_specs[index]
+        prefix = self.command_prefix if spec.prefix is None else spec.prefix
         return [
-            sys.executable, "-m", "herder", "worker",
-            "--master", self.url, "--slots", str(self.slots), "--pool", self.pool,
-            "--name", f"local-{index + 1}",
-            *self._common_args(), *self.extra_worker_args,
+            *prefix, sys.executable, "-m", "herder", "worker",
+            "--master", spec.master_url or self.url, "--slots", str(self.slots),
+            "--pool", self.pool, "--name", spec.name,
+            *self._common_args(), *self.extra_worker_args, *spec.extra_args,
         ]  # fmt: skip
 
     # -- life ----------------------------------------------------------------------------------
@@ -189,26 +224,144 @@ class LocalCluster:
         if self.db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="herder-")
             self.db = os.path.join(self._tmpdir, "herder.db")
-        env = child_env(self.token)
+        self._env = child_env(self.token)
+        if self.output is not None:
+            self._out = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
         atexit.register(self.stop)
         try:
-            # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
-            # children in order (workers, then master) instead of all at once.
             deadline = time.monotonic() + self.ready_timeout
-            self.master_process = subprocess.Popen(self.master_argv(), env=env, process_group=0)
+            self.master_process = self._spawn(self.master_argv())
             self._client = Client(self.url, self.token)
             # Workers start once the master answers: they connect at once instead of logging
             # refused connections and backing off while it boots.
             self._wait_ready(deadline, workers=0)
             self.worker_processes = [
-                subprocess.Popen(self.worker_argv(i), env=env, process_group=0)
-                for i in range(self.workers)
+                self._spawn(self.worker_argv(i), self.worker_specs[i].env)
+                for i in range(len(self.worker_specs))
             ]
-            self._wait_ready(deadline, workers=self.workers)
+            self._wait_ready(deadline, workers=len(self.worker_specs))
         except BaseException:
             self.stop()
             raise
         return self._client
+
+    def _spawn(
+        self, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
+        # children in order (workers, then master) instead of all at once.
+        return subprocess.Popen(
+            argv, env={**self._env, **(env or {})}, process_group=0,
+            stdout=self._out, stderr=self._out,
+        )  # fmt: skip
+
+    # -- single processes, for fault injection -------------------------------------------------
+
+    @property
+    def master_pid(self) -> int | None:
+        """The running master's pid, or None."""
+        p = self.master_process
+        return p.pid if p is not None and p.poll() is None else None
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        """Each worker's pid by index, None for one that is not running."""
+        return [p.pid if p.poll() is None else None for p in self.worker_processes]
+
+    def _require_started(self) -> None:
+        if self.master_process is None:
+            raise ClusterError("the cluster is not started")
+
+    def kill_master(self) -> None:
+        """SIGKILL the master and reap it (no shutdown code runs: a crash)."""
+        self._require_started()
+        assert self.master_process is not None
+        kill([self.master_process])
+
+    def start_master(self, wait: bool = True) -> None:
+        """Start the master again on the same port and store (after kill_master or a crash);
+        with `wait`, return once it answers /healthz."""
+        self._require_started()
+        assert self.master_process is not None
+        if self.master_process.poll() is None:
+            raise ClusterError("the master is running")
+        self.master_process = self._spawn(self.master_argv())
+        if wait:
+            self.wait_ready(workers=0)
+
+    def wait_ready(self, workers: int, timeout: float | None = None) -> None:
+        """Until /healthz answers and reports at least `workers` workers connected."""
+        timeout = self.ready_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        connected = None
+        while time.monotonic() < deadline:
+            if self.master_process is not None and self.master_process.poll() is not None:
+                raise ClusterError(f"master exited with code {self.master_process.returncode}")
+            with contextlib.suppress(MasterUnreachable, ClientError):
+                connected = self.client.health().get("workers")
+                if isinstance(connected, int) and connected >= workers:
+                    return
+            time.sleep(_POLL)
+        raise ClusterError(
+            f"master at {self.url}: {connected} of {workers} workers after {timeout} s"
+        )
+
+    def _worker(self, index: int) -> subprocess.Popen[bytes]:
+        self._require_started()
+        if not 0 <= index < len(self.worker_processes):
+            raise IndexError(f"no worker {index} (there are {len(self.worker_processes)})")
+        return self.worker_processes[index]
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker `index` and reap it; its attempts stay leased to it on the master."""
+        kill([self._worker(index)])
+
+    def stop_worker(self, index: int) -> None:
+        """SIGTERM worker `index`: it drains (a second call makes it exit at once)."""
+        proc = self._worker(index)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    def wait_worker(self, index: int, timeout: float) -> int | None:
+        """Wait up to `timeout` s for worker `index` to exit; its exit code, or None."""
+        proc = self._worker(index)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+        return proc.poll()
+
+    def start_worker(self, index: int) -> None:
+        """Start worker `index` again, with the same name (hence the same identity)."""
+        if self._worker(index).poll() is None:
+            raise ClusterError(f"worker {self.worker_specs[index].name} is running")
+        self.worker_processes[index] = self._spawn(
+            self.worker_argv(index), self.worker_specs[index].env
+        )
+
+    def add_worker(
+        self,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        prefix: Sequence[str] | None = None,
+        master_url: str | None = None,
+    ) -> int:
+        """Start one more worker; return its index. It does not wait for the connection (use
+        `wait_ready(workers=n)`)."""
+        self._require_started()
+        index = len(self.worker_specs)
+        self.worker_specs.append(
+            WorkerSpec(
+                name=name or f"local-{index + 1}",
+                env=dict(env or {}),
+                extra_args=tuple(extra_args),
+                prefix=None if prefix is None else tuple(prefix),
+                master_url=master_url,
+            )
+        )
+        self.worker_processes.append(self._spawn(self.worker_argv(index), env))
+        return index
 
     def _wait_ready(self, deadline: float, workers: int) -> None:
         """Until /healthz reports `workers` connected workers; ClusterError past `deadline`."""
@@ -229,7 +382,8 @@ class LocalCluster:
     def exited(self) -> list[tuple[str, int]]:
         """(name, exit code) of each process that has exited."""
         named = [("master", self.master_process)] + [
-            (f"worker local-{i + 1}", p) for i, p in enumerate(self.worker_processes)
+            (f"worker {spec.name}", p)
+            for spec, p in zip(self.worker_specs, self.worker_processes, strict=False)
         ]
         return [(name, code) for name, p in named
                 if p is not None and (code := p.poll()) is not None]
@@ -249,6 +403,9 @@ class LocalCluster:
         terminate(self.worker_processes, timeout)
         if self.master_process is not None:
             terminate([self.master_process], timeout)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

@@ -33,6 +33,12 @@ class MasterSettings:
     #: first retry delay; doubles per attempt, with jitter, capped by retry_backoff_max
     retry_backoff: float = 0.1
     retry_backoff_max: float = 30.0
+    #: stragglers: a second attempt once a subtask has run `speculate_factor` times the median
+    #: of its finished siblings (or `speculate_after` seconds, when set), never before
+    #: `speculate_min` seconds; both None: no speculation
+    speculate_factor: float | None = 3.0
+    speculate_after: float | None = None
+    speculate_min: float = 2.0
     #: largest accepted request body, in bytes
     max_body: int = 64 * 1024 * 1024
     #: log lines kept per task; older ones are dropped (and counted)
@@ -68,3 +74,24 @@ def env_token() -> str | None:
 
 def env_url() -> str:
     return os.environ.get("HERDER_URL") or DEFAULT_URL
+
+
+def parse_speculate_after(value: str) -> tuple[float | None, float | None]:
+    """`3x` -> (factor 3, None); `5s`/`5` -> (None, 5 seconds); `off` -> (None, None)."""
+    text = value.strip().lower()
+    if text in {"off", "no", "none", "false", "0"}:
+        return None, None
+    try:
+        if text.endswith("x"):
+            factor = float(text[:-1])
+            if factor <= 0:
+                raise ValueError
+            return factor, None
+        seconds = float(text[:-1]) if text.endswith("s") else float(text)
+        if seconds <= 0:
+            raise ValueError
+        return None, seconds
+    except ValueError:
+        raise ValueError(
+            f"--speculate-after: {value!r} is not a factor like 3x, a duration like 5s, or off"
+        ) from None

@@ -19,6 +19,7 @@ Imports only the stdlib.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 from collections import deque
@@ -51,6 +52,28 @@ class WorkerDraining:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerDisconnected:
+    """The connection dropped: the worker keeps its attempts (their lease runs) but gets no new
+    work until it reconnects, or is declared lost with WorkerLeft."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReconnected:
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCapacity:
+    """Slots the worker cannot use although it holds no attempt there (threads still running
+    abandoned attempts)."""
+
+    worker_id: str
+    unavailable: int
+
+
+@dataclass(frozen=True, slots=True)
 class TaskReady:
     """A task's subtasks are stored and may run. `indices`: those still needing a result
     (all of them for a new task; fewer after a master restart)."""
@@ -64,6 +87,18 @@ class TaskReady:
     #: attempts already made per index (after a restart), so attempt numbers keep growing
     attempts_made: Mapping[int, int] = field(default_factory=dict)
     failures_made: Mapping[int, int] = field(default_factory=dict)
+    #: subtasks that were running when the master stopped: not queued until ReleaseHeld, so
+    #: that their reconnecting workers can claim them back first
+    held: frozenset[int] = frozenset()
+    #: may a second attempt be started next to a slow one
+    speculative: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHeld:
+    """The held subtasks of a task that nobody claimed back are queued."""
+
+    task_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +137,11 @@ Event = (
     WorkerJoined
     | WorkerLeft
     | WorkerDraining
+    | WorkerDisconnected
+    | WorkerReconnected
+    | WorkerCapacity
     | TaskReady
+    | ReleaseHeld
     | AttemptSucceeded
     | AttemptFailed
     | AttemptEnded
@@ -187,7 +226,11 @@ class _Worker:
     labels: frozenset[str]
     order: int
     draining: bool = False
+    connected: bool = True
+    unavailable: int = 0
     held: set[tuple[str, int, int]] = field(default_factory=set)  # (task, index, attempt)
+    #: outcomes of its last attempts (True: succeeded), to spot a worker that fails everything
+    outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
 
 
 @dataclass(slots=True)
@@ -198,6 +241,8 @@ class _Subtask:
     done: bool = False
     avoid: set[str] = field(default_factory=set)
     ready_at: float = 0.0
+    held: bool = False
+    started: dict[int, float] = field(default_factory=dict)  # attempt -> dispatch time
 
 
 @dataclass(slots=True)
@@ -211,6 +256,16 @@ class _Task:
     ready: deque[int] = field(default_factory=deque)
     remaining: int = 0
     ended: bool = False
+    speculative: bool = True
+    #: run times of its successful attempts, sorted (for the straggler median)
+    durations: list[float] = field(default_factory=list)
+
+
+HEALTH_WINDOW = 10
+#: a worker is deprioritised when at least this share of its last HEALTH_WINDOW attempts failed
+#: (and at least HEALTH_MIN of them) while the other workers' attempts mostly succeed
+HEALTH_FAILING = 0.8
+HEALTH_MIN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +299,15 @@ class Scheduler:
                 return self._worker_joined(event, now)
             case WorkerLeft():
                 return self._worker_left(event.worker_id, now)
-            case WorkerDraining():
-                w = self._workers.get(event.worker_id)
-                if w is not None:
-                    w.draining = True
+            case WorkerDraining() | WorkerDisconnected() | WorkerReconnected() | WorkerCapacity():
+                self._worker_changed(event)
                 return []
             case TaskReady():
                 return self._task_ready(event, now)
+            case ReleaseHeld():
+                return self._release_held(event.task_id, now)
             case AttemptSucceeded():
-                return self._attempt_succeeded(event)
+                return self._attempt_succeeded(event, now)
             case AttemptFailed():
                 return self._attempt_failed(event, now)
             case AttemptEnded():
@@ -260,6 +315,19 @@ class Scheduler:
             case TaskEnded():
                 return self._task_ended(event)
         raise TypeError(f"unknown event {event!r}")
+
+    def _worker_changed(
+        self, event: WorkerDraining | WorkerDisconnected | WorkerReconnected | WorkerCapacity
+    ) -> None:
+        w = self._workers.get(event.worker_id)
+        if w is None:
+            return
+        if isinstance(event, WorkerDraining):
+            w.draining = True
+        elif isinstance(event, WorkerCapacity):
+            w.unavailable = max(0, event.unavailable)
+        else:
+            w.connected = isinstance(event, WorkerReconnected)
 
     def dispatch(self, now: float, limit: int | None = None) -> list[Dispatch]:
         """Hand ready subtasks to workers with free credit, in scheduling order."""
@@ -304,6 +372,49 @@ class Scheduler:
     def has_worker(self, worker_id: str) -> bool:
         return worker_id in self._workers
 
+    def worker_health(self, worker_id: str) -> tuple[float | None, bool]:
+        """(failure rate of its last attempts or None, deprioritised?)."""
+        w = self._workers.get(worker_id)
+        if w is None or not w.outcomes:
+            return None, False
+        return w.outcomes.count(False) / len(w.outcomes), self._failing(w)
+
+    def speculate(
+        self, now: float, factor: float | None, after: float | None, floor: float
+    ) -> list[Dispatch]:
+        """Second attempts for slow subtasks, on workers with idle slots.
+
+        A running subtask is slow when it has run longer than `after` seconds, or (with `factor`)
+        than `factor` times the median run time of its finished siblings, and never less than
+        `floor`. Only tasks that allow it, only one extra attempt per subtask, never on the
+        worker that runs the first one, and only with credit left after normal dispatch.
+        """
+        out: list[Dispatch] = []
+        for task in list(self._tasks.values()):
+            if task.ended or not task.speculative or not self._any_credit():
+                continue
+            if after is not None:
+                limit = max(floor, after)
+            elif factor is not None and task.durations:
+                limit = max(floor, factor * _median(task.durations))
+            else:
+                continue
+            for index, sub in task.subtasks.items():
+                if sub.done or len(sub.running) != 1:
+                    continue
+                (attempt, holder), = sub.running.items()
+                if now - sub.started.get(attempt, now) <= limit:
+                    continue
+                worker = self._pick_worker(task, sub, exclude=holder)
+                if worker is None:
+                    continue
+                sub.attempts += 1
+                sub.running[sub.attempts] = worker.id
+                sub.started[sub.attempts] = now
+                worker.held.add((task.id, index, sub.attempts))
+                out.append(Dispatch(worker.id, task.id, index, sub.attempts, 0.0))
+        return out
+
     def task_counts(self, task_id: str) -> tuple[int, int]:
         """(running attempts, queued-or-delayed subtasks) of an active task."""
         task = self._tasks.get(task_id)
@@ -335,7 +446,9 @@ class Scheduler:
         )
         return out
 
-    def adopt(self, worker_id: str, task_id: str, index: int, attempt: int) -> bool:
+    def adopt(
+        self, worker_id: str, task_id: str, index: int, attempt: int, now: float = 0.0
+    ) -> bool:
         """A reconnecting worker still runs this attempt: keep it if it is still wanted.
 
         After a master restart the core has never seen the attempt, so it is accepted when the
@@ -354,6 +467,8 @@ class Scheduler:
             return False
         sub.attempts = max(sub.attempts, attempt)
         sub.running[attempt] = worker_id
+        sub.started.setdefault(attempt, now)
+        sub.held = False
         w.held.add((task_id, index, attempt))
         self._unready(task, index)
         return True
@@ -367,6 +482,7 @@ class Scheduler:
             task = self._tasks[task_id]
             sub = task.subtasks[index]
             sub.running.pop(attempt, None)
+            sub.started.pop(attempt, None)
             if task.ended:
                 self._forget_if_idle(task)
                 continue
@@ -383,28 +499,45 @@ class Scheduler:
                 attempts=ev.attempts_made.get(i, 0),
                 failures=ev.failures_made.get(i, 0),
                 ready_at=now,
+                held=i in ev.held,
             )
             for i in ev.indices
         }
         task = _Task(
             ev.task_id, ev.type, ev.priority, ev.max_retries, ev.labels, subtasks,
-            remaining=len(subtasks),
+            remaining=len(subtasks), speculative=ev.speculative,
         )
         self._tasks[ev.task_id] = task
         if not subtasks:
             del self._tasks[ev.task_id]
             return [CompleteTask(ev.task_id)]
-        task.ready.extend(sorted(subtasks))
-        self._ring_add(task)
+        task.ready.extend(i for i in sorted(subtasks) if i not in ev.held)
+        if task.ready:
+            self._ring_add(task)
         return []
 
-    def _attempt_succeeded(self, ev: AttemptSucceeded) -> list[Decision]:
+    def _release_held(self, task_id: str, now: float) -> list[Decision]:
+        task = self._tasks.get(task_id)
+        if task is None or task.ended:
+            return []
+        for index, sub in sorted(task.subtasks.items()):
+            if sub.held:
+                sub.held = False
+                if not sub.done and not sub.running:
+                    self._make_ready(task, index, front=False, now=now)
+        return []
+
+    def _attempt_succeeded(self, ev: AttemptSucceeded, now: float) -> list[Decision]:
         found = self._current(ev.task_id, ev.index, ev.attempt)
         if found is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
         task, sub, worker_id = found
         self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        self._record_outcome(worker_id, True)
         sub.running.pop(ev.attempt)
+        started = sub.started.pop(ev.attempt, None)
+        if started is not None and not sub.done:
+            bisect.insort(task.durations, now - started)
         if task.ended:  # cancelled or timed out meanwhile: the result is not wanted
             self._forget_if_idle(task)
             return [Stale(ev.task_id, ev.index, ev.attempt)]
@@ -427,7 +560,9 @@ class Scheduler:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
         task, sub, worker_id = found
         self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        self._record_outcome(worker_id, False)
         sub.running.pop(ev.attempt)
+        sub.started.pop(ev.attempt, None)
         if task.ended:
             self._forget_if_idle(task)
             return []
@@ -449,6 +584,7 @@ class Scheduler:
         task, sub, worker_id = found
         self._release(worker_id, ev.task_id, ev.index, ev.attempt)
         sub.running.pop(ev.attempt)
+        sub.started.pop(ev.attempt, None)
         if task.ended:
             self._forget_if_idle(task)
             return []
@@ -554,20 +690,44 @@ class Scheduler:
         self._tasks.pop(task.id, None)
 
     def _credit(self, w: _Worker) -> int:
-        if w.draining:
+        if w.draining or not w.connected:
             return 0
-        return w.slots + self.config.prefetch - len(w.held)
+        return w.slots + self.config.prefetch - len(w.held) - w.unavailable
 
     def _any_credit(self) -> bool:
         return any(self._credit(w) > 0 for w in self._workers.values())
 
-    def _pick_worker(self, task: _Task, sub: _Subtask) -> _Worker | None:
+    def _record_outcome(self, worker_id: str, ok: bool) -> None:
+        w = self._workers.get(worker_id)
+        if w is not None:
+            w.outcomes.append(ok)
+
+    def _failing(self, w: _Worker) -> bool:
+        """Most of its recent attempts failed while the others' mostly succeeded: the worker,
+        not the work, is the likely cause. It still gets work when nobody else can take it."""
+        if len(w.outcomes) < HEALTH_MIN or w.outcomes.count(False) < HEALTH_FAILING * len(
+            w.outcomes
+        ):
+            return False
+        others = [ok for o in self._workers.values() if o is not w for ok in o.outcomes]
+        return bool(others) and others.count(True) > len(others) / 2
+
+    def _pick_worker(
+        self, task: _Task, sub: _Subtask, exclude: str | None = None
+    ) -> _Worker | None:
         best: _Worker | None = None
-        best_key: tuple[int, float, int] | None = None
+        best_key: tuple[int, int, float, int] | None = None
         for w in self._workers.values():
             if self._credit(w) <= 0 or task.type not in w.types or not task.labels <= w.labels:
                 continue
-            key = (1 if w.id in sub.avoid else 0, len(w.held) / w.slots, w.order)
+            if w.id == exclude:
+                continue
+            key = (
+                1 if w.id in sub.avoid else 0,
+                1 if self._failing(w) else 0,
+                (len(w.held) + w.unavailable) / w.slots,
+                w.order,
+            )
             if best_key is None or key < best_key:
                 best, best_key = w, key
         return best
@@ -591,11 +751,18 @@ class Scheduler:
                     self._priorities = sorted(self._rings, reverse=True)
                 sub.attempts += 1
                 sub.running[sub.attempts] = worker.id
+                sub.started[sub.attempts] = now
                 worker.held.add((task_id, index, sub.attempts))
                 return Dispatch(
                     worker.id, task_id, index, sub.attempts, max(0.0, now - sub.ready_at)
                 )
         return None
+
+
+def _median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 def handle_all(sched: Scheduler, events: Iterable[Event], now: float) -> list[Decision]:

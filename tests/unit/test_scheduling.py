@@ -151,7 +151,10 @@ def test_worker_only_gets_the_types_it_registered() -> None:
     submit(s, "tc", 2, type_="c")
     ds = s.dispatch(0.0)
     assert sorted((d.task_id, d.worker_id) for d in ds) == [
-        ("ta", "wa"), ("ta", "wa"), ("tb", "wb"), ("tb", "wb"),
+        ("ta", "wa"),
+        ("ta", "wa"),
+        ("tb", "wb"),
+        ("tb", "wb"),
     ]
     assert s.queue_depth() == {0: 2}  # type c waits for a worker that knows it
     join(s, "wc", types={"c"})

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, currently_in_test_context, given, note, settings
 from hypothesis import strategies as st
 
 from herder.scheduling import (
@@ -42,9 +42,8 @@ Att = tuple[str, int, int]  # (task, index, attempt)
 Step = tuple[str, int, int]  # (operation, a, b)
 
 TYPES = (frozenset({"a"}), frozenset({"b"}), frozenset({"a", "b"}))
-LABELS = (frozenset(), frozenset({"gpu"}))
+LABELS: tuple[frozenset[str], ...] = (frozenset(), frozenset({"gpu"}))
 RETRIES = (0, 1, 3, 50)
-CONFIG = dict(retry_backoff=0.05, retry_backoff_max=0.4, retry_jitter=0.5)
 
 # derandomize: the same examples on every run, no example database to carry state between runs
 PROPS = settings(
@@ -91,8 +90,12 @@ class MSub:
 
 
 class Harness:
-    def __init__(self, prefetch: int, seed: int, homogeneous: bool, max_retries: int | None):
-        self.cfg = SchedulerConfig(prefetch=prefetch, **CONFIG)  # type: ignore[arg-type]
+    def __init__(
+        self, prefetch: int, seed: int, homogeneous: bool, max_retries: int | None
+    ) -> None:
+        self.cfg = SchedulerConfig(
+            prefetch=prefetch, retry_backoff=0.05, retry_backoff_max=0.4, retry_jitter=0.5
+        )
         self.s = Scheduler(self.cfg, seed)
         self.homogeneous = homogeneous
         self.max_retries = max_retries  # None: drawn per task
@@ -146,8 +149,10 @@ class Harness:
             return
         self.n_workers += 1
         wid = f"w{self.n_workers}"
-        types, labels = (TYPES[2], LABELS[1]) if self.homogeneous else (TYPES[b % 3], LABELS[b // 3 % 2])
-        self.join(wid, 1 + a % 3, types, labels)
+        if self.homogeneous:
+            self.join(wid, 1 + a % 3, TYPES[2], LABELS[1])
+        else:
+            self.join(wid, 1 + a % 3, TYPES[b % 3], LABELS[b // 3 % 2])
 
     def join(self, wid: str, slots: int, types: frozenset[str], labels: frozenset[str]) -> None:
         decisions = self.s.handle(WorkerJoined(wid, slots, types, labels), self.now)
@@ -339,9 +344,7 @@ class Harness:
             assert decisions == [], decisions
             return
         expected = {
-            CancelAttempt(wid, t, i, a, reason)
-            for (t, i, a), wid in self.held()
-            if t == task_id
+            CancelAttempt(wid, t, i, a, reason) for (t, i, a), wid in self.held() if t == task_id
         }
         assert len(decisions) == len(expected) and set(decisions) == expected, decisions
         self.tasks[task_id].ended = True
@@ -371,7 +374,9 @@ class Harness:
             for t, i, a in w.held:
                 assert self.s.is_current(t, i, a)
         delayed = [
-            s.at for (t, _), s in self.subs.items() if s.state == "delayed" and not self.tasks[t].ended
+            sub.at
+            for (t, _), sub in self.subs.items()
+            if sub.state == "delayed" and not self.tasks[t].ended
         ]
         assert self.s.next_wakeup() == (min(delayed) if delayed else None)
 
@@ -446,20 +451,43 @@ def ops(*weighted: tuple[str, int]) -> st.SearchStrategy[list[Step]]:
 
 
 EVERYTHING = ops(
-    ("join", 2), ("leave", 1), ("rejoin", 1), ("drain", 1), ("submit", 3), ("tick", 2),
-    ("dispatch", 4), ("succeed", 4), ("fail", 2), ("handback", 1), ("cancel", 1), ("late", 1),
+    ("join", 2),
+    ("leave", 1),
+    ("rejoin", 1),
+    ("drain", 1),
+    ("submit", 3),
+    ("tick", 2),
+    ("dispatch", 4),
+    ("succeed", 4),
+    ("fail", 2),
+    ("handback", 1),
+    ("cancel", 1),
+    ("late", 1),
 )
 NO_ENDINGS = ops(
-    ("join", 2), ("leave", 1), ("rejoin", 1), ("submit", 3), ("tick", 2),
-    ("dispatch", 4), ("succeed", 4), ("fail", 2), ("late", 1),
+    ("join", 2),
+    ("leave", 1),
+    ("rejoin", 1),
+    ("submit", 3),
+    ("tick", 2),
+    ("dispatch", 4),
+    ("succeed", 4),
+    ("fail", 2),
+    ("late", 1),
 )
 CHURN = ops(
-    ("join", 3), ("leave", 3), ("rejoin", 2), ("submit", 2), ("dispatch", 4), ("succeed", 2),
+    ("join", 3),
+    ("leave", 3),
+    ("rejoin", 2),
+    ("submit", 2),
+    ("dispatch", 4),
+    ("succeed", 2),
 )
 
 
 def run(h: Harness, steps: list[Step]) -> Harness:
-    note(f"decoded steps: {steps}")  # a failing example prints its steps as decode(n)
+    if currently_in_test_context():  # a failing example prints its steps as decode(n)
+        note(f"decoded steps: {steps}")
     for name, a, b in steps:
         OPS[name](h, a, b)
         h.check_invariants()
@@ -483,9 +511,7 @@ def test_every_decision_matches_the_model(
 
 @PROPS
 @given(steps=NO_ENDINGS, prefetch=st.integers(0, 1))
-def test_with_retries_to_spare_every_task_completes(
-    steps: list[Step], prefetch: int
-) -> None:
+def test_with_retries_to_spare_every_task_completes(steps: list[Step], prefetch: int) -> None:
     h = run(Harness(prefetch, 0, homogeneous=False, max_retries=1_000), steps)
     assert all(t.completes == 1 for t in h.tasks.values())
 
@@ -504,8 +530,13 @@ def test_work_of_lost_workers_completes_elsewhere_with_a_higher_attempt(
 def test_the_harness_sees_a_lost_attempt_and_a_failed_task() -> None:
     """The properties above are not vacuous: a fixed run reaches both rare paths."""
     steps = [
-        ("join", 0, 2), ("submit", 3, 0), ("dispatch", 1, 0), ("leave", 0, 0),
-        ("join", 0, 2), ("dispatch", 1, 0), ("fail", 0, 0),
+        ("join", 0, 2),
+        ("submit", 3, 0),
+        ("dispatch", 1, 0),
+        ("leave", 0, 0),
+        ("join", 0, 2),
+        ("dispatch", 1, 0),
+        ("fail", 0, 0),
     ]
     h = run(Harness(0, 0, homogeneous=True, max_retries=0), steps)
     assert h.lost and h.lost[0][0][2] == 1

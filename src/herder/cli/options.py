@@ -125,6 +125,13 @@ MaxPending = Annotated[int, typer.Option(
 MaxLogs = Annotated[int, typer.Option(
     "--max-logs-per-task", envvar="HERDER_MAX_LOGS_PER_TASK", min=1,
     help="Log lines kept per task; older ones are dropped and counted.")]
+SpeculateAfter = Annotated[str, typer.Option(
+    "--speculate-after", envvar="HERDER_SPECULATE_AFTER", metavar="3x|DURATION|off",
+    help="Second attempt of a straggler after this many times its siblings' median run time "
+    "(3x), after a fixed time (10s), or never (off).")]
+SpeculateMin = Annotated[float, typer.Option(
+    "--speculate-min", envvar="HERDER_SPECULATE_MIN", parser=parse_duration, metavar="DURATION",
+    help="Never start a second attempt before a subtask ran this long.")]
 Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
 Heartbeat = Annotated[float, typer.Option(

@@ -21,7 +21,7 @@ import typer
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
 from herder.cluster import ClusterError, LocalCluster
-from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings
+from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
 
 _M = MasterSettings()
@@ -62,14 +62,21 @@ def master(
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
     max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
+    speculate_after: opt.SpeculateAfter = "3x",
+    speculate_min: opt.SpeculateMin = _M.speculate_min,
     log_level: opt.LogLevel = "info",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     _require_token_off_loopback(host, token)
+    try:
+        factor, after = parse_speculate_after(speculate_after)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     settings = MasterSettings(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
         prefetch=prefetch, token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
-        max_logs_per_task=max_logs_per_task, log_level=log_level,
+        max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
+        speculate_min=speculate_min, log_level=log_level,
     )
     _setup_logging(log_level)
     _import_from_cwd()
@@ -136,6 +143,8 @@ def up(
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
     max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
+    speculate_after: opt.SpeculateAfter = "3x",
+    speculate_min: opt.SpeculateMin = _M.speculate_min,
     drain_timeout: opt.DrainTimeout = _W.drain_timeout,
     cancel_grace: opt.CancelGrace = _W.cancel_grace,
     capture_output: opt.CaptureOutput = False,
@@ -150,6 +159,7 @@ def up(
             "--max-pending", str(max_pending), "--prefetch", str(prefetch),
             "--heartbeat", str(heartbeat), "--lease-timeout", str(lease_timeout),
             "--max-logs-per-task", str(max_logs_per_task),
+            "--speculate-after", speculate_after, "--speculate-min", str(speculate_min),
         ],
         extra_worker_args=[
             "--drain-timeout", str(drain_timeout), "--cancel-grace", str(cancel_grace),

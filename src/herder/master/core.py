@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 FINISHED_CACHE = 10_000
 #: progress events go out at most this often per task
 PROGRESS_INTERVAL = 0.1
+#: how often running subtasks are checked for stragglers
+SPECULATE_EVERY = 0.5
 
 
 class Rejected(HerderError):
@@ -76,6 +78,7 @@ class Master:
         )
         self.active: dict[str, ActiveTask] = {}
         self.sessions: dict[str, WorkerSession] = {}
+        self._by_uid: dict[str, str] = {}  # worker process uid -> session id
         self._finished: OrderedDict[str, Progress] = OrderedDict()
         self._unfinished = 0
         self._code_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="herder-code")
@@ -111,6 +114,8 @@ class Master:
             asyncio.create_task(self._watch_leases()),
             asyncio.create_task(self._publish_progress()),
         ]
+        if self.settings.speculate_factor is not None or self.settings.speculate_after is not None:
+            self._loops.append(asyncio.create_task(self._speculate()))
 
     async def stop(self) -> None:
         for loop_task in self._loops:
@@ -228,6 +233,7 @@ class Master:
         todo: list[int],
         attempts: dict[int, int],
         failures: dict[int, int],
+        held: frozenset[int] = frozenset(),
     ) -> None:
         record = task.record
         if record.state is TaskState.PENDING:
@@ -252,6 +258,8 @@ class Master:
                 max_retries=max_retries,
                 attempts_made=attempts,
                 failures_made=failures,
+                held=held,
+                speculative=type_cls.speculative,
             ),
             time.monotonic(),
         )
@@ -279,7 +287,18 @@ class Master:
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
             self._spawn(self._aggregate(task))
             return
-        await self._begin(task, parts, todo, attempts, {})
+        # What was running is held for --lease-timeout: its workers may reconnect and claim
+        # it back (or deliver its result) instead of running it again.
+        held = frozenset(s.index for s in subtasks if s.state.value == "running")
+        await self._begin(task, parts, todo, attempts, {}, held)
+        if held:
+            asyncio.get_running_loop().call_later(
+                self.settings.lease_timeout, self._release_held, record.id
+            )
+
+    def _release_held(self, task_id: str) -> None:
+        self._carry_out(self.sched.handle(sch.ReleaseHeld(task_id), time.monotonic()))
+        self.kick()
 
     # -- cancel, deadline, failure -----------------------------------------------------------
 
@@ -360,58 +379,124 @@ class Master:
     # -- workers -------------------------------------------------------------------------------
 
     def worker_joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
-        session = WorkerSession(
-            id=uuid.uuid4().hex[:12],
-            name=hello.name,
-            slots=hello.slots,
-            pool=hello.pool,
-            types=frozenset(hello.types) & frozenset(self.registry.names()),
-            labels=frozenset(hello.labels),
-        )
-        self.sessions[session.id] = session
-        self.sched.handle(
-            sch.WorkerJoined(session.id, session.slots, session.types, session.labels),
-            time.monotonic(),
-        )
-        keep = [
-            ref
-            for ref in hello.running
-            if self.sched.adopt(session.id, ref.task_id, ref.index, ref.attempt)
-        ]
-        for ref in keep:
-            task = self.active.get(ref.task_id)
-            if task is not None:
-                task.progress.subtasks_running += 1
+        """A connection said hello: a new worker, or one coming back within its lease."""
+        now = time.monotonic()
+        session = self.sessions.get(self._by_uid.get(hello.uid or "", ""))
+        if session is not None and session.name == hello.name:
+            session.attach()
+            self.sched.handle(sch.WorkerReconnected(session.id), now)
+            log.info("worker %s (%s) reconnected", session.name, session.id)
+        else:
+            session = WorkerSession(
+                id=uuid.uuid4().hex[:12],
+                uid=hello.uid,
+                name=hello.name,
+                slots=hello.slots,
+                pool=hello.pool,
+                types=frozenset(hello.types) & frozenset(self.registry.names()),
+                labels=frozenset(hello.labels),
+            )
+            self.sessions[session.id] = session
+            if hello.uid:
+                self._by_uid[hello.uid] = session.id
+            self.sched.handle(
+                sch.WorkerJoined(session.id, session.slots, session.types, session.labels), now
+            )
+            log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
+        keep = self._reconcile(session, hello, now)
         welcome = frames.Welcome(worker_id=session.id, heartbeat=self.settings.heartbeat, keep=keep)
-        log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
         self.kick()
         return session, welcome
 
-    async def worker_left(self, session: WorkerSession, why: str) -> None:
+    def _reconcile(
+        self, session: WorkerSession, hello: frames.Hello, now: float
+    ) -> list[frames.AttemptRef]:
+        """Agree with a (re)connecting worker on what it holds.
+
+        What it runs, or has results for, is taken back when still current (or claimable after
+        a master restart); what the master thought it held and it no longer has is queued again.
+        The running attempts the master does not keep are listed in no `keep`, so the worker
+        stops them; the results it sends for attempts not taken back arrive as stale.
+        """
+        reported = {(r.task_id, r.index, r.attempt) for r in (*hello.running, *hello.results)}
+        decisions: list[sch.Decision] = []
+        for task_id, index, attempt in self.sched.held_by(session.id):
+            if (task_id, index, attempt) not in reported:
+                decisions += self.sched.handle(sch.AttemptEnded(task_id, index, attempt), now)
+        held = set(self.sched.held_by(session.id))
+        keep: list[frames.AttemptRef] = []
+        running = set(hello.running)
+        for ref in (*hello.running, *hello.results):
+            key = (ref.task_id, ref.index, ref.attempt)
+            if key in held or self.sched.adopt(session.id, *key, now=now):
+                if key not in held:
+                    task = self.active.get(ref.task_id)
+                    if task is not None:
+                        task.progress.subtasks_running += 1
+                if ref in running:
+                    keep.append(ref)
+        self._carry_out(decisions)
+        return keep
+
+    def worker_disconnected(self, session: WorkerSession, connection: int, why: str) -> None:
+        """The connection `connection` of the session closed. Its attempts stay leased to the
+        worker until --lease-timeout, so that it can reconnect and keep them."""
+        if session.connection != connection or self.sessions.get(session.id) is not session:
+            return  # a newer connection of the same worker took over
+        session.detach()
+        log.info("worker %s (%s) disconnected: %s", session.name, session.id, why)
+        if session.draining and not self.sched.held_by(session.id):
+            self._worker_lost(session, "stopped")  # a clean stop: nothing to wait for
+            return
+        self.sched.handle(sch.WorkerDisconnected(session.id), time.monotonic())
+
+    def _worker_lost(self, session: WorkerSession, why: str) -> None:
         if self.sessions.pop(session.id, None) is None:
             return
-        log.info("worker %s (%s) left: %s", session.name, session.id, why)
+        if session.uid:
+            self._by_uid.pop(session.uid, None)
+        session.close(why)
+        log.warning("worker %s (%s) lost: %s", session.name, session.id, why)
         decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
         if any(isinstance(d, sch.Requeue) for d in decisions):
             self.stats.lost_workers.inc()
         self._carry_out(decisions)
         self.kick()
 
-    async def _watch_leases(self) -> None:
-        """Close the connection of a worker silent past --lease-timeout."""
+    async def _speculate(self) -> None:
+        """Start second attempts of stragglers while slots are idle."""
+        cfg = self.settings
         while True:
-            await asyncio.sleep(self.settings.heartbeat)
+            await asyncio.sleep(SPECULATE_EVERY)
+            for d in self.sched.speculate(
+                time.monotonic(), cfg.speculate_factor, cfg.speculate_after, cfg.speculate_min
+            ):
+                log.info("speculative attempt %d of %s[%d]", d.attempt, d.task_id, d.index)
+                self._send_assign(d)
+            self._flush_starts()
+
+    async def _watch_leases(self) -> None:
+        """Declare lost a worker silent, or disconnected, for longer than --lease-timeout."""
+        while True:
+            await asyncio.sleep(min(self.settings.heartbeat, self.settings.lease_timeout) / 2)
             limit = time.monotonic() - self.settings.lease_timeout
             for session in list(self.sessions.values()):
-                if session.last_seen < limit:
-                    session.close("lease expired: no heartbeat")
-                    await self.worker_left(session, "lease expired")
+                if session.connected and session.last_seen < limit:
+                    self._worker_lost(session, "lease expired: no heartbeat")
+                elif not session.connected and session.disconnected_at < limit:
+                    self._worker_lost(session, "lease expired: did not reconnect")
 
     async def on_frame(self, session: WorkerSession, frame: frames.WorkerFrame) -> None:
         session.last_seen = time.monotonic()
         match frame:
             case frames.Heartbeat():
                 session.last_heartbeat = time.time()
+                if frame.unavailable != session.unavailable:
+                    session.unavailable = frame.unavailable
+                    self.sched.handle(
+                        sch.WorkerCapacity(session.id, frame.unavailable), time.monotonic()
+                    )
+                    self.kick()
             case frames.ProgressFrame():
                 self._on_progress(frame)
             case frames.LogFrame():
@@ -580,10 +665,13 @@ class Master:
         self._pump_scheduled = False
         for d in self.sched.dispatch(time.monotonic()):
             self._send_assign(d)
+        self._flush_starts()
+        self._arm_wakeup()
+
+    def _flush_starts(self) -> None:
         if self._starts:
             starts, self._starts = self._starts, []
             self.store.post(self.store.store.start_attempts, starts)
-        self._arm_wakeup()
 
     def _arm_wakeup(self) -> None:
         at = self.sched.next_wakeup()
@@ -747,10 +835,15 @@ class Master:
         return counts
 
     def workers(self) -> list[dict[str, object]]:
-        return [
-            s.to_json(busy=self.sched.worker_load(s.id)[0] if self.sched.has_worker(s.id) else 0)
-            for s in self.sessions.values()
-        ]
+        out = []
+        for s in self.sessions.values():
+            held = self.sched.worker_load(s.id)[0] if self.sched.has_worker(s.id) else 0
+            failure_rate, deprioritised = self.sched.worker_health(s.id)
+            view = s.to_json(busy=held + s.unavailable)
+            view["failure_rate"] = failure_rate
+            view["deprioritised"] = deprioritised
+            out.append(view)
+        return out
 
     # -- plumbing ------------------------------------------------------------------------------
 

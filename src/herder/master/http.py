@@ -280,7 +280,8 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
         return
     session, welcome = master.worker_joined(hello)
     session.send(welcome)
-    writer = asyncio.create_task(_write(ws, session))
+    outbox, connection = session.outbox, session.connection
+    writer = asyncio.create_task(_write(ws, session, outbox))
     why = "disconnected"
     try:
         while True:
@@ -295,20 +296,23 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
     except (HerderError, WebSocketDisconnect) as exc:
         why = str(exc) or type(exc).__name__
         log.warning("worker %s: closing: %s", session.name, why)
-        session.close(why)
     finally:
-        await master.worker_left(session, why)
-        session.close(why)
+        master.worker_disconnected(session, connection, why)
+        if session.close_reason is None or session.connection == connection:
+            session.close_reason = session.close_reason or why
+        outbox.put_nowait(None)  # ends this connection's writer, and only this one's
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 2.0)
 
 
-async def _write(ws: WebSocket, session: WorkerSession) -> None:
-    """Send what the session queued; whatever piled up meanwhile goes as one message."""
+async def _write(
+    ws: WebSocket, session: WorkerSession, outbox: asyncio.Queue[frames.MasterFrame | None]
+) -> None:
+    """Send what this connection's outbox holds; what piled up meanwhile goes as one message."""
     while True:
-        batch = [await session.outbox.get()]
-        while not session.outbox.empty() and len(batch) < frames.MAX_FRAMES_PER_MESSAGE:
-            batch.append(session.outbox.get_nowait())
+        batch = [await outbox.get()]
+        while not outbox.empty() and len(batch) < frames.MAX_FRAMES_PER_MESSAGE:
+            batch.append(outbox.get_nowait())
         closing = None in batch
         ready = [f for f in batch if f is not None]
         try:

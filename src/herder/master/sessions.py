@@ -15,7 +15,10 @@ from herder.protocol import frames
 
 @dataclass(eq=False, slots=True)
 class WorkerSession:
+    """Outlives its connections: a worker that reconnects within its lease gets the same one."""
+
     id: str
+    uid: str | None
     name: str
     slots: int
     pool: str
@@ -26,16 +29,43 @@ class WorkerSession:
     #: monotonic time of the last frame, for the lease
     last_seen: float = field(default_factory=time.monotonic)
     draining: bool = False
+    connected: bool = True
+    #: monotonic time the last connection closed
+    disconnected_at: float = 0.0
+    #: slots taken by abandoned attempts, as the worker last reported
+    unavailable: int = 0
+    #: counts the connections, so that a late close of an old one is told apart
+    connection: int = 1
     outbox: asyncio.Queue[frames.MasterFrame | None] = field(default_factory=asyncio.Queue)
     close_reason: str | None = None
 
     def send(self, frame: frames.MasterFrame) -> None:
-        self.outbox.put_nowait(frame)
+        if self.connected:  # frames for a worker between connections are lost, by design:
+            self.outbox.put_nowait(frame)  # it reconciles what it holds when it reconnects
 
     def close(self, reason: str) -> None:
         """Ask the writer to close the connection with `reason`."""
         self.close_reason = reason
         self.outbox.put_nowait(None)
+
+    def attach(self) -> None:
+        """A new connection of the same worker: frames go to it from now on."""
+        self.close("replaced by a new connection")
+        self.outbox = asyncio.Queue()
+        self.connection += 1
+        self.connected = True
+        self.close_reason = None
+        self.last_seen = time.monotonic()
+
+    def detach(self) -> None:
+        self.connected = False
+        self.disconnected_at = time.monotonic()
+
+    @property
+    def state(self) -> str:
+        if not self.connected:
+            return "disconnected"
+        return "draining" if self.draining else "active"
 
     def to_json(self, busy: int) -> dict[str, object]:
         return {
@@ -46,7 +76,7 @@ class WorkerSession:
             "pool": self.pool,
             "types": sorted(self.types),
             "labels": sorted(self.labels),
-            "state": "draining" if self.draining else "active",
+            "state": self.state,
             "connected_at": self.connected_at,
             "last_heartbeat": self.last_heartbeat,
         }

@@ -49,14 +49,21 @@ class Hello(_Frame):
     types: list[str]
     labels: list[str] = []
     pool: Literal["thread", "process"] = "thread"
+    #: stays the same across the reconnects of one worker process, so that the master gives
+    #: a worker that comes back within its lease its attempts back
+    uid: str | None = pydantic.Field(default=None, max_length=64)
     #: attempts this worker is still running (after a reconnect)
     running: list[AttemptRef] = []
+    #: attempts whose results it holds, not yet acknowledged (it sends them after the welcome)
+    results: list[AttemptRef] = []
     token: str | None = None
 
 
 class Heartbeat(_Frame):
     t: Literal["heartbeat"] = "heartbeat"
     running: list[AttemptRef] = []
+    #: slots taken by abandoned attempts (threads that ignored their cancel and still run)
+    unavailable: int = pydantic.Field(default=0, ge=0)
 
 
 class ProgressFrame(AttemptRef):

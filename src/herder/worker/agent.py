@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import urllib.parse
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -161,6 +162,8 @@ class Agent:
         self.registry = registry
         self.pool = pool if pool is not None else make_pool(settings, registry)
         self.url = channel_url(settings.master)
+        #: this process's identity across reconnects (the name may be shared by mistake)
+        self.uid = uuid.uuid4().hex
         #: set by the master's welcome; None before the first one
         self.worker_id: str | None = None
         #: attempts assigned and waiting for a free slot, in arrival order
@@ -318,7 +321,9 @@ class Agent:
             types=self.registry.names(),
             labels=list(self.settings.labels),
             pool="process" if self.settings.pool == "process" else "thread",
+            uid=self.uid,
             running=[_ref(k) for k in self.held()],
+            results=[_ref(k) for k in self.unacked()],
         )
 
     async def _session(self, ws: ClientConnection) -> None:
@@ -389,7 +394,12 @@ class Agent:
     async def _beat(self, outbox: Outbox, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            outbox.put(Heartbeat(running=[_ref(k) for k in self.held()]))
+            outbox.put(
+                Heartbeat(
+                    running=[_ref(k) for k in self.held()],
+                    unavailable=self.pool.abandoned,
+                )
+            )
 
     def _send(self, frame: WorkerFrame, droppable: bool = False) -> None:
         if self._outbox is not None:

@@ -49,6 +49,10 @@ class SlotPool(Protocol):
     @property
     def free_slots(self) -> int: ...
 
+    @property
+    def abandoned(self) -> int:
+        """Slots taken by attempts that were reported but still run (thread pool only)."""
+
     def running(self) -> list[AttemptKey]:
         """Attempts started and not yet reported (abandoned ones are not listed)."""
 
@@ -117,6 +121,10 @@ class PoolBase:
     @property
     def free_slots(self) -> int:
         raise NotImplementedError
+
+    @property
+    def abandoned(self) -> int:
+        return 0
 
     def start(self, job: Job) -> None:
         if job.key in self._runs:

@@ -1,0 +1,1 @@
+"""Fault-injection tests: real processes, real signals, a real network partition."""
