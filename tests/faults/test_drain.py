@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.faults.conftest import busy, cluster_metric, fault_cluster, wait_until, worker_named
 from tests.faulttypes import ledger_expected, read_ledger
 
-PARTS = 16
+PARTS = 12
 SALT = 6
 
 
@@ -26,7 +26,7 @@ def test_sigterm_drains_a_worker_mid_task(tmp_path: Path, ledger: Path) -> None:
         retries_before = cluster_metric(cluster, "herder_retries_total")
 
         handle = client.submit(
-            "ledger", {"parts": PARTS, "seconds": 1.5, "salt": SALT, "ledger": str(ledger)}
+            "ledger", {"parts": PARTS, "seconds": 1.0, "salt": SALT, "ledger": str(ledger)}
         )
         wait_until(lambda: busy(client, "finisher") == 2 and busy(client, "handback") == 2,
                    what="both drained workers busy")  # fmt: skip
