@@ -4,7 +4,7 @@
   (`params.ledger`, else the worker's env HERDER_TEST_LEDGER), so the tests count real
   executions independently of herder; then it sleeps / spins and returns `ledger_value(salt, i)`.
 - `slowon`: sleeps `seconds`, or `seconds * factor` in a worker started with HERDER_TEST_SLOW=1
-  (a straggler machine).
+  (a straggler machine); `slowon_nospec` is the same with `speculative = False`.
 - `flakyon`: fails in a worker started with HERDER_TEST_FAIL=1, succeeds elsewhere.
 - `stubbornpid`: writes its pid to the ledger, then sleeps ignoring cancellation.
 
@@ -86,10 +86,15 @@ class Ledger(TaskType):
 
     def split(self, params: LedgerParams) -> list[dict[str, Any]]:
         return [
-            {"i": i, "seconds": params.seconds, "spin": params.spin, "salt": params.salt,
-             "ledger": params.ledger}
+            {
+                "i": i,
+                "seconds": params.seconds,
+                "spin": params.spin,
+                "salt": params.salt,
+                "ledger": params.ledger,
+            }
             for i in range(params.parts)
-        ]  # fmt: skip
+        ]
 
     def execute(self, ctx: Context, part: dict[str, Any]) -> int:
         path = _ledger_path(part.get("ledger"))
@@ -131,6 +136,13 @@ class SlowOn(TaskType):
         if ctx.sleep(seconds):
             raise Cancelled("cancelled")
         return int(index)
+
+
+class SlowOnNoSpec(SlowOn):
+    """`slowon` for a type whose `execute` must not run twice at once: no speculation."""
+
+    name = "slowon_nospec"
+    speculative = False
 
 
 class FlakyOnParams(pydantic.BaseModel):

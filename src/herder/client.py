@@ -4,7 +4,8 @@ The logic both twins share lives once, sans I/O, at the top: building requests (
 reading responses into values or errors (`_read`), paging task lists and logs (`_Pager`,
 `_LogPager`), the polling schedule of `wait` (`_Poll`), and the plans of followed streams
 (`_EventStream`, `_LogStream`: what to request, what each Server-Sent Event yields, when the
-stream is over, when and how to reconnect). The two clients only send the requests, with httpx's
+stream is over, when and how to reconnect), and the plan of waiting for many tasks at once over
+one stream (`_BulkWait`, with `_Lookup` reading stored states in bulk). The two clients only send the requests, with httpx's
 sync or async client, and read the bytes; each of their methods is a line or two.
 
 Imports httpx, `config`, `errors` and `sse`.
@@ -13,12 +14,14 @@ Imports httpx, `config`, `errors` and `sse`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import time
-from collections.abc import AsyncGenerator, Coroutine, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, overload
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -508,6 +511,213 @@ class _LogStream(_Stream[dict[str, Any]]):
         return record
 
 
+# -- sans I/O: waiting for many tasks ----------------------------------------------------------
+
+
+class _HandleLike(Protocol):
+    id: str
+    task: Task | None
+
+
+H = TypeVar("H", bound=_HandleLike)
+
+#: the order in which `_Lookup` reads the lists of finished tasks: the common case first
+_FINAL_ORDER = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+class _Lookup:
+    """Finds the stored JSON of those of `ids` whose tasks are finished, in bulk.
+
+    Few ids: one status request each. Many: the lists of finished tasks, state by state, a page
+    of PAGE at a time, newest first, down to `oldest` (the earliest creation time among the
+    ids, less MARGIN: the list is in insertion order, which creation times follow only within
+    a batch's commit delay) or until every id was met. With `known_final` (every id is known to
+    be finished), an id the pages did not show is then asked for on its own.
+    """
+
+    FEW = 16
+    PAGE = 1000
+    MARGIN = 60.0
+
+    def __init__(self, ids: Iterable[str], oldest: float | None, known_final: bool) -> None:
+        self.wanted = set(ids)
+        self.found: dict[str, Task] = {}
+        self._cutoff = None if oldest is None else oldest - self.MARGIN
+        self._known_final = known_final
+        self._states = list(_FINAL_ORDER) if len(self.wanted) > self.FEW else []
+        self._singles = [] if self._states else sorted(self.wanted)
+        self._cursor: str | None = None
+        self._paging = False
+
+    def _missing(self) -> list[str]:
+        return sorted(self.wanted - self.found.keys())
+
+    def next_request(self) -> _Request | None:
+        if self._states and len(self.found) < len(self.wanted):
+            params: dict[str, Any] = {"state": self._states[0], "limit": self.PAGE}
+            if self._cursor is not None:
+                params["cursor"] = self._cursor
+            self._paging = True
+            return _Request("GET", f"{API}/tasks", params=params)
+        if self._states:  # every id met: the other lists need no reading
+            self._states = []
+        self._paging = False
+        if not self._singles:
+            return None
+        return _status_request(self._singles.pop())
+
+    def feed(self, answer: Any) -> None:
+        if not self._paging:
+            if is_final(answer) and answer.get("id") in self.wanted:
+                self.found[answer["id"]] = answer
+            return
+        tasks = answer.get("tasks") or []
+        for task in tasks:
+            if task.get("id") in self.wanted and is_final(task):
+                self.found[task["id"]] = task
+        self._cursor = answer.get("next_cursor")
+        oldest_seen = tasks[-1].get("created_at") if tasks else None
+        past_cutoff = (self._cutoff is not None and isinstance(oldest_seen, int | float)
+                       and oldest_seen < self._cutoff)
+        if self._cursor is None or past_cutoff:
+            self._states.pop(0)
+            self._cursor = None
+            if not self._states and self._known_final:
+                self._singles = self._missing()
+
+
+class _BulkWait(Generic[H]):
+    """The plan of `as_completed` / `gather`, shared by both clients: which handles are still
+    unfinished, which are ready to be handed out, what to look up, and the deadline.
+
+    The waiting itself is done over ONE stream of all tasks' events (`GET /events`): a final
+    `state` event of a pending task finishes it. A task that finished before the stream was
+    subscribed announced itself to nobody, so after each (re)connection the stored state of
+    the pending tasks is read once (`lookup()`), in bulk. The master subscribes a stream before
+    it answers with its headers, so once the answer has arrived nothing can slip between the two.
+    Should an event be missed all the same (a master that dropped it), a stream silent but for
+    its keep-alives for RECHECK seconds triggers another lookup.
+    """
+
+    RECHECK = 10.0
+    #: polling, for a master that refuses event streams
+    POLL_FIRST = 0.05
+    POLL_CAP = 1.0
+
+    def __init__(self, handles: Iterable[H], timeout: float | None) -> None:
+        self.handles = list(handles)
+        self.total = len({h.id for h in self.handles})
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self.pending: dict[str, list[H]] = {}
+        #: final state and, when it was read, final JSON, by task id
+        self.states: dict[str, str] = {}
+        self.tasks: dict[str, Task] = {}
+        self._ready: list[H] = []
+        self._looked_up_at = -math.inf
+        self._poll = self.POLL_FIRST
+        self.stream = _EventStream(None, None, STREAM_RETRIES)
+        for h in self.handles:
+            if h.task is not None and is_final(h.task):
+                self.tasks[h.id] = h.task
+                self.states[h.id] = str(h.task["state"])
+                self._ready.append(h)
+            else:
+                self.pending.setdefault(h.id, []).append(h)
+
+    # -- what finished --
+
+    def _finish(self, task_id: str, state: str, task: Task | None = None) -> None:
+        handles = self.pending.pop(task_id, None)
+        if handles is None:
+            return
+        self.states[task_id] = state
+        if task is not None:
+            self.tasks[task_id] = task
+            for h in handles:
+                h.task = task
+        self._ready.extend(handles)
+
+    def take(self) -> list[H]:
+        """The handles found finished since the last call, in the order they were found."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    def on_events(self, events: list[Event]) -> bool:
+        """Apply a chunk's events; True when a lookup is due (a silent stream, see RECHECK)."""
+        for event in events:
+            if event.kind == "state" and event.data.get("state") in FINAL_STATES:
+                self._finish(str(event.data.get("task_id")), str(event.data["state"]))
+        return not events and time.monotonic() - self._looked_up_at >= self.RECHECK
+
+    def lookup(self) -> _Lookup:
+        """What to read to find the pending tasks that are already finished."""
+        self._looked_up_at = time.monotonic()
+        return _Lookup(self.pending, self._oldest(h for hs in self.pending.values() for h in hs),
+                       known_final=False)
+
+    def results_lookup(self) -> _Lookup:
+        """What to read to have the final JSON (with its result) of every finished task."""
+        ids = {i for i in self.states if i not in self.tasks}
+        return _Lookup(ids, self._oldest(h for h in self.handles if h.id in ids),
+                       known_final=True)
+
+    @staticmethod
+    def _oldest(handles: Iterable[_HandleLike]) -> float | None:
+        times = []
+        for h in handles:
+            created = h.task.get("created_at") if h.task else None
+            if not isinstance(created, int | float):
+                return None  # an unknown creation time: no bound on how far back to look
+            times.append(float(created))
+        return min(times, default=None)
+
+    def looked_up(self, lookup: _Lookup) -> None:
+        for task_id, task in lookup.found.items():
+            if task_id in self.pending:
+                self._finish(task_id, str(task["state"]), task)
+            elif task_id in self.states:
+                self.tasks[task_id] = task
+
+    def results(self) -> list[Any]:
+        """Each handle's result, in order (after `results_lookup`); TaskFailed for a failure."""
+        out = []
+        for h in self.handles:
+            task = self.tasks[h.id]
+            _raise_unless_succeeded(task)
+            out.append(task.get("result"))
+        return out
+
+    # -- time --
+
+    def left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def raise_if_expired(self) -> None:
+        left = self.left()
+        if left is not None and left <= 0 and self.pending:
+            unfinished = len(self.pending)
+            raise TimeoutError(
+                f"{unfinished} of {self.total} tasks still unfinished after {self._timeout} s"
+            )
+
+    def capped(self, delay: float) -> float:
+        left = self.left()
+        return delay if left is None else max(0.0, min(delay, left))
+
+    def stream_timeout(self) -> httpx.Timeout:
+        """The stream's read timeout ends at the deadline, so that a silent stream cannot
+        outlast it."""
+        left = self.left()
+        read = 45.0 if left is None else max(0.001, min(45.0, left))
+        return httpx.Timeout(10.0, read=read)
+
+    def next_poll(self) -> float:
+        delay = self._poll
+        self._poll = min(self.POLL_CAP, self._poll * 2)
+        return self.capped(delay)
+
+
 class _Base:
     """URL, headers and request building, shared by both clients."""
 
@@ -616,6 +826,76 @@ class Client(_Base):
         StreamUnavailable if the master refuses the stream (unknown task, older master).
         """
         return self._follow(_EventStream(task_id, last_event_id, retries))
+
+    # -- waiting for many tasks --
+
+    def as_completed(
+        self, handles: Iterable[TaskHandle], timeout: float | None = None
+    ) -> Generator[TaskHandle, None, None]:
+        """Yield each handle once its task is finished (in whatever state), in the order they
+        finish, waiting over one event stream for all of them. A handle whose task's final JSON
+        was read on the way has it in `task`; for the others `task` may still be stale.
+        TimeoutError once `timeout` seconds have passed with tasks still unfinished."""
+        return self._as_completed(_BulkWait(handles, timeout))
+
+    def gather(self, handles: Iterable[TaskHandle], timeout: float | None = None) -> list[Any]:
+        """Wait for every task; return their results in the order of `handles`. TaskFailed for
+        the first task found to have ended other than succeeded; TimeoutError after `timeout`
+        seconds. Results are read in bulk (pages of the finished-task lists)."""
+        wait = _BulkWait(handles, timeout)
+        for handle in self._as_completed(wait):
+            if wait.states[handle.id] != "succeeded":
+                _raise_unless_succeeded(wait.tasks.get(handle.id) or handle.status())
+        self._look_up(wait.results_lookup(), wait)
+        return wait.results()
+
+    def _as_completed(self, wait: _BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        yield from wait.take()
+        try:
+            yield from self._completions(wait)
+        except StreamUnavailable:
+            while wait.pending:  # a master without event streams: poll, in bulk
+                self._look_up(wait.lookup(), wait)
+                yield from wait.take()
+                if wait.pending:
+                    wait.raise_if_expired()
+                    time.sleep(wait.next_poll())
+            wait.raise_if_expired()
+
+    def _look_up(self, lookup: _Lookup, wait: _BulkWait[TaskHandle]) -> None:
+        while (request := lookup.next_request()) is not None:
+            lookup.feed(self._call(request))
+        wait.looked_up(lookup)
+
+    def _completions(self, wait: _BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        stream = wait.stream
+        while wait.pending:
+            try:
+                r = stream.request()
+                with self._http.stream(r.method, r.path, headers=r.headers,
+                                       timeout=wait.stream_timeout()) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                    stream.opened(response)
+                    self._look_up(wait.lookup(), wait)  # subscribed: what finished before?
+                    yield from wait.take()
+                    for chunk in response.iter_bytes():
+                        if wait.on_events(stream.feed(chunk)):
+                            self._look_up(wait.lookup(), wait)
+                        yield from wait.take()
+                        if not wait.pending:
+                            return
+                        wait.raise_if_expired()
+                error: HerderError = MasterUnreachable(self.url, "the event stream ended")
+            except _Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the event stream ended")
+            except httpx.TransportError as exc:
+                wait.raise_if_expired()
+                error = _unreachable(self.url, exc)
+            except MasterUnreachable as exc:
+                error = exc
+            time.sleep(wait.capped(stream.failed(error)))
+            wait.raise_if_expired()
 
     def _logs(self, task_id: str, since: int) -> list[dict[str, Any]]:
         pager = _LogPager(task_id, since)
@@ -805,6 +1085,85 @@ class AsyncClient(_Base):
         """`Client.events`, as an async iterator. Leaving the loop early does not close the
         connection until the iterator is collected: wrap it in `contextlib.aclosing`."""
         return self._follow(_EventStream(task_id, last_event_id, retries))
+
+    # -- waiting for many tasks --
+
+    def as_completed(
+        self, handles: Iterable[AsyncTaskHandle], timeout: float | None = None
+    ) -> AsyncGenerator[AsyncTaskHandle, None]:
+        """`Client.as_completed`, as an async iterator (wrap it in `contextlib.aclosing` to
+        close its stream at once when leaving the loop early)."""
+        return self._as_completed(_BulkWait(handles, timeout))
+
+    async def gather(
+        self, handles: Iterable[AsyncTaskHandle], timeout: float | None = None
+    ) -> list[Any]:
+        """`Client.gather`, awaited."""
+        wait = _BulkWait(handles, timeout)
+        async with contextlib.aclosing(self._as_completed(wait)) as finished:
+            async for handle in finished:
+                if wait.states[handle.id] != "succeeded":
+                    _raise_unless_succeeded(wait.tasks.get(handle.id) or await handle.status())
+        await self._look_up(wait.results_lookup(), wait)
+        return wait.results()
+
+    async def _as_completed(
+        self, wait: _BulkWait[AsyncTaskHandle]
+    ) -> AsyncGenerator[AsyncTaskHandle, None]:
+        for handle in wait.take():
+            yield handle
+        try:
+            async with contextlib.aclosing(self._completions(wait)) as completions:
+                async for handle in completions:
+                    yield handle
+        except StreamUnavailable:
+            while wait.pending:
+                await self._look_up(wait.lookup(), wait)
+                for handle in wait.take():
+                    yield handle
+                if wait.pending:
+                    wait.raise_if_expired()
+                    await asyncio.sleep(wait.next_poll())
+            wait.raise_if_expired()
+
+    async def _look_up(self, lookup: _Lookup, wait: _BulkWait[AsyncTaskHandle]) -> None:
+        while (request := lookup.next_request()) is not None:
+            lookup.feed(await self._call(request))
+        wait.looked_up(lookup)
+
+    async def _completions(
+        self, wait: _BulkWait[AsyncTaskHandle]
+    ) -> AsyncGenerator[AsyncTaskHandle, None]:
+        stream = wait.stream
+        while wait.pending:
+            try:
+                r = stream.request()
+                async with self._http.stream(r.method, r.path, headers=r.headers,
+                                             timeout=wait.stream_timeout()) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                    stream.opened(response)
+                    await self._look_up(wait.lookup(), wait)
+                    for handle in wait.take():
+                        yield handle
+                    async for chunk in response.aiter_bytes():
+                        if wait.on_events(stream.feed(chunk)):
+                            await self._look_up(wait.lookup(), wait)
+                        for handle in wait.take():
+                            yield handle
+                        if not wait.pending:
+                            return
+                        wait.raise_if_expired()
+                error: HerderError = MasterUnreachable(self.url, "the event stream ended")
+            except _Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the event stream ended")
+            except httpx.TransportError as exc:
+                wait.raise_if_expired()
+                error = _unreachable(self.url, exc)
+            except MasterUnreachable as exc:
+                error = exc
+            await asyncio.sleep(wait.capped(stream.failed(error)))
+            wait.raise_if_expired()
 
     async def _logs(self, task_id: str, since: int) -> list[dict[str, Any]]:
         pager = _LogPager(task_id, since)

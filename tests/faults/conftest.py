@@ -26,8 +26,9 @@ LEASE = 2.0
 FAST_LEASE = ("--lease-timeout", str(LEASE), "--heartbeat", "0.2")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-               what: str = "") -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
     """Poll `check` until it returns something truthy and return that; fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -101,10 +102,16 @@ def fault_cluster(
 ) -> Iterator[LocalCluster]:
     """A started cluster with the fault task types, its store in `tmp_path` (so that it
     survives a master restart), short leases; stopped at the end whatever happened."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(
-        workers=workers, slots=slots, tasks=FAULT_TASKS, db=str(tmp_path / "herder.db"),
-        extra_master_args=master_args, extra_worker_args=worker_args, **kwargs,
-    )  # fmt: skip
+        workers=workers,
+        slots=slots,
+        tasks=FAULT_TASKS,
+        db=str(tmp_path / "herder.db"),
+        extra_master_args=master_args,
+        extra_worker_args=worker_args,
+        **kwargs,
+    )
     with cluster:
         yield cluster
 

@@ -28,12 +28,15 @@ def test_sigterm_drains_a_worker_mid_task(tmp_path: Path, ledger: Path) -> None:
         handle = client.submit(
             "ledger", {"parts": PARTS, "seconds": 1.0, "salt": SALT, "ledger": str(ledger)}
         )
-        wait_until(lambda: busy(client, "finisher") == 2 and busy(client, "handback") == 2,
-                   what="both drained workers busy")  # fmt: skip
+        wait_until(
+            lambda: busy(client, "finisher") == 2 and busy(client, "handback") == 2,
+            what="both drained workers busy",
+        )
         running = handle.subtasks()
-        held = {name: {s["index"] for s in running
-                       if s["state"] == "running" and s["worker"] == name}
-                for name in ("finisher", "handback")}  # fmt: skip
+        held = {
+            name: {s["index"] for s in running if s["state"] == "running" and s["worker"] == name}
+            for name in ("finisher", "handback")
+        }
         cluster.stop_worker(finisher)
         cluster.stop_worker(handback)
         stopped = time.monotonic()
@@ -50,8 +53,10 @@ def test_sigterm_drains_a_worker_mid_task(tmp_path: Path, ledger: Path) -> None:
         assert cluster_metric(cluster, "herder_retries_total") == retries_before
         per_index = Counter(i for t, i, _, _ in read_ledger(str(ledger)) if t == handle.id)
         subtasks = {s["index"]: s for s in handle.subtasks()}
-        print(f"\nheld at SIGTERM: {held}; handback exited after {handed_back:.2f} s, "
-              f"finisher after {finished:.2f} s; executions per subtask: {dict(per_index)}")  # fmt: skip
+        print(
+            f"\nheld at SIGTERM: {held}; handback exited after {handed_back:.2f} s, "
+            f"finisher after {finished:.2f} s; executions per subtask: {dict(per_index)}"
+        )
         assert handed_back < 5
         # The finisher's subtasks ran to the end there, once; the handed-back ones ran again.
         for i in held["finisher"]:

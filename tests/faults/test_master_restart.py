@@ -21,8 +21,11 @@ def test_kill_9_master_mid_task_and_restart(tmp_path: Path, ledger: Path) -> Non
         handle = client.submit(
             "ledger", {"parts": PARTS, "seconds": 0.25, "salt": SALT, "ledger": str(ledger)}
         )
-        wait_until(lambda: handle.status()["progress"]["subtasks_done"] >= 15, timeout=30,
-                   what="15 subtasks done")  # fmt: skip
+        wait_until(
+            lambda: handle.status()["progress"]["subtasks_done"] >= 15,
+            timeout=30,
+            what="15 subtasks done",
+        )
         finished = {s["index"] for s in handle.subtasks() if s["state"] == "succeeded"}
         cluster.kill_master()
         down = time.monotonic()
@@ -36,8 +39,9 @@ def test_kill_9_master_mid_task_and_restart(tmp_path: Path, ledger: Path) -> Non
         assert status["state"] == "succeeded", status.get("error")
         assert handle.result(timeout=5) == ledger_expected(SALT, PARTS)
 
-        runs = Counter(index for task_id, index, _, _ in read_ledger(str(ledger))
-                       if task_id == handle.id)  # fmt: skip
+        runs = Counter(
+            index for task_id, index, _, _ in read_ledger(str(ledger)) if task_id == handle.id
+        )
         print(
             f"\nmaster back in {restarted:.2f} s, workers reconnected after {reconnected:.2f} s; "
             f"{len(finished)} subtasks finished before the kill; "

@@ -41,8 +41,10 @@ def test_a_worker_that_fails_everything_is_retried_around_and_deprioritised(
         retried = cluster_metric(cluster, "herder_retries_total") - retries_before
         bad, fine = worker_named(client, "broken"), worker_named(client, good)
         assert bad is not None and fine is not None
-        print(f"\nbroken deprioritised after {rounds} tasks, {retried:.0f} retries; "
-              f"failure rates: broken {bad['failure_rate']}, {good} {fine['failure_rate']}")  # fmt: skip
+        print(
+            f"\nbroken deprioritised after {rounds} tasks, {retried:.0f} retries; "
+            f"failure rates: broken {bad['failure_rate']}, {good} {fine['failure_rate']}"
+        )
         assert retried >= 1
         assert bad["failure_rate"] >= 0.8
         assert not fine["deprioritised"] and (fine["failure_rate"] or 0.0) == 0.0

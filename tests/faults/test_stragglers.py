@@ -30,8 +30,9 @@ def _makespan(cluster: LocalCluster, type: str = "slowon") -> tuple[float, list[
 def test_speculation_beats_a_straggler(tmp_path: Path) -> None:
     # The floor is lowered from its default 2 s to keep the test short; 3x is the default.
     speculate = ("--speculate-after", "3x", "--speculate-min", "1")
-    with fault_cluster(tmp_path / "on", workers=1, slots=1,
-                       master_args=(*FAST_LEASE, *speculate)) as cluster:  # fmt: skip
+    with fault_cluster(
+        tmp_path / "on", workers=1, slots=1, master_args=(*FAST_LEASE, *speculate)
+    ) as cluster:
         _with_a_slow_worker(cluster)
         fast, subtasks = _makespan(cluster)
         speculated = [s["index"] for s in subtasks if s["attempts"] == 2]
@@ -42,14 +43,17 @@ def test_speculation_beats_a_straggler(tmp_path: Path) -> None:
         optout, optout_subtasks = _makespan(cluster, "slowon_nospec")
         assert all(s["attempts"] == 1 for s in optout_subtasks)
 
-    with fault_cluster(tmp_path / "off", workers=1, slots=1,
-                       master_args=(*FAST_LEASE, "--speculate-after", "off")) as cluster:  # fmt: skip
+    with fault_cluster(
+        tmp_path / "off", workers=1, slots=1, master_args=(*FAST_LEASE, "--speculate-after", "off")
+    ) as cluster:
         _with_a_slow_worker(cluster)
         slow, off_subtasks = _makespan(cluster)
         assert all(s["attempts"] == 1 for s in off_subtasks)
 
-    print(f"\nmakespan with speculation {fast:.2f} s (second attempts for {speculated}), "
-          f"without {slow:.2f} s, opted out {optout:.2f} s")  # fmt: skip
+    print(
+        f"\nmakespan with speculation {fast:.2f} s (second attempts for {speculated}), "
+        f"without {slow:.2f} s, opted out {optout:.2f} s"
+    )
     assert speculated
     assert fast < slow / 2
     assert optout > slow * 0.8

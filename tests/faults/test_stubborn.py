@@ -22,18 +22,24 @@ def _alive(pid: int) -> bool:
 
 def test_process_pool_kills_a_stubborn_subtask(tmp_path: Path, ledger: Path) -> None:
     grace = 0.5
-    with fault_cluster(tmp_path, workers=1, slots=2, pool="process",
-                       worker_args=("--cancel-grace", str(grace))) as cluster:  # fmt: skip
+    with fault_cluster(
+        tmp_path, workers=1, slots=2, pool="process", worker_args=("--cancel-grace", str(grace))
+    ) as cluster:
         client = cluster.client
         handle = client.submit("stubbornpid", {"seconds": 600, "parts": 2, "ledger": str(ledger)})
-        rows = wait_until(lambda: len(read_ledger(str(ledger))) == 2 and read_ledger(str(ledger)),
-                          what="both subtasks started")  # fmt: skip
+        rows = wait_until(
+            lambda: len(read_ledger(str(ledger))) == 2 and read_ledger(str(ledger)),
+            what="both subtasks started",
+        )
         pids = {pid for *_, pid in rows}
         assert cluster.worker_pids[0] not in pids  # they run in child processes
         started = time.monotonic()
         assert handle.cancel()["state"] == "cancelled"
-        wait_until(lambda: not any(_alive(p) for p in pids), timeout=grace + 5,
-                   what=f"children {pids} killed")  # fmt: skip
+        wait_until(
+            lambda: not any(_alive(p) for p in pids),
+            timeout=grace + 5,
+            what=f"children {pids} killed",
+        )
         killed = time.monotonic() - started
         wait_until(lambda: busy(client, "local-1") == 0, timeout=5, what="slots free")
         print(f"\nstubborn children killed {killed:.2f} s after the cancel (grace {grace} s)")
@@ -47,8 +53,9 @@ def test_thread_pool_abandons_a_stubborn_subtask_but_keeps_its_slot(
 ) -> None:
     grace, sleep = 0.3, 4.0
     out = tmp_path / "processes.log"
-    with fault_cluster(tmp_path, workers=1, slots=2, output=str(out),
-                       worker_args=("--cancel-grace", str(grace))) as cluster:  # fmt: skip
+    with fault_cluster(
+        tmp_path, workers=1, slots=2, output=str(out), worker_args=("--cancel-grace", str(grace))
+    ) as cluster:
         client = cluster.client
         handle = client.submit("stubbornpid", {"seconds": sleep, "ledger": str(ledger)})
         wait_until(lambda: read_ledger(str(ledger)), what="the subtask started")
@@ -66,12 +73,17 @@ def test_thread_pool_abandons_a_stubborn_subtask_but_keeps_its_slot(
         ended = time.monotonic() - cancelled_at
         wait_until(lambda: busy(client, "local-1") == 0, timeout=3, what="the slot freed")
         freed = time.monotonic() - cancelled_at
-        print(f"\nthread ended {ended:.2f} s after the cancel; slot freed at {freed:.2f} s; "
-              f"{len(samples)} samples of busy in between")  # fmt: skip
+        print(
+            f"\nthread ended {ended:.2f} s after the cancel; slot freed at {freed:.2f} s; "
+            f"{len(samples)} samples of busy in between"
+        )
         free_at = [t for t, n in samples if n < 1]
         assert len(samples) > 10
         assert not free_at, f"slot counted free at {free_at} s after the cancel (grace {grace} s)"
         # Reported: the worker says it abandoned the thread.
-        wait_until(lambda: "abandon" in out.read_text(errors="replace"), timeout=3,
-                   what="the abandonment reported in the worker's log")  # fmt: skip
+        wait_until(
+            lambda: "abandon" in out.read_text(errors="replace"),
+            timeout=3,
+            what="the abandonment reported in the worker's log",
+        )
         assert client.submit("ledger", {"parts": 2, "salt": 1}).result(timeout=20)["n"] == 2

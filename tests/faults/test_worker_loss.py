@@ -37,12 +37,19 @@ def test_kill_9_worker_mid_task(tmp_path: Path) -> None:
             lambda: busy(client, victim) > 0 and handle.status()["progress"]["subtasks_done"] >= 2,
             what=f"{victim} running subtasks",
         )
-        held = [s["index"] for s in handle.subtasks()
-                if s["state"] == "running" and s["worker"] == victim]  # fmt: skip
+        held = [
+            s["index"]
+            for s in handle.subtasks()
+            if s["state"] == "running" and s["worker"] == victim
+        ]
         cluster.kill_worker(0)
         killed = time.monotonic()
-        wait_until(lambda: is_gone(worker_named(client, victim)), timeout=LEASE + 10,
-                   interval=0.01, what=f"{victim} declared lost")  # fmt: skip
+        wait_until(
+            lambda: is_gone(worker_named(client, victim)),
+            timeout=LEASE + 10,
+            interval=0.01,
+            what=f"{victim} declared lost",
+        )
         detected = time.monotonic() - killed
 
         assert handle.result(timeout=60) == expected

@@ -598,3 +598,33 @@ def test_handle_all_concatenates_decisions() -> None:
         s, [AttemptSucceeded("a", 0, d0.attempt), AttemptSucceeded("a", 1, d1.attempt)], 0.0
     )
     assert out == [CompleteTask("a")]
+
+
+# -- speculation and queued work ----------------------------------------------------------------
+
+
+def test_speculation_never_takes_a_slot_that_queued_work_could_use() -> None:
+    """`speculate` promises "only with credit left after normal dispatch": queued subtasks,
+    and retries whose time has come, get the idle slot first, whoever calls first."""
+    s = make()
+    join(s, "w1")
+    join(s, "w2")
+    submit(s, "slow", 2)
+    _, d1 = s.dispatch(0.0)
+    succeed(s, d1, now=1.0)  # w2 is idle; slow/0 has run 10 s when the next task arrives
+    submit(s, "urgent", 1, priority=5)
+    assert s.speculate(10.0, factor=None, after=2.0, floor=0.0) == []
+    assert keys(s.dispatch(10.0)) == [("urgent", 0)]
+
+
+def test_speculation_waits_for_a_retry_that_is_due() -> None:
+    s = make()
+    join(s, "w1")
+    join(s, "w2")
+    submit(s, "slow", 1)
+    submit(s, "flaky", 1)
+    _, d_flaky = s.dispatch(0.0)
+    (retry,) = fail(s, d_flaky, now=0.0)
+    assert isinstance(retry, RetryLater)
+    assert s.speculate(retry.at + 5, factor=None, after=2.0, floor=0.0) == []
+    assert keys(s.dispatch(retry.at + 5)) == [("flaky", 0)]

@@ -296,20 +296,29 @@ class Harness:
 
     # -- dispatch and speculation ---------------------------------------------------------------
 
-    def op_dispatch(self, a: int, b: int) -> None:
-        limit = None if a % 3 else 1 + b % 3
+    def release_due(self) -> None:
+        """Retries whose time has come are queued (together: their order among themselves is
+        the core's business)."""
         stamp = self.tick_stamp()
         for (t, i), sub in sorted(self.subs.items()):
             if sub.state == "delayed" and sub.at <= self.now and not self.tasks[t].ended:
                 self.make_ready(t, i, stamp)
+
+    def queued_work_can_run(self) -> bool:
+        return any(self.ready(t) and self.can_run_now(t) for t in self.tasks)
+
+    def op_dispatch(self, a: int, b: int) -> None:
+        limit = None if a % 3 else 1 + b % 3
+        self.release_due()
         decisions = self.s.dispatch(self.now, limit)
         for d in decisions:
             self.check_dispatch(d)
             self.apply_dispatch(d)
+            if self.ready(d.task_id):
+                self.tasks[d.task_id].stamp = self.tick_stamp()  # to the end of the ring
         if limit is None or len(decisions) < limit:
             # work-conserving: a round ends only when nothing ready can go anywhere
-            for t in self.tasks:
-                assert not (self.ready(t) and self.can_run_now(t)), t
+            assert not self.queued_work_can_run()
 
     def check_dispatch(self, d: Dispatch) -> None:
         task = self.tasks[d.task_id]
@@ -353,8 +362,6 @@ class Harness:
         sub.running[d.attempt] = d.worker_id
         sub.started[d.attempt] = self.now
         self.workers[d.worker_id].held.add((d.task_id, d.index, d.attempt))
-        if self.ready(d.task_id):
-            self.tasks[d.task_id].stamp = self.tick_stamp()  # to the end of the ring
 
     def spec_limit(
         self, task: MTask, factor: float | None, after: float | None, floor: float
@@ -371,7 +378,7 @@ class Harness:
     def slow(self, t: str, i: int, limit: float | None) -> str | None:
         """The worker of the lone attempt of this subtask if it runs past `limit`."""
         sub = self.subs[t, i]
-        if limit is None or not self.live_task(t) or len(sub.running) != 1:
+        if limit is None or not self.live_task(t) or sub.state == "done" or len(sub.running) != 1:
             return None
         ((attempt, holder),) = sub.running.items()
         return holder if self.now - sub.started[attempt] > limit else None
@@ -381,7 +388,12 @@ class Harness:
         factor = 1.0 + a % 3 if b % 3 == 1 else None
         floor = (a // 8 % 3) / 4
         limits = {t: self.spec_limit(task, factor, after, floor) for t, task in self.tasks.items()}
+        self.release_due()
+        queued = self.queued_work_can_run()
         decisions = self.s.speculate(self.now, factor, after, floor)
+        if queued:  # a second attempt only on a slot that no queued subtask can use
+            assert decisions == [], ("speculation ahead of queued work", decisions)
+            return
         for d in decisions:
             holder = self.slow(d.task_id, d.index, limits[d.task_id])
             assert holder is not None and d.worker_id != holder, (d, holder)
@@ -391,7 +403,7 @@ class Harness:
             self.apply_dispatch(d)
             self.speculated += 1
         # every slow subtask got its second attempt unless no other worker could take it
-        for (t, i), sub in self.subs.items():
+        for t, i in self.subs:
             holder = self.slow(t, i, limits[t])
             if holder is not None:
                 task = self.tasks[t]
@@ -438,9 +450,21 @@ class Harness:
 
     def op_fail(self, a: int, b: int) -> None:
         taken = self.take_held(a)
-        if taken is None:
-            return
-        (t, i, attempt), wid, _ = taken
+        if taken is not None:
+            self.fail(*taken)
+
+    def op_flaky(self, a: int, b: int) -> None:
+        """An attempt on the first worker fails: that worker fails most of what it gets."""
+        first = self.pick_worker(0)
+        held = self.held()
+        mine = [k for k, (_, wid) in enumerate(held) if wid == first]
+        if mine:
+            taken = self.take_held(mine[a % len(mine)])
+            assert taken is not None
+            self.fail(*taken)
+
+    def fail(self, att: Att, wid: str, started: float) -> None:
+        t, i, attempt = att
         decisions = self.s.handle(AttemptFailed(t, i, attempt), self.now)
         self.workers[wid].outcomes.append(False)
         task, sub = self.tasks[t], self.subs[t, i]
@@ -510,7 +534,7 @@ class Harness:
         for _ in range(10_000):
             self.op_dispatch(1, 0)
             held = self.held()
-            for _, wid in held:
+            for _ in held:
                 taken = self.take_held(0)
                 assert taken is not None
                 self.succeed(*taken)
@@ -558,6 +582,8 @@ def ops(*weighted: tuple[str, int]) -> st.SearchStrategy[list[Step]]:
 
     def decode(n: int) -> Step:
         n, k = divmod(n, len(names))
+        # hypothesis favours small numbers; a multiplicative hash spreads them over a and b
+        n = n * 2654435761 % 2**32
         return names[k], n % 1000, n // 1000 % 1000
 
     return st.lists(st.integers(0, 2**30).map(decode), min_size=20, max_size=80)
@@ -591,6 +617,27 @@ NO_ENDINGS = ops(
     ("succeed", 4),
     ("fail", 2),
     ("late", 1),
+)
+SPECULATION = ops(
+    ("join", 2),
+    ("leave", 1),
+    ("submit", 2),
+    ("tick", 3),
+    ("dispatch", 3),
+    ("speculate", 4),
+    ("succeed", 2),
+    ("fail", 1),
+    ("handback", 1),
+    ("cancel", 1),
+    ("late", 1),
+)
+FLAKY_WORKER = ops(
+    ("join", 2),
+    ("submit", 2),
+    ("dispatch", 3),
+    ("succeed", 2),
+    ("flaky", 4),
+    ("tick", 1),
 )
 CHURN = ops(
     ("join", 3),
@@ -644,12 +691,28 @@ def test_work_of_lost_workers_completes_elsewhere_with_a_higher_attempt(
         assert h.subs[t, i].successes[0][0] > a
 
 
+@PROPS
+@given(steps=SPECULATION, prefetch=st.integers(0, 1), homogeneous=st.booleans())
+def test_speculation_keeps_one_result_per_subtask(
+    steps: list[Step], prefetch: int, homogeneous: bool
+) -> None:
+    run(Harness(prefetch, 0, homogeneous, max_retries=None), steps)
+
+
+@PROPS
+@given(steps=FLAKY_WORKER, homogeneous=st.booleans())
+def test_a_worker_that_fails_everything_is_passed_over(
+    steps: list[Step], homogeneous: bool
+) -> None:
+    run(Harness(0, 0, homogeneous, max_retries=1_000), steps)
+
+
 def test_the_harness_reaches_the_rare_paths() -> None:
     """The properties above are not vacuous: a fixed run loses an attempt, speculates, and
     fails a task."""
     steps = [
         ("join", 1, 2),  # w1, 2 slots
-        ("submit", 3, 0),  # t0: 2 subtasks, no retries
+        ("submit", 3, 16),  # t0: 2 subtasks, no retries, speculative
         ("dispatch", 1, 0),
         ("leave", 0, 0),  # both attempts lost
         ("join", 0, 2),  # w2, 1 slot

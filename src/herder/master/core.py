@@ -85,7 +85,7 @@ class Master:
         self._pump_scheduled = False
         self._wakeup: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._results: list[tuple[WorkerSession, frames.ResultFrame]] = []
+        self._results: list[tuple[WorkerSession, frames.ResultFrame, str]] = []
         self._committing = False
         self._starts: list[tuple[str, int, int, str, float]] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -218,7 +218,7 @@ class Master:
         try:
             parts = await self._run_code(task_type.split, task.params)
             parts = list(parts)
-            json.dumps(parts)
+            json.dumps(parts, allow_nan=False)
         except Exception as exc:
             await self._fail(task.id, _code_error("split", exc))
             return
@@ -370,7 +370,7 @@ class Master:
         task_type = self.registry.instance(record.type)
         try:
             result = await self._run_code(task_type.aggregate, task.params, results)
-            json.dumps(result)
+            json.dumps(result, allow_nan=False)
         except Exception as exc:
             await self._fail(record.id, _code_error("aggregate", exc))
             return
@@ -456,7 +456,8 @@ class Master:
         if session.uid:
             self._by_uid.pop(session.uid, None)
         session.close(why)
-        log.warning("worker %s (%s) lost: %s", session.name, session.id, why)
+        level = logging.INFO if why == "stopped" else logging.WARNING
+        log.log(level, "worker %s (%s) gone: %s", session.name, session.id, why)
         decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
         if any(isinstance(d, sch.Requeue) for d in decisions):
             self.stats.lost_workers.inc()
@@ -521,21 +522,24 @@ class Master:
         self._progressed(task)
 
     def _progressed(self, task: ActiveTask) -> None:
-        task.eta.observe(time.monotonic(), task.fraction())
+        # Only marked here; the fraction is computed once per tick, not once per message.
         self._dirty.add(task.id)
 
     async def _publish_progress(self) -> None:
-        """Progress events for the tasks that moved, at most every PROGRESS_INTERVAL."""
+        """Every PROGRESS_INTERVAL: sample the ETA of the tasks that moved, and send their
+        progress events to whoever follows (at most one per task per interval)."""
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             if not self._dirty:
                 continue
             dirty, self._dirty = self._dirty, set()
-            if not self.hub.active:
-                continue
+            now = time.monotonic()
             for task_id in dirty:
                 task = self.active.get(task_id)
-                if task is not None:
+                if task is None:
+                    continue
+                task.eta.observe(now, task.fraction())
+                if self.hub.active:
                     self.hub.publish(Event("progress", task_id, self.progress_view(task)))
 
     def progress_view(self, task: ActiveTask) -> dict[str, JSON]:
@@ -570,7 +574,8 @@ class Master:
             return
         task = self.active.get(frame.task_id)
         outcome, error = frame.outcome, frame.error
-        if outcome == "ok" and not _is_json(frame.result):
+        result_json = _json_text(frame.result) if outcome == "ok" else None
+        if outcome == "ok" and result_json is None:
             outcome, error = "error", "the result is not JSON-serialisable"
         if task is not None:
             task.progress.running_fraction.pop(frame.index, None)
@@ -579,7 +584,7 @@ class Master:
         if outcome == "ok":
             # Group commit: results wait here while the previous batch is being written, then
             # go to the store together, in one transaction.
-            self._results.append((session, frame))
+            self._results.append((session, frame, result_json or "null"))
             if not self._committing:
                 self._committing = True
                 self._spawn(self._commit_results())
@@ -629,11 +634,11 @@ class Master:
                 finished_at = time.time()
                 await self.store.call(
                     self.store.store.record_results,
-                    [(f.task_id, f.index, f.attempt, f.result, finished_at) for _, f in batch],
+                    [(f.task_id, f.index, f.attempt, text, finished_at) for _, f, text in batch],
                 )
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
-                for session, frame in batch:
+                for session, frame, _ in batch:
                     ref = (frame.task_id, frame.index, frame.attempt)
                     # The core decides whether this attempt completed its subtask; the store's
                     # unique key made sure the subtask has exactly one result either way.
@@ -644,9 +649,7 @@ class Master:
                     if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
                         task.progress.subtasks_done += 1
                         self.stats.subtask_finished()
-                        self.stats.subtask_duration.labels(task.record.type).observe(
-                            frame.duration
-                        )
+                        self.stats.observe_duration(task.record.type, frame.duration)
                         self._progressed(task)
                 self._carry_out(decisions)
                 self.kick()
@@ -878,9 +881,9 @@ def _ack(frame: frames.ResultFrame) -> frames.Ack:
     return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
-def _is_json(value: Any) -> bool:
+def _json_text(value: Any) -> str | None:
+    """The value as compact JSON text, or None when it is not JSON (e.g. bytes from msgpack)."""
     try:
-        json.dumps(value)
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
-        return False
-    return True
+        return None

@@ -92,6 +92,13 @@ class Stats:
         )
         r.register(_GaugeCollector(gauges))
         self._history: deque[list[int]] = deque(maxlen=HISTORY_SECONDS)
+        self._durations: dict[str, Histogram] = {}  # labels() looked up once per type
+
+    def observe_duration(self, type_name: str, seconds: float) -> None:
+        child = self._durations.get(type_name)
+        if child is None:
+            child = self._durations[type_name] = self.subtask_duration.labels(type_name)
+        child.observe(seconds)
 
     def subtask_finished(self, n: int = 1) -> None:
         second = int(time.time())

@@ -16,8 +16,9 @@ from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, 
 
 #: (task_id, index, attempt, worker, started_at)
 AttemptStart = tuple[str, int, int, str, float]
-#: (task_id, index, attempt, result, finished_at)
-AttemptResult = tuple[str, int, int, JSON, float]
+#: (task_id, index, attempt, result as JSON text, finished_at): the caller encodes the result,
+#: since it has to check that it is JSON anyway
+AttemptResult = tuple[str, int, int, str, float]
 
 
 class DuplicateTask(HerderError):

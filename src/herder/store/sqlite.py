@@ -224,17 +224,17 @@ class SqliteStore(Store):
     ) -> bool:
         """Also False, changing nothing, for an unknown subtask or one that is failed or
         cancelled (its task is over: a late result must not make it look succeeded)."""
-        return self.record_results([(task_id, index, attempt, result, finished_at)])[0]
+        return self.record_results([(task_id, index, attempt, _encode(result), finished_at)])[0]
 
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
         recorded: list[bool] = []
         with self._transaction() as db:
-            for task_id, index, attempt, result, finished_at in items:
+            for task_id, index, attempt, result_json, finished_at in items:
                 params = {
                     "task_id": task_id,
                     "idx": index,
                     "attempt": attempt,
-                    "result": _encode(result),
+                    "result": result_json,
                     "finished_at": finished_at,
                 }
                 if db.execute(self._q["insert_result"], params).rowcount != 1:

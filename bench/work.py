@@ -1,0 +1,47 @@
+"""The work the benchmark tasks do, the same for every system: nothing, or a pure-Python loop
+whose length is calibrated once per run to take TARGET_SECONDS on this machine.
+
+Stdlib only: the peers' virtualenv imports it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+TARGET_SECONDS = 0.0049
+
+
+def noop() -> None:
+    return None
+
+
+def spin(loops: int) -> int:
+    """Pure-Python CPU work (it holds the GIL throughout); returns a small checksum."""
+    acc = 0
+    for i in range(loops):
+        acc = (acc + i * i) % 1_000_003
+    return acc
+
+
+def calibrate(target: float = TARGET_SECONDS, rounds: int = 15) -> int:
+    """The loop count for which one `spin` call takes `target` seconds here (median timing)."""
+    loops = 10_000
+    for _ in range(4):  # converge: timings are not quite linear at small counts
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            spin(loops)
+            times.append(time.perf_counter() - t0)
+        loops = max(1, round(loops * target / statistics.median(times)))
+    return loops
+
+
+def spin_seconds(loops: int, rounds: int = 15) -> float:
+    """The median time of one `spin(loops)` call here."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        spin(loops)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
