@@ -109,6 +109,8 @@ class _Request:
     params: dict[str, Any] | None = None
     json: Any = None
     headers: dict[str, str] | None = None
+    #: seconds for this request, when it may take longer than the client's default (long polls)
+    timeout: float | None = None
 
 
 def _task_body(
@@ -146,8 +148,13 @@ def _task_path(task_id: str, suffix: str = "") -> str:
     return f"{API}/tasks/{quote(task_id, safe='')}{suffix}"
 
 
-def _status_request(task_id: str) -> _Request:
-    return _Request("GET", _task_path(task_id))
+def _status_request(task_id: str, wait: float = 0.0) -> _Request:
+    if wait <= 0:
+        return _Request("GET", _task_path(task_id))
+    # a long poll: the master answers when the task finishes, or after `wait` seconds
+    return _Request(
+        "GET", _task_path(task_id), params={"wait": round(wait, 3)}, timeout=wait + 10.0
+    )
 
 
 def _result_request(task_id: str) -> _Request:
@@ -238,33 +245,30 @@ class _Pager:
 
 
 class _Poll:
-    """The schedule of `wait`: a short interval growing from 10 ms to 200 ms, within a deadline.
+    """The schedule of `wait`: long polls (the master answers as soon as the task finishes, or
+    after LONG_POLL seconds), within the caller's deadline. A finished task is seen at once,
+    with one request per LONG_POLL seconds of waiting."""
 
-    Short first intervals keep tiny tasks fast to wait for; the cap keeps a long wait cheap.
-    """
-
-    FIRST = 0.01
-    CAP = 0.2
-    GROWTH = 1.5
+    LONG_POLL = 10.0
 
     def __init__(self, task_id: str, timeout: float | None) -> None:
         self._task_id = task_id
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._interval = self.FIRST
 
-    def next_delay(self, task: Task) -> float:
-        """Seconds to sleep before the next poll; TimeoutError once the deadline has passed."""
-        delay = self._interval
-        self._interval = min(self.CAP, self._interval * self.GROWTH)
+    def next_wait(self, task: Task | None) -> float:
+        """Seconds the next poll may wait; TimeoutError once the deadline has passed."""
         if self._deadline is None:
-            return delay
+            return self.LONG_POLL
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(
-                f"task {self._task_id} is still {task.get('state')} after {self._timeout} s"
-            )
-        return min(delay, left)
+            state = task.get("state") if task else "unknown"
+            raise TimeoutError(f"task {self._task_id} is still {state} after {self._timeout} s")
+        return min(self.LONG_POLL, left)
+
+
+def _timeout_of(request: _Request) -> Any:
+    return httpx.USE_CLIENT_DEFAULT if request.timeout is None else request.timeout
 
 
 def _raise_unless_succeeded(task: Task) -> None:
@@ -757,7 +761,8 @@ class Client(_Base):
     def _call(self, request: _Request) -> Any:
         try:
             response = self._http.request(
-                request.method, request.path, params=request.params, json=request.json
+                request.method, request.path, params=request.params, json=request.json,
+                timeout=_timeout_of(request),
             )
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
@@ -960,8 +965,10 @@ class TaskHandle:
     def wait(self, timeout: float | None = None) -> Task:
         """Poll until the task is finished; return its JSON. TimeoutError after `timeout` s."""
         poll = _Poll(self.id, timeout)
-        while not is_final(task := self.status()):
-            time.sleep(poll.next_delay(task))
+        task: Task | None = None
+        while task is None or not is_final(task):
+            task = self.client._call(_status_request(self.id, poll.next_wait(task)))
+            self.task = task
         return task
 
     def result(self, timeout: float | None = None) -> Any:
@@ -1027,7 +1034,8 @@ class AsyncClient(_Base):
     async def _call(self, request: _Request) -> Any:
         try:
             response = await self._http.request(
-                request.method, request.path, params=request.params, json=request.json
+                request.method, request.path, params=request.params, json=request.json,
+                timeout=_timeout_of(request),
             )
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
@@ -1230,8 +1238,10 @@ class AsyncTaskHandle:
 
     async def wait(self, timeout: float | None = None) -> Task:
         poll = _Poll(self.id, timeout)
-        while not is_final(task := await self.status()):
-            await asyncio.sleep(poll.next_delay(task))
+        task: Task | None = None
+        while task is None or not is_final(task):
+            task = await self.client._call(_status_request(self.id, poll.next_wait(task)))
+            self.task = task
         return task
 
     async def result(self, timeout: float | None = None) -> Any:

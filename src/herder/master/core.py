@@ -79,6 +79,8 @@ class Master:
         self.active: dict[str, ActiveTask] = {}
         self.sessions: dict[str, WorkerSession] = {}
         self._by_uid: dict[str, str] = {}  # worker process uid -> session id
+        #: long polls waiting for a task to finish
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._finished: OrderedDict[str, Progress] = OrderedDict()
         self._unfinished = 0
         self._code_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="herder-code")
@@ -353,6 +355,9 @@ class Master:
         self._finished[task_id] = task.progress
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
+        for waiter in self._waiters.pop(task_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
         if state is not TaskState.SUCCEEDED:
             reason = "timed out" if state is TaskState.TIMED_OUT else state.value
             self._carry_out(self.sched.handle(sch.TaskEnded(task_id, reason), 0.0))
@@ -814,6 +819,23 @@ class Master:
                 }
             )
         return out
+
+    async def wait_finished(self, task_id: str, timeout: float) -> None:
+        """Return when the task is finished (at once if it is not active), or after timeout."""
+        if task_id not in self.active:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[task_id]
 
     async def logs_dropped(self, task_id: str) -> int:
         record = await self.store.call(self.store.store.get_task, task_id)

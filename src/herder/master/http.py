@@ -162,7 +162,14 @@ async def list_tasks(
 
 
 @api.get("/tasks/{task_id}")
-async def get_task(task_id: str, master: MasterDep) -> dict[str, Any]:
+async def get_task(
+    task_id: str,
+    master: MasterDep,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
+) -> dict[str, Any]:
+    """With `wait`, a long poll: the answer comes when the task finishes, or after `wait` s."""
+    if wait > 0:
+        await master.wait_finished(task_id, wait)
     return await _task_or_404(master, task_id)
 
 

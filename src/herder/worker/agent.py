@@ -43,7 +43,6 @@ from herder.protocol.frames import (
     ResultFrame,
     Welcome,
     WorkerFrame,
-    decode_master_frame,
     decode_master_frames,
     encode,
     encode_many,
@@ -121,10 +120,10 @@ def _ref(key: AttemptKey) -> AttemptRef:
     return AttemptRef(task_id=key[0], index=key[1], attempt=key[2])
 
 
-def _decode(raw: str | bytes) -> MasterFrame:
+def _decode(raw: str | bytes) -> list[MasterFrame]:
     if isinstance(raw, str):
         raise ProtocolError("frame: expected a binary frame, got text")
-    return decode_master_frame(raw)
+    return decode_master_frames(raw)
 
 
 class Outbox:
@@ -329,7 +328,9 @@ class Agent:
     async def _session(self, ws: ClientConnection) -> None:
         hello = self._hello()
         await ws.send(encode(hello))
-        welcome = _decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT))
+        # The master may send its first assigns in the same message as the welcome.
+        first, *early = _decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT))
+        welcome = first
         if not isinstance(welcome, Welcome):
             raise ProtocolError(f"frame {welcome.t!r}: expected 'welcome' first")
         self.sessions += 1
@@ -342,6 +343,8 @@ class Agent:
             outbox.put(frame)
         self._outbox = outbox
         log.info("worker %s: connected to %s as %s", self.name, self.url, welcome.worker_id)
+        for early_frame in early:
+            self._handle(early_frame)
         tasks = [
             asyncio.create_task(self._write(ws, outbox)),
             asyncio.create_task(self._beat(outbox, max(0.05, welcome.heartbeat))),
