@@ -45,3 +45,15 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks (issue 5; docs/benchmarks.md). `bench` prepares Debian's redis-server and the peers'
+# virtualenv (bench/.venv-peers), then runs herder and its peers side by side, 3 repeats;
+# `bench-quick` runs herder alone at small sizes in under a minute.
+.PHONY: bench bench-quick
+
+bench: $(RUN_STAMP)
+	bash bench/setup.sh
+	$(BIN)/python -m bench
+
+bench-quick: $(RUN_STAMP)
+	$(BIN)/python -m bench --quick

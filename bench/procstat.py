@@ -74,20 +74,27 @@ def own_cpu() -> float:
 
 
 def marked(run_id: str, exclude: Iterable[int] = ()) -> list[Proc]:
-    """Every live process whose environment carries this run's marker."""
+    """Every live process of the run: those whose environment carries its marker, and their
+    descendants and the caller's (a process that rewrites its title, as redis-server and
+    Celery do, may overwrite the environment that /proc shows)."""
     marker = f"{MARKER_ENV}={run_id}".encode()
-    skip = set(exclude)
-    out = []
+    me = os.getpid()
+    stats: dict[int, tuple[str, int, float]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        if pid in skip or not _has_marker(pid, marker):
-            continue
-        stat = _stat(pid)
-        if stat is not None:
-            out.append(Proc(pid, stat[1], stat[0], _cmdline(pid), stat[2]))
-    return out
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            stats[int(entry)] = stat
+    members = {pid for pid in stats if pid != me and _has_marker(pid, marker)}
+    members.add(me)
+    grew = True
+    while grew:  # add descendants until nothing changes (the process tree is shallow)
+        grew = False
+        for pid, (_, ppid, _) in stats.items():
+            if pid not in members and ppid in members:
+                members.add(pid)
+                grew = True
+    skip = {me, os.getppid(), *exclude}  # the parent: whoever started us, not one of ours
+    return [Proc(pid, stats[pid][1], stats[pid][0], _cmdline(pid), stats[pid][2])
+            for pid in sorted(members - skip)]
 
 
 Classifier = Callable[[Proc, dict[int, Proc]], str]
@@ -102,6 +109,8 @@ class CpuMeter:
         self.classify = classify
         self._start: dict[int, float] = {}
         self._own = 0.0
+        #: (role, pid, name and command line, CPU seconds) of each process, after `stop()`
+        self.detail: list[tuple[str, int, str, float]] = []
 
     def start(self) -> None:
         me = os.getpid()
@@ -115,9 +124,13 @@ class CpuMeter:
         procs = {p.pid: p for p in marked(self.run_id, exclude=[me])}
         out = dict.fromkeys(ROLES, 0.0)
         out["client"] = own
+        self.detail = [("client", me, "this process", own)]
         for pid, proc in procs.items():
             role = self.classify(proc, procs)
-            out[role if role in out else "other"] += max(0.0, proc.cpu - self._start.get(pid, 0.0))
+            role = role if role in out else "other"
+            used = max(0.0, proc.cpu - self._start.get(pid, 0.0))
+            out[role] += used
+            self.detail.append((role, pid, proc.text[:80], used))
         return out
 
 

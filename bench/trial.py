@@ -63,7 +63,7 @@ def run(system: System, args: argparse.Namespace, out: dict[str, Any]) -> None:
     if args.w1 and "w1" in system.workloads:
         system.w1(max(50, args.w1 // 20))
         seconds, cpu, _ = _timed(meter, system.w1, args.w1)
-        out["w1"] = {"n": args.w1, "seconds": seconds, "cpu": cpu}
+        out["w1"] = {"n": args.w1, "seconds": seconds, "cpu": cpu, "processes": meter.detail}
     if args.w1split and "w1split" in system.workloads:
         system.w1_split(max(50, args.w1split // 20))
         seconds, cpu, _ = _timed(meter, system.w1_split, args.w1split)

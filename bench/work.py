@@ -6,7 +6,6 @@ Stdlib only: the peers' virtualenv imports it.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 TARGET_SECONDS = 0.0049
@@ -24,24 +23,22 @@ def spin(loops: int) -> int:
     return acc
 
 
-def calibrate(target: float = TARGET_SECONDS, rounds: int = 15) -> int:
-    """The loop count for which one `spin` call takes `target` seconds here (median timing)."""
+def calibrate(target: float = TARGET_SECONDS, rounds: int = 20) -> int:
+    """The loop count for which one `spin` call takes `target` seconds here.
+
+    Each estimate is the fastest of `rounds` calls: a slower one was interrupted (another
+    process took the core), which is not the cost of the work itself."""
     loops = 10_000
     for _ in range(4):  # converge: timings are not quite linear at small counts
-        times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            spin(loops)
-            times.append(time.perf_counter() - t0)
-        loops = max(1, round(loops * target / statistics.median(times)))
+        loops = max(1, round(loops * target / spin_seconds(loops, rounds)))
     return loops
 
 
-def spin_seconds(loops: int, rounds: int = 15) -> float:
-    """The median time of one `spin(loops)` call here."""
-    times = []
+def spin_seconds(loops: int, rounds: int = 20) -> float:
+    """The fastest of `rounds` calls of `spin(loops)` here."""
+    best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
         spin(loops)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -42,7 +42,7 @@ class System(base.System):
             log=os.path.join(self.dir, "consumer.log"), env={"BENCH_REDIS_URL": self.redis.url},
         )
         # ready once a task goes through
-        base.wait_for(lambda: huey_app.noop()(blocking=True, timeout=1) is None or True, 60,
+        base.wait_for(lambda: huey_app.noop()(blocking=True, timeout=1) is None, 60,
                       "huey consumer", every=0.1)
 
     def stop(self) -> None:

@@ -46,12 +46,12 @@ class System(base.System):
             self.ray.shutdown()
 
     def classify(self, proc: Proc, procs: dict[int, Proc]) -> str:
-        text = proc.text
-        if "default_worker.py" in text or proc.cmdline.startswith("ray::") or \
-                proc.name.startswith("ray::"):
-            return "workers"
-        if "gcs_server" in text or "raylet" in text:
+        if proc.name in ("raylet", "gcs_server"):
             return "master"
+        if "Agent" in proc.cmdline:  # ray::DashboardAgent, ray::RuntimeEnvAgent
+            return "other"
+        if proc.cmdline.startswith("ray::") or "default_worker.py" in proc.cmdline:
+            return "workers"
         return "other"
 
     def w1(self, n: int) -> None:

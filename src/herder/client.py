@@ -5,8 +5,9 @@ reading responses into values or errors (`_read`), paging task lists and logs (`
 `_LogPager`), the polling schedule of `wait` (`_Poll`), and the plans of followed streams
 (`_EventStream`, `_LogStream`: what to request, what each Server-Sent Event yields, when the
 stream is over, when and how to reconnect), and the plan of waiting for many tasks at once over
-one stream (`_BulkWait`, with `_Lookup` reading stored states in bulk). The two clients only send the requests, with httpx's
-sync or async client, and read the bytes; each of their methods is a line or two.
+one stream (`_BulkWait`, with `_Lookup` reading stored states in bulk). The two clients only
+send the requests, with httpx's sync or async client, and read the bytes; each of their methods
+is a line or two.
 
 Imports httpx, `config`, `errors` and `sse`.
 """
@@ -683,6 +684,23 @@ class _BulkWait(Generic[H]):
             elif task_id in self.states:
                 self.tasks[task_id] = task
 
+    def few(self) -> bool:
+        """Few enough unfinished tasks to long-poll each in turn (cheaper than a stream)."""
+        return len(self.pending) <= _Lookup.FEW
+
+    def long_poll(self) -> _Request | None:
+        """A long poll of one pending task (the master answers when it finishes)."""
+        if not self.pending:
+            return None
+        self.raise_if_expired()
+        left = self.left()
+        wait = _Poll.LONG_POLL if left is None else max(0.001, min(_Poll.LONG_POLL, left))
+        return _status_request(next(iter(self.pending)), wait)
+
+    def polled(self, task: Task) -> None:
+        if is_final(task):
+            self._finish(str(task["id"]), str(task["state"]), task)
+
     def results(self) -> list[Any]:
         """Each handle's result, in order (after `results_lookup`); TaskFailed for a failure."""
         out = []
@@ -848,7 +866,8 @@ class Client(_Base):
         the first task found to have ended other than succeeded; TimeoutError after `timeout`
         seconds. Results are read in bulk (pages of the finished-task lists)."""
         wait = _BulkWait(handles, timeout)
-        for handle in self._as_completed(wait):
+        finished = self._long_polls(wait) if wait.few() else self._as_completed(wait)
+        for handle in finished:
             if wait.states[handle.id] != "succeeded":
                 _raise_unless_succeeded(wait.tasks.get(handle.id) or handle.status())
         self._look_up(wait.results_lookup(), wait)
@@ -856,6 +875,9 @@ class Client(_Base):
 
     def _as_completed(self, wait: _BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
         yield from wait.take()
+        if len(wait.pending) == 1:  # one task: its long poll is all it takes
+            yield from self._long_polls(wait)
+            return
         try:
             yield from self._completions(wait)
         except StreamUnavailable:
@@ -866,6 +888,12 @@ class Client(_Base):
                     wait.raise_if_expired()
                     time.sleep(wait.next_poll())
             wait.raise_if_expired()
+
+    def _long_polls(self, wait: _BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        yield from wait.take()
+        while (request := wait.long_poll()) is not None:
+            wait.polled(self._call(request))
+            yield from wait.take()
 
     def _look_up(self, lookup: _Lookup, wait: _BulkWait[TaskHandle]) -> None:
         while (request := lookup.next_request()) is not None:
@@ -1108,7 +1136,8 @@ class AsyncClient(_Base):
     ) -> list[Any]:
         """`Client.gather`, awaited."""
         wait = _BulkWait(handles, timeout)
-        async with contextlib.aclosing(self._as_completed(wait)) as finished:
+        plan = self._long_polls(wait) if wait.few() else self._as_completed(wait)
+        async with contextlib.aclosing(plan) as finished:
             async for handle in finished:
                 if wait.states[handle.id] != "succeeded":
                     _raise_unless_succeeded(wait.tasks.get(handle.id) or await handle.status())
@@ -1120,6 +1149,11 @@ class AsyncClient(_Base):
     ) -> AsyncGenerator[AsyncTaskHandle, None]:
         for handle in wait.take():
             yield handle
+        if len(wait.pending) == 1:
+            async with contextlib.aclosing(self._long_polls(wait)) as polls:
+                async for handle in polls:
+                    yield handle
+            return
         try:
             async with contextlib.aclosing(self._completions(wait)) as completions:
                 async for handle in completions:
@@ -1133,6 +1167,16 @@ class AsyncClient(_Base):
                     wait.raise_if_expired()
                     await asyncio.sleep(wait.next_poll())
             wait.raise_if_expired()
+
+    async def _long_polls(
+        self, wait: _BulkWait[AsyncTaskHandle]
+    ) -> AsyncGenerator[AsyncTaskHandle, None]:
+        for handle in wait.take():
+            yield handle
+        while (request := wait.long_poll()) is not None:
+            wait.polled(await self._call(request))
+            for handle in wait.take():
+                yield handle
 
     async def _look_up(self, lookup: _Lookup, wait: _BulkWait[AsyncTaskHandle]) -> None:
         while (request := lookup.next_request()) is not None:

@@ -390,6 +390,9 @@ class Scheduler:
         worker that runs the first one, and only with credit left after normal dispatch.
         """
         out: list[Dispatch] = []
+        self._release_due(now)
+        if self._queued_work_can_run():
+            return out  # queued work comes first: dispatch() hands out this credit
         for task in list(self._tasks.values()):
             if task.ended or not task.speculative or not self._any_credit():
                 continue
@@ -696,6 +699,15 @@ class Scheduler:
 
     def _any_credit(self) -> bool:
         return any(self._credit(w) > 0 for w in self._workers.values())
+
+    def _queued_work_can_run(self) -> bool:
+        """Would dispatch() hand out a ready subtask now?"""
+        for ring in self._rings.values():
+            for task_id in ring:
+                task = self._tasks[task_id]
+                if self._pick_worker(task, task.subtasks[task.ready[0]]) is not None:
+                    return True
+        return False
 
     def _record_outcome(self, worker_id: str, ok: bool) -> None:
         w = self._workers.get(worker_id)

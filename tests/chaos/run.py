@@ -88,7 +88,7 @@ class Report:
     master_kills: int = 0
     master_restart_s: list[float] = field(default_factory=list)
     detection_s: list[float] = field(default_factory=list)
-    counters: Counter[str] = field(default_factory=Counter)
+    counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0.0))
     subtasks: int = 0
     rerun_subtasks: int = 0
     max_attempts: int = 0
@@ -141,6 +141,9 @@ def top_words(text: str, top: int) -> list[list[Any]]:
 
 def plan(config: Config, ledger: Path) -> list[Planned]:
     rng = random.Random(config.seed)
+    # Longer subtasks when there is more time per task, so that the workers stay mostly busy
+    # and the kills hit running work.
+    scale = min(3.0, max(0.5, 2 * config.duration / max(1, config.tasks)))
     out: list[Planned] = []
     prime_limits: list[int] = []
     for i in range(config.tasks):
@@ -153,7 +156,8 @@ def plan(config: Config, ledger: Path) -> list[Planned]:
             params = {"value": rng.randint(0, 10**9)}
             expected = params["value"]
         elif kind == "sleep":
-            params = {"seconds": round(rng.uniform(0.05, 0.6), 3), "parts": rng.randint(1, 4)}
+            seconds = round(scale * rng.uniform(0.2, 1.5), 3)
+            params = {"seconds": seconds, "parts": rng.randint(1, 4)}
             expected = params["parts"]
         elif kind == "primes":
             params = {"limit": rng.randint(10_000, MAX_PRIME_LIMIT), "parts": rng.randint(1, 8)}
@@ -167,7 +171,7 @@ def plan(config: Config, ledger: Path) -> list[Planned]:
         else:
             params = {
                 "parts": rng.randint(1, 20),
-                "seconds": round(rng.uniform(0, 0.3), 3),
+                "seconds": round(scale * rng.uniform(0.1, 1.0), 3),
                 "salt": i,
                 "ledger": str(ledger),
             }
@@ -283,11 +287,14 @@ class Chaos:
         """Add the master's counters to the totals (they restart at 0 with the master)."""
         for _ in range(50):
             try:
-                for name in COUNTERS:
-                    self.report.counters[name] += metric(self.cluster.url, name, self.cluster.token)
-                return
+                values = {n: metric(self.cluster.url, n, self.cluster.token) for n in COUNTERS}
             except Exception:
                 time.sleep(0.1)
+                continue
+            for name, value in values.items():
+                self.report.counters[name] += value
+            return
+        self.report.failures.append("could not read /metrics")
 
     def kill_master(self) -> None:
         self._scrape()
@@ -311,13 +318,23 @@ class Chaos:
                 self.report.failures.append(f"worker {i} did not exit 15 s after SIGTERM")
                 self.cluster.kill_worker(i)
         else:
+            name = self.cluster.worker_specs[i].name
+            held = self._busy(name)
             self.cluster.kill_worker(i)
             killed = time.monotonic()
             self.report.worker_kills += 1
-            if roll < 0.6:  # wait until the master declares it lost, and time that
-                self._time_detection(self.cluster.worker_specs[i].name, killed)
+            # Wait until the master declares it lost, and time that; only for a worker that
+            # held attempts (an idle one has no lease to wait for).
+            if roll < 0.7 and held:
+                self._time_detection(name, killed)
             self._stop.wait(self.faults.uniform(0.1, 1.5))
         self.cluster.start_worker(i)
+
+    def _busy(self, name: str) -> int:
+        with contextlib.suppress(MasterUnreachable, ClientError):
+            entry = worker_named(self.cluster.client, name)
+            return int(entry["busy"]) if entry else 0
+        return 0
 
     def _time_detection(self, name: str, killed: float) -> None:
         limit = self.config.lease + 5
@@ -459,7 +476,7 @@ class Chaos:
             if p.type != "ledger" or final.get(task_id, {}).get("state") != "succeeded":
                 continue
             for index in range(p.params["parts"]):
-                attempt = recorded.get((task_id, index))
+                attempt = recorded.get((task_id, index), 0)
                 ran = executed.get((task_id, index), set())
                 if attempt not in ran:
                     fail(

@@ -1,0 +1,5 @@
+"""`python -m bench`: the benchmark driver (see `bench.run`)."""
+
+from bench.run import main
+
+raise SystemExit(main())
