@@ -20,7 +20,7 @@ Getter = Callable[[Trial], float | None]
 
 def _w1_rate(t: Trial) -> float | None:
     w = t.get("w1")
-    return w["n"] / w["seconds"] if w else None
+    return float(w["n"] / w["seconds"]) if w else None
 
 
 def _w1_cpu(role: str | None) -> Getter:
@@ -30,13 +30,13 @@ def _w1_cpu(role: str | None) -> Getter:
             return None
         cpu = w["cpu"]
         used = sum(cpu.values()) if role is None else cpu.get(role, 0.0)
-        return float(used) / w["n"] * 1e6
+        return float(used) / float(w["n"]) * 1e6
     return get
 
 
 def _split_rate(t: Trial) -> float | None:
     w = t.get("w1split")
-    return w["n"] / w["seconds"] if w else None
+    return float(w["n"] / w["seconds"]) if w else None
 
 
 def _w2(key: str) -> Getter:
@@ -51,7 +51,7 @@ def _w3_eff(t: Trial) -> float | None:
     if not w:
         return None
     # the ideal, 0.975 s, is for 400 parts; scaled for smaller runs (bench-quick)
-    return IDEAL_W3 * w["parts"] / 400 / w["seconds"]
+    return IDEAL_W3 * float(w["parts"]) / 400 / float(w["seconds"])
 
 
 def _start(t: Trial) -> float | None:
@@ -129,7 +129,7 @@ def summarize_scale(runs: list[Trial]) -> dict[str, Any]:
             problems.append(run["error"])
         for point in run.get("scale", []):
             by_q.setdefault(int(point["queued"]), []).append(point)
-    points = {}
+    points: dict[int, dict[str, Any]] = {}
     for q, ps in sorted(by_q.items()):
         points[q] = {
             k: spread([float(p[k]) for p in ps])

@@ -40,10 +40,10 @@ SYSTEMS = ("herder", "celery", "huey", "dask", "ray")
 IMPORTS = {"celery": "celery, redis", "huey": "huey, redis", "dask": "distributed",
            "ray": "ray"}
 
-FULL = {"w1": 10_000, "w1split": 10_000, "w2": 300, "w3": 400,
+FULL: dict[str, Any] = {"w1": 10_000, "w1split": 10_000, "w2": 300, "w3": 400,
         "scale_queued": "1000,10000,100000", "scale_connections": 500, "scale_procs": 4,
         "scale_window": 4.0, "trial_timeout": 900}
-QUICK = {"w1": 1_000, "w1split": 2_000, "w2": 50, "w3": 40,
+QUICK: dict[str, Any] = {"w1": 1_000, "w1split": 2_000, "w2": 50, "w3": 40,
          "scale_queued": "1000,10000", "scale_connections": 100, "scale_procs": 2,
          "scale_window": 1.0, "trial_timeout": 120}
 
@@ -125,6 +125,7 @@ class Runner:
             result = {"error": f"no result (exit code {proc.returncode}); see {log}"}
         result["trial_seconds"] = time.monotonic() - t0
         result["log"] = log
+        result["run_id"] = run_id
         return result
 
     def stop_current(self) -> None:

@@ -77,7 +77,7 @@ async def _connection(ws_url: str, name: str, done: Synchronized[int],
     try:
         await ws.send(msgpack.packb(hello))
         async for raw in ws:
-            obj = msgpack.unpackb(raw)
+            obj = msgpack.unpackb(raw if isinstance(raw, bytes) else raw.encode())
             frames = obj if isinstance(obj, list) else [obj]
             results = []
             for f in frames:

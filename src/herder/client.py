@@ -262,9 +262,12 @@ class _Poll:
         if self._deadline is None:
             return self.LONG_POLL
         left = self._deadline - time.monotonic()
+        if task is None:  # the first look is always taken, even with no time to wait
+            return max(0.0, min(self.LONG_POLL, left))
         if left <= 0:
-            state = task.get("state") if task else "unknown"
-            raise TimeoutError(f"task {self._task_id} is still {state} after {self._timeout} s")
+            raise TimeoutError(
+                f"task {self._task_id} is still {task.get('state')} after {self._timeout} s"
+            )
         return min(self.LONG_POLL, left)
 
 

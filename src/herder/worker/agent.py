@@ -172,6 +172,8 @@ class Agent:
         #: running attempts the master no longer wants (missing from a welcome's keep)
         self._silent: set[AttemptKey] = set()
         self._outbox: Outbox | None = None
+        #: the abandoned-slot count the master was last told
+        self._told_unavailable = 0
         self._draining = False
         self._aborted = False
         self._stop_requested = asyncio.Event()
@@ -397,12 +399,8 @@ class Agent:
     async def _beat(self, outbox: Outbox, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            outbox.put(
-                Heartbeat(
-                    running=[_ref(k) for k in self.held()],
-                    unavailable=self.pool.abandoned,
-                )
-            )
+            self._told_unavailable = self.pool.abandoned
+            outbox.put(self._heartbeat())
 
     def _send(self, frame: WorkerFrame, droppable: bool = False) -> None:
         if self._outbox is not None:
@@ -490,7 +488,19 @@ class Agent:
             duration=finished.duration,
         )
         self._unacked[key] = frame
+        self._sync_capacity()  # an abandoned attempt's slot is taken before its report lands
         self._send(frame)
+
+    def _sync_capacity(self) -> None:
+        """Tell the master at once when slots taken by abandoned attempts change."""
+        if self.pool.abandoned != self._told_unavailable and self._outbox is not None:
+            self._told_unavailable = self.pool.abandoned
+            self._send(self._heartbeat())
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            running=[_ref(k) for k in self.held()], unavailable=self.pool.abandoned
+        )
 
     # -- PoolListener -----------------------------------------------------------------------
 
@@ -518,6 +528,7 @@ class Agent:
 
     def on_slot_free(self) -> None:
         self._changed.set()
+        self._sync_capacity()
         self._pump()
 
 

@@ -1,0 +1,43 @@
+"""`make bench-quick` once, as a smoke test: the driver runs herder's workloads and the scale
+workload end to end, writes its table and JSON, and leaves no process behind. No timing is
+asserted: the numbers depend on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench.procstat import marked
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(240)
+def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    herder = doc["summary"]["herder"]
+    assert herder["ok"] == 1, herder.get("problems")
+    for key in ("w1_rate", "w1_cpu_master", "w1split_rate", "w2_p50", "w3_eff", "start"):
+        assert herder[key]["median"] > 0, key
+    trial = doc["trials"]["herder"][0]
+    assert trial["w1"]["n"] == doc["sizes"]["w1"]
+    assert trial["w2"]["n"] == len(trial["w2"]["samples_ms"])
+    queued = [int(q) for q in doc["sizes"]["scale_queued"].split(",")]
+    assert sorted(int(q) for q in doc["scale"]["points"]) == queued
+    for point in doc["scale"]["points"].values():
+        assert point["rate"]["median"] > 0
+    run_ids = [t["run_id"] for t in (*doc["trials"]["herder"], *doc["scale_runs"])]
+    assert len(run_ids) == 2 and not [p for r in run_ids for p in marked(r)]  # all stopped
+    table = (tmp_path / "latest.md").read_text()
+    assert "| workload | herder" in table and "Targets of issue 5" in table
+    assert table in done.stdout  # the same table was printed
