@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--out", default=RESULTS, help="directory of latest.md / latest.json")
     args = parser.parse_args(argv)
+    # Ctrl-C, and SIGTERM alike, stop the current trial with all its processes (even when
+    # started with SIGINT ignored, as a shell does for a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     sizes = QUICK if args.quick else FULL
     repeats = args.repeats or (1 if args.quick else 3)
     systems = (args.systems.split(",") if args.systems else

@@ -9,7 +9,6 @@ type code (`split`, `aggregate`) on a small thread pool, so neither blocks the l
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from herder import scheduling as sch
 from herder.config import MasterSettings
 from herder.errors import HerderError
+from herder.master.coderunner import CodeRunner
 from herder.master.events import Event, Hub
 from herder.master.journal import Journal
 from herder.master.live import ActiveTask, task_json
@@ -83,7 +83,7 @@ class Master:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._finished: OrderedDict[str, Progress] = OrderedDict()
         self._unfinished = 0
-        self._code_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="herder-code")
+        self._code = CodeRunner(settings.split_timeout)
         self._pump_scheduled = False
         self._wakeup: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -125,7 +125,7 @@ class Master:
         for session in list(self.sessions.values()):
             session.close("master shutting down")
         await self.journal.flush()
-        self._code_pool.shutdown(wait=False, cancel_futures=True)
+        self._code.shutdown()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
     # -- submissions -----------------------------------------------------------------------
@@ -180,7 +180,7 @@ class Master:
             )
         self._unfinished += len(valid)  # reserve before awaiting, so concurrent calls see it
         try:
-            inserted = await self.store.call(
+            inserted = await self.store.commit(
                 self.store.store.insert_tasks, [record for record, _ in valid]
             )
         except BaseException:
@@ -240,7 +240,7 @@ class Master:
         record = task.record
         if record.state is TaskState.PENDING:
             record.started_at = time.time()
-            await self.store.call(self.store.store.start_task, record.id, parts, record.started_at)
+            self.store.post(self.store.store.start_task, record.id, parts, record.started_at)
             record.state = TaskState.RUNNING
             self.journal.state(record.id, record.state.value, record.started_at)
         record.subtasks_total = len(parts)
@@ -336,9 +336,7 @@ class Master:
         if task.deadline_handle is not None:
             task.deadline_handle.cancel()
         now = time.time()
-        await self.store.call(
-            self.store.store.finish_task, task_id, state, now, result, error
-        )
+        self.store.post(self.store.store.finish_task, task_id, state, now, result, error)
         task.record.state = state
         task.record.result = result
         task.record.error = error
@@ -369,7 +367,7 @@ class Master:
         record = task.record
         if record.state is not TaskState.AGGREGATING:
             record.state = TaskState.AGGREGATING
-            await self.store.call(self.store.store.set_task_state, record.id, record.state)
+            self.store.post(self.store.store.set_task_state, record.id, record.state)
             self.journal.state(record.id, record.state.value, time.time())
         results = await self.store.call(self.store.store.get_results, record.id)
         task_type = self.registry.instance(record.type)
@@ -637,7 +635,7 @@ class Master:
             while self._results:
                 batch, self._results = self._results, []
                 finished_at = time.time()
-                await self.store.call(
+                await self.store.commit(
                     self.store.store.record_results,
                     [(f.task_id, f.index, f.attempt, text, finished_at) for _, f, text in batch],
                 )
@@ -874,14 +872,7 @@ class Master:
 
     async def _run_code(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run task-type code off the loop, under --split-timeout."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._code_pool, fn, *args)
-        try:
-            return await asyncio.wait_for(future, self.settings.split_timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"took longer than the limit of {self.settings.split_timeout} s"
-            ) from None
+        return await self._code.run(fn, *args)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -33,26 +33,67 @@ class StoreThread:
         self.store = store
         self.inline = store.runs_inline
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="herder-store")
+        #: writes posted inline and not yet made: they go in one transaction, soon
+        self._pending: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        self._flush_scheduled = False
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run `fn(*args)` and wait for it (and its commit)."""
+        """Run `fn(*args)` and wait for it (and its commit). Writes posted before it are made
+        first, so that it sees them and they are committed no later than it is."""
         if self.inline:
+            self.flush()
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    def post(self, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
-        """Run `fn(*args)` without waiting for it; errors are logged."""
-        if self.inline:
+    async def commit(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Like `call`, for a write that must be committed before the caller goes on (an
+        acknowledgement): inline, it shares one transaction with the writes posted before it."""
+        if not self.inline:
+            return await self.call(fn, *args, **kwargs)
+        failure: Exception | None = None
+        with self.store.transaction():
+            self._run_pending()
             try:
-                fn(*args, **kwargs)
-            except Exception:
-                log.exception("store write failed")
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # raised after the others' commit, not instead of it
+                failure = exc
+        if failure is not None:
+            raise failure
+        return result
+
+    def post(self, fn: Callable[..., object], *args: object) -> None:
+        """Make the write `fn(*args)` without waiting for it; errors are logged.
+
+        Inline, posted writes wait until the event loop has run what is ready, then all go in
+        one transaction (group commit): a thousand subtasks finishing together cost one commit.
+        """
+        if self.inline:
+            self._pending.append((fn, args))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
             return
-        future = self._pool.submit(fn, *args, **kwargs)
+        future = self._pool.submit(fn, *args)
         future.add_done_callback(_log_failure)
 
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        with self.store.transaction():
+            self._run_pending()
+
+    def _run_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for fn, args in pending:
+            try:
+                fn(*args)
+            except Exception:  # one bad write must not undo the others of its batch
+                log.exception("store write %s failed", getattr(fn, "__name__", fn))
+
     def close(self) -> None:
+        self.flush()
         self._pool.shutdown(wait=True)
         self.store.close()
 

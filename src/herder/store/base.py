@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 from herder.errors import HerderError
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
@@ -37,6 +38,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[object]:
+        """Group the calls made inside into one transaction, committed at the end (group
+        commit); each method's own commit is then part of it."""
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from herder.errors import HerderError
@@ -279,15 +279,19 @@ class SqliteStore(Store):
 
     # -- logs ------------------------------------------------------------------------------
 
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._transaction()
+
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
-        stored: list[LogRecord] = []
-        insert = self._q["insert_log"]
-        # One insert per row rather than executemany: each row's seq comes back as lastrowid,
-        # and the single transaction is what makes the batch cheap (one commit).
+        if not records:
+            return []
+        # One executemany; the seqs are then known without a round trip per row: AUTOINCREMENT
+        # gives each new row the largest rowid ever used plus one, and the write lock held by
+        # the transaction keeps any other writer out between the rows.
         with self._transaction() as db:
-            for r in records:
-                cur = db.execute(
-                    insert,
+            db.executemany(
+                self._q["insert_log"],
+                [
                     {
                         "task_id": r.task_id,
                         "ts": r.ts,
@@ -297,10 +301,13 @@ class SqliteStore(Store):
                         "attempt": r.attempt,
                         "worker": r.worker,
                         "kind": r.kind,
-                    },
-                )
-                stored.append(_with_seq(r, cur.lastrowid))
-        return stored
+                    }
+                    for r in records
+                ],
+            )
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = int(last) - len(records) + 1
+        return [_with_seq(r, first + i) for i, r in enumerate(records)]
 
     def get_events(
         self, task_id: str | None, since: int = 0, limit: int = 1000
@@ -334,6 +341,10 @@ class SqliteStore(Store):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # Inside a transaction() of the caller's, this is part of it (group commit).
+        if self._db.in_transaction:
+            yield self._db
+            return
         # IMMEDIATE takes the write lock at BEGIN, so a read-then-write inside cannot be
         # overtaken by another writer between the two (and waits busy_timeout, not fails, on it).
         self._db.execute("BEGIN IMMEDIATE")

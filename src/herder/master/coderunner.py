@@ -1,0 +1,114 @@
+"""Runs task-type code (`split`, `aggregate`) off the event loop, many calls per thread hop.
+
+Handing each call to a thread costs a wake-up there and back, more than a small `split` itself.
+So calls that arrive together run together: one job on the pool runs a batch, and each result
+goes back to the loop as soon as its call returns. A slow call must not hold up the calls queued
+behind it: when a batch has not moved on for STEAL_AFTER seconds, the loop takes back the calls
+it has not started and runs them as a new job on another of the pool's threads. Each call keeps
+its own time limit. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from typing import Any
+
+STEAL_AFTER = 0.05
+THREADS = 8
+
+_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+class _Batch:
+    """Calls shared between the loop (which may take back the unstarted ones) and a thread."""
+
+    def __init__(self, calls: list[_Call]) -> None:
+        self.calls = calls
+        self.next = 0  # index of the next call to start
+        self.lock = threading.Lock()
+
+    def take(self) -> _Call | None:
+        with self.lock:
+            if self.next >= len(self.calls):
+                return None
+            call = self.calls[self.next]
+            self.next += 1
+            return call
+
+    def steal(self) -> list[_Call]:
+        with self.lock:
+            rest = self.calls[self.next :]
+            self.next = len(self.calls)
+            return rest
+
+
+class CodeRunner:
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            THREADS, thread_name_prefix="herder-code"
+        )
+        self._queue: list[_Call] = []
+        self._scheduled = False
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` on a thread; TimeoutError after the limit (the call itself goes on)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((fn, args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._submit)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.limit)
+        except TimeoutError:
+            raise TimeoutError(f"took longer than the limit of {self.limit} s") from None
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self) -> None:
+        self._scheduled = False
+        calls, self._queue = self._queue, []
+        if not calls:
+            return
+        loop = asyncio.get_running_loop()
+        batch = _Batch(calls)
+        self._pool.submit(_run, loop, batch)
+        loop.call_later(STEAL_AFTER, self._watch, batch, 0)
+
+    def _watch(self, batch: _Batch, seen: int) -> None:
+        """Take back the unstarted calls of a batch stuck on one call since the last look."""
+        with batch.lock:
+            moved, left = batch.next != seen, batch.next < len(batch.calls)
+            position = batch.next
+        if not left:
+            return
+        if moved:
+            asyncio.get_running_loop().call_later(STEAL_AFTER, self._watch, batch, position)
+            return
+        self._queue[:0] = batch.steal()
+        self._submit()
+
+
+def _run(loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
+    while (call := batch.take()) is not None:
+        fn, args, future = call
+        try:
+            outcome: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # handed to the awaiting coroutine, whatever it is
+            outcome = (False, exc)
+        loop.call_soon_threadsafe(_settle, future, outcome)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():  # the caller gave up (time limit, shutdown)
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -1,0 +1,72 @@
+"""The runner of task-type code: results come back, errors too, a slow call holds nobody up,
+and the time limit holds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from herder.master.coderunner import CodeRunner
+
+
+def test_results_and_errors_come_back_to_their_callers() -> None:
+    async def main() -> None:
+        runner = CodeRunner(limit=5.0)
+
+        def boom() -> None:
+            raise ValueError("bad split")
+
+        results = await asyncio.gather(
+            *(runner.run(lambda x: x * 2, i) for i in range(100)),
+            runner.run(boom),
+            return_exceptions=True,
+        )
+        assert results[:100] == [i * 2 for i in range(100)]
+        assert isinstance(results[100], ValueError) and "bad split" in str(results[100])
+        runner.shutdown()
+
+    asyncio.run(main())
+
+
+def test_calls_run_off_the_event_loop_thread() -> None:
+    async def main() -> None:
+        runner = CodeRunner(limit=5.0)
+        loop_thread = threading.get_ident()
+        assert await runner.run(threading.get_ident) != loop_thread
+        runner.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_slow_call_does_not_hold_up_the_calls_behind_it() -> None:
+    release = threading.Event()
+
+    async def main() -> None:
+        runner = CodeRunner(limit=10.0)
+        slow = asyncio.ensure_future(runner.run(release.wait, 10.0))
+        quick = [asyncio.ensure_future(runner.run(lambda i=i: i)) for i in range(5)]
+        started = time.monotonic()
+        assert await asyncio.wait_for(asyncio.gather(*quick), 2.0) == list(range(5))
+        assert time.monotonic() - started < 2.0
+        assert not slow.done()
+        release.set()
+        assert await slow is True
+        runner.shutdown()
+
+    asyncio.run(main())
+
+
+def test_the_time_limit_holds() -> None:
+    release = threading.Event()
+
+    async def main() -> None:
+        runner = CodeRunner(limit=0.2)
+        with pytest.raises(TimeoutError, match=r"limit of 0\.2 s"):
+            await runner.run(release.wait, 10.0)
+        release.set()
+        runner.shutdown()
+
+    asyncio.run(main())
