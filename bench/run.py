@@ -9,7 +9,7 @@ JSON. Repeats are interleaved (each repeat runs every system, starting one furth
 list) so that a slow minute of the machine does not fall on one system only. Every trial is
 bounded in time; at its end, whatever happens, every process it started is stopped (found by
 the marker in their environment). The summary — medians with min-max — is printed as markdown
-and written to bench/results/latest.md and latest.json.
+and written to bench/results/latest.md and latest.json (latest-quick.* for --quick).
 
 Imports `bench` only (stdlib); run it with herder's interpreter.
 """
@@ -266,10 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     doc["scale_runs"] = scale_runs
     text = render(doc)
     print("\n" + text)
-    write(os.path.join(args.out, "latest.md"), text)
-    write(os.path.join(args.out, "latest.json"), json.dumps(doc, indent=1, default=str))
-    print(f"bench: wrote {os.path.join(args.out, 'latest.md')} and latest.json; "
-          f"trial logs in {logdir}")
+    # a quick run does not replace the full run's record
+    name = "latest-quick" if args.quick else "latest"
+    write(os.path.join(args.out, f"{name}.md"), text)
+    write(os.path.join(args.out, f"{name}.json"), json.dumps(doc, indent=1, default=str))
+    print(f"bench: wrote {os.path.join(args.out, name)}.md and .json; trial logs in {logdir}")
     return 0
 
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import threading
 import time
@@ -201,6 +202,7 @@ def measure(queued: int, conns: int, procs: int, window: float, warm: float) -> 
     client = cluster.start()
     sims: Sims | None = None
     topup: TopUp | None = None
+    ok = False
     try:
         master = cluster.master_pid
         assert master is not None
@@ -224,6 +226,7 @@ def measure(queued: int, conns: int, procs: int, window: float, warm: float) -> 
         if topup.error is not None:
             raise topup.error
         done = max(1, c1 - c0)
+        ok = True
         return {
             "queued": queued, "connections": conns, "window": t1 - t0,
             "completed": c1 - c0, "rate": (c1 - c0) / (t1 - t0),
@@ -241,6 +244,8 @@ def measure(queued: int, conns: int, procs: int, window: float, warm: float) -> 
         if sims is not None:
             sims.stop()
         cluster.stop(timeout=5)
+        if ok:  # the store and the master's log are kept when something went wrong
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

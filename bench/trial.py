@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 system.stop()
             except Exception as exc:
                 out.setdefault("error", f"stop: {type(exc).__name__}: {exc}")
+            # the system's store and logs: kept when something went wrong, to read them
+            if "error" in out:
+                out["workdir"] = system.dir
+            else:
+                shutil.rmtree(system.dir, ignore_errors=True)
         with open(args.out, "w") as f:
             json.dump(out, f)
     return 0 if "error" not in out else 1

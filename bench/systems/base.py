@@ -29,6 +29,8 @@ class System:
     name = "?"
     #: workloads this system runs (W1-split and Start exist for herder only)
     workloads: tuple[str, ...] = ("w1", "w2", "w3")
+    #: the system's scratch directory (stores, logs), removed after a trial that went well
+    dir: str
 
     def version(self) -> str:
         raise NotImplementedError

@@ -9,6 +9,7 @@ Imports herder and `bench` (herder's virtualenv).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -114,6 +115,8 @@ def measure_start(timeout: float = 60.0) -> float:
                         raise base.Unavailable("herder up did not answer") from None
                     time.sleep(0.002)
             client.gather([handle], timeout=timeout)
-            return time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
     finally:
         base.stop(proc, 15.0)
+    shutil.rmtree(where, ignore_errors=True)  # kept (for its log) only when it failed
+    return seconds

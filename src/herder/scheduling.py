@@ -257,6 +257,8 @@ class _Task:
     remaining: int = 0
     ended: bool = False
     speculative: bool = True
+    #: is its id in its priority's ring (kept here: searching a ring of 100,000 costs)
+    in_ring: bool = False
     #: run times of its successful attempts, sorted (for the straggler median)
     durations: list[float] = field(default_factory=list)
 
@@ -391,8 +393,8 @@ class Scheduler:
         """
         out: list[Dispatch] = []
         self._release_due(now)
-        if self._queued_work_can_run():
-            return out  # queued work comes first: dispatch() hands out this credit
+        if not self._any_credit() or self._queued_work_can_run():
+            return out  # no idle slot, or queued work comes first: dispatch() hands it out
         for task in list(self._tasks.values()):
             if task.ended or not task.speculative or not self._any_credit():
                 continue
@@ -667,17 +669,16 @@ class Scheduler:
         if ring is None:
             ring = self._rings[task.priority] = deque()
             self._priorities = sorted(self._rings, reverse=True)
-        if task.id not in ring:
+        if not task.in_ring:
             ring.append(task.id)
+            task.in_ring = True
 
     def _ring_remove(self, task: _Task) -> None:
         ring = self._rings.get(task.priority)
-        if ring is None:
+        if ring is None or not task.in_ring:
             return
-        try:
-            ring.remove(task.id)
-        except ValueError:
-            return
+        ring.remove(task.id)
+        task.in_ring = False
         if not ring:
             del self._rings[task.priority]
             self._priorities = sorted(self._rings, reverse=True)
@@ -758,9 +759,11 @@ class Scheduler:
                 del ring[position]
                 if task.ready:
                     ring.append(task_id)  # its next turn comes after every other task's
-                elif not ring:
-                    del self._rings[prio]
-                    self._priorities = sorted(self._rings, reverse=True)
+                else:
+                    task.in_ring = False
+                    if not ring:
+                        del self._rings[prio]
+                        self._priorities = sorted(self._rings, reverse=True)
                 sub.attempts += 1
                 sub.running[sub.attempts] = worker.id
                 sub.started[sub.attempts] = now

@@ -24,7 +24,7 @@ def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=220,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    doc = json.loads((tmp_path / "latest.json").read_text())
+    doc = json.loads((tmp_path / "latest-quick.json").read_text())
     herder = doc["summary"]["herder"]
     assert herder["ok"] == 1, herder.get("problems")
     for key in ("w1_rate", "w1_cpu_master", "w1split_rate", "w2_p50", "w3_eff", "start"):
@@ -38,6 +38,6 @@ def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
         assert point["rate"]["median"] > 0
     run_ids = [t["run_id"] for t in (*doc["trials"]["herder"], *doc["scale_runs"])]
     assert len(run_ids) == 2 and not [p for r in run_ids for p in marked(r)]  # all stopped
-    table = (tmp_path / "latest.md").read_text()
+    table = (tmp_path / "latest-quick.md").read_text()
     assert "| workload | herder" in table and "Targets of issue 5" in table
     assert table in done.stdout  # the same table was printed

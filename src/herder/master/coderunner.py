@@ -62,10 +62,12 @@ class CodeRunner:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._submit)
+        # A timer rather than asyncio.wait_for: that wraps every call in a task of its own.
+        timer = loop.call_later(self.limit, _expire, future, self.limit)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.limit)
-        except TimeoutError:
-            raise TimeoutError(f"took longer than the limit of {self.limit} s") from None
+            return await future
+        finally:
+            timer.cancel()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -102,6 +104,11 @@ def _run(loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
         except BaseException as exc:  # handed to the awaiting coroutine, whatever it is
             outcome = (False, exc)
         loop.call_soon_threadsafe(_settle, future, outcome)
+
+
+def _expire(future: asyncio.Future[Any], limit: float) -> None:
+    if not future.done():  # the call goes on in its thread; its result will be dropped
+        future.set_exception(TimeoutError(f"took longer than the limit of {limit} s"))
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
