@@ -232,9 +232,9 @@ class LocalCluster:
             deadline = time.monotonic() + self.ready_timeout
             self.master_process = self._spawn(self.master_argv())
             self._client = Client(self.url, self.token)
-            # Workers start once the master answers: they connect at once instead of logging
-            # refused connections and backing off while it boots.
-            self._wait_ready(deadline, workers=0)
+            # Workers start with the master, not after it: both spend most of their start
+            # importing, which then happens at once; a worker retries (quietly) until the
+            # master answers.
             self.worker_processes = [
                 self._spawn(self.worker_argv(i), self.worker_specs[i].env)
                 for i in range(len(self.worker_specs))

@@ -304,7 +304,10 @@ class Agent:
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
-                log.warning("worker %s: channel to %s: %s", self.name, self.url, exc or repr(exc))
+                # Before the first connection, a refused one is the master still starting.
+                level = logging.INFO if self.sessions == 0 else logging.WARNING
+                reason = exc or repr(exc)
+                log.log(level, "worker %s: channel to %s: %s", self.name, self.url, reason)
             except Exception:  # a bug here must cost a reconnect, not the worker
                 log.exception("worker %s: channel to %s failed", self.name, self.url)
             finally:
