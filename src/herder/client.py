@@ -452,9 +452,16 @@ class _EventStream(_Stream[Event]):
     end, of either stream, is a dropped connection.
     """
 
-    def __init__(self, task_id: str | None, last_event_id: int | str | None, retries: int) -> None:
+    def __init__(
+        self,
+        task_id: str | None,
+        last_event_id: int | str | None,
+        retries: int,
+        finished_only: bool = False,
+    ) -> None:
         super().__init__(retries)
         self._task_id = task_id
+        self._finished_only = finished_only
         self.last_event_id = None if last_event_id is None else str(last_event_id)
         self._final_snapshot = False
 
@@ -463,7 +470,8 @@ class _EventStream(_Stream[Event]):
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = self.last_event_id
-        return _Request("GET", path, headers=headers)
+        params = {"finished": "true"} if self._finished_only else None
+        return _Request("GET", path, params=params, headers=headers)
 
     def _item(self, sse: ServerSentEvent) -> Event:
         if sse.id:
@@ -624,7 +632,7 @@ class _BulkWait(Generic[H]):
         self._ready: list[H] = []
         self._looked_up_at = -math.inf
         self._poll = self.POLL_FIRST
-        self.stream = _EventStream(None, None, STREAM_RETRIES)
+        self.stream = _EventStream(None, None, STREAM_RETRIES, finished_only=True)
         for h in self.handles:
             if h.task is not None and is_final(h.task):
                 self.tasks[h.id] = h.task

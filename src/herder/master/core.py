@@ -369,7 +369,8 @@ class Master:
             record.state = TaskState.AGGREGATING
             self.store.post(self.store.store.set_task_state, record.id, record.state)
             self.journal.state(record.id, record.state.value, time.time())
-        results = await self.store.call(self.store.store.get_results, record.id)
+        # results are committed before their subtasks count as done: no flush needed
+        results = await self.store.read(self.store.store.get_results, record.id)
         task_type = self.registry.instance(record.type)
         try:
             result = await self._run_code(task_type.aggregate, task.params, results)

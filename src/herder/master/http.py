@@ -233,8 +233,11 @@ async def events(
     request: Request,
     master: MasterDep,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    finished: bool = False,
 ) -> StreamingResponse:
-    return _sse(streams.all_events(master, _last_event_id(request, last_event_id)))
+    """All tasks' events; with `finished=true`, only the final state event of each task."""
+    last = _last_event_id(request, last_event_id)
+    return _sse(streams.all_events(master, last, finished_only=finished))
 
 
 @api.get("/stats")

@@ -46,6 +46,13 @@ class StoreThread:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    async def read(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Like `call`, for a read that does not depend on the writes posted and not yet made:
+        it does not make them first (a flush per read would cost a transaction per read)."""
+        if self.inline:
+            return fn(*args, **kwargs)
+        return await self.call(fn, *args, **kwargs)
+
     async def commit(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `call`, for a write that must be committed before the caller goes on (an
         acknowledgement): inline, it shares one transaction with the writes posted before it."""
