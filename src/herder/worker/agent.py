@@ -305,7 +305,7 @@ class Agent:
                 raise
             except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 # Before the first connection, a refused one is the master still starting.
-                level = logging.INFO if self.sessions == 0 else logging.WARNING
+                level = logging.DEBUG if self.sessions == 0 else logging.WARNING
                 reason = exc or repr(exc)
                 log.log(level, "worker %s: channel to %s: %s", self.name, self.url, reason)
             except Exception:  # a bug here must cost a reconnect, not the worker
