@@ -290,21 +290,10 @@ class LocalCluster:
             self.wait_ready(workers=0)
 
     def wait_ready(self, workers: int, timeout: float | None = None) -> None:
-        """Until /healthz answers and reports at least `workers` workers connected."""
+        """Until /healthz answers and reports at least `workers` workers connected. Only the
+        master's exit fails it early (a test may have stopped workers on purpose)."""
         timeout = self.ready_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        connected = None
-        while time.monotonic() < deadline:
-            if self.master_process is not None and self.master_process.poll() is not None:
-                raise ClusterError(f"master exited with code {self.master_process.returncode}")
-            with contextlib.suppress(MasterUnreachable, ClientError):
-                connected = self.client.health().get("workers")
-                if isinstance(connected, int) and connected >= workers:
-                    return
-            time.sleep(_POLL)
-        raise ClusterError(
-            f"master at {self.url}: {connected} of {workers} workers after {timeout} s"
-        )
+        self._wait_ready(time.monotonic() + timeout, workers, all_processes=False)
 
     def _worker(self, index: int) -> subprocess.Popen[bytes]:
         self._require_started()
@@ -363,18 +352,22 @@ class LocalCluster:
         self.worker_processes.append(self._spawn(self.worker_argv(index), env))
         return index
 
-    def _wait_ready(self, deadline: float, workers: int) -> None:
-        """Until /healthz reports `workers` connected workers; ClusterError past `deadline`."""
+    def _wait_ready(self, deadline: float, workers: int, all_processes: bool = True) -> None:
+        """Until /healthz reports `workers` connected workers; ClusterError past `deadline`, or
+        as soon as the master (or, with `all_processes`, any child) exits."""
         connected = None
         while time.monotonic() < deadline:
-            self._raise_if_exited()
+            if all_processes:
+                self._raise_if_exited()
+            elif self.master_process is not None and self.master_process.poll() is not None:
+                raise ClusterError(f"master exited with code {self.master_process.returncode}")
             with contextlib.suppress(MasterUnreachable, ClientError):
                 connected = self.client.health().get("workers")
                 if isinstance(connected, int) and connected >= workers:
                     return
             time.sleep(_POLL)
         raise ClusterError(
-            f"not ready after {self.ready_timeout} s: master at {self.url} "
+            f"not ready in time: master at {self.url} "
             + ("did not answer /healthz" if connected is None
                else f"reports {connected} of {workers} workers")
         )
