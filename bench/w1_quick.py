@@ -1,0 +1,67 @@
+"""W1 and W1-split alone, with CPU per process, for measuring one hot-path change at a time
+(issue 5; `python -m bench` is the full comparison with the peers):
+
+    .venv/bin/python -m bench.w1_quick [--tasks 5000] [--parts 10000] [--slots 4]
+
+W1: `--tasks` no-op tasks submitted in batches of 1,000, then gathered over one event stream.
+W1-split: one `sleep` task of `--parts` subtasks of 0 s. Both on 2 workers with `--slots` each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from herder import LocalCluster
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", type=int, default=5000)
+    ap.add_argument("--parts", type=int, default=10000)
+    ap.add_argument("--slots", type=int, default=4)
+    a = ap.parse_args()
+    cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning")
+    with cluster as client:
+        assert cluster.master_process is not None
+        pids = [cluster.master_process.pid] + [w.pid for w in cluster.worker_processes]
+
+        def measure(label: str, n: int, run: object) -> None:
+            before = [cpu_seconds(p) for p in pids]
+            mine, start = time.process_time(), time.monotonic()
+            run()  # type: ignore[operator]
+            wall = time.monotonic() - start
+            after = [cpu_seconds(p) for p in pids]
+            used = [b - a for a, b in zip(before, after, strict=True)]
+            print(
+                f"{label}: {n / wall:,.0f}/s; CPU us per item: client "
+                f"{(time.process_time() - mine) / n * 1e6:,.0f}, master {used[0] / n * 1e6:,.0f}, "
+                f"workers {sum(used[1:]) / n * 1e6:,.0f}"
+            )
+
+        def w1() -> None:
+            handles = []
+            for first in range(0, a.tasks, 1000):
+                batch = range(first, min(a.tasks, first + 1000))
+                handles += client.submit_many(
+                    [{"type": "noop", "params": {"value": i}} for i in batch]
+                )
+            assert client.gather(handles, timeout=600) == list(range(a.tasks))
+
+        def split() -> None:
+            handle = client.submit("sleep", {"seconds": 0, "parts": a.parts})
+            assert handle.result(timeout=600) == a.parts
+
+        measure("W1", a.tasks, w1)
+        measure("W1-split", a.parts, split)
+
+
+if __name__ == "__main__":
+    main()
