@@ -22,8 +22,15 @@ from typing import Any
 from herder import LocalCluster
 
 CHROMIUM = os.environ.get("HERDER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -80,8 +87,8 @@ def main() -> None:
     a = ap.parse_args()
     quiet = run(False, a.seconds, a.slots, a.part)
     watched = run(True, a.seconds, a.slots, a.part)
-    print(f"unwatched: {quiet['rate']:.0f} subtasks/s, master CPU {quiet['master_cpu']:.3f} s/s")
-    print(f"watched:   {watched['rate']:.0f} subtasks/s, master CPU {watched['master_cpu']:.3f} s/s")
+    for label, run_ in (("unwatched", quiet), ("watched", watched)):
+        print(f"{label}: {run_['rate']:.0f} subtasks/s, master CPU {run_['master_cpu']:.3f} s/s")
     per_quiet = quiet["master_cpu"] / quiet["rate"]
     per_watched = watched["master_cpu"] / watched["rate"]
     print(f"master CPU per subtask: {per_quiet * 1e6:.0f} us unwatched, "
