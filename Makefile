@@ -16,7 +16,7 @@ demo: $(RUN_STAMP)
 test: test-deps lint typecheck pytest
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
