@@ -217,3 +217,37 @@ def test_eta_tracks_the_truth(client: Client) -> None:
         errors[mark] = abs(eta - truth) / truth
     print(f"ETA relative error at 25/50/75%: {errors}")
     assert errors[0.25] <= 0.20
+
+
+def test_finished_only_stream_carries_one_final_state_per_task(client: Client) -> None:
+    finals: dict[str, str] = {}
+    with httpx.stream(
+        "GET", f"{client.url}/api/v1/events", params={"finished": "true"}, timeout=30
+    ) as response:
+        handles = [client.submit("noop", {"value": i}) for i in range(3)]
+        doomed = client.submit("sleep", {"seconds": 30})
+        doomed.cancel()
+        wanted = {h.id for h in [*handles, doomed]}
+        for event in sse_events(response):
+            assert event["event"] == "state"
+            assert event["data"]["state"] in {"succeeded", "failed", "cancelled", "timed_out"}
+            assert event["data"]["task_id"] not in finals  # once per task
+            finals[event["data"]["task_id"]] = event["data"]["state"]
+            if wanted <= finals.keys():
+                break
+    assert finals[doomed.id] == "cancelled"
+    assert all(finals[h.id] == "succeeded" for h in handles)
+
+
+def test_long_poll_answers_when_the_task_finishes(client: Client) -> None:
+    handle = client.submit("sleep", {"seconds": 0.5})
+    started = time.monotonic()
+    task = httpx.get(
+        f"{client.url}/api/v1/tasks/{handle.id}", params={"wait": 10}, timeout=15
+    ).json()
+    waited = time.monotonic() - started
+    assert task["state"] == "succeeded"
+    assert 0.3 < waited < 5.0  # it waited for the task, not for the 10 s
+    quick = httpx.get(f"{client.url}/api/v1/tasks/{handle.id}", params={"wait": 10}).json()
+    assert quick["state"] == "succeeded"  # a finished task answers at once
+    assert httpx.get(f"{client.url}/api/v1/tasks/x", params={"wait": 61}).status_code == 422
