@@ -137,7 +137,10 @@ def test_types_and_workers(http: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def tiny_queue() -> Iterator[LocalCluster]:
     c = LocalCluster(
-        workers=1, slots=1, tasks=TEST_TASKS, extra_master_args=("--max-pending", "2")
+        workers=1,
+        slots=1,
+        tasks=TEST_TASKS,
+        extra_master_args=("--max-pending", "2", "--max-body", "4096"),
     )
     with c:
         yield c
@@ -180,3 +183,12 @@ def test_token_is_required_except_for_healthz(with_token: LocalCluster) -> None:
         assert http.post("/api/v1/tasks", json={"type": "noop"}, headers=bad).status_code == 401
     assert with_token.client.submit("noop", {"value": 3}).result(timeout=10) == 3
     wait_until(lambda: len(with_token.client.workers()) == 1)
+
+
+def test_a_body_over_max_body_is_413(tiny_queue: LocalCluster) -> None:
+    with httpx.Client(base_url=tiny_queue.url) as http:
+        big = {"type": "noop", "params": {"value": "x" * 10_000}}
+        r = http.post("/api/v1/tasks", json=big)
+        assert r.status_code == 413
+        assert "too large" in r.text.lower()
+    assert_healthy(tiny_queue.client)

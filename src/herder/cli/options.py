@@ -132,6 +132,9 @@ SpeculateAfter = Annotated[str, typer.Option(
 SpeculateMin = Annotated[float, typer.Option(
     "--speculate-min", envvar="HERDER_SPECULATE_MIN", parser=parse_duration, metavar="DURATION",
     help="Never start a second attempt before a subtask ran this long.")]
+MaxBody = Annotated[int, typer.Option(
+    "--max-body", envvar="HERDER_MAX_BODY", min=1024, metavar="BYTES",
+    help="Largest request body accepted; larger ones get 413.")]
 Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
 Heartbeat = Annotated[float, typer.Option(

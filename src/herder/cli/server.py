@@ -64,6 +64,7 @@ def master(
     max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
     speculate_after: opt.SpeculateAfter = "3x",
     speculate_min: opt.SpeculateMin = _M.speculate_min,
+    max_body: opt.MaxBody = _M.max_body,
     log_level: opt.LogLevel = "info",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
@@ -76,7 +77,7 @@ def master(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
         prefetch=prefetch, token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
-        speculate_min=speculate_min, log_level=log_level,
+        speculate_min=speculate_min, max_body=max_body, log_level=log_level,
     )
     _setup_logging(log_level)
     _import_from_cwd()

@@ -60,7 +60,10 @@ def create_app(master: Master) -> FastAPI:
         yield
         await master.stop()
 
-    app = FastAPI(title="herder", version="0.1.0", lifespan=lifespan)
+    # Bodies over --max-body are refused with 413 before they are read whole.
+    app = FastAPI(
+        title="herder", version="0.1.0", lifespan=lifespan, max_body_size=master.settings.max_body
+    )
     app.state.master = master
     app.add_exception_handler(RequestValidationError, _on_invalid)  # type: ignore[arg-type]
     app.add_exception_handler(Rejected, _on_rejected)  # type: ignore[arg-type]
