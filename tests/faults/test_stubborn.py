@@ -66,8 +66,13 @@ def test_thread_pool_abandons_a_stubborn_subtask_but_keeps_its_slot(
         # Until the thread returns (the ledger's end line), its slot is busy, though the
         # attempt is over for the master.
         samples: list[tuple[float, int]] = []
-        while len(read_ledger(str(ledger))) < 2:
-            samples.append((round(time.monotonic() - cancelled_at, 2), busy(client, "local-1")))
+        while True:
+            at, n = round(time.monotonic() - cancelled_at, 2), busy(client, "local-1")
+            # The ledger is read after `busy`: if it still has no end line, the thread was
+            # running while `busy` was read (reading it first would race with the thread's end).
+            if len(read_ledger(str(ledger))) >= 2:
+                break
+            samples.append((at, n))
             assert time.monotonic() - cancelled_at < sleep + 5, "the stubborn thread never ended"
             time.sleep(0.05)
         ended = time.monotonic() - cancelled_at
