@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,13 @@ import httpx
 import pytest
 
 from herder import Client, LocalCluster
+# polling with a deadline: one helper for the integration and the fault tests
+from tests.integration.conftest import wait_until as wait_until
 
 FAULT_TASKS = ("tests.faulttypes",)
 #: lease 2 s, heartbeats every 0.2 s: a lost worker is noticed within about 2 s
 LEASE = 2.0
 FAST_LEASE = ("--lease-timeout", str(LEASE), "--heartbeat", "0.2")
-
-
-def wait_until(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    """Poll `check` until it returns something truthy and return that; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or check}")
-        time.sleep(interval)
 
 
 def metrics_text(url: str, token: str | None = None) -> str:

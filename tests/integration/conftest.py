@@ -13,15 +13,17 @@ from herder import Client, LocalCluster
 TEST_TASKS = ("tests.tasktypes", "tests.livetypes")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until(
+    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll `check` until it returns something truthy and return that; fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {check}")
+            raise AssertionError(f"not within {timeout} s: {what or check}")
         time.sleep(interval)
 
 
