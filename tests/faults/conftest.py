@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from herder import Client, LocalCluster
+
 # polling with a deadline: one helper for the integration and the fault tests
 from tests.integration.conftest import wait_until as wait_until
 
