@@ -23,6 +23,10 @@ class MasterSettings:
     max_pending: int = 10_000
     #: subtasks a worker may hold beyond its slots
     prefetch: int = 0
+    #: attempts of types whose average run time is at most this many seconds are pipelined:
+    #: a worker may hold one more per slot, so it never waits a round trip between two short
+    #: attempts (0: off). Bounds the priority inversion this allows (docs/decisions.md).
+    pipeline_below: float = 0.05
     token: str | None = None
     #: seconds `split` and `aggregate` may run before the task fails
     split_timeout: float = 60.0

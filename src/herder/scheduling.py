@@ -106,6 +106,8 @@ class AttemptSucceeded:
     task_id: str
     index: int
     attempt: int
+    #: how long the worker ran it, when known: feeds the type's run-time estimate (pipelining)
+    duration: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,9 @@ class _Worker:
     connected: bool = True
     unavailable: int = 0
     held: set[tuple[str, int, int]] = field(default_factory=set)  # (task, index, attempt)
+    #: the held attempts of types that were not short when dispatched: while there are any,
+    #: nothing waits behind them (no pipelining)
+    long: set[tuple[str, int, int]] = field(default_factory=set)
     #: outcomes of its last attempts (True: succeeded), to spot a worker that fails everything
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
 
@@ -270,9 +275,36 @@ HEALTH_FAILING = 0.8
 HEALTH_MIN = 5
 
 
+#: a type is short (its attempts may be pipelined) once this many of its run times are known
+PIPELINE_SAMPLES = 3
+#: weight of the newest run time in a type's moving average
+RUNTIME_WEIGHT = 0.2
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """A type's recent run time: an exponentially weighted moving average of its attempts."""
+
+    average: float = 0.0
+    samples: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.samples += 1
+        if self.samples == 1:
+            self.average = seconds
+        else:
+            self.average += RUNTIME_WEIGHT * (seconds - self.average)
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     prefetch: int = 0
+    #: pipelining: a worker whose held attempts are all of short types may hold one more attempt
+    #: per slot of a short type, so that it starts the next one the moment one ends instead of a
+    #: round trip later. A type is short when its attempts' average run time is at most this
+    #: many seconds; 0 turns pipelining off. Priority inversion is bounded by it: work of a
+    #: higher priority waits at most one short attempt per slot.
+    pipeline_below: float = 0.0
     retry_backoff: float = 0.1
     retry_backoff_max: float = 30.0
     #: 0..1: a retry waits backoff * (1 - jitter/2 + jitter * random())
@@ -291,6 +323,9 @@ class Scheduler:
         self._priorities: list[int] = []  # keys of _rings, highest first
         self._delayed: list[tuple[float, int, str, int]] = []  # (at, tiebreak, task, index)
         self._delay_seq = 0
+        self._runtimes: dict[str, _Runtime] = {}
+        #: how many tasks of each type are in a ring (have ready subtasks)
+        self._ready_types: dict[str, int] = {}
 
     # -- feeding events ----------------------------------------------------------------------
 
@@ -393,10 +428,10 @@ class Scheduler:
         """
         out: list[Dispatch] = []
         self._release_due(now)
-        if not self._any_credit() or self._queued_work_can_run():
+        if not self._any_credit(pipelined=False) or self._queued_work_can_run():
             return out  # no idle slot, or queued work comes first: dispatch() hands it out
         for task in list(self._tasks.values()):
-            if task.ended or not task.speculative or not self._any_credit():
+            if task.ended or not task.speculative or not self._any_credit(pipelined=False):
                 continue
             if after is not None:
                 limit = max(floor, after)
@@ -410,13 +445,13 @@ class Scheduler:
                 (attempt, holder), = sub.running.items()
                 if now - sub.started.get(attempt, now) <= limit:
                     continue
-                worker = self._pick_worker(task, sub, exclude=holder)
+                worker = self._pick_worker(task, sub, exclude=holder, pipelined=False)
                 if worker is None:
                     continue
                 sub.attempts += 1
                 sub.running[sub.attempts] = worker.id
                 sub.started[sub.attempts] = now
-                worker.held.add((task.id, index, sub.attempts))
+                self._hold(worker, task, index, sub.attempts)
                 out.append(Dispatch(worker.id, task.id, index, sub.attempts, 0.0))
         return out
 
@@ -474,7 +509,7 @@ class Scheduler:
         sub.running[attempt] = worker_id
         sub.started.setdefault(attempt, now)
         sub.held = False
-        w.held.add((task_id, index, attempt))
+        self._hold(w, task, index, attempt)
         self._unready(task, index)
         return True
 
@@ -543,6 +578,8 @@ class Scheduler:
         started = sub.started.pop(ev.attempt, None)
         if started is not None and not sub.done:
             bisect.insort(task.durations, now - started)
+            runtime = self._runtimes.setdefault(task.type, _Runtime())
+            runtime.add(ev.duration if ev.duration is not None else now - started)
         if task.ended:  # cancelled or timed out meanwhile: the result is not wanted
             self._forget_if_idle(task)
             return [Stale(ev.task_id, ev.index, ev.attempt)]
@@ -630,6 +667,27 @@ class Scheduler:
         w = self._workers.get(worker_id)
         if w is not None:
             w.held.discard((task_id, index, attempt))
+            w.long.discard((task_id, index, attempt))
+
+    def _hold(self, w: _Worker, task: _Task, index: int, attempt: int) -> None:
+        key = (task.id, index, attempt)
+        w.held.add(key)
+        if not self._short(task.type):
+            w.long.add(key)
+
+    def is_short(self, type_name: str) -> bool:
+        """Are attempts of this type pipelined (see SchedulerConfig.pipeline_below)?"""
+        return self._short(type_name)
+
+    def _short(self, type_name: str) -> bool:
+        if self.config.pipeline_below <= 0:
+            return False
+        runtime = self._runtimes.get(type_name)
+        return (
+            runtime is not None
+            and runtime.samples >= PIPELINE_SAMPLES
+            and runtime.average <= self.config.pipeline_below
+        )
 
     def _backoff(self, failures: int) -> float:
         cfg = self.config
@@ -672,6 +730,7 @@ class Scheduler:
         if not task.in_ring:
             ring.append(task.id)
             task.in_ring = True
+            self._ready_types[task.type] = self._ready_types.get(task.type, 0) + 1
 
     def _ring_remove(self, task: _Task) -> None:
         ring = self._rings.get(task.priority)
@@ -679,9 +738,17 @@ class Scheduler:
             return
         ring.remove(task.id)
         task.in_ring = False
+        self._not_ready(task.type)
         if not ring:
             del self._rings[task.priority]
             self._priorities = sorted(self._rings, reverse=True)
+
+    def _not_ready(self, type_name: str) -> None:
+        left = self._ready_types[type_name] - 1
+        if left:
+            self._ready_types[type_name] = left
+        else:
+            del self._ready_types[type_name]
 
     def _forget_if_idle(self, task: _Task, force: bool = False) -> None:
         """Drop a finished task from memory once no attempt of it is held anywhere."""
@@ -693,13 +760,24 @@ class Scheduler:
         self._ring_remove(task)
         self._tasks.pop(task.id, None)
 
-    def _credit(self, w: _Worker) -> int:
+    def _credit(self, w: _Worker, pipelined: bool = False) -> int:
+        """Attempts `w` can take now; with `pipelined`, for an attempt of a short type."""
         if w.draining or not w.connected:
             return 0
-        return w.slots + self.config.prefetch - len(w.held) - w.unavailable
+        credit = w.slots + self.config.prefetch - len(w.held) - w.unavailable
+        if pipelined and not w.long:
+            credit += w.slots
+        return credit
 
-    def _any_credit(self) -> bool:
-        return any(self._credit(w) > 0 for w in self._workers.values())
+    def _any_credit(self, pipelined: bool = True) -> bool:
+        if any(self._credit(w) > 0 for w in self._workers.values()):
+            return True
+        # Only pipeline credit left: it is worth a look only if short work is ready.
+        return (
+            pipelined
+            and any(self._short(t) for t in self._ready_types)
+            and any(self._credit(w, pipelined=True) > 0 for w in self._workers.values())
+        )
 
     def _queued_work_can_run(self) -> bool:
         """Would dispatch() hand out a ready subtask now?"""
@@ -726,12 +804,17 @@ class Scheduler:
         return bool(others) and others.count(True) > len(others) / 2
 
     def _pick_worker(
-        self, task: _Task, sub: _Subtask, exclude: str | None = None
+        self, task: _Task, sub: _Subtask, exclude: str | None = None, pipelined: bool = True
     ) -> _Worker | None:
         best: _Worker | None = None
         best_key: tuple[int, int, float, int] | None = None
+        pipelined = pipelined and self._short(task.type)
         for w in self._workers.values():
-            if self._credit(w) <= 0 or task.type not in w.types or not task.labels <= w.labels:
+            if (
+                self._credit(w, pipelined) <= 0
+                or task.type not in w.types
+                or not task.labels <= w.labels
+            ):
                 continue
             if w.id == exclude:
                 continue
@@ -761,13 +844,14 @@ class Scheduler:
                     ring.append(task_id)  # its next turn comes after every other task's
                 else:
                     task.in_ring = False
+                    self._not_ready(task.type)
                     if not ring:
                         del self._rings[prio]
                         self._priorities = sorted(self._rings, reverse=True)
                 sub.attempts += 1
                 sub.running[sub.attempts] = worker.id
                 sub.started[sub.attempts] = now
-                worker.held.add((task_id, index, sub.attempts))
+                self._hold(worker, task, index, sub.attempts)
                 return Dispatch(
                     worker.id, task_id, index, sub.attempts, max(0.0, now - sub.ready_at)
                 )

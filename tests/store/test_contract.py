@@ -389,6 +389,44 @@ def test_finishing_unsuccessfully_cancels_open_subtasks(store: Store, end: TaskS
     assert store.get_results(task.id) == [None, None, "done", None]
 
 
+def test_the_batched_calls_do_what_one_call_each_would(store: Store) -> None:
+    pending = [new_task() for _ in range(3)]
+    cancelled = new_task()
+    store.insert_tasks([*pending, cancelled])
+    store.finish_task(cancelled.id, TaskState.CANCELLED, finished_at=5.0)
+
+    store.start_tasks(
+        [(pending[0].id, ["a"], 10.0), (cancelled.id, [1], 10.0), (pending[1].id, [1, 2], 11.0)]
+    )
+    assert [s.part for s in store.get_subtasks(pending[0].id)] == ["a"]
+    assert [s.part for s in store.get_subtasks(pending[1].id)] == [1, 2]
+    assert store.get_subtasks(cancelled.id) == []  # a cancelled task stays so
+
+    store.set_task_states(
+        [(pending[0].id, TaskState.AGGREGATING), (cancelled.id, TaskState.AGGREGATING)]
+    )
+    with pytest.raises(ValueError, match="non-final"):
+        store.set_task_states([(pending[1].id, TaskState.SUCCEEDED)])
+
+    store.start_attempt(pending[1].id, 0, 1, "w1", started_at=12.0)
+    store.finish_tasks(
+        [
+            (pending[0].id, TaskState.SUCCEEDED, 20.0, {"n": 1}, None),
+            (pending[1].id, TaskState.FAILED, 21.0, None, BOOM),
+            (cancelled.id, TaskState.SUCCEEDED, 22.0, "late", None),  # already final: kept
+            (pending[2].id, TaskState.TIMED_OUT, 23.0, None, None),
+        ]
+    )
+    got = {t.id: store.get_task(t.id) for t in [*pending, cancelled]}
+    assert [(g.state, g.finished_at, g.result, g.error) for g in got.values() if g] == [
+        (TaskState.SUCCEEDED, 20.0, {"n": 1}, None),
+        (TaskState.FAILED, 21.0, None, BOOM),
+        (TaskState.TIMED_OUT, 23.0, None, None),
+        (TaskState.CANCELLED, 5.0, None, None),
+    ]
+    assert states(store, pending[1].id) == [SubtaskState.CANCELLED, SubtaskState.CANCELLED]
+
+
 def test_finishing_successfully_leaves_subtasks_alone(store: Store) -> None:
     task = started(store, parts=2)
     store.record_result(task.id, 0, 1, 0, finished_at=3.0)

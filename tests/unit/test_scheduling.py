@@ -122,6 +122,86 @@ def test_prefetch_lets_a_worker_hold_slots_plus_prefetch() -> None:
     assert s.dispatch(0.0) == []
 
 
+PIPELINED = SchedulerConfig(pipeline_below=0.05)
+
+
+def run_for(s: Scheduler, d: Dispatch, seconds: float, now: float = 0.0) -> list[object]:
+    return list(s.handle(AttemptSucceeded(d.task_id, d.index, d.attempt, seconds), now))
+
+
+def test_short_types_are_pipelined_one_extra_attempt_per_slot() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=2)
+    submit(s, "a", 20)
+    first = s.dispatch(0.0)
+    assert len(first) == 2  # nothing is known of the type yet: no pipelining
+    for d in first:
+        run_for(s, d, 0.001)
+    assert not s.is_short("t")  # two run times are not enough to call it short
+    second = s.dispatch(0.0)
+    run_for(s, second[0], 0.001)
+    assert s.is_short("t")
+    # the other attempt was dispatched before the type was known to be short: nothing is
+    # pipelined behind it, the free slot is filled as usual
+    assert len(s.dispatch(0.0)) == 1
+    run_for(s, second[1], 0.001)
+    # now the worker may hold 2 slots + 2 pipelined
+    assert len(s.dispatch(0.0)) == 3
+    assert s.worker_load("w1") == (4, 2)
+    assert s.dispatch(0.0) == []
+
+
+def test_a_type_that_runs_long_is_not_pipelined() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=1)
+    submit(s, "a", 10)
+    for _ in range(5):
+        run_for(s, one(s.dispatch(0.0)), 0.2)
+    assert not s.is_short("t")
+    assert len(s.dispatch(0.0)) == 1
+    assert s.dispatch(0.0) == []
+
+
+def test_nothing_waits_behind_an_attempt_of_a_long_type() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=1, types=("t", "slow"))
+    submit(s, "short", 10)
+    for _ in range(3):
+        run_for(s, one(s.dispatch(0.0)), 0.001)
+    submit(s, "long", 2, priority=5, type_="slow")
+    running = one(s.dispatch(0.0))
+    assert running.task_id == "long"  # a type not yet known to be short holds its slot alone
+    assert s.dispatch(0.0) == []
+    run_for(s, running, 1.0)
+    assert keys(s.dispatch(0.0)) == [("long", 1)]
+
+
+def test_pipelining_is_off_at_zero() -> None:
+    s = make(SchedulerConfig(pipeline_below=0.0))
+    join(s, "w1", slots=1)
+    submit(s, "a", 10)
+    for _ in range(5):
+        run_for(s, one(s.dispatch(0.0)), 0.0001)
+    assert not s.is_short("t")
+    assert len(s.dispatch(0.0)) == 1
+
+
+def test_speculation_never_uses_pipeline_credit() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=1)
+    join(s, "w2", slots=1)
+    submit(s, "a", 10)
+    for d in s.dispatch(0.0):
+        run_for(s, d, 0.001)
+    run_for(s, s.dispatch(0.0)[0], 0.001)
+    assert s.is_short("t")
+    # w1 is free: 1 slot + 1 pipelined; w2 holds an attempt dispatched before the type was
+    # known to be short, so nothing waits behind it
+    assert [d.worker_id for d in s.dispatch(0.0)] == ["w1", "w1"]
+    # every slot is taken: no second attempt however long the first ones run
+    assert s.speculate(100.0, factor=None, after=1.0, floor=0.0) == []
+
+
 def test_least_loaded_worker_is_chosen_relative_to_its_slots() -> None:
     s = make()
     join(s, "big", slots=4)

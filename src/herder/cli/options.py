@@ -137,6 +137,10 @@ MaxBody = Annotated[int, typer.Option(
     help="Largest request body accepted; larger ones get 413.")]
 Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
+PipelineBelow = Annotated[float, typer.Option(
+    "--pipeline-below", envvar="HERDER_PIPELINE_BELOW", parser=parse_duration, metavar="DURATION",
+    help="Pipeline subtasks of types that run this long or less on average: a worker holds one "
+    "more per slot, so it starts the next at once (0: off).")]
 Heartbeat = Annotated[float, typer.Option(
     "--heartbeat", envvar="HERDER_HEARTBEAT", parser=parse_duration, metavar="DURATION",
     help="How often workers send heartbeats.")]

@@ -58,6 +58,7 @@ def master(
     tasks: opt.Tasks = [],  # noqa: B006 - typer reads the default, never mutates it
     max_pending: opt.MaxPending = _M.max_pending,
     prefetch: opt.Prefetch = _M.prefetch,
+    pipeline_below: opt.PipelineBelow = _M.pipeline_below,
     token: opt.Token = None,
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
@@ -75,7 +76,8 @@ def master(
         raise typer.BadParameter(str(exc)) from None
     settings = MasterSettings(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
-        prefetch=prefetch, token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
+        prefetch=prefetch, pipeline_below=pipeline_below, token=token, heartbeat=heartbeat,
+        lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
     )
@@ -141,6 +143,7 @@ def up(
     token: opt.Token = None,
     max_pending: opt.MaxPending = _M.max_pending,
     prefetch: opt.Prefetch = _M.prefetch,
+    pipeline_below: opt.PipelineBelow = _M.pipeline_below,
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
     max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
@@ -158,6 +161,7 @@ def up(
         workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db, token=token,
         extra_master_args=[
             "--max-pending", str(max_pending), "--prefetch", str(prefetch),
+            "--pipeline-below", str(pipeline_below),
             "--heartbeat", str(heartbeat), "--lease-timeout", str(lease_timeout),
             "--max-logs-per-task", str(max_logs_per_task),
             "--speculate-after", speculate_after, "--speculate-min", str(speculate_min),

@@ -24,6 +24,7 @@ from herder.store.base import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,17 @@ class StoreThread:
             return
         future = self._pool.submit(fn, *args)
         future.add_done_callback(_log_failure)
+
+    def post_item(self, fn: Callable[[list[T]], object], item: T) -> None:
+        """Like `post(fn, [item])` for a store method that takes a list, but consecutive items
+        for the same method share one call: a thousand tasks finishing together are one
+        `finish_tasks` (one executemany), not a thousand. Only consecutive ones, so writes stay
+        in the order they were posted."""
+        if self.inline and self._pending and self._pending[-1][0] == fn:  # bound methods: ==
+            batch = self._pending[-1][1][0]
+            batch.append(item)  # type: ignore[attr-defined]
+            return
+        self.post(fn, [item])
 
     def flush(self) -> None:
         self._flush_scheduled = False

@@ -20,6 +20,10 @@ AttemptStart = tuple[str, int, int, str, float]
 #: (task_id, index, attempt, result as JSON text, finished_at): the caller encodes the result,
 #: since it has to check that it is JSON anyway
 AttemptResult = tuple[str, int, int, str, float]
+#: (task_id, parts, started_at)
+TaskStart = tuple[str, Sequence[JSON], float]
+#: (task_id, final state, finished_at, result, error)
+TaskFinish = tuple[str, TaskState, float, JSON, TaskError | None]
 
 
 class DuplicateTask(HerderError):
@@ -77,9 +81,27 @@ class Store(abc.ABC):
         """Store the subtasks (index = position in `parts`, state queued), set subtasks_total,
         state running and started_at, in one transaction."""
 
+    def start_tasks(self, items: Sequence[TaskStart]) -> None:
+        """`start_task` for many, in one transaction. Backends batch the statements."""
+        with self.transaction():
+            for task_id, parts, started_at in items:
+                self.start_task(task_id, parts, started_at)
+
     @abc.abstractmethod
     def set_task_state(self, task_id: str, state: TaskState) -> None:
         """A non-final transition (running -> aggregating)."""
+
+    def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
+        """`set_task_state` for many, in one transaction."""
+        with self.transaction():
+            for task_id, state in items:
+                self.set_task_state(task_id, state)
+
+    def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
+        """`finish_task` for many, in one transaction (tasks already final are left alone)."""
+        with self.transaction():
+            for task_id, state, finished_at, result, error in items:
+                self.finish_task(task_id, state, finished_at, result, error)
 
     @abc.abstractmethod
     def finish_task(

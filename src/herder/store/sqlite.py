@@ -30,7 +30,7 @@ from herder.model import (
     TaskRecord,
     TaskState,
 )
-from herder.store.base import AttemptResult, AttemptStart, Store
+from herder.store.base import AttemptResult, AttemptStart, Store, TaskFinish, TaskStart
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -143,31 +143,60 @@ class SqliteStore(Store):
 
     def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
         """Does nothing unless the task is pending (one cancelled during its split stays so)."""
+        self.start_tasks([(task_id, parts, started_at)])
+
+    def start_tasks(self, items: Sequence[TaskStart]) -> None:
+        # One UPDATE each (its row count says whether the task was still pending), then the
+        # subtasks of all the tasks that started in one executemany.
+        subtasks: list[dict[str, Any]] = []
         with self._transaction() as db:
-            cur = db.execute(
-                self._q["start_task"],
-                {"id": task_id, "started_at": started_at, "subtasks_total": len(parts)},
-            )
-            if cur.rowcount != 1:
-                return
-            db.executemany(
-                self._q["insert_subtask"],
-                ({"task_id": task_id, "idx": i, "part": _encode(p)} for i, p in enumerate(parts)),
-            )
+            for task_id, parts, started_at in items:
+                cur = db.execute(
+                    self._q["start_task"],
+                    {"id": task_id, "started_at": started_at, "subtasks_total": len(parts)},
+                )
+                if cur.rowcount == 1:
+                    subtasks += (
+                        {"task_id": task_id, "idx": i, "part": _encode(p)}
+                        for i, p in enumerate(parts)
+                    )
+            db.executemany(self._q["insert_subtask"], subtasks)
+
+    def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
+        rows: list[dict[str, Any]] = []
+        for task_id, state in items:
+            state = TaskState(state)
+            sources = [s for s, target in TASK_TRANSITIONS if target is state]
+            if state.finished or not sources:
+                raise ValueError(f"set_task_state: {state.value!r} is not a non-final target state")
+            rows += ({"id": task_id, "state": state.value, "from_state": s.value} for s in sources)
+        with self._transaction() as db:
+            db.executemany(self._q["set_task_state"], rows)
+
+    def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
+        # Successes in one executemany; the others one by one, since a task that did finish
+        # here (row count 1) also has its open subtasks cancelled.
+        succeeded = []
+        with self._transaction() as db:
+            for task_id, state, finished_at, result, error in items:
+                if TaskState(state) is TaskState.SUCCEEDED:
+                    succeeded.append(
+                        {
+                            "id": task_id,
+                            "state": TaskState.SUCCEEDED.value,
+                            "finished_at": finished_at,
+                            "result": _encode_nullable(result),
+                            "error": _encode_error(error),
+                        }
+                    )
+                else:
+                    self.finish_task(task_id, state, finished_at, result, error)
+            db.executemany(self._q["finish_task"], succeeded)
 
     def set_task_state(self, task_id: str, state: TaskState) -> None:
         """Does nothing when the task's current state cannot legally move to `state` (it was
         finished meanwhile, say). Raises ValueError for a final state: use finish_task."""
-        state = TaskState(state)
-        sources = [s for s, target in TASK_TRANSITIONS if target is state]
-        if state.finished or not sources:
-            raise ValueError(f"set_task_state: {state.value!r} is not a non-final target state")
-        with self._transaction() as db:
-            for source in sources:
-                db.execute(
-                    self._q["set_task_state"],
-                    {"id": task_id, "state": state.value, "from_state": source.value},
-                )
+        self.set_task_states([(task_id, state)])
 
     def finish_task(
         self,

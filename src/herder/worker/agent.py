@@ -79,6 +79,11 @@ def channel_url(master: str) -> str:
     return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, "", ""))
 
 
+#: before its first connection, a worker retries this often, this many times (then backs off)
+STARTUP_RETRY = 0.05
+STARTUP_RETRIES = 100
+
+
 class Backoff:
     """Jittered exponential delays between `first` and `cap`."""
 
@@ -317,7 +322,12 @@ class Agent:
                 backoff.reset()
             else:
                 self.failed_connects += 1
-            await asyncio.sleep(backoff.next())
+            if self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
+                # A worker started with its master (`herder up`) finds it still starting: try
+                # again soon, so that it is there within STARTUP_RETRY of the master.
+                await asyncio.sleep(STARTUP_RETRY)
+            else:
+                await asyncio.sleep(backoff.next())
 
     def _hello(self) -> Hello:
         return Hello(
