@@ -32,9 +32,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
+from herder import forked
 from herder.client import Client, MasterUnreachable
 from herder.config import env_token
 from herder.errors import ClientError, HerderError
+from herder.forked import ForkedProcess
+
+#: a child process of the cluster: a new interpreter, or a fork of this one (`fork=True`)
+ChildProcess = subprocess.Popen[bytes] | ForkedProcess
 
 READY_TIMEOUT = 20.0
 _POLL = 0.05
@@ -81,7 +86,7 @@ def child_env(token: str | None) -> dict[str, str]:
     return env
 
 
-def terminate(processes: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+def terminate(processes: Iterable[ChildProcess], timeout: float) -> None:
     """SIGTERM each live process, wait up to `timeout` s for all, then SIGKILL the rest."""
     alive = [p for p in processes if p.poll() is None]
     for proc in alive:
@@ -94,7 +99,7 @@ def terminate(processes: Iterable[subprocess.Popen[bytes]], timeout: float) -> N
     kill(alive)
 
 
-def kill(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+def kill(processes: Iterable[ChildProcess]) -> None:
     for proc in processes:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -142,6 +147,7 @@ class LocalCluster:
         stop_timeout: float = 10.0,
         command_prefix: Sequence[str] = (),
         output: str | None = None,
+        fork: bool = False,
     ) -> None:
         if workers < 0:
             raise ValueError("workers: must be >= 0")
@@ -162,9 +168,12 @@ class LocalCluster:
         self.command_prefix = tuple(command_prefix)
         #: a file the children's stdout and stderr are appended to; None: ours
         self.output = output
-        self.master_process: subprocess.Popen[bytes] | None = None
+        #: start the first master and workers as forks of this process (`herder.forked`); only
+        #: for a parent with no other threads
+        self.fork = fork
+        self.master_process: ChildProcess | None = None
         #: one per worker ever started, by index; a stopped worker's process stays until restarted
-        self.worker_processes: list[subprocess.Popen[bytes]] = []
+        self.worker_processes: list[ChildProcess] = []
         self.worker_specs: list[WorkerSpec] = [
             WorkerSpec(name=f"local-{i + 1}") for i in range(workers)
         ]
@@ -230,15 +239,20 @@ class LocalCluster:
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + self.ready_timeout
-            self.master_process = self._spawn(self.master_argv())
-            self._client = Client(self.url, self.token)
+            if self.fork:
+                forked.preload_master()
+            self.master_process = self._spawn(self.master_argv(), fork=self.fork)
+            if self.fork:
+                forked.preload_worker()  # while the master starts
             # Workers start with the master, not after it: both spend most of their start
             # importing, which then happens at once; a worker retries (quietly) until the
             # master answers.
             self.worker_processes = [
-                self._spawn(self.worker_argv(i), self.worker_specs[i].env)
+                self._spawn(self.worker_argv(i), self.worker_specs[i].env, fork=self.fork)
                 for i in range(len(self.worker_specs))
             ]
+            # after the forks: a child must not inherit the client's sockets
+            self._client = Client(self.url, self.token)
             self._wait_ready(deadline, workers=len(self.worker_specs))
         except BaseException:
             self.stop()
@@ -246,8 +260,12 @@ class LocalCluster:
         return self._client
 
     def _spawn(
-        self, argv: list[str], env: Mapping[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+        self, argv: list[str], env: Mapping[str, str] | None = None, fork: bool = False
+    ) -> ChildProcess:
+        herder_cli = [sys.executable, "-m", "herder"]
+        if fork and argv[:3] == herder_cli:  # not behind a command prefix
+            out = self._out.fileno() if self._out is not None else None
+            return ForkedProcess(argv[3:], {**self._env, **(env or {})}, out)
         # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
         # children in order (workers, then master) instead of all at once.
         return subprocess.Popen(
@@ -295,7 +313,7 @@ class LocalCluster:
         timeout = self.ready_timeout if timeout is None else timeout
         self._wait_ready(time.monotonic() + timeout, workers, all_processes=False)
 
-    def _worker(self, index: int) -> subprocess.Popen[bytes]:
+    def _worker(self, index: int) -> ChildProcess:
         self._require_started()
         if not 0 <= index < len(self.worker_processes):
             raise IndexError(f"no worker {index} (there are {len(self.worker_processes)})")

@@ -14,11 +14,19 @@ from collections.abc import Callable
 import typer
 
 from herder.cli import info, server, tasks
-from herder.cli.live import follow
 from herder.cli.options import build_params, is_loopback, parse_duration, parse_param
 
 __all__ = ["app", "build_params", "follow", "is_loopback", "main", "parse_duration",
            "parse_param"]
+
+
+def __getattr__(name: str) -> object:
+    # `follow` loads rich.live and the client: only for those who use it (not `herder master`).
+    if name == "follow":
+        from herder.cli.live import follow
+
+        return follow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 app = typer.Typer(
     name="herder",

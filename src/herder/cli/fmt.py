@@ -10,6 +10,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from herder.model import FINAL_TASK_STATES
+
 STATES = ("pending", "running", "aggregating", "succeeded", "failed", "cancelled", "timed_out")
 FINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -112,3 +114,11 @@ def log_text(record: dict[str, Any]) -> str:
     if is_marker(record):
         return f"{fmt_clock(record.get('ts'))} {level:<7} ... {record.get('message')} ..."
     return f"{fmt_clock(record.get('ts'))} {level:<7} [{log_where(record)}] {record.get('message')}"
+
+
+def is_final(task: dict[str, Any]) -> bool:
+    """True when the task JSON is in a state it will never leave."""
+    return task.get("state") in _FINAL
+
+
+_FINAL = frozenset(s.value for s in FINAL_TASK_STATES)

@@ -8,7 +8,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from herder.cli import fmt
 from herder.cli.options import Token, Url, out
@@ -27,6 +26,8 @@ def workers(
     if as_json:
         _print_json(found)
         return
+    from rich.table import Table
+
     table = Table("name", "state", "busy/slots", "pool", "types", "labels", "heartbeat")
     now = time.time()
     for w in found:
@@ -66,6 +67,8 @@ def types(
     if as_json:
         _print_json(found)
         return
+    from rich.table import Table
+
     table = Table("name", "params", "max retries", "subtask timeout")
     for t in found:
         table.add_row(str(t.get("name")), _describe_params(t.get("params_schema") or {}),

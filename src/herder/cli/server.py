@@ -14,15 +14,17 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
-from herder.cluster import ClusterError, LocalCluster
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
+
+if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master and worker skip
+    from herder.cluster import LocalCluster
 
 _M = MasterSettings()
 _W = WorkerSettings()
@@ -157,6 +159,10 @@ def up(
     """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
     _require_token_off_loopback(host, token)
     _import_from_cwd()
+    from herder.cluster import ClusterError, LocalCluster
+
+    # fork=True: the master and workers are forks of this process, which imports their code
+    # once, instead of three interpreters importing it at the same time (herder.forked).
     cluster = LocalCluster(
         workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db, token=token,
         extra_master_args=[
@@ -173,7 +179,7 @@ def up(
         ],
         host=host, log_level=log_level,
         # Draining workers may take drain-timeout plus cancel-grace; do not kill them sooner.
-        stop_timeout=drain_timeout + cancel_grace + 5.0,
+        stop_timeout=drain_timeout + cancel_grace + 5.0, fork=True,
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0

@@ -11,17 +11,19 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from herder.cli import fmt
-from herder.cli.live import follow
 from herder.cli.options import Token, Url, build_params, err, fail, out, parse_duration
-from herder.client import Client, MasterUnreachable, StreamUnavailable, TaskHandle, is_final
 from herder.config import DEFAULT_URL
 from herder.errors import ClientError
+
+# The client (httpx) and the live display (rich.live) are imported by the commands that use
+# them: `herder master` and `herder worker` load this module too, and should not pay for them.
+if TYPE_CHECKING:
+    from herder.client import Client, TaskHandle
 
 TaskId = Annotated[str, typer.Argument(metavar="ID")]
 Plain = Annotated[bool, typer.Option(
@@ -32,6 +34,8 @@ Plain = Annotated[bool, typer.Option(
 @contextlib.contextmanager
 def _client(url: str, token: str | None) -> Iterator[Client]:
     """A client whose errors end the command with `error: ...` and exit code 1."""
+    from herder.client import Client, MasterUnreachable
+
     try:
         with Client(url, token) as client:
             yield client
@@ -63,6 +67,8 @@ def report_outcome(handle: TaskHandle, task: dict[str, Any]) -> int:
 
 
 def _watch(handle: TaskHandle, plain: bool) -> int:
+    from herder.cli.live import follow
+
     try:
         return report_outcome(handle, follow(handle, err, plain=True if plain else None))
     except KeyboardInterrupt:
@@ -119,12 +125,14 @@ def status(
     if as_json:
         _print_json(task)
         return
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 2))
     rows = [
         ("id", task.get("id")), ("type", task.get("type")),
         ("state", fmt.styled_state(task.get("state"))), ("priority", task.get("priority")),
         ("progress", f"{fmt.fmt_progress(task)} subtasks"),
-        ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not is_final(task) else ""),
+        ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not fmt.is_final(task) else ""),
         ("timeout", task.get("timeout")),
         ("created", fmt.fmt_time(task.get("created_at"))),
         ("started", fmt.fmt_time(task.get("started_at"))),
@@ -151,11 +159,13 @@ def list_(
     if as_json:
         _print_json(tasks)
         return
+    from rich.table import Table
+
     table = Table("id", "type", "state", "priority", "progress", "eta", "created")
     for t in tasks:
         table.add_row(str(t.get("id")), str(t.get("type")), fmt.styled_state(t.get("state")),
                       str(t.get("priority")), fmt.fmt_progress(t),
-                      "" if is_final(t) else fmt.fmt_eta(t.get("eta_seconds")),
+                      "" if fmt.is_final(t) else fmt.fmt_eta(t.get("eta_seconds")),
                       fmt.fmt_time(t.get("created_at")))
     out.print(table)
 
@@ -170,13 +180,15 @@ def result(
     with _client(url, token) as client:
         handle = client.get(task_id)
         task = handle.wait() if wait else (handle.task or handle.status())
-        if not is_final(task):
+        if not fmt.is_final(task):
             fail(f"task {task_id} is {task.get('state')}: no result yet (use --wait)")
         raise typer.Exit(report_outcome(handle, task))
 
 
 def cancel(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None) -> None:
     """Cancel a task: queued subtasks are dropped, running ones told to stop."""
+    from herder.client import TaskHandle
+
     with _client(url, token) as client:
         task = TaskHandle(client, task_id).cancel()
     out.print(f"{task.get('id')} {fmt.styled_state(task.get('state'))}")
@@ -196,6 +208,8 @@ def logs(
     token: Token = None,
 ) -> None:
     """Print a task's log lines (time, level, [subtask attempt worker], message)."""
+    from herder.client import StreamUnavailable, TaskHandle
+
     with _client(url, token) as client:
         handle = TaskHandle(client, task_id)
         # The stored lines first, as a list: it starts with the dropped-records marker if the
@@ -219,7 +233,7 @@ def _poll_logs(handle: TaskHandle, since: int) -> None:
     """`logs --follow` against a master that will not stream: read new pages until the end."""
     while True:
         # Read the state before the logs: lines logged before the end are then all seen.
-        finished = is_final(handle.status())
+        finished = fmt.is_final(handle.status())
         for record in handle.logs(since):
             _print_log(record)
             since = max(since, int(record.get("seq") or 0))
