@@ -70,3 +70,57 @@ def test_the_time_limit_holds() -> None:
         runner.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_kind_of_call_known_to_be_quick_runs_inline_until_one_is_slow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from herder.master import coderunner
+
+    async def main() -> None:
+        runner = CodeRunner(limit=5.0)
+        loop_thread = threading.get_ident()
+        for _ in range(coderunner.INLINE_AFTER):  # timed on the threads first
+            assert await runner.run(threading.get_ident, kind="t.split") != loop_thread
+        assert runner.runs_inline("t.split")
+        assert await runner.run(threading.get_ident, kind="t.split") == loop_thread
+        # a call with an unusually large input can be sent to a thread all the same
+        assert await runner.run(threading.get_ident, kind="t.split", inline=False) != loop_thread
+        # errors come back the same way inline
+        with pytest.raises(ZeroDivisionError):
+            await runner.run(lambda: 1 / 0, kind="t.split")
+        assert not runner.runs_inline("other.split")
+
+        def slow() -> int:
+            time.sleep(coderunner.DEMOTE_ABOVE * 2)
+            return threading.get_ident()
+
+        assert await runner.run(slow, kind="t.split") == loop_thread  # it could not know
+        assert not runner.runs_inline("t.split")  # and never again
+        for _ in range(coderunner.INLINE_AFTER * 2):
+            assert await runner.run(threading.get_ident, kind="t.split") != loop_thread
+        runner.shutdown()
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(main())
+    assert "t.split took" in caplog.text and "runs on threads from now on" in caplog.text
+
+
+def test_a_kind_with_one_slow_call_among_its_recent_ones_stays_on_threads() -> None:
+    from herder.master import coderunner
+
+    async def main() -> None:
+        runner = CodeRunner(limit=5.0)
+
+        def slow() -> None:
+            time.sleep(coderunner.INLINE_BELOW * 4)
+
+        await runner.run(slow, kind="t.aggregate")
+        for _ in range(coderunner.INLINE_AFTER - 1):
+            await runner.run(lambda: None, kind="t.aggregate")
+        assert not runner.runs_inline("t.aggregate")
+        await runner.run(lambda: None, kind="t.aggregate")  # the slow one leaves the window
+        assert runner.runs_inline("t.aggregate")
+        runner.shutdown()
+
+    asyncio.run(main())

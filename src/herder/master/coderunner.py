@@ -5,19 +5,49 @@ So calls that arrive together run together: one job on the pool runs a batch, an
 goes back to the loop as soon as its call returns. A slow call must not hold up the calls queued
 behind it: when a batch has not moved on for STEAL_AFTER seconds, the loop takes back the calls
 it has not started and runs them as a new job on another of the pool's threads. Each call keeps
-its own time limit. Imports only the stdlib.
+its own time limit.
+
+Code that is known to be quick runs on the loop itself, with no hop at all: each kind of call
+(say `primes.split`) is timed, and once its last INLINE_AFTER runs each took under INLINE_BELOW,
+it is called inline. The time limit cannot stop an inline call, so one that takes longer than
+DEMOTE_ABOVE sends its kind back to the threads for good. Imports only the stdlib.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 STEAL_AFTER = 0.05
 THREADS = 8
+#: a kind of call runs inline once its last INLINE_AFTER runs each took under INLINE_BELOW s
+INLINE_AFTER = 8
+INLINE_BELOW = 0.0005
+#: an inline run longer than this sends its kind back to the threads for good
+DEMOTE_ABOVE = 0.005
+
+log = logging.getLogger(__name__)
+
+
+class _Speed:
+    """How long the recent calls of one kind took, and whether it may run inline."""
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=INLINE_AFTER)
+        self.demoted = False
+
+    def inline(self) -> bool:
+        return (
+            not self.demoted
+            and len(self.recent) == INLINE_AFTER
+            and max(self.recent) < INLINE_BELOW
+        )
 
 _Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
@@ -53,12 +83,39 @@ class CodeRunner:
         )
         self._queue: list[_Call] = []
         self._scheduled = False
+        self._speeds: dict[str, _Speed] = {}
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` on a thread; TimeoutError after the limit (the call itself goes on)."""
+    def runs_inline(self, kind: str) -> bool:
+        speed = self._speeds.get(kind)
+        return speed is not None and speed.inline()
+
+    async def run(
+        self, fn: Callable[..., Any], *args: Any, kind: str | None = None, inline: bool = True
+    ) -> Any:
+        """`fn(*args)` on a thread; TimeoutError after the limit (the call itself goes on).
+
+        With `kind`, calls of that kind are timed and, once known to be quick, run inline
+        (unless `inline` is False: for a call whose input is much larger than usual)."""
+        speed = None
+        if kind is not None:
+            speed = self._speeds.setdefault(kind, _Speed())
+            if inline and speed.inline():
+                started = time.perf_counter()
+                try:
+                    return fn(*args)
+                finally:
+                    took = time.perf_counter() - started
+                    speed.recent.append(took)
+                    if took > DEMOTE_ABOVE:
+                        speed.demoted = True
+                        log.warning(
+                            "%s took %.1f ms on the event loop; it runs on threads from now on",
+                            kind, took * 1000,
+                        )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((fn, args, future))
+        call = fn if speed is None else _timed(fn, speed)
+        self._queue.append((call, args, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._submit)
@@ -104,6 +161,18 @@ def _run(loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
         except BaseException as exc:  # handed to the awaiting coroutine, whatever it is
             outcome = (False, exc)
         loop.call_soon_threadsafe(_settle, future, outcome)
+
+
+def _timed(fn: Callable[..., Any], speed: _Speed) -> Callable[..., Any]:
+    def timed(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            # appended from the pool's thread: deque.append is atomic under the GIL
+            speed.recent.append(time.perf_counter() - started)
+
+    return timed
 
 
 def _expire(future: asyncio.Future[Any], limit: float) -> None:

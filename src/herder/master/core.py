@@ -42,6 +42,8 @@ FINISHED_CACHE = 10_000
 PROGRESS_INTERVAL = 0.1
 #: how often running subtasks are checked for stragglers
 SPECULATE_EVERY = 0.5
+#: an aggregate of more results than this always runs on a thread, however quick it was before
+INLINE_RESULTS = 1000
 
 
 class Rejected(HerderError):
@@ -220,7 +222,9 @@ class Master:
     async def _split(self, task: ActiveTask) -> None:
         task_type = self.registry.instance(task.record.type)
         try:
-            parts = await self._run_code(task_type.split, task.params)
+            parts = await self._run_code(
+                task_type.split, task.params, kind=f"{task.record.type}.split"
+            )
             parts = list(parts)
             json.dumps(parts, allow_nan=False)
         except Exception as exc:
@@ -376,7 +380,11 @@ class Master:
         results = await self.store.read(self.store.store.get_results, record.id)
         task_type = self.registry.instance(record.type)
         try:
-            result = await self._run_code(task_type.aggregate, task.params, results)
+            result = await self._run_code(
+                task_type.aggregate, task.params, results, kind=f"{record.type}.aggregate",
+                # far more results than usual could make a quick aggregate slow: a thread
+                inline=len(results) <= INLINE_RESULTS,
+            )
             json.dumps(result, allow_nan=False)
         except Exception as exc:
             await self._fail(record.id, _code_error("aggregate", exc))
@@ -485,8 +493,17 @@ class Master:
 
     async def _watch_leases(self) -> None:
         """Declare lost a worker silent, or disconnected, for longer than --lease-timeout."""
+        interval = min(self.settings.heartbeat, self.settings.lease_timeout) / 2
         while True:
-            await asyncio.sleep(min(self.settings.heartbeat, self.settings.lease_timeout) / 2)
+            asleep = time.monotonic()
+            await asyncio.sleep(interval)
+            # A loop that was held up (a long GC pause, a slow inline aggregate) heard nobody
+            # meanwhile: the workers' frames wait in the sockets. Their silence is not theirs.
+            stalled = time.monotonic() - asleep - interval
+            if stalled > interval:
+                for session in self.sessions.values():
+                    session.last_seen += stalled
+                    session.disconnected_at += stalled
             limit = time.monotonic() - self.settings.lease_timeout
             for session in list(self.sessions.values()):
                 if session.connected and session.last_seen < limit:
@@ -876,9 +893,12 @@ class Master:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _run_code(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run task-type code off the loop, under --split-timeout."""
-        return await self._code.run(fn, *args)
+    async def _run_code(
+        self, fn: Callable[..., Any], *args: Any, kind: str, inline: bool = True
+    ) -> Any:
+        """Run task-type code off the loop, under --split-timeout (or, once known to be
+        quick, on it: CodeRunner)."""
+        return await self._code.run(fn, *args, kind=kind, inline=inline)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -58,7 +58,8 @@ class Journal:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
-            stored = await self._store.call(self._store.store.append_logs, batch)
+            # one transaction with the writes posted before it (a commit saved per flush)
+            stored = await self._store.commit(self._store.store.append_logs, batch)
             for record in stored:
                 self._hub.publish(event_of(record))
             await self._bound(stored)

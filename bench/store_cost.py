@@ -1,0 +1,81 @@
+"""The store's share of W1, alone: the writes and reads the master makes for one-subtask tasks,
+in the batches it makes them, on a SQLite file, without HTTP, WebSockets or workers:
+
+    .venv/bin/python -m bench.store_cost [--tasks 10000] [--batch 1000]
+
+Prints microseconds of store time per task (best of 3 runs, each on a fresh file), and per
+call. Use it to measure a change of schema or of a query without the noise of the whole system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+from herder.master.core import new_task_id
+from herder.model import LogRecord, TaskRecord, TaskState
+from herder.store.sqlite import SqliteStore
+
+
+def one_run(tasks: int, batch: int) -> tuple[float, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as where:
+        store = SqliteStore(os.path.join(where, "bench.db"))
+        store.migrate()
+        spent: dict[str, float] = defaultdict(float)
+
+        def timed(name: str, fn: object, *args: object) -> object:
+            t0 = time.perf_counter()
+            out = fn(*args)  # type: ignore[operator]
+            spent[name] += time.perf_counter() - t0
+            return out
+
+        def journal(ids: list[str], state: str) -> None:
+            now = time.time()
+            timed("append_logs", store.append_logs, [
+                LogRecord(task_id=i, ts=now, level="INFO", message=state, kind="state")
+                for i in ids
+            ])
+
+        for first in range(0, tasks, batch):
+            now = time.time()
+            records = [
+                TaskRecord(id=new_task_id(), type="noop", params={"value": n}, created_at=now)
+                for n in range(first, min(tasks, first + batch))
+            ]
+            ids = [r.id for r in records]
+            timed("insert_tasks", store.insert_tasks, records)
+            journal(ids, "pending")
+            with store.transaction():
+                timed("start_tasks", store.start_tasks, [(i, [None], now) for i in ids])
+                timed("start_attempts", store.start_attempts, [(i, 0, 1, "w1", now) for i in ids])
+            journal(ids, "running")
+            timed("record_results", store.record_results, [(i, 0, 1, "null", now) for i in ids])
+            with store.transaction():
+                timed("set_task_states", store.set_task_states,
+                      [(i, TaskState.AGGREGATING) for i in ids])
+                for i in ids:
+                    timed("get_results", store.get_results, i)
+                timed("finish_tasks", store.finish_tasks,
+                      [(i, TaskState.SUCCEEDED, now, None, None) for i in ids])
+            journal(ids, "aggregating")
+            journal(ids, "succeeded")
+        store.close()
+        return sum(spent.values()), dict(spent)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=1_000)
+    a = ap.parse_args()
+    total, spent = min((one_run(a.tasks, a.batch) for _ in range(3)), key=lambda r: r[0])
+    print(f"store time per task: {total / a.tasks * 1e6:,.0f} us")
+    for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:16s} {seconds / a.tasks * 1e6:7,.1f} us")
+
+
+if __name__ == "__main__":
+    main()
