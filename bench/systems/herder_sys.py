@@ -82,8 +82,9 @@ class System(base.System):
         assert count == n
 
     def w2_once(self) -> None:
-        client = self._client()
-        client.gather([client.submit("bench_noop")], timeout=TIMEOUT)
+        # submit and wait in one request (POST /tasks?wait=), as Celery's apply().get() or
+        # ray.get(f.remote()) are each system's shortest call-and-answer
+        self._client().run("bench_noop", wait=TIMEOUT)
 
     def w3(self, parts: int, loops: int) -> int:
         client = self._client()

@@ -158,6 +158,27 @@ def _status_request(task_id: str, wait: float = 0.0) -> _Request:
     )
 
 
+def _submit_request(body: dict[str, Any], wait: float = 0.0) -> _Request:
+    if wait <= 0:
+        return _Request("POST", f"{API}/tasks", json=body)
+    # also a long poll: the answer comes when the task finishes, or after `wait` seconds
+    return _Request(
+        "POST", f"{API}/tasks", json=body, params={"wait": round(wait, 3)}, timeout=wait + 10.0
+    )
+
+
+def _first_wait(wait: float | None) -> float:
+    """How long `run`'s submission may wait for the task to finish (a long poll's worth)."""
+    return _Poll.LONG_POLL if wait is None else max(0.001, min(_Poll.LONG_POLL, wait))
+
+
+def _result_of(task: Task) -> tuple[bool, Any]:
+    """(True, result) from a finished task's JSON when it holds the result; TaskFailed if the
+    task did not succeed; (False, None) when the result must be read (an older master)."""
+    _raise_unless_succeeded(task)
+    return ("result" in task), task.get("result")
+
+
 def _result_request(task_id: str) -> _Request:
     return _Request("GET", _task_path(task_id, "/result"))
 
@@ -807,8 +828,31 @@ class Client(_Base):
         retries: int | None = None,
     ) -> TaskHandle:
         body = _task_body(type, params, priority, timeout, id, retries)
-        task = self._call(_Request("POST", f"{API}/tasks", json=body))
+        task = self._call(_submit_request(body))
         return TaskHandle(self, task["id"], task)
+
+    def run(
+        self,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        id: str | None = None,
+        retries: int | None = None,
+        *,
+        wait: float | None = None,
+    ) -> Any:
+        """Submit a task and return its result: one round trip when it finishes within a long
+        poll (`POST /tasks?wait=`). TaskFailed if it does not succeed; TimeoutError when it is
+        still unfinished after `wait` seconds (it goes on; find it with `list_tasks`)."""
+        started = time.monotonic()
+        body = _task_body(type, params, priority, timeout, id, retries)
+        task = self._call(_submit_request(body, _first_wait(wait)))
+        handle = TaskHandle(self, task["id"], task)
+        if not is_final(task):
+            left = None if wait is None else max(0.0, wait - (time.monotonic() - started))
+            task = handle.wait(left)
+        return handle.result(timeout=0)
 
     def submit_many(self, items: Sequence[Mapping[str, Any]]) -> list[TaskHandle]:
         """Submit in one request; each item is a dict of `submit`'s arguments.
@@ -1012,9 +1056,9 @@ class TaskHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait, then return the result; TaskFailed if the task did not succeed."""
-        task = self.wait(timeout)
-        _raise_unless_succeeded(task)
-        return self.client._call(_result_request(self.id))["result"]
+        task = self.task if self.task is not None and is_final(self.task) else self.wait(timeout)
+        held, value = _result_of(task)
+        return value if held else self.client._call(_result_request(self.id))["result"]
 
     def cancel(self) -> Task:
         self.task = self.client._call(_cancel_request(self.id))
@@ -1090,8 +1134,29 @@ class AsyncClient(_Base):
         retries: int | None = None,
     ) -> AsyncTaskHandle:
         body = _task_body(type, params, priority, timeout, id, retries)
-        task = await self._call(_Request("POST", f"{API}/tasks", json=body))
+        task = await self._call(_submit_request(body))
         return AsyncTaskHandle(self, task["id"], task)
+
+    async def run(
+        self,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        id: str | None = None,
+        retries: int | None = None,
+        *,
+        wait: float | None = None,
+    ) -> Any:
+        """The async twin of `Client.run`."""
+        started = time.monotonic()
+        body = _task_body(type, params, priority, timeout, id, retries)
+        task = await self._call(_submit_request(body, _first_wait(wait)))
+        handle = AsyncTaskHandle(self, task["id"], task)
+        if not is_final(task):
+            left = None if wait is None else max(0.0, wait - (time.monotonic() - started))
+            task = await handle.wait(left)
+        return await handle.result(timeout=0)
 
     async def submit_many(self, items: Sequence[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
         answer = await self._call(_Request("POST", f"{API}/tasks/batch", json=_batch_body(items)))
@@ -1300,9 +1365,12 @@ class AsyncTaskHandle:
         return task
 
     async def result(self, timeout: float | None = None) -> Any:
-        task = await self.wait(timeout)
-        _raise_unless_succeeded(task)
-        return (await self.client._call(_result_request(self.id)))["result"]
+        if self.task is not None and is_final(self.task):
+            task = self.task
+        else:
+            task = await self.wait(timeout)
+        held, value = _result_of(task)
+        return value if held else (await self.client._call(_result_request(self.id)))["result"]
 
     async def cancel(self) -> Task:
         self.task = await self.client._call(_cancel_request(self.id))

@@ -121,3 +121,33 @@ def test_fair_share_between_equal_priorities(one_slot: LocalCluster) -> None:
     assert big.status()["state"] == "running"
     assert big.status()["progress"]["subtasks_done"] < 20
     big.cancel()
+
+
+def test_run_submits_and_answers_with_the_result_in_one_round_trip(client: Client) -> None:
+    assert client.run("primes", {"limit": 10_000}) == 1229
+    # the HTTP of it: the POST answers with the finished task when given `wait`
+    raw = client._http.post("/api/v1/tasks", params={"wait": 10},
+                            json={"type": "noop", "params": {"value": 7}})
+    assert raw.status_code == 201
+    assert (raw.json()["state"], raw.json()["result"]) == ("succeeded", 7)
+    with pytest.raises(TaskFailed) as failed:
+        client.run("fail", {"times": 99}, retries=0)
+    assert failed.value.state == "failed"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="still running"):
+        client.run("sleep", {"seconds": 5, "parts": 1}, wait=0.3)
+    assert time.monotonic() - started < 3.0
+
+
+def test_async_run_answers_with_the_result(cluster: LocalCluster) -> None:
+    import asyncio
+
+    from herder import AsyncClient
+
+    async def main() -> None:
+        async with AsyncClient(cluster.url) as client:
+            assert await client.run("noop", {"value": 3}) == 3
+            with pytest.raises(TaskFailed):
+                await client.run("fail", {"times": 99}, retries=0)
+
+    asyncio.run(main())

@@ -34,13 +34,16 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 
 
-def get_master(request: Request) -> Master:
+async def get_master(request: Request) -> Master:
+    # async on purpose: FastAPI runs a plain `def` dependency on a thread pool, a thread hop
+    # per request (measured: ~1 ms of a submission's 2 ms)
     master: Master = request.app.state.master
     return master
 
 
 async def require_token(request: Request) -> None:
-    token = get_master(request).settings.token
+    master: Master = request.app.state.master
+    token = master.settings.token
     if token is not None and not _token_ok(request.headers.get("authorization"), token):
         raise HTTPException(
             401,
@@ -124,10 +127,20 @@ async def healthz(master: MasterDep) -> dict[str, Any]:
 
 
 @api.post("/tasks", status_code=201)
-async def submit(body: SubmitRequest, master: MasterDep) -> dict[str, Any]:
+async def submit(
+    body: SubmitRequest,
+    master: MasterDep,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
+) -> dict[str, Any]:
+    """With `wait`, a long poll as well: the answer comes when the task finishes (or after
+    `wait` s), so that a call and its result take one round trip."""
     (answer,) = await master.submit_many([_submission(body)])
     if isinstance(answer, Rejected):
         raise answer
+    if wait > 0:
+        task_id = str(answer["id"])
+        await master.wait_finished(task_id, wait)
+        return await _task_or_404(master, task_id)
     return answer
 
 
