@@ -53,6 +53,7 @@ class Stubborn(TaskType):
         return [params.seconds] * params.parts
 
     def execute(self, ctx: Context, part: float) -> str:
+        ctx.progress(0.0, 1.0, "started")  # so a test can wait until it runs
         time.sleep(float(part))
         return "done"
 

@@ -277,6 +277,8 @@ HEALTH_MIN = 5
 
 #: a type is short (its attempts may be pipelined) once this many of its run times are known
 PIPELINE_SAMPLES = 3
+#: at most this many pipelined attempts per slot, however short the type
+PIPELINE_DEPTH = 16
 #: weight of the newest run time in a type's moving average
 RUNTIME_WEIGHT = 0.2
 
@@ -299,11 +301,12 @@ class _Runtime:
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     prefetch: int = 0
-    #: pipelining: a worker whose held attempts are all of short types may hold one more attempt
-    #: per slot of a short type, so that it starts the next one the moment one ends instead of a
-    #: round trip later. A type is short when its attempts' average run time is at most this
-    #: many seconds; 0 turns pipelining off. Priority inversion is bounded by it: work of a
-    #: higher priority waits at most one short attempt per slot.
+    #: pipelining: a worker whose held attempts are all of short types may hold, per slot, up to
+    #: this many seconds of attempts of a short type waiting (at least one, at most
+    #: PIPELINE_DEPTH), so that it starts the next one the moment one ends instead of a round
+    #: trip later. A type is short when its attempts' average run time is at most this many
+    #: seconds; 0 turns pipelining off. Priority inversion is bounded by it: work of a higher
+    #: priority waits at most about this long per slot.
     pipeline_below: float = 0.0
     retry_backoff: float = 0.1
     retry_backoff_max: float = 30.0
@@ -679,6 +682,15 @@ class Scheduler:
         """Are attempts of this type pipelined (see SchedulerConfig.pipeline_below)?"""
         return self._short(type_name)
 
+    def pipeline_depth(self, type_name: str) -> int:
+        """Attempts of this type a worker may hold per slot beyond its slots (0: none)."""
+        if not self._short(type_name):
+            return 0
+        average = self._runtimes[type_name].average
+        if average <= 0:
+            return PIPELINE_DEPTH
+        return max(1, min(PIPELINE_DEPTH, int(self.config.pipeline_below / average)))
+
     def _short(self, type_name: str) -> bool:
         if self.config.pipeline_below <= 0:
             return False
@@ -760,24 +772,24 @@ class Scheduler:
         self._ring_remove(task)
         self._tasks.pop(task.id, None)
 
-    def _credit(self, w: _Worker, pipelined: bool = False) -> int:
-        """Attempts `w` can take now; with `pipelined`, for an attempt of a short type."""
+    def _credit(self, w: _Worker, depth: int = 0) -> int:
+        """Attempts `w` can take now; with `depth`, for an attempt of a short type pipelined
+        that deep (see pipeline_depth)."""
         if w.draining or not w.connected:
             return 0
         credit = w.slots + self.config.prefetch - len(w.held) - w.unavailable
-        if pipelined and not w.long:
-            credit += w.slots
+        if depth and not w.long:
+            credit += w.slots * depth
         return credit
 
     def _any_credit(self, pipelined: bool = True) -> bool:
         if any(self._credit(w) > 0 for w in self._workers.values()):
             return True
+        if not pipelined:
+            return False
         # Only pipeline credit left: it is worth a look only if short work is ready.
-        return (
-            pipelined
-            and any(self._short(t) for t in self._ready_types)
-            and any(self._credit(w, pipelined=True) > 0 for w in self._workers.values())
-        )
+        depth = max((self.pipeline_depth(t) for t in self._ready_types), default=0)
+        return depth > 0 and any(self._credit(w, depth) > 0 for w in self._workers.values())
 
     def _queued_work_can_run(self) -> bool:
         """Would dispatch() hand out a ready subtask now?"""
@@ -808,10 +820,10 @@ class Scheduler:
     ) -> _Worker | None:
         best: _Worker | None = None
         best_key: tuple[int, int, float, int] | None = None
-        pipelined = pipelined and self._short(task.type)
+        depth = self.pipeline_depth(task.type) if pipelined else 0
         for w in self._workers.values():
             if (
-                self._credit(w, pipelined) <= 0
+                self._credit(w, depth) <= 0
                 or task.type not in w.types
                 or not task.labels <= w.labels
             ):

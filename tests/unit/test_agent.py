@@ -244,7 +244,8 @@ def test_assigns_beyond_the_slots_wait_and_can_be_cancelled() -> None:
         await master.send(Cancel(task_id="t1", index=0, attempt=3))
         third = await master.next(ResultFrame, where=lambda f: f.attempt == 3)
         assert third.outcome == "cancelled"
-        assert agent.pool.running() == [("t1", 0, 1)]
+        # the slot's thread runs the first; the second waits in its queue (ThreadSlotPool)
+        assert agent.pool.running() == [("t1", 0, 1), ("t1", 0, 2)]
         # Cancelling the running one lets the next waiting one start.
         await master.send(Cancel(task_id="t1", index=0, attempt=1))
         await master.next(ResultFrame, where=lambda f: f.attempt == 1)

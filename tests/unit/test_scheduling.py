@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pytest
 
 from herder.scheduling import (
+    PIPELINE_DEPTH,
     AttemptEnded,
     AttemptFailed,
     AttemptSucceeded,
@@ -129,26 +130,37 @@ def run_for(s: Scheduler, d: Dispatch, seconds: float, now: float = 0.0) -> list
     return list(s.handle(AttemptSucceeded(d.task_id, d.index, d.attempt, seconds), now))
 
 
-def test_short_types_are_pipelined_one_extra_attempt_per_slot() -> None:
+def test_short_types_are_pipelined_as_deep_as_the_window_allows() -> None:
     s = make(PIPELINED)
     join(s, "w1", slots=2)
-    submit(s, "a", 20)
+    submit(s, "a", 40)
     first = s.dispatch(0.0)
     assert len(first) == 2  # nothing is known of the type yet: no pipelining
     for d in first:
-        run_for(s, d, 0.001)
+        run_for(s, d, 0.02)
     assert not s.is_short("t")  # two run times are not enough to call it short
     second = s.dispatch(0.0)
-    run_for(s, second[0], 0.001)
+    run_for(s, second[0], 0.02)
     assert s.is_short("t")
+    assert s.pipeline_depth("t") == 2  # 50 ms of 20 ms attempts waiting per slot
     # the other attempt was dispatched before the type was known to be short: nothing is
     # pipelined behind it, the free slot is filled as usual
     assert len(s.dispatch(0.0)) == 1
-    run_for(s, second[1], 0.001)
-    # now the worker may hold 2 slots + 2 pipelined
-    assert len(s.dispatch(0.0)) == 3
-    assert s.worker_load("w1") == (4, 2)
+    run_for(s, second[1], 0.02)
+    # now the worker may hold 2 slots + 2 x 2 pipelined
+    assert len(s.dispatch(0.0)) == 5
+    assert s.worker_load("w1") == (6, 2)
     assert s.dispatch(0.0) == []
+
+
+def test_pipelining_depth_is_capped() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=1)
+    submit(s, "a", 100)
+    for _ in range(3):
+        run_for(s, one(s.dispatch(0.0)), 0.00001)
+    assert s.pipeline_depth("t") == PIPELINE_DEPTH
+    assert len(s.dispatch(0.0)) == 1 + PIPELINE_DEPTH
 
 
 def test_a_type_that_runs_long_is_not_pipelined() -> None:
@@ -192,12 +204,12 @@ def test_speculation_never_uses_pipeline_credit() -> None:
     join(s, "w2", slots=1)
     submit(s, "a", 10)
     for d in s.dispatch(0.0):
-        run_for(s, d, 0.001)
-    run_for(s, s.dispatch(0.0)[0], 0.001)
+        run_for(s, d, 0.02)
+    run_for(s, s.dispatch(0.0)[0], 0.02)
     assert s.is_short("t")
-    # w1 is free: 1 slot + 1 pipelined; w2 holds an attempt dispatched before the type was
-    # known to be short, so nothing waits behind it
-    assert [d.worker_id for d in s.dispatch(0.0)] == ["w1", "w1"]
+    # w1 is free: 1 slot + 2 pipelined (20 ms attempts, a 50 ms window); w2 holds an attempt
+    # dispatched before the type was known to be short, so nothing waits behind it
+    assert [d.worker_id for d in s.dispatch(0.0)] == ["w1", "w1", "w1"]
     # every slot is taken: no second attempt however long the first ones run
     assert s.speculate(100.0, factor=None, after=1.0, floor=0.0) == []
 

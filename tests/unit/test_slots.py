@@ -201,17 +201,41 @@ def test_unknown_type_is_an_error(make_pool: PoolFactory) -> None:
     run(test, make_pool(2.0))
 
 
-def test_no_more_than_slots_at_once(make_pool: PoolFactory) -> None:
+def test_no_more_than_it_accepts_at_once(make_pool: PoolFactory) -> None:
     async def test(pool: PoolBase, rec: Recorder) -> None:
-        pool.start(job("sleep", 30.0))
+        # a thread pool also queues one attempt per slot, which starts when a slot is done
+        queued = pool.slots if isinstance(pool, ThreadSlotPool) else 0
+        assert pool.accepts == pool.slots + queued
+        keys = [("t1", 0, a) for a in range(1, pool.accepts + 1)]
+        for _, _, attempt in keys:
+            pool.start(job("sleep", 30.0, attempt=attempt))
+        assert pool.free_slots == 0 and pool.accepts == 0
         with pytest.raises(NoFreeSlot):
-            pool.start(job("noop", attempt=2))
+            pool.start(job("noop", attempt=99))
         with pytest.raises(ValueError, match="already running"):
             pool.start(job("sleep", 30.0))
-        pool.cancel(("t1", 0, 1))
-        await rec.result(("t1", 0, 1))
+        for key in keys:
+            pool.cancel(key)
+        for key in keys:
+            assert (await rec.result(key)).outcome == "cancelled"
 
     run(test, make_pool(2.0))
+
+
+def test_a_queued_attempt_starts_when_the_slot_is_done_and_one_cancelled_never_runs() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("sleep", 0.2, attempt=1))
+        pool.start(job("primes", [0, 1000], attempt=2))  # waits in the queue
+        assert (await rec.result(("t1", 0, 2))).result == 168
+        assert (await rec.result(("t1", 0, 1))).outcome == "ok"
+        pool.start(job("sleep", 0.2, attempt=3))
+        pool.start(job("sleep", 30.0, attempt=4))
+        pool.cancel(("t1", 0, 4))  # before its turn: reported without running
+        done = await rec.result(("t1", 0, 4))
+        assert done.outcome == "cancelled" and done.duration < 1.0
+        await rec.until(lambda: pool.accepts == 2)
+
+    run(test, ThreadSlotPool(REGISTRY, slots=1, cancel_grace=5.0))
 
 
 def test_process_pool_kills_a_stubborn_task_and_respawns() -> None:
@@ -259,6 +283,7 @@ def test_thread_pool_abandons_a_stubborn_task_but_keeps_its_slot() -> None:
         assert isinstance(pool, ThreadSlotPool)
         key = ("t1", 0, 1)
         pool.start(job("stubborn", 1.0))
+        await rec.until(lambda: any(e[0] == "progress" for e in rec.events))  # it runs
         pool.cancel(key)
         done = await rec.result(key, timeout=1.0)
         assert done.outcome == "cancelled"

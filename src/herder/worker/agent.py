@@ -477,7 +477,7 @@ class Agent:
 
     def _pump(self) -> None:
         """Start waiting attempts while there are free slots."""
-        while self._backlog and self.pool.free_slots > 0:
+        while self._backlog and self.pool.accepts > 0:
             key, job = self._backlog.popitem(last=False)
             try:
                 self.pool.start(job)

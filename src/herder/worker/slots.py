@@ -50,6 +50,11 @@ class SlotPool(Protocol):
     def free_slots(self) -> int: ...
 
     @property
+    def accepts(self) -> int:
+        """How many more attempts `start` takes now: the free slots, plus (thread pool) a queue
+        of one waiting attempt per slot, which a slot thread starts as soon as it is done."""
+
+    @property
     def abandoned(self) -> int:
         """Slots taken by attempts that were reported but still run (thread pool only)."""
 
@@ -59,7 +64,8 @@ class SlotPool(Protocol):
     async def open(self, listener: PoolListener) -> None: ...
 
     def start(self, job: Job) -> None:
-        """Run `job` in a free slot; the caller checks `free_slots` first."""
+        """Run `job` in a free slot, or queue it for the next one; the caller checks
+        `accepts` first."""
 
     def cancel(self, key: AttemptKey, reason: Outcome = "cancelled") -> None:
         """Set the attempt's cancel flag; after the grace period it is killed or abandoned and
@@ -123,13 +129,17 @@ class PoolBase:
         raise NotImplementedError
 
     @property
+    def accepts(self) -> int:
+        return self.free_slots
+
+    @property
     def abandoned(self) -> int:
         return 0
 
     def start(self, job: Job) -> None:
         if job.key in self._runs:
             raise ValueError(f"attempt {job.key} is already running")
-        if self.free_slots <= 0:
+        if self.accepts <= 0:
             raise NoFreeSlot(f"no free slot for attempt {job.key}")
         run = Running(job)
         self._runs[job.key] = run
@@ -263,7 +273,15 @@ class ThreadSlotPool(PoolBase):
 
     @property
     def free_slots(self) -> int:
-        return self.slots - len(self._runs) - len(self._abandoned)
+        return max(0, self.slots - len(self._runs) - len(self._abandoned))
+
+    @property
+    def accepts(self) -> int:
+        # One attempt per slot may wait in the slot threads' queue, so that a thread goes from
+        # one short attempt to the next without a round trip through the event loop. Not while
+        # a thread is stuck on an abandoned attempt: nothing must wait behind it.
+        queue = 0 if self._abandoned else self.slots
+        return max(0, self.slots + queue - len(self._runs) - len(self._abandoned))
 
     @property
     def abandoned(self) -> int:
@@ -283,7 +301,10 @@ class ThreadSlotPool(PoolBase):
         self._threads.submit(run.job, flag)
 
     def _work(self, job: Job, flag: threading.Event) -> None:
-        finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
+        if flag.is_set():  # cancelled while it waited in the queue: never started
+            finished = Finished(job.key, "cancelled")
+        else:
+            finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
         self.call_in_loop(self._thread_ended, finished)
 
     def _thread_ended(self, finished: Finished) -> None:
