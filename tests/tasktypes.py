@@ -105,6 +105,27 @@ class Echo(TaskType):
         return results
 
 
+class SlowAggregateParams(pydantic.BaseModel):
+    seconds: float = pydantic.Field(ge=0)
+
+
+class SlowAggregate(TaskType):
+    """One no-op subtask, then an aggregate that takes `seconds`."""
+
+    name = "slowaggregate"
+    Params = SlowAggregateParams
+
+    def split(self, params: SlowAggregateParams) -> list[None]:
+        return [None]
+
+    def execute(self, ctx: Context, part: Any) -> None:
+        return None
+
+    def aggregate(self, params: SlowAggregateParams, results: list[Any]) -> str:
+        time.sleep(params.seconds)
+        return "aggregated"
+
+
 class BadResult(TaskType):
     """Returns something that is not JSON."""
 

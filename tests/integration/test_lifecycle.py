@@ -151,3 +151,16 @@ def test_async_run_answers_with_the_result(cluster: LocalCluster) -> None:
                 await client.run("fail", {"times": 99}, retries=0)
 
     asyncio.run(main())
+
+
+def test_a_slow_aggregate_is_listed_as_aggregating(client: Client) -> None:
+    handle = client.submit("slowaggregate", {"seconds": 1.5})
+
+    def listed_as_aggregating() -> bool:
+        # the filter reads the stored state: stored once the aggregate has run a while
+        return any(t["id"] == handle.id for t in client.list_tasks(state="aggregating"))
+
+    wait_until(listed_as_aggregating, timeout=5)
+    assert handle.status()["state"] == "aggregating"
+    assert handle.result(timeout=10) == "aggregated"
+    assert not any(t["id"] == handle.id for t in client.list_tasks(state="aggregating"))

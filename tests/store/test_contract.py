@@ -956,3 +956,34 @@ def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
             store.migrate()
     finally:
         store.close()
+
+
+def test_sqlite_data_stored_before_the_later_migrations_survives_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store made by the first two migrations, with a task in every kind of row...
+    path = str(tmp_path / "old.db")
+    monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS[:2])
+    store = SqliteStore(path)
+    store.migrate()
+    task = started(store, parts=3)
+    store.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
+    store.record_result(task.id, 0, 1, {"r": 0}, finished_at=3.0)
+    store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
+    store.close()
+    # ...is the same store after the rest of them (0003 dropped an index, 0004 rebuilt tables)
+    monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
+    store = SqliteStore(path)
+    try:
+        store.migrate()
+        assert _versions(store) == _KNOWN
+        assert states(store, task.id) == [
+            SubtaskState.SUCCEEDED, SubtaskState.QUEUED, SubtaskState.QUEUED
+        ]
+        assert store.get_results(task.id) == [{"r": 0}, None, None]
+        assert [r.message for r in store.get_logs(task.id)] == ["hi"]
+        # and takes new results, once each
+        assert store.record_result(task.id, 1, 1, "b", finished_at=4.0) is True
+        assert store.record_result(task.id, 1, 2, "again", finished_at=5.0) is False
+    finally:
+        store.close()

@@ -44,6 +44,8 @@ PROGRESS_INTERVAL = 0.1
 SPECULATE_EVERY = 0.5
 #: an aggregate of more results than this always runs on a thread, however quick it was before
 INLINE_RESULTS = 1000
+#: the state `aggregating` is stored only for an aggregate still running after this long
+AGGREGATING_STORED_AFTER = 0.1
 
 
 class Rejected(HerderError):
@@ -342,6 +344,8 @@ class Master:
             return
         if task.deadline_handle is not None:
             task.deadline_handle.cancel()
+        if task.aggregating_handle is not None:
+            task.aggregating_handle.cancel()
         now = time.time()
         self.store.post_item(self.store.store.finish_tasks, (task_id, state, now, result, error))
         task.record.state = state
@@ -374,8 +378,13 @@ class Master:
         record = task.record
         if record.state is not TaskState.AGGREGATING:
             record.state = TaskState.AGGREGATING
-            self.store.post_item(self.store.store.set_task_states, (record.id, record.state))
             self.journal.state(record.id, record.state.value, time.time())
+            # A quick aggregate's row goes from running to its final state in one write; a slow
+            # one's is stored as aggregating after a while (for the list filter). Recovery
+            # treats a running task whose subtasks all succeeded as aggregating either way.
+            task.aggregating_handle = asyncio.get_running_loop().call_later(
+                AGGREGATING_STORED_AFTER, self._store_aggregating, record.id
+            )
         # results are committed before their subtasks count as done: no flush needed
         results = await self.store.read(self.store.store.get_results, record.id)
         task_type = self.registry.instance(record.type)
@@ -390,6 +399,11 @@ class Master:
             await self._fail(record.id, _code_error("aggregate", exc))
             return
         await self._end(record.id, TaskState.SUCCEEDED, result, None)
+
+    def _store_aggregating(self, task_id: str) -> None:
+        task = self.active.get(task_id)
+        if task is not None and task.record.state is TaskState.AGGREGATING:
+            self.store.post_item(self.store.store.set_task_states, (task_id, task.record.state))
 
     # -- workers -------------------------------------------------------------------------------
 

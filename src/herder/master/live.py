@@ -22,6 +22,8 @@ class ActiveTask:
     parts: list[JSON] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
     deadline_handle: asyncio.TimerHandle | None = None
+    #: stores the state `aggregating` if the aggregate is still running then (core._aggregate)
+    aggregating_handle: asyncio.TimerHandle | None = None
     #: wall clock (time.time()) deadline, or None
     deadline: float | None = None
     #: the highest fraction shown so far: the bar never goes back while the task runs
