@@ -89,6 +89,22 @@ class CodeRunner:
         speed = self._speeds.get(kind)
         return speed is not None and speed.inline()
 
+    def call_inline(self, kind: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` here and now, timed as `kind` (for a kind that `runs_inline`)."""
+        speed = self._speeds.setdefault(kind, _Speed())
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            took = time.perf_counter() - started
+            speed.recent.append(took)
+            if took > DEMOTE_ABOVE:
+                speed.demoted = True
+                log.warning(
+                    "%s took %.1f ms on the event loop; it runs on threads from now on",
+                    kind, took * 1000,
+                )
+
     async def run(
         self, fn: Callable[..., Any], *args: Any, kind: str | None = None, inline: bool = True
     ) -> Any:
@@ -100,18 +116,7 @@ class CodeRunner:
         if kind is not None:
             speed = self._speeds.setdefault(kind, _Speed())
             if inline and speed.inline():
-                started = time.perf_counter()
-                try:
-                    return fn(*args)
-                finally:
-                    took = time.perf_counter() - started
-                    speed.recent.append(took)
-                    if took > DEMOTE_ABOVE:
-                        speed.demoted = True
-                        log.warning(
-                            "%s took %.1f ms on the event loop; it runs on threads from now on",
-                            kind, took * 1000,
-                        )
+                return self.call_inline(kind, fn, *args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         call = fn if speed is None else _timed(fn, speed)

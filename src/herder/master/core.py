@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,7 +207,7 @@ class Master:
             self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
             task = self._activate(record, params)
             results.append(self.view(task))
-            self._spawn(self._split(task))
+            self._start_split(task)
         return results
 
     def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:
@@ -221,22 +221,42 @@ class Master:
         self.active[record.id] = task
         return task
 
-    async def _split(self, task: ActiveTask) -> None:
-        task_type = self.registry.instance(task.record.type)
+    def _start_split(self, task: ActiveTask) -> None:
+        """Split the task: at once when its type's split is known to be quick (CodeRunner),
+        else on a thread, in a coroutine of its own."""
+        kind = f"{task.record.type}.split"
+        if not self._code.runs_inline(kind):
+            self._spawn(self._split(task, kind))
+            return
+        split = self.registry.instance(task.record.type).split
         try:
-            parts = await self._run_code(
-                task_type.split, task.params, kind=f"{task.record.type}.split"
-            )
+            parts = self._code.call_inline(kind, split, task.params)
+        except Exception as exc:
+            self._fail(task.id, _code_error("split", exc))
+            return
+        self._split_done(task, parts)
+
+    async def _split(self, task: ActiveTask, kind: str) -> None:
+        split = self.registry.instance(task.record.type).split
+        try:
+            parts = await self._code.run(split, task.params, kind=kind)
+        except Exception as exc:
+            self._fail(task.id, _code_error("split", exc))
+            return
+        self._split_done(task, parts)
+
+    def _split_done(self, task: ActiveTask, parts: Any) -> None:
+        try:
             parts = list(parts)
             json.dumps(parts, allow_nan=False)
         except Exception as exc:
-            await self._fail(task.id, _code_error("split", exc))
+            self._fail(task.id, _code_error("split", exc))
             return
         if task.id not in self.active:
             return  # cancelled or timed out while splitting
-        await self._begin(task, parts, list(range(len(parts))), {}, {})
+        self._begin(task, parts, list(range(len(parts))), {}, {})
 
-    async def _begin(
+    def _begin(
         self,
         task: ActiveTask,
         parts: list[JSON],
@@ -283,11 +303,11 @@ class Master:
             params = self.registry.get(record.type).parse_params(record.params)
         except HerderError as exc:
             task = self._activate(record, record.params)
-            await self._fail(task.id, TaskError(f"cannot resume: {exc}"))
+            self._fail(task.id, TaskError(f"cannot resume: {exc}"))
             return
         task = self._activate(record, params)
         if record.state is TaskState.PENDING:
-            self._spawn(self._split(task))
+            self._start_split(task)
             return
         subtasks = await self.store.call(self.store.store.get_subtasks, record.id)
         parts = [s.part for s in subtasks]
@@ -296,12 +316,12 @@ class Master:
         if record.state is TaskState.AGGREGATING or not todo:
             task.parts = parts
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
-            self._spawn(self._aggregate(task))
+            self._start_aggregate(task)
             return
         # What was running is held for --lease-timeout: its workers may reconnect and claim
         # it back (or deliver its result) instead of running it again.
         held = frozenset(s.index for s in subtasks if s.state.value == "running")
-        await self._begin(task, parts, todo, attempts, {}, held)
+        self._begin(task, parts, todo, attempts, {}, held)
         if held:
             asyncio.get_running_loop().call_later(
                 self.settings.lease_timeout, self._release_held, record.id
@@ -319,7 +339,7 @@ class Master:
             if record is None:
                 raise Rejected(404, f"task {task_id!r} not found")
             raise Rejected(409, f"task {task_id!r} is already {record.state.value}")
-        await self._end(task_id, TaskState.CANCELLED, None, None)
+        self._end(task_id, TaskState.CANCELLED, None, None)
         view = await self.get(task_id)
         assert view is not None
         return view
@@ -330,12 +350,12 @@ class Master:
             return
         timeout = task.record.timeout
         error = TaskError(f"timed out: the task's deadline of {timeout} s passed")
-        self._spawn(self._end(task_id, TaskState.TIMED_OUT, None, error))
+        self._end(task_id, TaskState.TIMED_OUT, None, error)
 
-    async def _fail(self, task_id: str, error: TaskError) -> None:
-        await self._end(task_id, TaskState.FAILED, None, error)
+    def _fail(self, task_id: str, error: TaskError) -> None:
+        self._end(task_id, TaskState.FAILED, None, error)
 
-    async def _end(
+    def _end(
         self, task_id: str, state: TaskState, result: JSON, error: TaskError | None
     ) -> None:
         """Finish a task exactly once: store it, then tell the core and the workers."""
@@ -374,7 +394,53 @@ class Master:
 
     # -- aggregation ---------------------------------------------------------------------------
 
-    async def _aggregate(self, task: ActiveTask) -> None:
+    def _start_aggregate(self, task: ActiveTask) -> None:
+        """Aggregate the task: at once when its type's aggregate is known to be quick and its
+        results are few (CodeRunner), else on a thread, in a coroutine of its own."""
+        self._aggregating(task)
+        kind = f"{task.record.type}.aggregate"
+        if not (self.store.inline and self._code.runs_inline(kind)):
+            self._spawn(self._aggregate(task, kind))
+            return
+        # results are committed before their subtasks count as done: no flush needed
+        results = self.store.read_now(self.store.store.get_results, task.id)
+        if len(results) > INLINE_RESULTS:
+            self._spawn(self._aggregate(task, kind, results))
+            return
+        aggregate = self.registry.instance(task.record.type).aggregate
+        try:
+            result = self._code.call_inline(kind, aggregate, task.params, results)
+        except Exception as exc:
+            self._fail(task.id, _code_error("aggregate", exc))
+            return
+        self._aggregate_done(task, result)
+
+    async def _aggregate(
+        self, task: ActiveTask, kind: str, results: list[JSON] | None = None
+    ) -> None:
+        if results is None:
+            results = await self.store.read(self.store.store.get_results, task.id)
+        aggregate = self.registry.instance(task.record.type).aggregate
+        try:
+            # far more results than usual could make a quick aggregate slow: a thread
+            inline = len(results) <= INLINE_RESULTS
+            result = await self._code.run(
+                aggregate, task.params, results, kind=kind, inline=inline
+            )
+        except Exception as exc:
+            self._fail(task.id, _code_error("aggregate", exc))
+            return
+        self._aggregate_done(task, result)
+
+    def _aggregate_done(self, task: ActiveTask, result: Any) -> None:
+        try:
+            json.dumps(result, allow_nan=False)
+        except Exception as exc:
+            self._fail(task.id, _code_error("aggregate", exc))
+            return
+        self._end(task.id, TaskState.SUCCEEDED, result, None)
+
+    def _aggregating(self, task: ActiveTask) -> None:
         record = task.record
         if record.state is not TaskState.AGGREGATING:
             record.state = TaskState.AGGREGATING
@@ -385,20 +451,6 @@ class Master:
             task.aggregating_handle = asyncio.get_running_loop().call_later(
                 AGGREGATING_STORED_AFTER, self._store_aggregating, record.id
             )
-        # results are committed before their subtasks count as done: no flush needed
-        results = await self.store.read(self.store.store.get_results, record.id)
-        task_type = self.registry.instance(record.type)
-        try:
-            result = await self._run_code(
-                task_type.aggregate, task.params, results, kind=f"{record.type}.aggregate",
-                # far more results than usual could make a quick aggregate slow: a thread
-                inline=len(results) <= INLINE_RESULTS,
-            )
-            json.dumps(result, allow_nan=False)
-        except Exception as exc:
-            await self._fail(record.id, _code_error("aggregate", exc))
-            return
-        await self._end(record.id, TaskState.SUCCEEDED, result, None)
 
     def _store_aggregating(self, task_id: str) -> None:
         task = self.active.get(task_id)
@@ -661,7 +713,8 @@ class Master:
             )
         if final:
             task.progress.subtasks_failed += 1
-            self._spawn(self._fail(task.id, err))
+            # after this frame's own decisions are carried out, as before
+            asyncio.get_running_loop().call_soon(self._fail, task.id, err)
 
     async def _commit_results(self) -> None:
         """Write the waiting results in one transaction, then acknowledge them; repeat while
@@ -775,7 +828,7 @@ class Master:
                 case sch.CompleteTask():
                     task = self.active.get(d.task_id)
                     if task is not None:
-                        self._spawn(self._aggregate(task))
+                        self._start_aggregate(task)
                 case sch.FailTask() | sch.Dispatch():
                     pass  # handled where they arise
 
@@ -906,13 +959,6 @@ class Master:
         return out
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    async def _run_code(
-        self, fn: Callable[..., Any], *args: Any, kind: str, inline: bool = True
-    ) -> Any:
-        """Run task-type code off the loop, under --split-timeout (or, once known to be
-        quick, on it: CodeRunner)."""
-        return await self._code.run(fn, *args, kind=kind, inline=inline)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -54,6 +54,11 @@ class StoreThread:
             return fn(*args, **kwargs)
         return await self.call(fn, *args, **kwargs)
 
+    def read_now(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`read` without awaiting, for an inline store only (`inline` is True)."""
+        assert self.inline, "read_now needs an inline store"
+        return fn(*args, **kwargs)
+
     async def commit(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `call`, for a write that must be committed before the caller goes on (an
         acknowledgement): inline, it shares one transaction with the writes posted before it."""
