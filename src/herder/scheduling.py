@@ -373,10 +373,16 @@ class Scheduler:
         """Hand ready subtasks to workers with free credit, in scheduling order."""
         self._release_due(now)
         out: list[Dispatch] = []
+        if not self._rings:
+            return out
+        # The candidates of this round, best first: one look at every worker per round, not
+        # one per dispatch (500 workers made that scan most of the master's time).
+        depth = max((self.pipeline_depth(t) for t in self._ready_types), default=0)
+        picker = _Picker(self, depth)
         while limit is None or len(out) < limit:
-            if not self._any_credit():
+            if picker.empty():
                 break
-            decision = self._dispatch_one(now)
+            decision = self._dispatch_one(now, picker)
             if decision is None:
                 break
             out.append(decision)
@@ -840,14 +846,14 @@ class Scheduler:
                 best, best_key = w, key
         return best
 
-    def _dispatch_one(self, now: float) -> Dispatch | None:
+    def _dispatch_one(self, now: float, picker: _Picker) -> Dispatch | None:
         for prio in self._priorities:
             ring = self._rings[prio]
             for position, task_id in enumerate(ring):
                 task = self._tasks[task_id]
                 index = task.ready[0]
                 sub = task.subtasks[index]
-                worker = self._pick_worker(task, sub)
+                worker = picker.pick(task, sub)
                 if worker is None:
                     continue  # no worker can take this task's type now; the next task may
                 task.ready.popleft()
@@ -864,10 +870,72 @@ class Scheduler:
                 sub.running[sub.attempts] = worker.id
                 sub.started[sub.attempts] = now
                 self._hold(worker, task, index, sub.attempts)
+                picker.taken(worker)
                 return Dispatch(
                     worker.id, task_id, index, sub.attempts, max(0.0, now - sub.ready_at)
                 )
         return None
+
+
+class _Picker:
+    """The workers with credit, best first, for one round of `dispatch` (during which no
+    outcome changes a worker's health and only the workers picked change their load).
+
+    Best is the order of `Scheduler._pick_worker`: not avoided by the subtask, not failing,
+    least loaded relative to its slots, earliest joined. A heap on (failing, load, order)
+    gives each pick in O(log workers) when the workers can all take the task; the ones that
+    cannot are set aside for that pick and put back after it.
+    """
+
+    def __init__(self, sched: Scheduler, depth: int) -> None:
+        self._s = sched
+        #: the deepest pipelining of any ready type: every worker that could take anything
+        self._depth = depth
+        self._heap: list[tuple[int, float, int, _Worker]] = [
+            self._entry(w) for w in sched._workers.values() if sched._credit(w, depth) > 0
+        ]
+        heapq.heapify(self._heap)
+
+    def _entry(self, w: _Worker) -> tuple[int, float, int, _Worker]:
+        failing = 1 if self._s._failing(w) else 0
+        return (failing, (len(w.held) + w.unavailable) / w.slots, w.order, w)
+
+    def empty(self) -> bool:
+        return not self._heap
+
+    def pick(self, task: _Task, sub: _Subtask) -> _Worker | None:
+        s = self._s
+        depth = s.pipeline_depth(task.type)
+        aside: list[tuple[int, float, int, _Worker]] = []
+        avoided: tuple[int, float, int, _Worker] | None = None
+        found: tuple[int, float, int, _Worker] | None = None
+        while self._heap:
+            entry = heapq.heappop(self._heap)
+            w = entry[3]
+            if s._credit(w, depth) <= 0 or task.type not in w.types or not task.labels <= w.labels:
+                aside.append(entry)
+            elif w.id in sub.avoid:
+                if avoided is None:
+                    avoided = entry  # the best of those it failed on: only if nobody else can
+                else:
+                    aside.append(entry)
+            else:
+                found = entry
+                break
+        if found is None:
+            found, avoided = avoided, None
+        if avoided is not None:
+            aside.append(avoided)
+        for entry in aside:
+            heapq.heappush(self._heap, entry)
+        if found is None:
+            return None
+        return found[3]
+
+    def taken(self, w: _Worker) -> None:
+        """`w` was given an attempt: back in line with its new load, if it has credit left."""
+        if self._s._credit(w, self._depth) > 0:
+            heapq.heappush(self._heap, self._entry(w))
 
 
 def _median(sorted_values: list[float]) -> float:
