@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -987,3 +988,33 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         assert store.record_result(task.id, 1, 2, "again", finished_at=5.0) is False
     finally:
         store.close()
+
+
+def test_sqlite_checkpoints_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.db"
+    store = SqliteStore(str(path))
+    try:
+        store.migrate()
+        assert any(t.name == "herder-checkpoint" for t in threading.enumerate())
+        tasks = [new_task() for _ in range(200)]
+        store.insert_tasks(tasks)
+
+        def in_the_database_file() -> int:
+            # immutable=1 reads the database file alone, without its WAL: rows are there only
+            # once a checkpoint copied them
+            db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            try:
+                return int(db.execute("SELECT count(*) FROM tasks").fetchone()[0])
+            except sqlite3.OperationalError:  # not even the schema copied yet
+                return 0
+            finally:
+                db.close()
+
+        deadline = time.monotonic() + 10
+        while in_the_database_file() < 200:
+            assert time.monotonic() < deadline, "no checkpoint copied the rows"
+            time.sleep(0.05)
+    finally:
+        store.close()
+    assert not any(t.name == "herder-checkpoint" for t in threading.enumerate())
+    assert not (tmp_path / "ckpt.db-wal").exists()  # the last close checkpointed the rest
