@@ -116,10 +116,13 @@ class SubtaskRecord:
     finished_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogRecord:
     """One entry of a task's journal, in the order the master received it (`seq`): a log line
-    (kind "log"), or a state change (kind "state", `message` = the new state)."""
+    (kind "log"), or a state change (kind "state", `message` = the new state).
+
+    Not frozen: four are made per task, and the store sets `seq` on them when it writes them
+    (a frozen dataclass costs a copy for that, and more to construct)."""
 
     task_id: str
     ts: float

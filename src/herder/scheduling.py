@@ -560,7 +560,8 @@ class Scheduler:
         if not subtasks:
             del self._tasks[ev.task_id]
             return [CompleteTask(ev.task_id)]
-        task.ready.extend(i for i in sorted(subtasks) if i not in ev.held)
+        indices = sorted(subtasks)
+        task.ready.extend((i for i in indices if i not in ev.held) if ev.held else indices)
         if task.ready:
             self._ring_add(task)
         return []

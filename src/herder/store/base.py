@@ -169,7 +169,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
-        """Store records in order; returns them with their `seq` set (increasing per task)."""
+        """Store records in order; sets each one's `seq` (increasing per task) and returns
+        them."""
 
     @abc.abstractmethod
     def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:

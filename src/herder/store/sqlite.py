@@ -356,8 +356,11 @@ class SqliteStore(Store):
                 ],
             )
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        first = int(last) - len(records) + 1
-        return [_with_seq(r, first + i) for i, r in enumerate(records)]
+        seq = int(last) - len(records)
+        for r in records:
+            seq += 1
+            r.seq = seq
+        return list(records)
 
     def get_events(
         self, task_id: str | None, since: int = 0, limit: int = 1000
@@ -573,9 +576,3 @@ def _log_from_row(row: sqlite3.Row) -> LogRecord:
         kind=row["kind"],
     )
 
-
-def _with_seq(r: LogRecord, seq: int) -> LogRecord:
-    # the constructor, not dataclasses.replace: this runs for every log line, and replace is slow
-    return LogRecord(
-        r.task_id, r.ts, r.level, r.message, r.subtask, r.attempt, r.worker, seq, r.kind
-    )
