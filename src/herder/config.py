@@ -27,6 +27,9 @@ class MasterSettings:
     #: a worker may hold one more per slot, so it never waits a round trip between two short
     #: attempts (0: off). Bounds the priority inversion this allows (docs/decisions.md).
     pipeline_below: float = 0.05
+    #: bytes of result JSON kept in memory for the aggregates of running tasks (past it, an
+    #: aggregate reads its results from the store)
+    results_in_memory: int = 64 * 2**20
     token: str | None = None
     #: seconds `split` and `aggregate` may run before the task fails
     split_timeout: float = 60.0

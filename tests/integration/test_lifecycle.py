@@ -164,3 +164,12 @@ def test_a_slow_aggregate_is_listed_as_aggregating(client: Client) -> None:
     assert handle.status()["state"] == "aggregating"
     assert handle.result(timeout=10) == "aggregated"
     assert not any(t["id"] == handle.id for t in client.list_tasks(state="aggregating"))
+
+
+def test_aggregates_read_the_store_when_results_are_over_the_memory_budget() -> None:
+    # 40 bytes: the first results are kept, then the task's are dropped and read back
+    with LocalCluster(workers=1, slots=2, tasks=TEST_TASKS,
+                      extra_master_args=["--results-in-memory", "40"]) as client:
+        items = [{"i": i, "pad": "x" * 5} for i in range(20)]
+        assert client.run("echo", {"items": items}, wait=30) == items
+        assert client.run("primes", {"limit": 10_000}) == 1229

@@ -141,6 +141,10 @@ PipelineBelow = Annotated[float, typer.Option(
     "--pipeline-below", envvar="HERDER_PIPELINE_BELOW", parser=parse_duration, metavar="DURATION",
     help="Pipeline subtasks of types that run this long or less on average: a worker holds one "
     "more per slot, so it starts the next at once (0: off).")]
+ResultsInMemory = Annotated[int, typer.Option(
+    "--results-in-memory", envvar="HERDER_RESULTS_IN_MEMORY", min=0, metavar="BYTES",
+    help="Result JSON kept in memory for the aggregates of running tasks; past it they read "
+    "the store.")]
 Heartbeat = Annotated[float, typer.Option(
     "--heartbeat", envvar="HERDER_HEARTBEAT", parser=parse_duration, metavar="DURATION",
     help="How often workers send heartbeats.")]

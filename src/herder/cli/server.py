@@ -61,6 +61,7 @@ def master(
     max_pending: opt.MaxPending = _M.max_pending,
     prefetch: opt.Prefetch = _M.prefetch,
     pipeline_below: opt.PipelineBelow = _M.pipeline_below,
+    results_in_memory: opt.ResultsInMemory = _M.results_in_memory,
     token: opt.Token = None,
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
@@ -78,8 +79,8 @@ def master(
         raise typer.BadParameter(str(exc)) from None
     settings = MasterSettings(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
-        prefetch=prefetch, pipeline_below=pipeline_below, token=token, heartbeat=heartbeat,
-        lease_timeout=lease_timeout,
+        prefetch=prefetch, pipeline_below=pipeline_below, results_in_memory=results_in_memory,
+        token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
     )

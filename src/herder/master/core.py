@@ -94,6 +94,8 @@ class Master:
         self._wakeup: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._results: list[tuple[WorkerSession, frames.ResultFrame, str]] = []
+        #: bytes of result JSON held in ActiveTask.results
+        self._result_bytes = 0
         self._committing = False
         self._starts: list[tuple[str, int, int, str, float]] = []
         self._loops: list[asyncio.Task[None]] = []
@@ -310,6 +312,7 @@ class Master:
             self._start_split(task)
             return
         subtasks = await self.store.call(self.store.store.get_subtasks, record.id)
+        task.results = None  # those from before the restart are in the store only
         parts = [s.part for s in subtasks]
         todo = [s.index for s in subtasks if s.state.value != "succeeded"]
         attempts = {s.index: s.attempts for s in subtasks}
@@ -366,6 +369,7 @@ class Master:
             task.deadline_handle.cancel()
         if task.aggregating_handle is not None:
             task.aggregating_handle.cancel()
+        self._forget_results(task)
         now = time.time()
         self.store.post_item(self.store.store.finish_tasks, (task_id, state, now, result, error))
         task.record.state = state
@@ -402,8 +406,10 @@ class Master:
         if not (self.store.inline and self._code.runs_inline(kind)):
             self._spawn(self._aggregate(task, kind))
             return
-        # results are committed before their subtasks count as done: no flush needed
-        results = self.store.read_now(self.store.store.get_results, task.id)
+        results = self._results_in_memory(task)
+        if results is None:
+            # results are committed before their subtasks count as done: no flush needed
+            results = self.store.read_now(self.store.store.get_results, task.id)
         if len(results) > INLINE_RESULTS:
             self._spawn(self._aggregate(task, kind, results))
             return
@@ -419,6 +425,8 @@ class Master:
         self, task: ActiveTask, kind: str, results: list[JSON] | None = None
     ) -> None:
         if results is None:
+            results = self._results_in_memory(task)
+        if results is None:
             results = await self.store.read(self.store.store.get_results, task.id)
         aggregate = self.registry.instance(task.record.type).aggregate
         try:
@@ -431,6 +439,13 @@ class Master:
             self._fail(task.id, _code_error("aggregate", exc))
             return
         self._aggregate_done(task, result)
+
+    def _results_in_memory(self, task: ActiveTask) -> list[JSON] | None:
+        """The task's results in part order, when all of them were kept in memory."""
+        kept = task.results
+        if kept is None or len(kept) != len(task.parts):
+            return None
+        return [json.loads(kept[i]) for i in range(len(task.parts))]
 
     def _aggregate_done(self, task: ActiveTask, result: Any) -> None:
         try:
@@ -723,13 +738,13 @@ class Master:
             while self._results:
                 batch, self._results = self._results, []
                 finished_at = time.time()
-                await self.store.commit(
+                recorded = await self.store.commit(
                     self.store.store.record_results,
                     [(f.task_id, f.index, f.attempt, text, finished_at) for _, f, text in batch],
                 )
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
-                for session, frame, _ in batch:
+                for (session, frame, text), stored in zip(batch, recorded, strict=True):
                     ref = (frame.task_id, frame.index, frame.attempt)
                     # The core decides whether this attempt completed its subtask; the store's
                     # unique key made sure the subtask has exactly one result either way.
@@ -740,6 +755,8 @@ class Master:
                     session.send(_ack(frame))
                     task = self.active.get(frame.task_id)
                     if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
+                        if stored:
+                            self._keep_result(task, frame.index, text)
                         task.progress.subtasks_done += 1
                         self.stats.subtask_finished()
                         self.stats.observe_duration(task.record.type, frame.duration)
@@ -748,6 +765,20 @@ class Master:
                 self.kick()
         finally:
             self._committing = False
+
+    def _keep_result(self, task: ActiveTask, index: int, text: str) -> None:
+        if task.results is None:
+            return
+        if self._result_bytes + len(text) > self.settings.results_in_memory:
+            self._forget_results(task)  # its aggregate reads them from the store
+            return
+        task.results[index] = text
+        task.results_bytes += len(text)
+        self._result_bytes += len(text)
+
+    def _forget_results(self, task: ActiveTask) -> None:
+        self._result_bytes -= task.results_bytes
+        task.results, task.results_bytes = None, 0
 
     # -- carrying out decisions ----------------------------------------------------------------
 
