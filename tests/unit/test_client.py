@@ -21,9 +21,8 @@ from herder.client import (
     QueueFull,
     StreamUnavailable,
     TaskHandle,
-    _LogPager,
-    _Stream,
 )
+from herder.clientplan import _LogPager, _Stream
 from herder.errors import ClientError, TaskFailed
 
 Handler = Callable[[httpx.Request], httpx.Response]

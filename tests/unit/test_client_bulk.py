@@ -20,10 +20,8 @@ from herder.client import (
     Client,
     MasterUnreachable,
     TaskHandle,
-    _BulkWait,
-    _Lookup,
-    _Stream,
 )
+from herder.clientplan import _BulkWait, _Lookup, _Stream
 from herder.errors import TaskFailed
 
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
