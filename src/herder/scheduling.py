@@ -825,27 +825,10 @@ class Scheduler:
     def _pick_worker(
         self, task: _Task, sub: _Subtask, exclude: str | None = None, pipelined: bool = True
     ) -> _Worker | None:
-        best: _Worker | None = None
-        best_key: tuple[int, int, float, int] | None = None
+        """The worker `dispatch` would give this subtask now (in `_Picker`'s order), never
+        `exclude`; without `pipelined`, only one with credit left within its slots."""
         depth = self.pipeline_depth(task.type) if pipelined else 0
-        for w in self._workers.values():
-            if (
-                self._credit(w, depth) <= 0
-                or task.type not in w.types
-                or not task.labels <= w.labels
-            ):
-                continue
-            if w.id == exclude:
-                continue
-            key = (
-                1 if w.id in sub.avoid else 0,
-                1 if self._failing(w) else 0,
-                (len(w.held) + w.unavailable) / w.slots,
-                w.order,
-            )
-            if best_key is None or key < best_key:
-                best, best_key = w, key
-        return best
+        return _Picker(self, depth, exclude).pick(task, sub, depth)
 
     def _dispatch_one(self, now: float, picker: _Picker) -> Dispatch | None:
         for prio in self._priorities:
@@ -882,18 +865,20 @@ class _Picker:
     """The workers with credit, best first, for one round of `dispatch` (during which no
     outcome changes a worker's health and only the workers picked change their load).
 
-    Best is the order of `Scheduler._pick_worker`: not avoided by the subtask, not failing,
+    Best is, in this order: not avoided by the subtask (it failed there), not failing,
     least loaded relative to its slots, earliest joined. A heap on (failing, load, order)
     gives each pick in O(log workers) when the workers can all take the task; the ones that
     cannot are set aside for that pick and put back after it.
     """
 
-    def __init__(self, sched: Scheduler, depth: int) -> None:
+    def __init__(self, sched: Scheduler, depth: int, exclude: str | None = None) -> None:
         self._s = sched
         #: the deepest pipelining of any ready type: every worker that could take anything
         self._depth = depth
         self._heap: list[tuple[int, float, int, _Worker]] = [
-            self._entry(w) for w in sched._workers.values() if sched._credit(w, depth) > 0
+            self._entry(w)
+            for w in sched._workers.values()
+            if sched._credit(w, depth) > 0 and w.id != exclude
         ]
         heapq.heapify(self._heap)
 
@@ -904,9 +889,12 @@ class _Picker:
     def empty(self) -> bool:
         return not self._heap
 
-    def pick(self, task: _Task, sub: _Subtask) -> _Worker | None:
+    def pick(self, task: _Task, sub: _Subtask, depth: int | None = None) -> _Worker | None:
+        """The best worker for this subtask (pipelined as deep as its type allows, unless
+        `depth` says otherwise), or None."""
         s = self._s
-        depth = s.pipeline_depth(task.type)
+        if depth is None:
+            depth = s.pipeline_depth(task.type)
         aside: list[tuple[int, float, int, _Worker]] = []
         avoided: tuple[int, float, int, _Worker] | None = None
         found: tuple[int, float, int, _Worker] | None = None

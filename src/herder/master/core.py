@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,28 +224,9 @@ class Master:
         return task
 
     def _start_split(self, task: ActiveTask) -> None:
-        """Split the task: at once when its type's split is known to be quick (CodeRunner),
-        else on a thread, in a coroutine of its own."""
+        split = self.registry.instance(task.record.type).split
         kind = f"{task.record.type}.split"
-        if not self._code.runs_inline(kind):
-            self._spawn(self._split(task, kind))
-            return
-        split = self.registry.instance(task.record.type).split
-        try:
-            parts = self._code.call_inline(kind, split, task.params)
-        except Exception as exc:
-            self._fail(task.id, _code_error("split", exc))
-            return
-        self._split_done(task, parts)
-
-    async def _split(self, task: ActiveTask, kind: str) -> None:
-        split = self.registry.instance(task.record.type).split
-        try:
-            parts = await self._code.run(split, task.params, kind=kind)
-        except Exception as exc:
-            self._fail(task.id, _code_error("split", exc))
-            return
-        self._split_done(task, parts)
+        self._run_code(task, "split", kind, split, (task.params,), self._split_done)
 
     def _split_done(self, task: ActiveTask, parts: Any) -> None:
         try:
@@ -399,46 +380,29 @@ class Master:
     # -- aggregation ---------------------------------------------------------------------------
 
     def _start_aggregate(self, task: ActiveTask) -> None:
-        """Aggregate the task: at once when its type's aggregate is known to be quick and its
-        results are few (CodeRunner), else on a thread, in a coroutine of its own."""
         self._aggregating(task)
-        kind = f"{task.record.type}.aggregate"
-        if not (self.store.inline and self._code.runs_inline(kind)):
-            self._spawn(self._aggregate(task, kind))
-            return
         results = self._results_in_memory(task)
+        if results is None and not self.store.inline:
+            self._spawn(self._read_results_then_aggregate(task))
+            return
         if results is None:
             # results are committed before their subtasks count as done: no flush needed
             results = self.store.read_now(self.store.store.get_results, task.id)
-        if len(results) > INLINE_RESULTS:
-            self._spawn(self._aggregate(task, kind, results))
-            return
-        aggregate = self.registry.instance(task.record.type).aggregate
-        try:
-            result = self._code.call_inline(kind, aggregate, task.params, results)
-        except Exception as exc:
-            self._fail(task.id, _code_error("aggregate", exc))
-            return
-        self._aggregate_done(task, result)
+        self._aggregate_results(task, results)
 
-    async def _aggregate(
-        self, task: ActiveTask, kind: str, results: list[JSON] | None = None
-    ) -> None:
-        if results is None:
-            results = self._results_in_memory(task)
-        if results is None:
-            results = await self.store.read(self.store.store.get_results, task.id)
+    async def _read_results_then_aggregate(self, task: ActiveTask) -> None:
+        self._aggregate_results(
+            task, await self.store.read(self.store.store.get_results, task.id)
+        )
+
+    def _aggregate_results(self, task: ActiveTask, results: list[JSON]) -> None:
         aggregate = self.registry.instance(task.record.type).aggregate
-        try:
+        kind = f"{task.record.type}.aggregate"
+        self._run_code(
+            task, "aggregate", kind, aggregate, (task.params, results), self._aggregate_done,
             # far more results than usual could make a quick aggregate slow: a thread
-            inline = len(results) <= INLINE_RESULTS
-            result = await self._code.run(
-                aggregate, task.params, results, kind=kind, inline=inline
-            )
-        except Exception as exc:
-            self._fail(task.id, _code_error("aggregate", exc))
-            return
-        self._aggregate_done(task, result)
+            inline=len(results) <= INLINE_RESULTS,
+        )
 
     def _results_in_memory(self, task: ActiveTask) -> list[JSON] | None:
         """The task's results in part order, when all of them were kept in memory."""
@@ -990,6 +954,44 @@ class Master:
         return out
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _run_code(
+        self,
+        task: ActiveTask,
+        where: str,
+        kind: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[ActiveTask, Any], None],
+        inline: bool = True,
+    ) -> None:
+        """Run task-type code and hand its value to `done(task, value)`; an exception fails the
+        task. At once when this kind of call is known to be quick (CodeRunner), else on a
+        thread under --split-timeout, in a coroutine of its own."""
+        if inline and self._code.runs_inline(kind):
+            try:
+                value = self._code.call_inline(kind, fn, *args)
+            except Exception as exc:
+                self._fail(task.id, _code_error(where, exc))
+                return
+            done(task, value)
+        else:
+            running = self._code.run(fn, *args, kind=kind, inline=inline)
+            self._spawn(self._code_done(task, where, running, done))
+
+    async def _code_done(
+        self,
+        task: ActiveTask,
+        where: str,
+        running: Awaitable[Any],
+        done: Callable[[ActiveTask, Any], None],
+    ) -> None:
+        try:
+            value = await running
+        except Exception as exc:
+            self._fail(task.id, _code_error(where, exc))
+            return
+        done(task, value)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
