@@ -60,6 +60,7 @@ from herder.clientplan import (
     normalize_url,
 )
 from herder.errors import HerderError
+from herder.keepalive import TRANSPORT_ERRORS, KeepAlivePool
 
 __all__ = [
     "FINAL_STATES",
@@ -96,8 +97,21 @@ class Client(_Base):
         self._http = httpx.Client(
             base_url=self.url, headers=self._headers(), timeout=timeout, transport=transport
         )
+        # plain calls over http.client (keepalive.py: ~2 ms less per call); streams over httpx
+        self._plain: KeepAlivePool | None = None
+        if transport is None and self.url.startswith("http://"):
+            self._plain = KeepAlivePool(self.url, self._headers(), timeout)
 
     def _call(self, request: _Request) -> Any:
+        if self._plain is not None:
+            try:
+                answer = self._plain.request(
+                    request.method, request.path, request.params, request.json,
+                    request.headers, request.timeout,
+                )
+            except TRANSPORT_ERRORS as exc:
+                raise _unreachable(self.url, exc) from exc
+            return _read(answer)
         try:
             response = self._http.request(
                 request.method, request.path, params=request.params, json=request.json,
@@ -311,6 +325,8 @@ class Client(_Base):
 
     def close(self) -> None:
         self._http.close()
+        if self._plain is not None:
+            self._plain.close()
 
     def __enter__(self) -> Self:
         return self

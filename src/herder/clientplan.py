@@ -171,7 +171,21 @@ def _subtasks_request(task_id: str) -> _Request:
     return _Request("GET", _task_path(task_id, "/subtasks"))
 
 
-def _detail(response: httpx.Response) -> str:
+class _Answer(Protocol):
+    """What `_read` needs of an answer: httpx.Response, or keepalive.Answer."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+def _detail(response: _Answer) -> str:
     """The server's `detail`, flattened to one line (FastAPI's 422 gives a list of problems)."""
     try:
         body = response.json()
@@ -190,14 +204,14 @@ def _detail(response: httpx.Response) -> str:
     return str(detail) if detail is not None else response.reason_phrase
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Answer) -> float | None:
     try:
         return float(response.headers["retry-after"])
     except (KeyError, ValueError):
         return None
 
 
-def _read(response: httpx.Response) -> Any:
+def _read(response: _Answer) -> Any:
     """The JSON body of a successful answer, or the matching ClientError."""
     if response.status_code == 429:
         raise QueueFull(_detail(response), _retry_after(response))
@@ -206,8 +220,9 @@ def _read(response: httpx.Response) -> Any:
     return response.json()
 
 
-def _unreachable(url: str, exc: httpx.TransportError) -> MasterUnreachable:
-    if isinstance(exc, httpx.TimeoutException):
+def _unreachable(url: str, exc: Exception) -> MasterUnreachable:
+    """`exc`: an httpx.TransportError, or an OSError / http.client error of keepalive's."""
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         reason = f"no answer in time ({type(exc).__name__})"
     else:
         reason = str(exc) or type(exc).__name__

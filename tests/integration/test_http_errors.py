@@ -192,3 +192,58 @@ def test_a_body_over_max_body_is_413(tiny_queue: LocalCluster) -> None:
         assert r.status_code == 413
         assert "too large" in r.text.lower()
     assert_healthy(tiny_queue.client)
+
+
+# The two submission endpoints are answered in front of FastAPI (master/hotpath.py); the same
+# inputs must get the same answers as the other endpoints', and the OpenAPI document lists them.
+
+
+def test_a_streamed_body_over_max_body_is_413(tiny_queue: LocalCluster) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is counted as it arrives
+        yield b'{"type": "noop", "params": {"value": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    with httpx.Client(base_url=tiny_queue.url) as http:
+        for path in ("/api/v1/tasks", "/api/v1/tasks/batch"):
+            r = http.post(path, content=chunks(), headers={"content-type": "application/json"})
+            assert r.status_code == 413, r.text
+            assert "max-body" in r.json()["detail"]
+    assert_healthy(tiny_queue.client)
+
+
+@pytest.mark.parametrize(("wait", "needle"), [("61", "wait"), ("-1", "wait"), ("soon", "soon")])
+def test_a_bad_wait_is_422(http: httpx.Client, wait: str, needle: str) -> None:
+    r = http.post("/api/v1/tasks", params={"wait": wait}, json={"type": "noop"})
+    assert r.status_code == 422
+    assert needle in r.json()["detail"]
+
+
+def test_bad_batch_bodies_are_422(http: httpx.Client) -> None:
+    json_type = {"content-type": "application/json"}
+    r = http.post("/api/v1/tasks/batch", content=b"[{", headers=json_type)
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = http.post("/api/v1/tasks/batch", json=[{"type": "noop"}] * 10_001)
+    assert r.status_code == 422 and "10000" in r.json()["detail"]
+
+
+def test_submission_with_wait_answers_the_finished_task(http: httpx.Client) -> None:
+    body = {"type": "noop", "params": {"value": 7}}
+    r = http.post("/api/v1/tasks", params={"wait": 10}, json=body)
+    assert r.status_code == 201
+    assert r.json()["state"] == "succeeded" and r.json()["result"] == 7
+
+
+def test_openapi_lists_the_submission_endpoints(http: httpx.Client) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/api/v1/tasks"] and "post" in paths["/api/v1/tasks/batch"]
+    assert "wait" in {p["name"] for p in paths["/api/v1/tasks"]["post"]["parameters"]}
+
+
+def test_submissions_need_the_token_too(with_token: LocalCluster) -> None:
+    with httpx.Client(base_url=with_token.url) as http:
+        for path in ("/api/v1/tasks", "/api/v1/tasks/batch"):
+            r = http.post(path, json={"type": "noop"})
+            assert r.status_code == 401 and "token" in r.json()["detail"]
+            assert r.headers["www-authenticate"] == "Bearer"

@@ -907,13 +907,16 @@ class Master:
         """Return when the task is finished (at once if it is not active), or after timeout."""
         if task_id not in self.active:
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
+        # a timer, not asyncio.wait_for: that wraps the wait in a task of its own, one more
+        # turn of the loop between the task's end and the answer
+        timer = loop.call_later(timeout, _set_none, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            pass
+            await waiter
         finally:
+            timer.cancel()
             waiters = self._waiters.get(task_id)
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
@@ -1009,6 +1012,11 @@ def new_task_id() -> str:
     milliseconds, then 80 random bits). New rows land at the end of every index keyed by the
     task id, so a commit writes a few pages instead of one page per row scattered over the tree."""
     return f"{time.time_ns() // 1_000_000:012x}{secrets.randbits(80):020x}"
+
+
+def _set_none(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _code_error(where: str, exc: BaseException) -> TaskError:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import pydantic
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -22,12 +20,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from herder.errors import HerderError, ProtocolError
 from herder.master import follow as streams
-from herder.master.core import Master, Rejected, Submission
+from herder.master.core import Master, Rejected
+from herder.master.hotpath import MAX_WAIT, Front, submit_items, submit_one, token_ok
 from herder.master.sessions import WorkerSession
 from herder.model import TaskState
 from herder.protocol import frames
-from herder.protocol.api import MAX_BATCH, SubmitRequest, submit_adapter
-from herder.tasktype import describe_validation_error
+from herder.protocol.api import MAX_BATCH, SubmitRequest
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ async def get_master(request: Request) -> Master:
 async def require_token(request: Request) -> None:
     master: Master = request.app.state.master
     token = master.settings.token
-    if token is not None and not _token_ok(request.headers.get("authorization"), token):
+    if token is not None and not token_ok(request.headers.get("authorization"), token):
         raise HTTPException(
             401,
             "authorization: a valid 'Bearer' token is required",
@@ -56,7 +54,8 @@ MasterDep = Annotated[Master, Depends(get_master)]
 api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
 
 
-def create_app(master: Master) -> FastAPI:
+def create_app(master: Master) -> Front:
+    """The FastAPI app behind the `Front` that answers the two submission endpoints."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await master.start()
@@ -75,7 +74,7 @@ def create_app(master: Master) -> FastAPI:
     app.add_api_route("/metrics", metrics, methods=["GET"], dependencies=[Depends(require_token)])
     app.add_api_websocket_route("/api/v1/workers/connect", worker_channel)
     _mount_dashboard(app)
-    return app
+    return Front(app, master)
 
 
 def _mount_dashboard(app: FastAPI) -> None:
@@ -126,43 +125,26 @@ async def healthz(master: MasterDep) -> dict[str, Any]:
     return {"status": "ok", "workers": len(master.sessions)}
 
 
+# The two submission routes are answered by `hotpath.Front` before FastAPI sees them; they are
+# declared here for the OpenAPI document, with the same handlers.
+
+
 @api.post("/tasks", status_code=201)
 async def submit(
     body: SubmitRequest,
     master: MasterDep,
-    wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
 ) -> dict[str, Any]:
     """With `wait`, a long poll as well: the answer comes when the task finishes (or after
     `wait` s), so that a call and its result take one round trip."""
-    (answer,) = await master.submit_many([_submission(body)])
-    if isinstance(answer, Rejected):
-        raise answer
-    if wait > 0:
-        task_id = str(answer["id"])
-        await master.wait_finished(task_id, wait)
-        return await _task_or_404(master, task_id)
-    return answer
+    return await submit_one(master, body, wait)
 
 
 @api.post("/tasks/batch")
 async def submit_batch(
     items: Annotated[list[Any], Body(max_length=MAX_BATCH)], master: MasterDep
 ) -> list[dict[str, Any]]:
-    subs: list[Submission | Rejected] = []
-    for i, item in enumerate(items):
-        try:
-            subs.append(_submission(submit_adapter.validate_python(item)))
-        except pydantic.ValidationError as exc:
-            subs.append(Rejected(422, f"[{i}] " + describe_validation_error(exc)))
-    answers = iter(await master.submit_many([s for s in subs if isinstance(s, Submission)]))
-    out: list[dict[str, Any]] = []
-    for s in subs:
-        answer = s if isinstance(s, Rejected) else next(answers)
-        if isinstance(answer, Rejected):
-            out.append({"status": answer.status, "task": None, "detail": answer.message})
-        else:
-            out.append({"status": 201, "task": answer, "detail": None})
-    return out
+    return await submit_items(master, items)
 
 
 @api.get("/tasks")
@@ -293,7 +275,7 @@ async def worker_channel(ws: WebSocket) -> None:
 async def serve_worker(ws: WebSocket, master: Master) -> None:
     """One worker connection: hello, then frames until it closes or sends something malformed."""
     token = master.settings.token
-    if token is not None and not _token_ok(ws.headers.get("authorization"), token):
+    if token is not None and not token_ok(ws.headers.get("authorization"), token):
         await ws.close(code=1008, reason="authorization: a valid worker token is required")
         return
     await ws.accept()
@@ -362,23 +344,6 @@ async def _task_or_404(master: Master, task_id: str) -> dict[str, Any]:
     if task is None:
         raise Rejected(404, f"task {task_id!r} not found")
     return task
-
-
-def _submission(body: SubmitRequest) -> Submission:
-    return Submission(
-        type=body.type,
-        params=body.params,
-        priority=body.priority,
-        timeout=body.timeout,
-        id=body.id,
-        retries=body.retries,
-    )
-
-
-def _token_ok(header: str | None, token: str) -> bool:
-    if not header or not header.startswith("Bearer "):
-        return False
-    return secrets.compare_digest(header[7:].encode(), token.encode())
 
 
 def _describe(errors: Any) -> str:
