@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from herder.master import core
-from herder.master.storethread import StoreThread
+from herder.master.storethread import FLUSH_DELAY, StoreThread
 from herder.model import TaskRecord, TaskState
 from herder.store.base import TaskFinish
 from herder.store.sqlite import SqliteStore
@@ -47,7 +47,6 @@ def test_consecutive_items_share_one_call_and_keep_their_order() -> None:
         # another method in between: the items after it are a new call, after it
         thread.post_item(store.set_task_states, (ids[3], TaskState.AGGREGATING))
         thread.post_item(store.finish_tasks, (ids[3], TaskState.SUCCEEDED, 4.0, None, None))
-        await asyncio.sleep(0)  # the flush is scheduled with call_soon
         thread.flush()
 
     asyncio.run(main())
@@ -60,6 +59,33 @@ def test_consecutive_items_share_one_call_and_keep_their_order() -> None:
         (TaskState.SUCCEEDED, None),
         (TaskState.RUNNING, None),
     ]
+
+
+def test_posted_writes_wait_for_what_their_step_readied_and_commit_before_a_commit() -> None:
+    store = CountingStore()
+    store.migrate()
+    store.insert_tasks([TaskRecord(id=i, type="noop", params={}, created_at=1.0) for i in "ab"])
+    store.start_tasks([(i, [0], 2.0) for i in "ab"])
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        thread = StoreThread(store)
+        thread.post_item(store.finish_tasks, ("a", TaskState.SUCCEEDED, 3.0, 1, None))
+        loop.call_soon(order.append, "readied by the same step")
+        loop.call_soon(lambda: order.append(f"writes made: {len(store.calls)}"))
+        await asyncio.sleep(FLUSH_DELAY * 2)
+        order.append(f"a moment later: {len(store.calls)}")
+        # a commit makes the writes posted before it first, in its own transaction
+        thread.post_item(store.finish_tasks, ("b", TaskState.SUCCEEDED, 3.0, 2, None))
+        await thread.commit(store.set_task_states, [])
+        order.append(f"after a commit: {len(store.calls)}")
+
+    asyncio.run(main())
+    assert order == [
+        "readied by the same step", "writes made: 0", "a moment later: 1", "after a commit: 3",
+    ]
+    assert [t.result for t in (store.get_task("a"), store.get_task("b")) if t] == [1, 2]
 
 
 def test_task_ids_sort_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:

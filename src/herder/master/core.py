@@ -708,6 +708,7 @@ class Master:
                 )
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
+                acks: list[tuple[WorkerSession, frames.Ack]] = []
                 for (session, frame, text), stored in zip(batch, recorded, strict=True):
                     ref = (frame.task_id, frame.index, frame.attempt)
                     # The core decides whether this attempt completed its subtask; the store's
@@ -716,7 +717,7 @@ class Master:
                         sch.AttemptSucceeded(*ref, duration=frame.duration), now
                     )
                     decisions += outcome
-                    session.send(_ack(frame))
+                    acks.append((session, _ack(frame)))
                     task = self.active.get(frame.task_id)
                     if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
                         if stored:
@@ -725,7 +726,11 @@ class Master:
                         self.stats.subtask_finished()
                         self.stats.observe_duration(task.record.type, frame.duration)
                         self._progressed(task)
+                # the tasks these results completed end (and wake whoever waits for them)
+                # before the acknowledgements go out: the workers need not hear of it first
                 self._carry_out(decisions)
+                for session, ack in acks:
+                    session.send(ack)
                 self.kick()
         finally:
             self._committing = False

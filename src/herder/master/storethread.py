@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+#: seconds from the first write posted to the transaction that makes it (inline stores)
+FLUSH_DELAY = 0.001
+
 
 class StoreThread:
     def __init__(self, store: Store) -> None:
@@ -78,14 +81,19 @@ class StoreThread:
     def post(self, fn: Callable[..., object], *args: object) -> None:
         """Make the write `fn(*args)` without waiting for it; errors are logged.
 
-        Inline, posted writes wait until the event loop has run what is ready, then all go in
-        one transaction (group commit): a thousand subtasks finishing together cost one commit.
+        Inline, posted writes wait FLUSH_DELAY, then all go in one transaction (group commit):
+        a thousand subtasks finishing together cost one commit.
         """
         if self.inline:
             self._pending.append((fn, args))
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
+                # A moment later, not at the next turn of the loop: what the same step set off
+                # (the dispatch of the subtasks just stored, its frames out to the workers, the
+                # answer to a client waiting for its task) goes out first, and more writes share
+                # the transaction. They are write-behind anyway: every acknowledgement is a
+                # `commit`, which makes the writes posted before it first.
+                asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             return
         future = self._pool.submit(fn, *args)
         future.add_done_callback(_log_failure)
