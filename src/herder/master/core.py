@@ -726,12 +726,14 @@ class Master:
                         self.stats.subtask_finished()
                         self.stats.observe_duration(task.record.type, frame.duration)
                         self._progressed(task)
-                # the tasks these results completed end (and wake whoever waits for them)
-                # before the acknowledgements go out: the workers need not hear of it first
+                # The tasks these results completed end (and wake whoever waits for them) before
+                # the acknowledgements go out: the workers need not hear of it first. The freed
+                # slots are filled now, not at the next turn, so each worker's new attempts and
+                # its acknowledgements leave in one message.
                 self._carry_out(decisions)
+                self._pump()
                 for session, ack in acks:
                     session.send(ack)
-                self.kick()
         finally:
             self._committing = False
 
