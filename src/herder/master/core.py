@@ -791,7 +791,8 @@ class Master:
             left = max(0.0, task.deadline - time.time())
             timeout = left if timeout is None else min(timeout, left)
         session.send(
-            frames.Assign(
+            # built from values the master checked: no validation (frames._PLAIN_FIELDS)
+            frames.Assign.model_construct(
                 task_id=d.task_id,
                 index=d.index,
                 attempt=d.attempt,
@@ -1032,7 +1033,9 @@ def _code_error(where: str, exc: BaseException) -> TaskError:
 
 
 def _ack(frame: frames.ResultFrame) -> frames.Ack:
-    return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
+    return frames.Ack.model_construct(
+        task_id=frame.task_id, index=frame.index, attempt=frame.attempt
+    )
 
 
 def _json_text(value: Any) -> str | None:

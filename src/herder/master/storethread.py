@@ -29,7 +29,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: seconds from the first write posted to the transaction that makes it (inline stores)
-FLUSH_DELAY = 0.001
+FLUSH_DELAY = 0.02
 
 
 class StoreThread:

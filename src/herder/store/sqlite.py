@@ -125,7 +125,7 @@ class SqliteStore(Store):
         inserted: list[bool] = []
         with self._transaction() as db:
             for task in tasks:
-                cur = db.execute(self._q["insert_task"], _task_params(task))
+                cur = db.execute(self._q["insert_task"], _task_row(task))
                 inserted.append(cur.rowcount == 1)
         return inserted
 
@@ -170,18 +170,12 @@ class SqliteStore(Store):
     def start_tasks(self, items: Sequence[TaskStart]) -> None:
         # One UPDATE each (its row count says whether the task was still pending), then the
         # subtasks of all the tasks that started in one executemany.
-        subtasks: list[dict[str, Any]] = []
+        subtasks: list[tuple[str, int, str]] = []
         with self._transaction() as db:
             for task_id, parts, started_at in items:
-                cur = db.execute(
-                    self._q["start_task"],
-                    {"id": task_id, "started_at": started_at, "subtasks_total": len(parts)},
-                )
+                cur = db.execute(self._q["start_task"], (task_id, started_at, len(parts)))
                 if cur.rowcount == 1:
-                    subtasks += (
-                        {"task_id": task_id, "idx": i, "part": _encode(p)}
-                        for i, p in enumerate(parts)
-                    )
+                    subtasks += ((task_id, i, _encode(p)) for i, p in enumerate(parts))
             db.executemany(self._q["insert_subtask"], subtasks)
 
     def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
@@ -203,13 +197,8 @@ class SqliteStore(Store):
             for task_id, state, finished_at, result, error in items:
                 if TaskState(state) is TaskState.SUCCEEDED:
                     succeeded.append(
-                        {
-                            "id": task_id,
-                            "state": TaskState.SUCCEEDED.value,
-                            "finished_at": finished_at,
-                            "result": _encode_nullable(result),
-                            "error": _encode_error(error),
-                        }
+                        (task_id, TaskState.SUCCEEDED.value, finished_at,
+                         _encode_nullable(result), _encode_error(error))
                     )
                 else:
                     self.finish_task(task_id, state, finished_at, result, error)
@@ -234,13 +223,8 @@ class SqliteStore(Store):
         with self._transaction() as db:
             cur = db.execute(
                 self._q["finish_task"],
-                {
-                    "id": task_id,
-                    "state": state.value,
-                    "finished_at": finished_at,
-                    "result": _encode_nullable(result),
-                    "error": _encode_error(error),
-                },
+                (task_id, state.value, finished_at, _encode_nullable(result),
+                 _encode_error(error)),
             )
             if cur.rowcount != 1:
                 return False
@@ -260,14 +244,10 @@ class SqliteStore(Store):
         self.start_attempts([(task_id, index, attempt, worker, started_at)])
 
     def start_attempts(self, items: Sequence[AttemptStart]) -> None:
-        rows = [
-            {"task_id": t, "idx": i, "attempt": a, "worker": w, "started_at": ts}
-            for t, i, a, w, ts in items
-        ]
-        if not rows:
+        if not items:
             return
-        with self._transaction() as db:
-            db.executemany(self._q["start_attempt"], rows)
+        with self._transaction() as db:  # the items are the query's parameters, in order
+            db.executemany(self._q["start_attempt"], items)
 
     def record_result(
         self, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
@@ -279,14 +259,7 @@ class SqliteStore(Store):
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
         recorded: list[bool] = []
         with self._transaction() as db:
-            for task_id, index, attempt, result_json, finished_at in items:
-                params = {
-                    "task_id": task_id,
-                    "idx": index,
-                    "attempt": attempt,
-                    "result": result_json,
-                    "finished_at": finished_at,
-                }
+            for params in items:  # the query's parameters, in order
                 if db.execute(self._q["insert_result"], params).rowcount != 1:
                     recorded.append(False)
                     continue
@@ -342,16 +315,7 @@ class SqliteStore(Store):
             db.executemany(
                 self._q["insert_log"],
                 [
-                    {
-                        "task_id": r.task_id,
-                        "ts": r.ts,
-                        "level": r.level,
-                        "message": r.message,
-                        "subtask": r.subtask,
-                        "attempt": r.attempt,
-                        "worker": r.worker,
-                        "kind": r.kind,
-                    }
+                    (r.task_id, r.ts, r.level, r.message, r.subtask, r.attempt, r.worker, r.kind)
                     for r in records
                 ],
             )
@@ -511,22 +475,14 @@ def _decode_error(text: str | None) -> TaskError | None:
     return None if text is None else TaskError.from_json(json.loads(text))
 
 
-def _task_params(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "type": task.type,
-        "params": _encode(task.params),
-        "priority": task.priority,
-        "timeout": task.timeout,
-        "state": TaskState(task.state).value,
-        "result": _encode_nullable(task.result),
-        "error": _encode_error(task.error),
-        "created_at": task.created_at,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "subtasks_total": task.subtasks_total,
-        "max_retries": task.max_retries,
-    }
+def _task_row(task: TaskRecord) -> tuple[Any, ...]:
+    """insert_task's parameters: the columns in order."""
+    return (
+        task.id, task.type, _encode(task.params), task.priority, task.timeout,
+        TaskState(task.state).value, _encode_nullable(task.result), _encode_error(task.error),
+        task.created_at, task.started_at, task.finished_at, task.subtasks_total,
+        task.max_retries,
+    )
 
 
 def _task_from_row(row: sqlite3.Row) -> TaskRecord:
