@@ -59,11 +59,21 @@ class Context:
         #: set when the task is cancelled or its deadline passed; check it and return early
         self.cancelled = cancelled
         self._progress_sink = progress_sink
-        # A Logger made directly (not through logging.getLogger) so that one per attempt does not
-        # pile up in logging's global registry.
-        self.log = logging.Logger(f"herder.task.{type_name}", logging.DEBUG)
-        self.log.propagate = False
-        self.log.addHandler(_SinkHandler(log_sink))
+        self._log_sink = log_sink
+        self._type_name = type_name
+        self._log: logging.Logger | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """A `logging.Logger` whose records go to the master as this subtask's log lines."""
+        if self._log is None:
+            # Made on first use: most subtasks never log, and a handler costs two passes
+            # through logging's module lock (made, then collected). Made directly, not through
+            # logging.getLogger, so that one per attempt does not pile up in logging's registry.
+            self._log = logging.Logger(f"herder.task.{self._type_name}", logging.DEBUG)
+            self._log.propagate = False
+            self._log.addHandler(_SinkHandler(self._log_sink))
+        return self._log
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report how far this subtask is: `done` of `total` (or a fraction in [0, 1] alone)."""
