@@ -679,7 +679,12 @@ class _BulkWait(Generic[H]):
         """Apply a chunk's events; True when a lookup is due (a silent stream, see RECHECK)."""
         for event in events:
             if event.kind == "state" and event.data.get("state") in FINAL_STATES:
-                self._finish(str(event.data.get("task_id")), str(event.data["state"]))
+                # a live final event carries the task's JSON: no lookup for its result then
+                task = event.data.get("task")
+                self._finish(
+                    str(event.data.get("task_id")), str(event.data["state"]),
+                    task if isinstance(task, dict) and is_final(task) else None,
+                )
         return not events and time.monotonic() - self._looked_up_at >= self.RECHECK
 
     def lookup(self) -> _Lookup:

@@ -126,6 +126,23 @@ def test_global_events_carry_every_task(client: Client) -> None:
     assert {"pending", "running", "succeeded"} <= seen[a.id]
 
 
+def test_a_live_final_event_carries_the_task_and_a_replayed_one_does_not(client: Client) -> None:
+    url = f"{client.url}/api/v1/events"
+    with httpx.stream("GET", url, params={"finished": "true"}, timeout=30) as response:
+        handle = client.submit("noop", {"value": {"answer": 42}})
+        live = next(e for e in sse_events(response) if e["data"]["task_id"] == handle.id)
+    assert live["event"] == "state" and live["data"]["state"] == "succeeded"
+    assert live["data"]["task"]["id"] == handle.id
+    assert live["data"]["task"]["result"] == {"answer": 42}
+    assert live["data"]["task"] == client.get(handle.id).status()
+    replay_from = int(live["id"]) - 1
+    with httpx.stream(
+        "GET", url, params={"finished": "true", "last_event_id": replay_from}, timeout=30
+    ) as response:
+        replayed = next(e for e in sse_events(response) if e["data"]["task_id"] == handle.id)
+    assert replayed["id"] == live["id"] and "task" not in replayed["data"]
+
+
 def test_progress_events_are_throttled(client: Client) -> None:
     handle = client.submit("chatty", {"parts": 4, "lines": 400, "delay": 0.002})
     times: list[float] = []

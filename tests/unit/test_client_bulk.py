@@ -319,6 +319,32 @@ def test_gather_returns_results_in_order_read_in_pages() -> None:
     assert not any(p.startswith("/api/v1/tasks/") for p in master.paths())
 
 
+def test_gather_takes_results_from_live_final_events_without_reading_pages() -> None:
+    master = FakeMaster(40)
+
+    def live_final(i: int) -> bytes:
+        task = {**master.tasks[f"t{i}"], "state": "succeeded", "result": f"live-{i}"}
+        return sse("state", {"task_id": f"t{i}", "state": "succeeded", "ts": 1.0, "task": task},
+                   i + 1)
+
+    with client_of(master) as c:
+        handles = master.handles(c)
+        # 35 finish while the stream is open, with their JSON in the event; 5 without it
+        master.streams = [[*[live_final(i) for i in range(35)],
+                           master.finish_all,
+                           *[state_event(f"t{i}", "succeeded", i + 1) for i in range(35, 40)]]]
+        results = c.gather(handles, timeout=10)
+    assert results == [f"live-{i}" for i in range(35)] + [f"r-t{i}" for i in range(35, 40)]
+    assert all(h.task is not None and h.task["result"] == f"live-{i}"
+               for i, h in enumerate(handles[:35]))
+    # read: the one lookup after subscribing (nothing had finished then), and the 5 whose
+    # events had no JSON, one by one (few); never the 35
+    pages = [r for r in master.requests if r.url.path == "/api/v1/tasks"]
+    assert len(pages) <= len(FINAL)
+    singles = sorted(p for p in master.paths() if p.startswith("/api/v1/tasks/"))
+    assert singles == [f"/api/v1/tasks/t{i}" for i in range(35, 40)]
+
+
 def test_gather_raises_task_failed_for_a_failed_task() -> None:
     master = FakeMaster(20)
     with client_of(master) as c:

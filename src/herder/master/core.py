@@ -359,7 +359,6 @@ class Master:
         task.record.finished_at = now
         self._unfinished -= 1
         self.stats.finished.labels(task.record.type, state.value).inc()
-        self.journal.state(task_id, state.value, now)
         self.journal.forget(task_id)
         self._dirty.discard(task_id)
         if state is TaskState.SUCCEEDED:
@@ -369,6 +368,10 @@ class Master:
         self._finished[task_id] = task.progress
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
+        # The live event carries the task's final JSON (when anyone listens): a client waiting
+        # for thousands of tasks then reads no pages of them for their results.
+        view = self._stored_view(task.record) if self.hub.active else None
+        self.journal.state(task_id, state.value, now, view)
         for waiter in self._waiters.pop(task_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -791,8 +794,7 @@ class Master:
             left = max(0.0, task.deadline - time.time())
             timeout = left if timeout is None else min(timeout, left)
         session.send(
-            # built from values the master checked: no validation (frames._PLAIN_FIELDS)
-            frames.Assign.model_construct(
+            frames.Assign(
                 task_id=d.task_id,
                 index=d.index,
                 attempt=d.attempt,
@@ -1033,9 +1035,7 @@ def _code_error(where: str, exc: BaseException) -> TaskError:
 
 
 def _ack(frame: frames.ResultFrame) -> frames.Ack:
-    return frames.Ack.model_construct(
-        task_id=frame.task_id, index=frame.index, attempt=frame.attempt
-    )
+    return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
 def _json_text(value: Any) -> str | None:

@@ -154,21 +154,23 @@ async def list_tasks(
     type: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
+    # A Response, not a dict: FastAPI would walk a page of a thousand tasks through pydantic
+    # before encoding it (~9 us per task, 1.5 % of the master's time on W1).
     tasks, next_cursor = await master.list_tasks(state, type, limit, cursor)
-    return {"tasks": tasks, "next_cursor": next_cursor}
+    return JSONResponse({"tasks": tasks, "next_cursor": next_cursor})
 
 
 @api.get("/tasks/{task_id}")
 async def get_task(
     task_id: str,
     master: MasterDep,
-    wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
-) -> dict[str, Any]:
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
+) -> JSONResponse:
     """With `wait`, a long poll: the answer comes when the task finishes, or after `wait` s."""
     if wait > 0:
         await master.wait_finished(task_id, wait)
-    return await _task_or_404(master, task_id)
+    return JSONResponse(await _task_or_404(master, task_id))
 
 
 @api.post("/tasks/{task_id}/cancel", status_code=202)

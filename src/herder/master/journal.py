@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from herder.master.events import Event, Hub
 from herder.master.storethread import StoreThread
@@ -31,6 +32,8 @@ class Journal:
         self._lock = asyncio.Lock()
         #: log lines stored per task, for the bound (None until read from the store)
         self._counts: dict[str, int] = {}
+        #: the task JSON that goes with a buffered final state record, by the record's id()
+        self._final_views: dict[int, dict[str, Any]] = {}
 
     def append(self, record: LogRecord) -> None:
         self._buffer.append(record)
@@ -38,8 +41,15 @@ class Journal:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(FLUSH_INTERVAL, self._flush_soon)
 
-    def state(self, task_id: str, state: str, ts: float) -> None:
-        self.append(LogRecord(task_id=task_id, ts=ts, level="INFO", message=state, kind="state"))
+    def state(
+        self, task_id: str, state: str, ts: float, view: dict[str, Any] | None = None
+    ) -> None:
+        """`view`: the finished task's JSON, sent with the live event (not stored with it), so
+        that a client waiting for many tasks needs no request per task for their results."""
+        record = LogRecord(task_id=task_id, ts=ts, level="INFO", message=state, kind="state")
+        if view is not None:
+            self._final_views[id(record)] = view
+        self.append(record)
 
     def forget(self, task_id: str) -> None:
         self._counts.pop(task_id, None)
@@ -59,9 +69,15 @@ class Journal:
                 return
             batch, self._buffer = self._buffer, []
             # one transaction with the writes posted before it (a commit saved per flush)
-            stored = await self._store.commit(self._store.store.append_logs, batch)
+            try:
+                stored = await self._store.commit(self._store.store.append_logs, batch)
+            except BaseException:
+                for record in batch:  # never published: their views go too
+                    self._final_views.pop(id(record), None)
+                raise
+            views = self._final_views
             for record in stored:
-                self._hub.publish(event_of(record))
+                self._hub.publish(event_of(record, views.pop(id(record), None) if views else None))
             await self._bound(stored)
 
     async def _bound(self, stored: list[LogRecord]) -> None:
@@ -83,9 +99,11 @@ class Journal:
             self._counts[task_id] = count
 
 
-def event_of(record: LogRecord) -> Event:
+def event_of(record: LogRecord, task: dict[str, Any] | None = None) -> Event:
     if record.kind == "state":
-        data = {"task_id": record.task_id, "state": record.message, "ts": record.ts}
+        data: dict[str, Any] = {"task_id": record.task_id, "state": record.message, "ts": record.ts}
+        if task is not None:
+            data["task"] = task
         return Event("state", record.task_id, data, record.seq)
     return Event("log", record.task_id, {"task_id": record.task_id, **record.to_json()}, record.seq)
 

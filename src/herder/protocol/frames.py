@@ -137,8 +137,8 @@ _master_adapter: pydantic.TypeAdapter[MasterFrame] = pydantic.TypeAdapter(
 )
 
 
-#: Frames of plain fields (no nested models) that the master sends by the thousand, built from
-#: values it checked (a part passed `json.dumps` after the split): packed from their fields as
+#: Frames of plain fields (no nested models) that the master sends by the thousand, with values
+#: it checked (a part passed `json.dumps` after the split): packed from their validated fields as
 #: they are, without pydantic's dump, which costs more than the packing.
 _PLAIN_FIELDS = frozenset({Assign, Ack, Cancel})
 
