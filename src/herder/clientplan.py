@@ -553,69 +553,30 @@ class _HandleLike(Protocol):
 
 H = TypeVar("H", bound=_HandleLike)
 
-#: the order in which `_Lookup` reads the lists of finished tasks: the common case first
-_FINAL_ORDER = ("succeeded", "failed", "cancelled", "timed_out")
-
-
 class _Lookup:
-    """Finds the stored JSON of those of `ids` whose tasks are finished, in bulk.
+    """Finds the stored JSON of those of `ids` whose tasks are finished: `POST /tasks/lookup`,
+    CHUNK ids a request. It reads exactly those tasks, however many others the master holds."""
 
-    Few ids: one status request each. Many: the lists of finished tasks, state by state, a page
-    of PAGE at a time, newest first, down to `oldest` (the earliest creation time among the
-    ids, less MARGIN: the list is in insertion order, which creation times follow only within
-    a batch's commit delay) or until every id was met. With `known_final` (every id is known to
-    be finished), an id the pages did not show is then asked for on its own.
-    """
-
+    #: at most this many unfinished tasks are long-polled one by one instead (`_BulkWait.few`)
     FEW = 16
-    PAGE = 1000
-    MARGIN = 60.0
+    CHUNK = 1000
 
-    def __init__(self, ids: Iterable[str], oldest: float | None, known_final: bool) -> None:
-        self.wanted = set(ids)
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.wanted = sorted(set(ids))
         self.found: dict[str, Task] = {}
-        self._cutoff = None if oldest is None else oldest - self.MARGIN
-        self._known_final = known_final
-        self._states = list(_FINAL_ORDER) if len(self.wanted) > self.FEW else []
-        self._singles = [] if self._states else sorted(self.wanted)
-        self._cursor: str | None = None
-        self._paging = False
-
-    def _missing(self) -> list[str]:
-        return sorted(self.wanted - self.found.keys())
+        self._next = 0
 
     def next_request(self) -> _Request | None:
-        if self._states and len(self.found) < len(self.wanted):
-            params: dict[str, Any] = {"state": self._states[0], "limit": self.PAGE}
-            if self._cursor is not None:
-                params["cursor"] = self._cursor
-            self._paging = True
-            return _Request("GET", f"{API}/tasks", params=params)
-        if self._states:  # every id met: the other lists need no reading
-            self._states = []
-        self._paging = False
-        if not self._singles:
+        if self._next >= len(self.wanted):
             return None
-        return _status_request(self._singles.pop())
+        chunk = self.wanted[self._next : self._next + self.CHUNK]
+        self._next += len(chunk)
+        return _Request("POST", f"{API}/tasks/lookup", json={"ids": chunk})
 
     def feed(self, answer: Any) -> None:
-        if not self._paging:
-            if is_final(answer) and answer.get("id") in self.wanted:
-                self.found[answer["id"]] = answer
-            return
-        tasks = answer.get("tasks") or []
-        for task in tasks:
-            if task.get("id") in self.wanted and is_final(task):
-                self.found[task["id"]] = task
-        self._cursor = answer.get("next_cursor")
-        oldest_seen = tasks[-1].get("created_at") if tasks else None
-        past_cutoff = (self._cutoff is not None and isinstance(oldest_seen, int | float)
-                       and oldest_seen < self._cutoff)
-        if self._cursor is None or past_cutoff:
-            self._states.pop(0)
-            self._cursor = None
-            if not self._states and self._known_final:
-                self._singles = self._missing()
+        for task in answer.get("tasks") or []:
+            if isinstance(task, dict) and is_final(task):
+                self.found[str(task.get("id"))] = task
 
 
 class _BulkWait(Generic[H]):
@@ -690,24 +651,11 @@ class _BulkWait(Generic[H]):
     def lookup(self) -> _Lookup:
         """What to read to find the pending tasks that are already finished."""
         self._looked_up_at = time.monotonic()
-        return _Lookup(self.pending, self._oldest(h for hs in self.pending.values() for h in hs),
-                       known_final=False)
+        return _Lookup(self.pending)
 
     def results_lookup(self) -> _Lookup:
         """What to read to have the final JSON (with its result) of every finished task."""
-        ids = {i for i in self.states if i not in self.tasks}
-        return _Lookup(ids, self._oldest(h for h in self.handles if h.id in ids),
-                       known_final=True)
-
-    @staticmethod
-    def _oldest(handles: Iterable[_HandleLike]) -> float | None:
-        times = []
-        for h in handles:
-            created = h.task.get("created_at") if h.task else None
-            if not isinstance(created, int | float):
-                return None  # an unknown creation time: no bound on how far back to look
-            times.append(float(created))
-        return min(times, default=None)
+        return _Lookup(i for i in self.states if i not in self.tasks)
 
     def looked_up(self, lookup: _Lookup) -> None:
         for task_id, task in lookup.found.items():
@@ -737,7 +685,9 @@ class _BulkWait(Generic[H]):
         """Each handle's result, in order (after `results_lookup`); TaskFailed for a failure."""
         out = []
         for h in self.handles:
-            task = self.tasks[h.id]
+            task = self.tasks.get(h.id)
+            if task is None:  # it finished, and then the master no longer knew it
+                raise ClientError(404, f"task {h.id!r} not found")
             _raise_unless_succeeded(task)
             out.append(task.get("result"))
         return out

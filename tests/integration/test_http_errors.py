@@ -247,3 +247,22 @@ def test_submissions_need_the_token_too(with_token: LocalCluster) -> None:
             r = http.post(path, json={"type": "noop"})
             assert r.status_code == 401 and "token" in r.json()["detail"]
             assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_lookup_answers_the_tasks_that_exist_in_the_order_asked(
+    http: httpx.Client, client: Client
+) -> None:
+    done = client.submit("noop", {"value": "done"})
+    done.wait(timeout=10)
+    running = client.submit("sleep", {"seconds": 30})
+    r = http.post("/api/v1/tasks/lookup", json={"ids": [running.id, "no-such", done.id]})
+    assert r.status_code == 200
+    tasks = r.json()["tasks"]
+    assert [t["id"] for t in tasks] == [running.id, done.id]
+    assert tasks[0]["state"] in ("pending", "running")
+    assert tasks[1]["state"] == "succeeded" and tasks[1]["result"] == "done"
+    running.cancel()
+    r = http.post("/api/v1/tasks/lookup", json={"ids": ["x"] * 10_001})
+    assert r.status_code == 422 and "ids" in r.json()["detail"]
+    r = http.post("/api/v1/tasks/lookup", json={"ids": "x"})
+    assert r.status_code == 422

@@ -225,6 +225,18 @@ def test_list_takes_any_digit_cursor(store: Store) -> None:
     assert store.list_tasks(cursor="0") == ([], None)
 
 
+def test_get_tasks_finds_the_ids_that_exist_however_many(store: Store) -> None:
+    tasks = [new_task(params={"n": i}) for i in range(1203)]  # more than one query's worth
+    assert all(store.insert_tasks(tasks))
+    store.finish_task(tasks[5].id, TaskState.SUCCEEDED, 1002.0, result={"r": 5})
+    asked = [t.id for t in reversed(tasks)] + ["nobody", tasks[0].id]
+    got = {t.id: t for t in store.get_tasks(asked)}
+    assert set(got) == {t.id for t in tasks}
+    assert got[tasks[5].id].state is TaskState.SUCCEEDED and got[tasks[5].id].result == {"r": 5}
+    assert got[tasks[7].id].params == {"n": 7}
+    assert store.get_tasks([]) == []
+
+
 def test_count_unfinished_counts_pending_running_and_aggregating(store: Store) -> None:
     assert store.count_unfinished() == 0
     store.insert_tasks([new_task(state=state) for state in TaskState])

@@ -1,6 +1,7 @@
 """`as_completed` and `gather` against a fake master (httpx.MockTransport): one event stream for
-all the tasks, the stored states read once after subscribing (in bulk, or per task when few),
-results read in pages, long polls for a handful, reconnects, timeouts, and the async twins."""
+all the tasks, the stored states read once after subscribing (in bulk, by id), results taken
+from live events or read in bulk, long polls for a handful, reconnects, timeouts, and the async
+twins."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ class FakeMaster:
         self.streams: list[list[Any]] = []  # per connection: chunks or callables
         self.page = page
         self.refuse_streams = False
+        #: the ids of each `POST /tasks/lookup`
+        self.looked_up: list[list[str]] = []
 
     def add(self, task_id: str, state: str, created_at: float = 1000.0) -> None:
         self.tasks[task_id] = {"id": task_id, "type": "noop", "state": state,
@@ -102,6 +105,11 @@ class FakeMaster:
 
     def _json(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path == "/api/v1/tasks/lookup":
+            self.looked_up.append(json.loads(request.content)["ids"])
+            wanted = self.looked_up[-1]
+            return httpx.Response(200, json={"tasks": [self.tasks[i] for i in wanted
+                                                       if i in self.tasks]})
         if path == "/api/v1/tasks":
             state = request.url.params["state"]
             limit = int(request.url.params.get("limit", 100))
@@ -140,51 +148,20 @@ def async_client_of(master: FakeMaster) -> AsyncClient:
 # -- the sans-I/O lookup ------------------------------------------------------------------------
 
 
-def test_lookup_of_few_ids_asks_for_each() -> None:
-    lookup = _Lookup(["a", "b"], oldest=None, known_final=False)
-    asked = []
+def test_lookup_asks_for_exactly_its_ids_in_chunks() -> None:
+    ids = [f"t{i:04d}" for i in range(2500)]
+    lookup = _Lookup(ids + ids[:10])  # twice the same id: asked once
+    asked: list[list[str]] = []
     while (request := lookup.next_request()) is not None:
-        asked.append(request.path)
-        lookup.feed({"id": request.path.rsplit("/", 1)[1],
-                     "state": "succeeded" if request.path.endswith("a") else "running"})
-    assert sorted(asked) == ["/api/v1/tasks/a", "/api/v1/tasks/b"]
-    assert list(lookup.found) == ["a"]
-
-
-def test_lookup_pages_stop_at_the_oldest_creation_time() -> None:
-    ids = [f"t{i}" for i in range(40)]
-    lookup = _Lookup(ids, oldest=5000.0, known_final=False)
-    request = lookup.next_request()
-    assert request is not None and request.params is not None
-    assert request.params["state"] == "succeeded"
-    # a page that reaches tasks created long before ours: the succeeded list is done
-    lookup.feed({"tasks": [{"id": "t1", "state": "succeeded", "created_at": 5001.0},
-                           {"id": "old", "state": "succeeded",
-                            "created_at": 5000.0 - _Lookup.MARGIN - 1}],
-                 "next_cursor": "2"})
-    states = []
-    while (request := lookup.next_request()) is not None:
-        assert request.params is not None and "cursor" not in request.params
-        states.append(request.params["state"])
-        lookup.feed({"tasks": [], "next_cursor": None})
-    assert states == ["failed", "cancelled", "timed_out"]
-    assert list(lookup.found) == ["t1"]
-
-
-def test_lookup_of_known_final_ids_asks_for_those_the_pages_did_not_show() -> None:
-    ids = [f"t{i}" for i in range(20)]
-    lookup = _Lookup(ids, oldest=None, known_final=True)
-    asked = []
-    while (request := lookup.next_request()) is not None:
-        if request.params and "state" in request.params:
-            shown = ids[:19] if request.params["state"] == "succeeded" else []
-            lookup.feed({"tasks": [{"id": i, "state": "succeeded"} for i in shown],
-                         "next_cursor": None})
-        else:
-            asked.append(request.path)
-            lookup.feed({"id": "t19", "state": "failed"})
-    assert asked == ["/api/v1/tasks/t19"]
-    assert len(lookup.found) == 20
+        assert (request.method, request.path) == ("POST", "/api/v1/tasks/lookup")
+        chunk = request.json["ids"]
+        asked.append(chunk)
+        # the master answers those it knows; only the final ones are found
+        lookup.feed({"tasks": [{"id": i, "state": "succeeded" if i < "t2000" else "running"}
+                               for i in chunk if i != "t0007"]})
+    assert [len(c) for c in asked] == [1000, 1000, 500]
+    assert [i for chunk in asked for i in chunk] == ids
+    assert sorted(lookup.found) == [i for i in ids if i < "t2000" and i != "t0007"]
 
 
 # -- as_completed ---------------------------------------------------------------------------------
@@ -208,8 +185,8 @@ def test_as_completed_waits_on_one_stream_and_reads_what_finished_before_it_open
     assert done[1] == "t0"
     assert sorted(done) == sorted(master.tasks) and len(done) == 30
     assert master.paths().count("/api/v1/events") == 1
-    # the lookup read the lists of finished tasks in pages, not each task on its own
-    assert not any(p.startswith("/api/v1/tasks/") for p in master.paths())
+    # the lookup read the 30 tasks in one request, not each task on its own
+    assert master.paths() == ["/api/v1/events", "/api/v1/tasks/lookup"]
     assert handles[3].task is not None and handles[3].task["state"] == "succeeded"
 
 
@@ -220,7 +197,7 @@ def test_as_completed_yields_already_finished_handles_without_asking() -> None:
     assert done == ["t0", "t1", "t2"] and master.requests == []
 
 
-def test_as_completed_of_few_tasks_looks_each_up_after_subscribing() -> None:
+def test_as_completed_of_few_tasks_looks_them_up_after_subscribing() -> None:
     master = FakeMaster(3)
     with client_of(master) as c:
         handles = master.handles(c)
@@ -230,7 +207,7 @@ def test_as_completed_of_few_tasks_looks_each_up_after_subscribing() -> None:
     assert done == ["t1", "t0", "t2"]
     paths = master.paths()
     assert paths[0] == "/api/v1/events"
-    assert sorted(paths[1:]) == ["/api/v1/tasks/t0", "/api/v1/tasks/t1", "/api/v1/tasks/t2"]
+    assert paths[1:] == ["/api/v1/tasks/lookup"] and master.looked_up == [["t0", "t1", "t2"]]
 
 
 def test_as_completed_reconnects_with_last_event_id_and_looks_up_again() -> None:
@@ -301,14 +278,14 @@ def test_a_master_without_event_streams_is_polled_in_bulk() -> None:
     assert sorted(done) == sorted(master.tasks)
     paths = master.paths()
     assert paths[0] == "/api/v1/events" and paths.count("/api/v1/events") == 1
-    assert paths[1] == "/api/v1/tasks"  # 40 to find: the lists, in pages
+    assert paths[1] == "/api/v1/tasks/lookup"  # 40 to find: in bulk
     assert len(paths) < 40  # fewer requests than tasks
 
 
 # -- gather -------------------------------------------------------------------------------------
 
 
-def test_gather_returns_results_in_order_read_in_pages() -> None:
+def test_gather_returns_results_in_order_read_in_bulk() -> None:
     master = FakeMaster(40)
     with client_of(master) as c:
         handles = master.handles(c)
@@ -316,10 +293,12 @@ def test_gather_returns_results_in_order_read_in_pages() -> None:
                            *[state_event(f"t{i}", "succeeded", i + 1) for i in range(39, -1, -1)]]]
         results = c.gather(handles, timeout=10)
     assert results == [f"r-t{i}" for i in range(40)]
-    assert not any(p.startswith("/api/v1/tasks/") for p in master.paths())
+    assert set(master.paths()) == {"/api/v1/events", "/api/v1/tasks/lookup"}
+    after_the_first = [i for ids in master.looked_up[1:] for i in ids]
+    assert sorted(after_the_first) == sorted(master.tasks)
 
 
-def test_gather_takes_results_from_live_final_events_without_reading_pages() -> None:
+def test_gather_takes_results_from_live_final_events_without_reading_them() -> None:
     master = FakeMaster(40)
 
     def live_final(i: int) -> bytes:
@@ -337,12 +316,10 @@ def test_gather_takes_results_from_live_final_events_without_reading_pages() -> 
     assert results == [f"live-{i}" for i in range(35)] + [f"r-t{i}" for i in range(35, 40)]
     assert all(h.task is not None and h.task["result"] == f"live-{i}"
                for i, h in enumerate(handles[:35]))
-    # read: the one lookup after subscribing (nothing had finished then), and the 5 whose
-    # events had no JSON, one by one (few); never the 35
-    pages = [r for r in master.requests if r.url.path == "/api/v1/tasks"]
-    assert len(pages) <= len(FINAL)
-    singles = sorted(p for p in master.paths() if p.startswith("/api/v1/tasks/"))
-    assert singles == [f"/api/v1/tasks/t{i}" for i in range(35, 40)]
+    # read: all 40 once after subscribing (nothing had finished then), then only the 5 whose
+    # events had no JSON
+    assert [len(ids) for ids in master.looked_up] == [40, 5]
+    assert master.looked_up[1] == [f"t{i}" for i in range(35, 40)]
 
 
 def test_gather_raises_task_failed_for_a_failed_task() -> None:
@@ -406,9 +383,9 @@ def test_async_as_completed_and_gather() -> None:
     assert done[0] == "t7" and sorted(done) == sorted(master.tasks)
     assert results == [f"r-t{i}" for i in range(30)]
     # gather's handles that finished by an event had stale JSON: it subscribed, and its
-    # lookup found them all finished (in pages) before any event
+    # lookup found them all finished (in one request) before any event
     assert master.paths().count("/api/v1/events") == 2
-    assert not any(p.startswith("/api/v1/tasks/") for p in master.paths())
+    assert set(master.paths()) == {"/api/v1/events", "/api/v1/tasks/lookup"}
 
 
 def test_async_gather_of_a_few_and_a_failure() -> None:

@@ -866,6 +866,20 @@ class Master:
             fraction = 0.0
         return task_json(record, progress, fraction)
 
+    async def lookup(self, task_ids: Sequence[str]) -> list[dict[str, JSON]]:
+        """The tasks of these ids that exist, in the order of `task_ids` (unknown ids skipped)."""
+        stored = [i for i in task_ids if i not in self.active]
+        records = await self.store.call(self.store.store.get_tasks, stored) if stored else []
+        by_id = {r.id: r for r in records}
+        out: list[dict[str, JSON]] = []
+        for task_id in task_ids:
+            task = self.active.get(task_id)
+            if task is not None:
+                out.append(self.view(task))
+            elif (record := by_id.get(task_id)) is not None:
+                out.append(self._stored_view(record))
+        return out
+
     async def list_tasks(
         self, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, JSON]], str | None]:

@@ -23,4 +23,12 @@ class SubmitRequest(pydantic.BaseModel):
     retries: int | None = pydantic.Field(default=None, ge=0, le=100)
 
 
+class LookupRequest(pydantic.BaseModel):
+    """`POST /api/v1/tasks/lookup`: many tasks by id, in one request."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    ids: list[str] = pydantic.Field(max_length=MAX_BATCH)
+
+
 submit_adapter: pydantic.TypeAdapter[SubmitRequest] = pydantic.TypeAdapter(SubmitRequest)

@@ -59,6 +59,10 @@ class Store(abc.ABC):
     def get_task(self, task_id: str) -> TaskRecord | None: ...
 
     @abc.abstractmethod
+    def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """The tasks of these ids that exist, in no particular order."""
+
+    @abc.abstractmethod
     def list_tasks(
         self,
         state: TaskState | None = None,

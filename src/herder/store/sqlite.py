@@ -44,6 +44,8 @@ WAL_LIMIT_PAGES = 10_000
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MAX_PAGE = 1000
+#: ids bound in one `IN (...)` (SQLite allows 32,766 parameters; smaller chunks plan faster)
+_IDS_PER_QUERY = 500
 _BUSY_TIMEOUT_MS = 5000
 # `seq < _NO_CURSOR` holds for every row: the first page has no cursor.
 _NO_CURSOR = 2**63 - 1
@@ -132,6 +134,15 @@ class SqliteStore(Store):
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._db.execute(self._q["get_task"], {"id": task_id}).fetchone()
         return None if row is None else _task_from_row(row)
+
+    def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        out: list[TaskRecord] = []
+        unique = list(dict.fromkeys(task_ids))
+        for first in range(0, len(unique), _IDS_PER_QUERY):
+            chunk = unique[first : first + _IDS_PER_QUERY]
+            query = self._q["get_tasks"].replace("?ids", ", ".join("?" * len(chunk)))
+            out += (_task_from_row(row) for row in self._db.execute(query, chunk))
+        return out
 
     def list_tasks(
         self,

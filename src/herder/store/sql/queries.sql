@@ -27,6 +27,10 @@ ON CONFLICT (id) DO NOTHING;
 -- name: get_task
 SELECT * FROM tasks WHERE id = :id;
 
+-- name: get_tasks
+-- "?ids" is replaced by as many "?" as there are ids (get_tasks binds them in chunks).
+SELECT * FROM tasks WHERE id IN (?ids);
+
 -- name: list_tasks
 -- The four list_tasks* variants exist so that each filter walks its own index backwards; one
 -- query with "(:state IS NULL OR state = :state)" would scan the whole table instead.
