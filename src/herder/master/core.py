@@ -231,7 +231,7 @@ class Master:
     def _split_done(self, task: ActiveTask, parts: Any) -> None:
         try:
             parts = list(parts)
-            json.dumps(parts, allow_nan=False)
+            _strict_json(parts)
         except Exception as exc:
             self._fail(task.id, _code_error("split", exc))
             return
@@ -412,11 +412,11 @@ class Master:
         kept = task.results
         if kept is None or len(kept) != len(task.parts):
             return None
-        return [json.loads(kept[i]) for i in range(len(task.parts))]
+        return [kept[i] for i in range(len(task.parts))]
 
     def _aggregate_done(self, task: ActiveTask, result: Any) -> None:
         try:
-            json.dumps(result, allow_nan=False)
+            _strict_json(result)
         except Exception as exc:
             self._fail(task.id, _code_error("aggregate", exc))
             return
@@ -724,7 +724,7 @@ class Master:
                     task = self.active.get(frame.task_id)
                     if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
                         if stored:
-                            self._keep_result(task, frame.index, text)
+                            self._keep_result(task, frame.index, frame.result, len(text))
                         task.progress.subtasks_done += 1
                         self.stats.subtask_finished()
                         self.stats.observe_duration(task.record.type, frame.duration)
@@ -740,15 +740,17 @@ class Master:
         finally:
             self._committing = False
 
-    def _keep_result(self, task: ActiveTask, index: int, text: str) -> None:
+    def _keep_result(self, task: ActiveTask, index: int, value: JSON, size: int) -> None:
+        """Keep the result (as decoded from the frame: it passed as JSON) for the aggregate;
+        `size` is its JSON text's, what --results-in-memory counts."""
         if task.results is None:
             return
-        if self._result_bytes + len(text) > self.settings.results_in_memory:
+        if self._result_bytes + size > self.settings.results_in_memory:
             self._forget_results(task)  # its aggregate reads them from the store
             return
-        task.results[index] = text
-        task.results_bytes += len(text)
-        self._result_bytes += len(text)
+        task.results[index] = value
+        task.results_bytes += size
+        self._result_bytes += size
 
     def _forget_results(self, task: ActiveTask) -> None:
         self._result_bytes -= task.results_bytes
@@ -1052,9 +1054,13 @@ def _ack(frame: frames.ResultFrame) -> frames.Ack:
     return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
+# Made once: json.dumps with arguments builds a new encoder on every call.
+_strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _json_text(value: Any) -> str | None:
     """The value as compact JSON text, or None when it is not JSON (e.g. bytes from msgpack)."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _strict_json(value)
     except (TypeError, ValueError):
         return None

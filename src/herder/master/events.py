@@ -26,11 +26,13 @@ class Event:
 
     def sse(self) -> bytes:
         head = f"id: {self.id}\n" if self.id is not None else ""
-        body = json.dumps(self.data, separators=(",", ":"))
+        body = _encode(self.data)
         return f"{head}event: {self.kind}\ndata: {body}\n\n".encode()
 
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# Made once: json.dumps with arguments builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(eq=False, slots=True)

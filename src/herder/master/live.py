@@ -24,10 +24,10 @@ class ActiveTask:
     deadline_handle: asyncio.TimerHandle | None = None
     #: stores the state `aggregating` if the aggregate is still running then (core._aggregate)
     aggregating_handle: asyncio.TimerHandle | None = None
-    #: the JSON text of each result committed so far, for the aggregate to read here rather
-    #: than from the store; None when some are only in the store (a task resumed after a
-    #: restart, or results over the master's memory budget for them)
-    results: dict[int, str] | None = field(default_factory=dict)
+    #: each result committed so far, for the aggregate to read here rather than from the
+    #: store; None when some are only in the store (a task resumed after a restart, or results
+    #: over the master's memory budget for them)
+    results: dict[int, JSON] | None = field(default_factory=dict)
     results_bytes: int = 0
     #: wall clock (time.time()) deadline, or None
     deadline: float | None = None
