@@ -1,5 +1,5 @@
-"""The frames the master packs from their fields (`frames._PLAIN_FIELDS`) go on the wire exactly
-as pydantic's dump would put them, and decode back to the same validated frame."""
+"""The frames packed from their fields (`frames._PLAIN_FIELDS`) go on the wire exactly as
+pydantic's dump would put them, and decode back to the same validated frame."""
 
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def test_acks_and_cancels_in_one_message_decode_in_order() -> None:
     )
     decoded = frames.decode_master_frames(frames.encode_many([ack, cancel, welcome]))
     assert decoded == [frames.Ack(task_id="t", index=3, attempt=2), cancel, welcome]
+
+
+@given(result=json_values, duration=st.floats(0, 1e6))
+def test_a_result_of_json_data_packs_like_its_dump(result: Any, duration: float) -> None:
+    frame = frames.ResultFrame(task_id="t", index=0, attempt=1, outcome="ok", result=result,
+                               duration=duration)
+    assert msgpack.unpackb(frames.encode(frame)) == msgpack.unpackb(
+        msgpack.packb(frame.model_dump(mode="json"))
+    )

@@ -205,7 +205,7 @@ class Master:
                 self._unfinished -= 1
                 results.append(Rejected(409, f"id: task {record.id!r} already exists"))
                 continue
-            self.stats.submitted.labels(record.type).inc()
+            self.stats.task_submitted(record.type)
             self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
             task = self._activate(record, params)
             results.append(self.view(task))
@@ -358,7 +358,7 @@ class Master:
         task.record.error = error
         task.record.finished_at = now
         self._unfinished -= 1
-        self.stats.finished.labels(task.record.type, state.value).inc()
+        self.stats.task_finished(task.record.type, state.value)
         self.journal.forget(task_id)
         self._dirty.discard(task_id)
         if state is TaskState.SUCCEEDED:

@@ -92,7 +92,23 @@ class Stats:
         )
         r.register(_GaugeCollector(gauges))
         self._history: deque[list[int]] = deque(maxlen=HISTORY_SECONDS)
-        self._durations: dict[str, Histogram] = {}  # labels() looked up once per type
+        # labels() takes a lock and builds a key on every call: children looked up once
+        self._durations: dict[str, Histogram] = {}
+        self._submitted: dict[str, Counter] = {}
+        self._finished: dict[tuple[str, str], Counter] = {}
+
+    def task_submitted(self, type_name: str) -> None:
+        child = self._submitted.get(type_name)
+        if child is None:
+            child = self._submitted[type_name] = self.submitted.labels(type_name)
+        child.inc()
+
+    def task_finished(self, type_name: str, state: str) -> None:
+        key = (type_name, state)
+        child = self._finished.get(key)
+        if child is None:
+            child = self._finished[key] = self.finished.labels(type_name, state)
+        child.inc()
 
     def observe_duration(self, type_name: str, seconds: float) -> None:
         child = self._durations.get(type_name)

@@ -137,10 +137,11 @@ _master_adapter: pydantic.TypeAdapter[MasterFrame] = pydantic.TypeAdapter(
 )
 
 
-#: Frames of plain fields (no nested models) that the master sends by the thousand, with values
-#: it checked (a part passed `json.dumps` after the split): packed from their validated fields as
-#: they are, without pydantic's dump, which costs more than the packing.
-_PLAIN_FIELDS = frozenset({Assign, Ack, Cancel})
+#: Frames of plain fields (no nested models) sent by the thousand, whose values are JSON data
+#: already (a part passed a JSON check after the split; a result went through
+#: `to_jsonable_python` on the worker): packed from their validated fields as they are, without
+#: pydantic's dump, which costs more than the packing.
+_PLAIN_FIELDS = frozenset({Assign, Ack, Cancel, ResultFrame, ProgressFrame, LogFrame})
 
 
 def _fields(frame: Frame) -> dict[str, Any]:
