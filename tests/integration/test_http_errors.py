@@ -233,6 +233,10 @@ def test_submission_with_wait_answers_the_finished_task(http: httpx.Client) -> N
     r = http.post("/api/v1/tasks", params={"wait": 10}, json=body)
     assert r.status_code == 201
     assert r.json()["state"] == "succeeded" and r.json()["result"] == 7
+    # the waiting call was answered from the master's memory: the same JSON as a read
+    assert r.json() == http.get(f"/api/v1/tasks/{r.json()['id']}").json()
+    again = http.get(f"/api/v1/tasks/{r.json()['id']}", params={"wait": 5})
+    assert again.json() == r.json()
 
 
 def test_openapi_lists_the_submission_endpoints(http: httpx.Client) -> None:

@@ -86,7 +86,7 @@ class Master:
         self.sessions: dict[str, WorkerSession] = {}
         self._by_uid: dict[str, str] = {}  # worker process uid -> session id
         #: long polls waiting for a task to finish
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[dict[str, JSON] | None]]] = {}
         self._finished: OrderedDict[str, Progress] = OrderedDict()
         self._unfinished = 0
         self._code = CodeRunner(settings.split_timeout)
@@ -368,13 +368,15 @@ class Master:
         self._finished[task_id] = task.progress
         if len(self._finished) > FINISHED_CACHE:
             self._finished.popitem(last=False)
-        # The live event carries the task's final JSON (when anyone listens): a client waiting
-        # for thousands of tasks then reads no pages of them for their results.
-        view = self._stored_view(task.record) if self.hub.active else None
+        # The task's final JSON goes with the live event (when anyone listens) and to the long
+        # polls waiting for it: a client waiting for thousands of tasks reads none of them
+        # again, and a waiting call is answered without a read of the store.
+        waiters = self._waiters.pop(task_id, ())
+        view = self._stored_view(task.record) if waiters or self.hub.active else None
         self.journal.state(task_id, state.value, now, view)
-        for waiter in self._waiters.pop(task_id, ()):
+        for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(view)
         if state is not TaskState.SUCCEEDED:
             reason = "timed out" if state is TaskState.TIMED_OUT else state.value
             self._carry_out(self.sched.handle(sch.TaskEnded(task_id, reason), 0.0))
@@ -929,18 +931,19 @@ class Master:
             )
         return out
 
-    async def wait_finished(self, task_id: str, timeout: float) -> None:
-        """Return when the task is finished (at once if it is not active), or after timeout."""
+    async def wait_finished(self, task_id: str, timeout: float) -> dict[str, JSON] | None:
+        """Return when the task is finished (at once if it is not active), or after timeout:
+        its final JSON if it finished meanwhile, else None (the caller reads it with `get`)."""
         if task_id not in self.active:
-            return
+            return None
         loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter: asyncio.Future[dict[str, JSON] | None] = loop.create_future()
         self._waiters.setdefault(task_id, []).append(waiter)
         # a timer, not asyncio.wait_for: that wraps the wait in a task of its own, one more
         # turn of the loop between the task's end and the answer
         timer = loop.call_later(timeout, _set_none, waiter)
         try:
-            await waiter
+            return await waiter
         finally:
             timer.cancel()
             waiters = self._waiters.get(task_id)
@@ -1040,7 +1043,7 @@ def new_task_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{secrets.randbits(80):020x}"
 
 
-def _set_none(waiter: asyncio.Future[None]) -> None:
+def _set_none(waiter: asyncio.Future[dict[str, JSON] | None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

@@ -50,8 +50,7 @@ async def submit_one(master: Master, body: SubmitRequest, wait: float) -> dict[s
     if wait <= 0:
         return answer
     task_id = str(answer["id"])
-    await master.wait_finished(task_id, wait)
-    task = await master.get(task_id)
+    task = await master.wait_finished(task_id, wait) or await master.get(task_id)
     if task is None:  # cannot happen: a task once stored stays
         raise Rejected(404, f"task {task_id!r} not found")
     return task

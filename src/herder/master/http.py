@@ -175,9 +175,8 @@ async def get_task(
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
 ) -> JSONResponse:
     """With `wait`, a long poll: the answer comes when the task finishes, or after `wait` s."""
-    if wait > 0:
-        await master.wait_finished(task_id, wait)
-    return JSONResponse(await _task_or_404(master, task_id))
+    finished = await master.wait_finished(task_id, wait) if wait > 0 else None
+    return JSONResponse(finished or await _task_or_404(master, task_id))
 
 
 @api.post("/tasks/{task_id}/cancel", status_code=202)
