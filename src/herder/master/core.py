@@ -210,6 +210,9 @@ class Master:
             task = self._activate(record, params)
             results.append(self.view(task))
             self._start_split(task)
+        # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
+        # before the answer to this submission is even encoded.
+        self._pump()
         return results
 
     def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:

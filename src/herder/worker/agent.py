@@ -537,8 +537,9 @@ class Agent:
         self._send(frame, droppable=True)
 
     def on_finished(self, finished: Finished) -> None:
+        # No pump here: a pool calls on_slot_free once the slot can take work again (at once
+        # for a thread that ended, later for an abandoned or killed one), and that pumps.
         self._report(finished)
-        self._pump()
 
     def on_slot_free(self) -> None:
         self._changed.set()
