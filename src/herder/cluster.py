@@ -30,13 +30,17 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from herder import forked
-from herder.client import Client, MasterUnreachable
 from herder.config import env_token
 from herder.errors import ClientError, HerderError
 from herder.forked import ForkedProcess
+
+if TYPE_CHECKING:
+    # Imported where used: `herder up` forks its master before it needs a client, and httpx
+    # with the client took ~150 ms of the start (a third of it on the way to the master's fork).
+    from herder.client import Client
 
 #: a child process of the cluster: a new interpreter, or a fork of this one (`fork=True`)
 ChildProcess = subprocess.Popen[bytes] | ForkedProcess
@@ -252,6 +256,8 @@ class LocalCluster:
                 for i in range(len(self.worker_specs))
             ]
             # after the forks: a child must not inherit the client's sockets
+            from herder.client import Client
+
             self._client = Client(self.url, self.token)
             self._wait_ready(deadline, workers=len(self.worker_specs))
         except BaseException:
@@ -373,6 +379,8 @@ class LocalCluster:
     def _wait_ready(self, deadline: float, workers: int, all_processes: bool = True) -> None:
         """Until /healthz reports `workers` connected workers; ClusterError past `deadline`, or
         as soon as the master (or, with `all_processes`, any child) exits."""
+        from herder.client import MasterUnreachable
+
         connected = None
         while time.monotonic() < deadline:
             if all_processes:

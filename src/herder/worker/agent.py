@@ -80,8 +80,8 @@ def channel_url(master: str) -> str:
 
 
 #: before its first connection, a worker retries this often, this many times (then backs off)
-STARTUP_RETRY = 0.05
-STARTUP_RETRIES = 100
+STARTUP_RETRY = 0.01
+STARTUP_RETRIES = 500
 
 
 class Backoff:
