@@ -105,6 +105,28 @@ def test_calls_reuse_one_connection(server: _Server) -> None:
     pool.close()
 
 
+def test_threads_sharing_a_pool_each_get_their_own_answers(server: _Server) -> None:
+    pool = KeepAlivePool(server.url, {}, timeout=5)
+    errors: list[BaseException] = []
+
+    def calls(n: int) -> None:
+        try:
+            for i in range(20):
+                answer = pool.request("POST", f"/api/v1/t{n}", body={"n": n, "i": i})
+                assert answer.json() == {"path": f"/api/v1/t{n}", "body": {"n": n, "i": i}}
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=calls, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert 1 <= server.connections <= 4  # kept and reused: at most one per thread at a time
+    pool.close()
+
+
 def test_query_values_are_encoded_as_the_api_reads_them(server: _Server) -> None:
     pool = KeepAlivePool(server.url + "/", {}, timeout=5)
     answer = pool.request("GET", "/api/v1/tasks", {"follow": True, "state": "a b", "since": 3})
