@@ -33,6 +33,10 @@ class _Server(ThreadingHTTPServer):
         self.release = threading.Event()
         self.release.set()
 
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)  # the socket is closed when this returns
+        self.closed += 1
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hangs up (the timeout test) is expected here
 
@@ -48,10 +52,6 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.connections += 1
-
-    def finish(self) -> None:
-        super().finish()
-        self.server.closed += 1
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
