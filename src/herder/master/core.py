@@ -1,9 +1,11 @@
 """The master's shell around the scheduler core: it feeds the core what happened, carries out what
 the core decides, and keeps the store and the workers in step.
 
-Everything here runs on the event loop; the store runs on its own thread (`StoreThread`) and task
-type code (`split`, `aggregate`) on a small thread pool, so neither blocks the loop. Imports
-`scheduling`, `store`, `protocol`, `tasktype`, `model` and the master's own `live` and `sessions`.
+Everything here runs on the event loop. The store is called through `StoreThread` (inline for
+SQLite, on a thread for a store that waits on a network); task type code (`split`, `aggregate`)
+runs inline once it is known to be quick, else on a small thread pool (`CodeRunner`). What the
+HTTP API reads beyond one task is in `reads`. Imports `scheduling`, `store`, `protocol`,
+`tasktype`, `model` and the master's own `live`, `sessions`, `journal`, `events` and `stats`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from herder.errors import HerderError
 from herder.master.coderunner import CodeRunner
 from herder.master.events import Event, Hub
 from herder.master.journal import Journal
-from herder.master.live import ActiveTask, task_json
+from herder.master.live import ActiveTask, active_view, stored_view
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Gauges, Stats
 from herder.master.storethread import StoreThread
@@ -375,7 +377,7 @@ class Master:
         # polls waiting for it: a client waiting for thousands of tasks reads none of them
         # again, and a waiting call is answered without a read of the store.
         waiters = self._waiters.pop(task_id, ())
-        view = self._stored_view(task.record) if waiters or self.hub.active else None
+        view = self.stored_view(task.record) if waiters or self.hub.active else None
         self.journal.state(task_id, state.value, now, view)
         for waiter in waiters:
             if not waiter.done():
@@ -847,9 +849,7 @@ class Master:
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, task: ActiveTask) -> dict[str, JSON]:
-        fraction = task.fraction()
-        eta = task.eta.estimate(time.monotonic(), fraction)
-        return task_json(task.record, task.progress, fraction, eta)
+        return active_view(task)
 
     async def get(self, task_id: str) -> dict[str, JSON] | None:
         task = self.active.get(task_id)
@@ -858,81 +858,11 @@ class Master:
         record = await self.store.call(self.store.store.get_task, task_id)
         if record is None:
             return None
-        return self._stored_view(record)
+        return self.stored_view(record)
 
-    def _stored_view(self, record: TaskRecord) -> dict[str, JSON]:
-        progress = self._finished.get(record.id)
-        if progress is None:
-            done = record.subtasks_total if record.state is TaskState.SUCCEEDED else 0
-            progress = Progress(subtasks_total=record.subtasks_total, subtasks_done=done)
-        if record.state is TaskState.SUCCEEDED:
-            fraction = 1.0
-        elif progress.subtasks_total:
-            fraction = progress.subtasks_done / progress.subtasks_total
-        else:
-            fraction = 0.0
-        return task_json(record, progress, fraction)
-
-    async def lookup(self, task_ids: Sequence[str]) -> list[dict[str, JSON]]:
-        """The tasks of these ids that exist, in the order of `task_ids` (unknown ids skipped)."""
-        stored = [i for i in task_ids if i not in self.active]
-        records = await self.store.call(self.store.store.get_tasks, stored) if stored else []
-        by_id = {r.id: r for r in records}
-        out: list[dict[str, JSON]] = []
-        for task_id in task_ids:
-            task = self.active.get(task_id)
-            if task is not None:
-                out.append(self.view(task))
-            elif (record := by_id.get(task_id)) is not None:
-                out.append(self._stored_view(record))
-        return out
-
-    async def list_tasks(
-        self, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, JSON]], str | None]:
-        records, next_cursor = await self.store.call(
-            self.store.store.list_tasks, state, type_, limit, cursor
-        )
-        out = []
-        for record in records:
-            task = self.active.get(record.id)
-            out.append(self.view(task) if task is not None else self._stored_view(record))
-        return out, next_cursor
-
-    async def logs(self, task_id: str, since: int, limit: int) -> list[LogRecord]:
-        await self.journal.flush()
-        return await self.store.call(self.store.store.get_logs, task_id, since, limit)
-
-    async def events(self, task_id: str | None, since: int, limit: int) -> list[LogRecord]:
-        await self.journal.flush()
-        return await self.store.call(self.store.store.get_events, task_id, since, limit)
-
-    async def subtasks(self, task_id: str) -> list[dict[str, JSON]]:
-        records = await self.store.call(self.store.store.get_subtasks, task_id)
-        task = self.active.get(task_id)
-        now = time.time()
-        out: list[dict[str, JSON]] = []
-        for s in records:
-            running = s.state.value == "running"
-            end = s.finished_at if s.finished_at is not None else (now if running else None)
-            live = task is not None and running
-            out.append(
-                {
-                    "index": s.index,
-                    "state": s.state.value,
-                    "attempts": s.attempts,
-                    "worker": s.worker,
-                    "started_at": s.started_at,
-                    "finished_at": s.finished_at,
-                    "duration": (end - s.started_at) if end and s.started_at else None,
-                    "message": task.messages.get(s.index) if task and live else None,
-                    "fraction": task.progress.running_fraction.get(s.index)
-                    if task and live
-                    else None,
-                    "error": s.error.message if s.error else None,
-                }
-            )
-        return out
+    def stored_view(self, record: TaskRecord) -> dict[str, JSON]:
+        """A task that is not active, as stored (with its last progress if it ended here)."""
+        return stored_view(record, self._finished.get(record.id))
 
     async def wait_finished(self, task_id: str, timeout: float) -> dict[str, JSON] | None:
         """Return when the task is finished (at once if it is not active), or after timeout:
@@ -955,10 +885,6 @@ class Master:
                 if not waiters:
                     del self._waiters[task_id]
 
-    async def logs_dropped(self, task_id: str) -> int:
-        record = await self.store.call(self.store.store.get_task, task_id)
-        return record.logs_dropped if record is not None else 0
-
     def throughput(self) -> list[list[int]]:
         return self.stats.throughput()
 
@@ -976,17 +902,6 @@ class Master:
         for task in self.active.values():
             counts[task.record.state.value] = counts.get(task.record.state.value, 0) + 1
         return counts
-
-    def workers(self) -> list[dict[str, object]]:
-        out = []
-        for s in self.sessions.values():
-            held = self.sched.worker_load(s.id)[0] if self.sched.has_worker(s.id) else 0
-            failure_rate, deprioritised = self.sched.worker_health(s.id)
-            view = s.to_json(busy=held + s.unavailable)
-            view["failure_rate"] = failure_rate
-            view["deprioritised"] = deprioritised
-            out.append(view)
-        return out
 
     # -- plumbing ------------------------------------------------------------------------------
 

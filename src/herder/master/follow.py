@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from herder.master import reads
 from herder.master.core import Master
 from herder.master.events import KEEP_ALIVE, Event, Subscription
 from herder.master.journal import event_of
@@ -70,7 +71,7 @@ async def follow_logs(master: Master, task_id: str, since: int) -> AsyncIterator
     try:
         sent = since
         while True:  # page through what is stored
-            records = await master.logs(task_id, sent, REPLAY_PAGE)
+            records = await reads.logs(master, task_id, sent, REPLAY_PAGE)
             for record in records:
                 sent = record.seq
                 yield event_of(record).sse()
@@ -86,7 +87,7 @@ async def follow_logs(master: Master, task_id: str, since: int) -> AsyncIterator
 
 async def _replay(master: Master, task_id: str | None, since: int) -> AsyncIterator[Event]:
     while True:
-        records = await master.events(task_id, since, REPLAY_PAGE)
+        records = await reads.events(master, task_id, since, REPLAY_PAGE)
         for record in records:
             since = record.seq
             yield event_of(record)

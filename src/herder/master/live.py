@@ -100,6 +100,27 @@ def eta_seconds(task: ActiveTask, fraction: float) -> float | None:
     return task.eta.estimate(time.monotonic(), fraction)
 
 
+def active_view(task: ActiveTask) -> dict[str, JSON]:
+    """The JSON of a task the master is running, with its progress and ETA of the moment."""
+    fraction = task.fraction()
+    return task_json(task.record, task.progress, fraction, eta_seconds(task, fraction))
+
+
+def stored_view(record: TaskRecord, progress: Progress | None = None) -> dict[str, JSON]:
+    """The JSON of a task that is not active: `progress` is its last one if it ended in this
+    master, else it is made from the record."""
+    if progress is None:
+        done = record.subtasks_total if record.state is TaskState.SUCCEEDED else 0
+        progress = Progress(subtasks_total=record.subtasks_total, subtasks_done=done)
+    if record.state is TaskState.SUCCEEDED:
+        fraction = 1.0
+    elif progress.subtasks_total:
+        fraction = progress.subtasks_done / progress.subtasks_total
+    else:
+        fraction = 0.0
+    return task_json(record, progress, fraction)
+
+
 def task_json(
     record: TaskRecord, progress: Progress, fraction: float, eta: float | None = None
 ) -> dict[str, JSON]:
