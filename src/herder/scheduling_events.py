@@ -1,0 +1,200 @@
+"""What the scheduler core (`herder.scheduling`) is told and what it decides: its events in and
+its decisions out, as plain frozen values. Kept apart from the state machine so that each reads
+on its own; `herder.scheduling` re-exports every name here. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+# -- events: what happened --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJoined:
+    worker_id: str
+    slots: int
+    types: frozenset[str]
+    labels: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLeft:
+    """The worker is gone (connection closed, lease expired): its attempts are re-queued."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDraining:
+    """The worker takes no new work; what it runs may still finish."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDisconnected:
+    """The connection dropped: the worker keeps its attempts (their lease runs) but gets no new
+    work until it reconnects, or is declared lost with WorkerLeft."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReconnected:
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCapacity:
+    """Slots the worker cannot use although it holds no attempt there (threads still running
+    abandoned attempts)."""
+
+    worker_id: str
+    unavailable: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReady:
+    """A task's subtasks are stored and may run. `indices`: those still needing a result
+    (all of them for a new task; fewer after a master restart)."""
+
+    task_id: str
+    type: str
+    priority: int
+    indices: Sequence[int]
+    max_retries: int = 3
+    labels: frozenset[str] = frozenset()
+    #: attempts already made per index (after a restart), so attempt numbers keep growing
+    attempts_made: Mapping[int, int] = field(default_factory=dict)
+    failures_made: Mapping[int, int] = field(default_factory=dict)
+    #: subtasks that were running when the master stopped: not queued until ReleaseHeld, so
+    #: that their reconnecting workers can claim them back first
+    held: frozenset[int] = frozenset()
+    #: may a second attempt be started next to a slow one
+    speculative: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHeld:
+    """The held subtasks of a task that nobody claimed back are queued."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSucceeded:
+    task_id: str
+    index: int
+    attempt: int
+    #: how long the worker ran it, when known: feeds the type's run-time estimate (pipelining)
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """The attempt stopped without a result and without counting as a failure: cancelled on
+    the master's request, or handed back by a draining worker."""
+
+    task_id: str
+    index: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnded:
+    """The task was cancelled, timed out or failed: drop what is queued, cancel what runs."""
+
+    task_id: str
+    reason: str = "cancelled"
+
+
+Event = (
+    WorkerJoined
+    | WorkerLeft
+    | WorkerDraining
+    | WorkerDisconnected
+    | WorkerReconnected
+    | WorkerCapacity
+    | TaskReady
+    | ReleaseHeld
+    | AttemptSucceeded
+    | AttemptFailed
+    | AttemptEnded
+    | TaskEnded
+)
+
+# -- decisions: what to do --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    worker_id: str
+    task_id: str
+    index: int
+    attempt: int
+    #: seconds the subtask waited between becoming ready and this dispatch
+    waited: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttempt:
+    worker_id: str
+    task_id: str
+    index: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """A running attempt was lost or handed back; the subtask is queued again."""
+
+    task_id: str
+    index: int
+    attempt: int
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    task_id: str
+    index: int
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailTask:
+    task_id: str
+    index: int
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteTask:
+    """Every subtask has its result: aggregate."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A message about an attempt that is not current; drop it and count it."""
+
+    task_id: str
+    index: int
+    attempt: int
+
+
+Decision = Dispatch | CancelAttempt | Requeue | RetryLater | FailTask | CompleteTask | Stale
