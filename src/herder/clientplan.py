@@ -557,8 +557,6 @@ class _Lookup:
     """Finds the stored JSON of those of `ids` whose tasks are finished: `POST /tasks/lookup`,
     CHUNK ids a request. It reads exactly those tasks, however many others the master holds."""
 
-    #: at most this many unfinished tasks are long-polled one by one instead (`_BulkWait.few`)
-    FEW = 16
     CHUNK = 1000
 
     def __init__(self, ids: Iterable[str]) -> None:
@@ -593,6 +591,8 @@ class _BulkWait(Generic[H]):
     """
 
     RECHECK = 10.0
+    #: at most this many unfinished tasks are long-polled one by one instead of a stream
+    FEW = 16
     #: polling, for a master that refuses event streams
     POLL_FIRST = 0.05
     POLL_CAP = 1.0
@@ -666,7 +666,7 @@ class _BulkWait(Generic[H]):
 
     def few(self) -> bool:
         """Few enough unfinished tasks to long-poll each in turn (cheaper than a stream)."""
-        return len(self.pending) <= _Lookup.FEW
+        return len(self.pending) <= self.FEW
 
     def long_poll(self) -> _Request | None:
         """A long poll of one pending task (the master answers when it finishes)."""

@@ -88,9 +88,9 @@ async def subtasks(master: Master, task_id: str) -> list[dict[str, JSON]]:
 
 
 def workers(master: Master) -> list[dict[str, object]]:
+    sched = master.sched
     out = []
     for s in master.sessions.values():
-        sched = master.sched
         held = sched.worker_load(s.id)[0] if sched.has_worker(s.id) else 0
         failure_rate, deprioritised = sched.worker_health(s.id)
         view = s.to_json(busy=held + s.unavailable)

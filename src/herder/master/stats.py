@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -92,29 +93,24 @@ class Stats:
         )
         r.register(_GaugeCollector(gauges))
         self._history: deque[list[int]] = deque(maxlen=HISTORY_SECONDS)
-        # labels() takes a lock and builds a key on every call: children looked up once
-        self._durations: dict[str, Histogram] = {}
-        self._submitted: dict[str, Counter] = {}
-        self._finished: dict[tuple[str, str], Counter] = {}
+        # labels() takes a lock and builds a key on every call: each child is looked up once
+        self._children: dict[tuple[object, ...], Counter | Histogram] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def task_submitted(self, type_name: str) -> None:
-        child = self._submitted.get(type_name)
-        if child is None:
-            child = self._submitted[type_name] = self.submitted.labels(type_name)
-        child.inc()
+        self._child(self.submitted, type_name).inc()
 
     def task_finished(self, type_name: str, state: str) -> None:
-        key = (type_name, state)
-        child = self._finished.get(key)
-        if child is None:
-            child = self._finished[key] = self.finished.labels(type_name, state)
-        child.inc()
+        self._child(self.finished, type_name, state).inc()
 
     def observe_duration(self, type_name: str, seconds: float) -> None:
-        child = self._durations.get(type_name)
-        if child is None:
-            child = self._durations[type_name] = self.subtask_duration.labels(type_name)
-        child.observe(seconds)
+        self._child(self.subtask_duration, type_name).observe(seconds)
 
     def subtask_finished(self, n: int = 1) -> None:
         second = int(time.time())
