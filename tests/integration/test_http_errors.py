@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -237,6 +241,29 @@ def test_submission_with_wait_answers_the_finished_task(http: httpx.Client) -> N
     assert r.json() == http.get(f"/api/v1/tasks/{r.json()['id']}").json()
     again = http.get(f"/api/v1/tasks/{r.json()['id']}", params={"wait": 5})
     assert again.json() == r.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "wait", "state"),
+    [
+        ({"type": "noop", "params": {"value": 1}}, 10, "succeeded"),
+        ({"type": "badcode", "params": {"where": "split"}}, 10, "failed"),
+        ({"type": "sleep", "params": {"seconds": 30}}, 0.2, "running"),  # the wait ran out
+    ],
+)
+def test_a_waiting_submission_is_answered_only_once_its_task_is_stored(
+    http: httpx.Client, cluster: LocalCluster, body: dict[str, Any], wait: float, state: str
+) -> None:
+    # A waiting submission is dispatched before its row is committed (one commit fewer on the
+    # way): the answer must still come only after that commit. Read the file itself.
+    r = http.post("/api/v1/tasks", params={"wait": wait}, json=body)
+    assert r.status_code == 201 and r.json()["state"] == state
+    with contextlib.closing(sqlite3.connect(f"file:{cluster.db}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT type, params FROM tasks WHERE id = ?", (r.json()["id"],))
+        stored_type, params = row.fetchone()
+    assert (stored_type, json.loads(params)) == (body["type"], body["params"])
+    if state == "running":
+        http.post(f"/api/v1/tasks/{r.json()['id']}/cancel")
 
 
 def test_openapi_lists_the_submission_endpoints(http: httpx.Client) -> None:

@@ -516,6 +516,34 @@ def test_a_result_is_recorded_exactly_once(store: Store) -> None:
     assert store.get_results(task.id) == [None, {"n": 2}, None]
 
 
+def test_a_batch_of_results_records_each_as_one_call_would(store: Store) -> None:
+    # The batch mixes results the store takes with ones it turns away (a second result for the
+    # same subtask, an unknown subtask, a failed one): each is told apart, none leaves a trace.
+    task = started(store, parts=3)
+    store.record_failure(task.id, 2, 1, BOOM, final=True, finished_at=1.0)
+    recorded = store.record_results(
+        [
+            (task.id, 0, 1, '"a"', 2.0),
+            (task.id, 0, 2, '"again"', 3.0),
+            (task.id, 9, 1, '"unknown"', 4.0),
+            (task.id, 2, 1, '"late"', 5.0),
+            (task.id, 1, 3, '"b"', 6.0),
+        ]
+    )
+    assert recorded == [True, False, False, False, True]
+    assert store.get_results(task.id) == ["a", "b", None]
+    subs = store.get_subtasks(task.id)
+    assert [(s.state, s.attempts, s.finished_at) for s in subs] == [
+        (SubtaskState.SUCCEEDED, 1, 2.0),
+        (SubtaskState.SUCCEEDED, 3, 6.0),
+        (SubtaskState.FAILED, 1, 1.0),
+    ]
+    # all taken: the fast way, one statement for the whole batch
+    other = started(store, parts=2)
+    assert store.record_results([(other.id, i, 1, str(i), 7.0) for i in range(2)]) == [True] * 2
+    assert store.get_results(other.id) == [0, 1]
+
+
 def test_a_null_result_is_still_a_result(store: Store) -> None:
     task = started(store, parts=1)
 

@@ -6,7 +6,9 @@ Imports herder.master and herder.store; SQLite in memory, no other processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -86,6 +88,63 @@ def test_posted_writes_wait_for_what_their_step_readied_and_commit_before_a_comm
         "readied by the same step", "writes made: 0", "a moment later: 1", "after a commit: 3",
     ]
     assert [t.result for t in (store.get_task("a"), store.get_task("b")) if t] == [1, 2]
+
+
+def test_a_write_is_told_once_committed_by_the_next_commit_or_the_flush() -> None:
+    store = CountingStore()
+    store.migrate()
+    seen: list[str] = []
+
+    async def main() -> None:
+        thread = StoreThread(store)
+        first = thread.write(store.insert_tasks, [TaskRecord(id="a", type="noop", params={})])
+        # items after a write are not merged into it (its value is the write's own)
+        thread.post_item(store.finish_tasks, ("a", TaskState.CANCELLED, 2.0, None, None))
+        await asyncio.sleep(0)
+        seen.append(f"after a turn: done={first.done()}")
+        await thread.commit(store.set_task_states, [])  # any commit makes it
+        seen.append(f"after a commit: {first.result()}")
+        # with no commit coming, the flush FLUSH_DELAY later makes it
+        second = thread.write(store.insert_tasks, [TaskRecord(id="b", type="noop", params={})])
+        assert await asyncio.wait_for(second, FLUSH_DELAY * 50) == [True]
+        # the write's own exception goes to its future; the writes beside it still commit
+        bad = thread.write(store.set_task_states, [("b", TaskState.SUCCEEDED)])
+        thread.post_item(store.finish_tasks, ("b", TaskState.SUCCEEDED, 3.0, "ok", None))
+        thread.flush()
+        with pytest.raises(ValueError, match="non-final"):
+            await bad
+
+    asyncio.run(main())
+    assert seen == ["after a turn: done=False", "after a commit: [True]"]
+    assert [(t.state, t.result) for t in (store.get_task("a"), store.get_task("b")) if t] == [
+        (TaskState.CANCELLED, None), (TaskState.SUCCEEDED, "ok"),
+    ]
+
+
+def test_a_write_whose_commit_fails_gets_the_failure() -> None:
+    class FailingCommit(SqliteStore):
+        def transaction(self) -> AbstractContextManager[object]:
+            @contextlib.contextmanager
+            def failing() -> Iterator[object]:
+                with super(FailingCommit, self).transaction() as db:
+                    yield db
+                    raise OSError("disk full")  # at the commit: the transaction rolls back
+
+            return failing()
+
+    store = FailingCommit(":memory:")
+    store.migrate()
+
+    async def main() -> None:
+        thread = StoreThread(store)
+        stored = thread.write(store.insert_tasks, [TaskRecord(id="a", type="noop", params={})])
+        with pytest.raises(OSError, match="disk full"):
+            thread.flush()
+        with pytest.raises(OSError, match="disk full"):
+            await stored
+
+    asyncio.run(main())
+    assert store.get_task("a") is None
 
 
 def test_task_ids_sort_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:

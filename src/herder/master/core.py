@@ -19,7 +19,7 @@ import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from herder import scheduling as sch
@@ -181,14 +181,7 @@ class Master:
                 checked[i] = Rejected(409, f"id: task {c[0].id!r} already exists")
             seen.add(c[0].id)
         valid = [c for c in checked if not isinstance(c, Rejected)]
-        if self._unfinished + len(valid) > self.settings.max_pending:
-            raise Rejected(
-                429,
-                f"pending queue is full ({self._unfinished} of --max-pending "
-                f"{self.settings.max_pending} tasks unfinished); retry later",
-                retry_after=1.0,
-            )
-        self._unfinished += len(valid)  # reserve before awaiting, so concurrent calls see it
+        self._reserve(len(valid))
         try:
             inserted = await self.store.commit(
                 self.store.store.insert_tasks, [record for record, _ in valid]
@@ -207,15 +200,67 @@ class Master:
                 self._unfinished -= 1
                 results.append(Rejected(409, f"id: task {record.id!r} already exists"))
                 continue
-            self.stats.task_submitted(record.type)
-            self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
-            task = self._activate(record, params)
-            results.append(self.view(task))
-            self._start_split(task)
+            results.append(self._admit(record, params))
         # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
         # before the answer to this submission is even encoded.
         self._pump()
         return results
+
+    async def submit_and_wait(self, sub: Submission, wait: float) -> dict[str, JSON]:
+        """Submit one task and answer when it has finished, or after `wait` seconds with its
+        JSON then. Raises Rejected.
+
+        A task whose id the master makes cannot clash with a stored one, so it is dispatched
+        before its row is committed: the row goes in the next transaction, usually the one that
+        commits its result, and the answer waits for that commit. The promise is the same (no
+        answer before the commit) with one commit fewer on the way of a call and its result.
+        """
+        stored: Awaitable[list[bool]] | None = None
+        if sub.id is not None:  # a given id may be taken: its insert says so, first
+            (answer,) = await self.submit_many([sub])
+            if isinstance(answer, Rejected):
+                raise answer
+            task_id = str(answer["id"])
+        else:
+            record, params = self._validate(sub)
+            self._reserve(1)
+            # a copy: the row is made later, and this record is the live one, soon running
+            stored = self.store.write(self.store.store.insert_tasks, [replace(record)])
+            self._admit(record, params)
+            self._pump()
+            task_id = record.id
+        finished = await self.wait_finished(task_id, wait)
+        if stored is not None:
+            try:
+                await stored
+            except Exception as exc:
+                self._fail(task_id, TaskError(message=f"the task could not be stored: {exc}"))
+                raise
+        task = finished or await self.get(task_id)
+        if task is None:  # cannot happen: a task once stored stays
+            raise Rejected(404, f"task {task_id!r} not found")
+        return task
+
+    def _reserve(self, count: int) -> None:
+        """Count `count` more unfinished tasks, or raise Rejected(429) if they do not fit under
+        --max-pending. Before any await, so that concurrent submissions see them."""
+        if self._unfinished + count > self.settings.max_pending:
+            raise Rejected(
+                429,
+                f"pending queue is full ({self._unfinished} of --max-pending "
+                f"{self.settings.max_pending} tasks unfinished); retry later",
+                retry_after=1.0,
+            )
+        self._unfinished += count
+
+    def _admit(self, record: TaskRecord, params: Any) -> dict[str, JSON]:
+        """Make a stored (or being stored) task active and start its split; its JSON now."""
+        self.stats.task_submitted(record.type)
+        self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
+        task = self._activate(record, params)
+        view = self.view(task)
+        self._start_split(task)
+        return view
 
     def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:
         task = ActiveTask(record=record, params=params)

@@ -44,16 +44,12 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 async def submit_one(master: Master, body: SubmitRequest, wait: float) -> dict[str, Any]:
     """Submit one task; with `wait` > 0 answer when it finishes (or after `wait` s), so that a
     call and its result take one round trip. Raises Rejected."""
+    if wait > 0:
+        return await master.submit_and_wait(submission(body), wait)
     (answer,) = await master.submit_many([submission(body)])
     if isinstance(answer, Rejected):
         raise answer
-    if wait <= 0:
-        return answer
-    task_id = str(answer["id"])
-    task = await master.wait_finished(task_id, wait) or await master.get(task_id)
-    if task is None:  # cannot happen: a task once stored stays
-        raise Rejected(404, f"task {task_id!r} not found")
-    return task
+    return answer
 
 
 async def submit_items(master: Master, items: list[Any]) -> list[dict[str, Any]]:

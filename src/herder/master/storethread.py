@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from herder.store.base import Store
 
@@ -37,8 +39,9 @@ class StoreThread:
         self.store = store
         self.inline = store.runs_inline
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="herder-store")
-        #: writes posted inline and not yet made: they go in one transaction, soon
-        self._pending: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        #: writes posted inline and not yet made: they go in one transaction, soon; a `write`'s
+        #: future is told when that transaction has committed
+        self._pending: list[_Write] = []
         self._flush_scheduled = False
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -68,8 +71,8 @@ class StoreThread:
         if not self.inline:
             return await self.call(fn, *args, **kwargs)
         failure: Exception | None = None
-        with self.store.transaction():
-            self._run_pending()
+        with self._committing() as made:
+            made += self._run_pending()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:  # raised after the others' commit, not instead of it
@@ -85,27 +88,42 @@ class StoreThread:
         a thousand subtasks finishing together cost one commit.
         """
         if self.inline:
-            self._pending.append((fn, args))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                # A moment later, not at the next turn of the loop: what the same step set off
-                # (the dispatch of the subtasks just stored, its frames out to the workers, the
-                # answer to a client waiting for its task) goes out first, and more writes share
-                # the transaction. They are write-behind anyway: every acknowledgement is a
-                # `commit`, which makes the writes posted before it first.
-                asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+            self._pend(_Write(fn, args))
             return
         future = self._pool.submit(fn, *args)
         future.add_done_callback(_log_failure)
+
+    def write(self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
+        """Post the write `fn(*args)`; the future gets its value once it is committed (or its
+        exception). Unlike `commit`, it forces no transaction of its own: inline, it goes in the
+        next one, whichever comes first, a `commit` or the flush FLUSH_DELAY later. So a step
+        can go on (dispatch a task) and acknowledge it when its row is known to be stored."""
+        if not self.inline:
+            return asyncio.wrap_future(self._pool.submit(fn, *args))
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pend(_Write(fn, args, future))
+        return future
+
+    def _pend(self, write: _Write) -> None:
+        self._pending.append(write)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # A moment later, not at the next turn of the loop: what the same step set off (the
+            # dispatch of the subtasks just stored, its frames out to the workers, the answer to
+            # a client waiting for its task) goes out first, and more writes share the
+            # transaction. They are write-behind anyway: every acknowledgement is a `commit` or
+            # waits for a `write`'s future, and those make the writes posted before them first.
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
     def post_item(self, fn: Callable[[list[T]], object], item: T) -> None:
         """Like `post(fn, [item])` for a store method that takes a list, but consecutive items
         for the same method share one call: a thousand tasks finishing together are one
         `finish_tasks` (one executemany), not a thousand. Only consecutive ones, so writes stay
         in the order they were posted."""
-        if self.inline and self._pending and self._pending[-1][0] == fn:  # bound methods: ==
-            batch = self._pending[-1][1][0]
-            batch.append(item)  # type: ignore[attr-defined]
+        last = self._pending[-1] if self.inline and self._pending else None
+        if last is not None and last.fn == fn and last.future is None:  # bound methods: ==
+            batch = last.args[0]
+            batch.append(item)
             return
         self.post(fn, [item])
 
@@ -113,21 +131,55 @@ class StoreThread:
         self._flush_scheduled = False
         if not self._pending:
             return
-        with self.store.transaction():
-            self._run_pending()
+        with self._committing() as made:
+            made += self._run_pending()
 
-    def _run_pending(self) -> None:
+    def _run_pending(self) -> list[tuple[asyncio.Future[Any], object]]:
+        """Make the pending writes; the `write`s' futures and values, to be told once the
+        transaction commits."""
         pending, self._pending = self._pending, []
-        for fn, args in pending:
+        made: list[tuple[asyncio.Future[Any], object]] = []
+        for write in pending:
             try:
-                fn(*args)
-            except Exception:  # one bad write must not undo the others of its batch
-                log.exception("store write %s failed", getattr(fn, "__name__", fn))
+                value = write.fn(*write.args)
+            except Exception as exc:  # one bad write must not undo the others of its batch
+                if write.future is None:
+                    log.exception("store write %s failed", getattr(write.fn, "__name__", write.fn))
+                elif not write.future.done():
+                    write.future.set_exception(exc)
+                continue
+            if write.future is not None:
+                made.append((write.future, value))
+        return made
+
+    @contextlib.contextmanager
+    def _committing(self) -> Iterator[list[tuple[asyncio.Future[Any], object]]]:
+        """A transaction; the futures put in the list yielded get their values after it commits,
+        or its failure."""
+        made: list[tuple[asyncio.Future[Any], object]] = []
+        try:
+            with self.store.transaction():
+                yield made
+        except Exception as exc:
+            for future, _ in made:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for future, value in made:
+            if not future.done():  # a caller that gave up waiting cancelled it
+                future.set_result(value)
 
     def close(self) -> None:
         self.flush()
         self._pool.shutdown(wait=True)
         self.store.close()
+
+
+@dataclass
+class _Write:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any] | None = None
 
 
 def _log_failure(future: concurrent.futures.Future[object]) -> None:
