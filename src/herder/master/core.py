@@ -228,6 +228,10 @@ class Master:
             stored = self.store.write(self.store.store.insert_tasks, [replace(record)])
             self._admit(record, params)
             self._pump()
+            # While a worker runs it, commit the writes waiting (this task's row, the journal)
+            # in one transaction: else they would go in the commit of its result, which the
+            # answer waits for. Started after the dispatch, so its frames go out first.
+            self._spawn(self.journal.flush())
             task_id = record.id
         finished = await self.wait_finished(task_id, wait)
         if stored is not None:
