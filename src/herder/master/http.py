@@ -27,6 +27,7 @@ from herder.master.sessions import WorkerSession
 from herder.model import TaskState
 from herder.protocol import frames
 from herder.protocol.api import MAX_BATCH, LookupRequest, SubmitRequest
+from herder.protocol.batches import Batches
 
 log = logging.getLogger(__name__)
 
@@ -317,19 +318,17 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
         master.worker_disconnected(session, connection, why)
         if session.close_reason is None or session.connection == connection:
             session.close_reason = session.close_reason or why
-        outbox.put_nowait(None)  # ends this connection's writer, and only this one's
+        outbox.put(None)  # ends this connection's writer, and only this one's
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 2.0)
 
 
 async def _write(
-    ws: WebSocket, session: WorkerSession, outbox: asyncio.Queue[frames.MasterFrame | None]
+    ws: WebSocket, session: WorkerSession, outbox: Batches[frames.MasterFrame | None]
 ) -> None:
     """Send what this connection's outbox holds; what piled up meanwhile goes as one message."""
     while True:
-        batch = [await outbox.get()]
-        while not outbox.empty() and len(batch) < frames.MAX_FRAMES_PER_MESSAGE:
-            batch.append(outbox.get_nowait())
+        batch = await outbox.take(frames.MAX_FRAMES_PER_MESSAGE)
         closing = None in batch
         ready = [f for f in batch if f is not None]
         try:

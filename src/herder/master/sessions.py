@@ -6,11 +6,11 @@ never awaits a slow worker. Imports `protocol` only.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
 from herder.protocol import frames
+from herder.protocol.batches import Batches
 
 
 @dataclass(eq=False, slots=True)
@@ -36,22 +36,23 @@ class WorkerSession:
     unavailable: int = 0
     #: counts the connections, so that a late close of an old one is told apart
     connection: int = 1
-    outbox: asyncio.Queue[frames.MasterFrame | None] = field(default_factory=asyncio.Queue)
+    #: None asks the writer to close the connection
+    outbox: Batches[frames.MasterFrame | None] = field(default_factory=Batches)
     close_reason: str | None = None
 
     def send(self, frame: frames.MasterFrame) -> None:
         if self.connected:  # frames for a worker between connections are lost, by design:
-            self.outbox.put_nowait(frame)  # it reconciles what it holds when it reconnects
+            self.outbox.put(frame)  # it reconciles what it holds when it reconnects
 
     def close(self, reason: str) -> None:
         """Ask the writer to close the connection with `reason`."""
         self.close_reason = reason
-        self.outbox.put_nowait(None)
+        self.outbox.put(None)
 
     def attach(self) -> None:
         """A new connection of the same worker: frames go to it from now on."""
         self.close("replaced by a new connection")
-        self.outbox = asyncio.Queue()
+        self.outbox = Batches()
         self.connection += 1
         self.connected = True
         self.close_reason = None

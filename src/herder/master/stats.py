@@ -8,13 +8,15 @@ master has its own CollectorRegistry (no process-wide globals). Imports promethe
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 HISTORY_SECONDS = 600
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, float("inf"))
@@ -64,6 +66,50 @@ class _GaugeCollector(Collector):
         yield unfinished
 
 
+class LoopHistogram(Collector):
+    """A histogram observed on the event loop only, by one optional label.
+
+    prometheus_client's Histogram takes a lock for its bucket and one for its sum on every
+    observation; at one observation per dispatch and one per result that was ~5 % of the
+    master's time on no-op subtasks. Here an observation is a bisect and two additions, and the
+    cumulative buckets are made when /metrics is scraped, in the same exposition format.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], label: str | None = None
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = sorted(b for b in buckets if b != float("inf"))
+        self._les: list[str] = [
+            floatToGoString(b) for b in [*self._bounds, float("inf")]  # type: ignore[no-untyped-call]
+        ]
+        self._label = label
+        #: per label value: a count per bucket (the last one for +Inf), then the sum
+        self._series: dict[str, list[float]] = {}
+        if label is None:  # shown from the start, with zeros, as prometheus_client does
+            self._series[""] = [0.0] * (len(self._bounds) + 2)
+
+    def observe(self, value: float, label: str = "") -> None:
+        series = self._series.get(label)
+        if series is None:
+            series = self._series[label] = [0.0] * (len(self._bounds) + 2)
+        series[bisect_left(self._bounds, value)] += 1
+        series[-1] += value
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            self._name, self._documentation, labels=[self._label] if self._label else None
+        )
+        for label, series in self._series.items():
+            buckets, total = [], 0.0
+            for le, count in zip(self._les, series, strict=False):
+                total += count
+                buckets.append((le, total))
+            family.add_metric([label] if self._label else [], buckets, series[-1])
+        yield family
+
+
 class Stats:
     def __init__(self, gauges: Gauges) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -75,14 +121,16 @@ class Stats:
             "herder_tasks_finished", "Tasks finished, by type and final state",
             ["type", "state"], registry=r,
         )
-        self.subtask_duration = Histogram(
+        self.subtask_duration = LoopHistogram(
             "herder_subtask_duration_seconds", "Run time of successful subtask attempts, by type",
-            ["type"], buckets=DURATION_BUCKETS, registry=r,
+            DURATION_BUCKETS, label="type",
         )
-        self.dispatch_latency = Histogram(
+        self.dispatch_latency = LoopHistogram(
             "herder_dispatch_latency_seconds", "Time from a subtask being ready to its dispatch",
-            buckets=LATENCY_BUCKETS, registry=r,
+            LATENCY_BUCKETS,
         )
+        r.register(self.subtask_duration)
+        r.register(self.dispatch_latency)
         self.retries = Counter("herder_retries", "Failed attempts retried", registry=r)
         self.lost_workers = Counter(
             "herder_lost_workers", "Workers lost while holding attempts", registry=r
@@ -94,9 +142,9 @@ class Stats:
         r.register(_GaugeCollector(gauges))
         self._history: deque[list[int]] = deque(maxlen=HISTORY_SECONDS)
         # labels() takes a lock and builds a key on every call: each child is looked up once
-        self._children: dict[tuple[object, ...], Counter | Histogram] = {}
+        self._children: dict[tuple[object, ...], Counter] = {}
 
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+    def _child(self, metric: Counter, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)
         if child is None:
@@ -110,7 +158,7 @@ class Stats:
         self._child(self.finished, type_name, state).inc()
 
     def observe_duration(self, type_name: str, seconds: float) -> None:
-        self._child(self.subtask_duration, type_name).observe(seconds)
+        self.subtask_duration.observe(seconds, type_name)
 
     def subtask_finished(self, n: int = 1) -> None:
         second = int(time.time())

@@ -28,6 +28,7 @@ from websockets.frames import CloseCode
 
 from herder.config import WorkerSettings
 from herder.errors import ProtocolError, TaskTypeError
+from herder.protocol.batches import Batches
 from herder.protocol.frames import (
     MAX_FRAME_BYTES,
     MAX_FRAMES_PER_MESSAGE,
@@ -136,25 +137,19 @@ class Outbox:
     """Frames waiting for the writer of one connection, in order."""
 
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
-        self._queue: asyncio.Queue[WorkerFrame] = asyncio.Queue()
+        self._frames: Batches[WorkerFrame] = Batches()
         self._limit = limit
         self.dropped = 0
 
     def put(self, frame: WorkerFrame, droppable: bool = False) -> None:
-        if droppable and self._queue.qsize() >= self._limit:
+        if droppable and len(self._frames) >= self._limit:
             self.dropped += 1
             return
-        self._queue.put_nowait(frame)
-
-    async def get(self) -> WorkerFrame:
-        return await self._queue.get()
+        self._frames.put(frame)
 
     async def get_batch(self, limit: int) -> list[WorkerFrame]:
         """The next frame and whatever else is already waiting, up to `limit`."""
-        batch = [await self._queue.get()]
-        while not self._queue.empty() and len(batch) < limit:
-            batch.append(self._queue.get_nowait())
-        return batch
+        return await self._frames.take(limit)
 
 
 class Agent:
