@@ -3,9 +3,11 @@ the core decides, and keeps the store and the workers in step.
 
 Everything here runs on the event loop. The store is called through `StoreThread` (inline for
 SQLite, on a thread for a store that waits on a network); task type code (`split`, `aggregate`)
-runs inline once it is known to be quick, else on a small thread pool (`CodeRunner`). What the
-HTTP API reads beyond one task is in `reads`. Imports `scheduling`, `store`, `protocol`,
-`tasktype`, `model` and the master's own `live`, `sessions`, `journal`, `events` and `stats`.
+runs inline once it is known to be quick, else on a small thread pool (`CodeRunner`). Around it:
+submissions come in through `intake`, the workers' comings and goings are kept by `membership`,
+and what the HTTP API reads beyond one task is in `reads`. Imports `scheduling`, `store`,
+`protocol`, `tasktype`, `model` and the master's own `live`, `sessions`, `membership`, `journal`,
+`events` and `stats`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import logging
 import secrets
 import time
 import traceback
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from herder import scheduling as sch
@@ -29,6 +30,7 @@ from herder.master.coderunner import CodeRunner
 from herder.master.events import Event, Hub
 from herder.master.journal import Journal
 from herder.master.live import ActiveTask, active_view, stored_view
+from herder.master.membership import Membership
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Gauges, Stats
 from herder.master.storethread import StoreThread
@@ -85,8 +87,11 @@ class Master:
             seed=int(time.time()),
         )
         self.active: dict[str, ActiveTask] = {}
-        self.sessions: dict[str, WorkerSession] = {}
-        self._by_uid: dict[str, str] = {}  # worker process uid -> session id
+        self.members = Membership(
+            settings, self.sched, frozenset(registry.names()), self._decided,
+            adopted=self._attempt_adopted, lost_one=self._count_lost_worker,
+        )
+        self.sessions = self.members.sessions
         #: long polls waiting for a task to finish
         self._waiters: dict[str, list[asyncio.Future[dict[str, JSON] | None]]] = {}
         self._finished: OrderedDict[str, Progress] = OrderedDict()
@@ -123,7 +128,7 @@ class Master:
         for record in unfinished:
             await self._recover(record)
         self._loops = [
-            asyncio.create_task(self._watch_leases()),
+            asyncio.create_task(self.members.watch_leases()),
             asyncio.create_task(self._publish_progress()),
         ]
         if self.settings.speculate_factor is not None or self.settings.speculate_after is not None:
@@ -140,7 +145,8 @@ class Master:
 
     # -- submissions -----------------------------------------------------------------------
 
-    def _validate(self, sub: Submission) -> tuple[TaskRecord, Any]:
+    def validate(self, sub: Submission) -> tuple[TaskRecord, Any]:
+        """The task's record and its parsed params; Rejected(422) naming what is wrong."""
         try:
             task_type = self.registry.get(sub.type)
             params = task_type.parse_params(sub.params)
@@ -158,94 +164,7 @@ class Master:
         )
         return record, params
 
-    async def submit_many(
-        self, subs: Sequence[Submission]
-    ) -> list[dict[str, JSON] | Rejected]:
-        """Validate, admit and commit; each item is the task's JSON or why it was refused.
-
-        Admission is all-or-nothing for the batch: if it does not fit under --max-pending the
-        whole call raises Rejected(429) and nothing is stored.
-        """
-        checked: list[tuple[TaskRecord, Any] | Rejected] = []
-        for sub in subs:
-            try:
-                checked.append(self._validate(sub))
-            except Rejected as exc:
-                checked.append(exc)
-        valid = [c for c in checked if not isinstance(c, Rejected)]
-        seen: set[str] = set()
-        for i, c in enumerate(checked):
-            if isinstance(c, Rejected):
-                continue
-            if c[0].id in seen or c[0].id in self.active:
-                checked[i] = Rejected(409, f"id: task {c[0].id!r} already exists")
-            seen.add(c[0].id)
-        valid = [c for c in checked if not isinstance(c, Rejected)]
-        self._reserve(len(valid))
-        try:
-            inserted = await self.store.commit(
-                self.store.store.insert_tasks, [record for record, _ in valid]
-            )
-        except BaseException:
-            self._unfinished -= len(valid)
-            raise
-        results: list[dict[str, JSON] | Rejected] = []
-        ok = iter(zip(valid, inserted, strict=True))
-        for c in checked:
-            if isinstance(c, Rejected):
-                results.append(c)
-                continue
-            (record, params), was_inserted = next(ok)
-            if not was_inserted:
-                self._unfinished -= 1
-                results.append(Rejected(409, f"id: task {record.id!r} already exists"))
-                continue
-            results.append(self._admit(record, params))
-        # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
-        # before the answer to this submission is even encoded.
-        self._pump()
-        return results
-
-    async def submit_and_wait(self, sub: Submission, wait: float) -> dict[str, JSON]:
-        """Submit one task and answer when it has finished, or after `wait` seconds with its
-        JSON then. Raises Rejected.
-
-        A task whose id the master makes cannot clash with a stored one, so it is dispatched
-        before its row is committed: the row goes in the next transaction, usually the one that
-        commits its result, and the answer waits for that commit. The promise is the same (no
-        answer before the commit) with one commit fewer on the way of a call and its result.
-        """
-        stored: Awaitable[list[bool]] | None = None
-        if sub.id is not None:  # a given id may be taken: its insert says so, first
-            (answer,) = await self.submit_many([sub])
-            if isinstance(answer, Rejected):
-                raise answer
-            task_id = str(answer["id"])
-        else:
-            record, params = self._validate(sub)
-            self._reserve(1)
-            # a copy: the row is made later, and this record is the live one, soon running
-            stored = self.store.write(self.store.store.insert_tasks, [replace(record)])
-            self._admit(record, params)
-            self._pump()
-            # While a worker runs it, commit the writes waiting (this task's row, the journal)
-            # in one transaction: else they would go in the commit of its result, which the
-            # answer waits for. Started after the dispatch, so its frames go out first.
-            self._spawn(self.journal.flush())
-            task_id = record.id
-        finished = await self.wait_finished(task_id, wait)
-        if stored is not None:
-            try:
-                await stored
-            except Exception as exc:
-                self._fail(task_id, TaskError(message=f"the task could not be stored: {exc}"))
-                raise
-        task = finished or await self.get(task_id)
-        if task is None:  # cannot happen: a task once stored stays
-            raise Rejected(404, f"task {task_id!r} not found")
-        return task
-
-    def _reserve(self, count: int) -> None:
+    def reserve(self, count: int) -> None:
         """Count `count` more unfinished tasks, or raise Rejected(429) if they do not fit under
         --max-pending. Before any await, so that concurrent submissions see them."""
         if self._unfinished + count > self.settings.max_pending:
@@ -257,8 +176,13 @@ class Master:
             )
         self._unfinished += count
 
-    def _admit(self, record: TaskRecord, params: Any) -> dict[str, JSON]:
-        """Make a stored (or being stored) task active and start its split; its JSON now."""
+    def unreserve(self, count: int) -> None:
+        """Give back what `reserve` counted for tasks that were not admitted after all."""
+        self._unfinished -= count
+
+    def admit(self, record: TaskRecord, params: Any) -> dict[str, JSON]:
+        """Make a reserved task, stored or being stored, active and start its split (its
+        subtasks are dispatched at the next `pump`); its JSON now."""
         self.stats.task_submitted(record.type)
         self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
         task = self._activate(record, params)
@@ -287,7 +211,7 @@ class Master:
             parts = list(parts)
             _strict_json(parts)
         except Exception as exc:
-            self._fail(task.id, _code_error("split", exc))
+            self.fail(task.id, _code_error("split", exc))
             return
         if task.id not in self.active:
             return  # cancelled or timed out while splitting
@@ -340,7 +264,7 @@ class Master:
             params = self.registry.get(record.type).parse_params(record.params)
         except HerderError as exc:
             task = self._activate(record, record.params)
-            self._fail(task.id, TaskError(f"cannot resume: {exc}"))
+            self.fail(task.id, TaskError(f"cannot resume: {exc}"))
             return
         task = self._activate(record, params)
         if record.state is TaskState.PENDING:
@@ -390,7 +314,7 @@ class Master:
         error = TaskError(f"timed out: the task's deadline of {timeout} s passed")
         self._end(task_id, TaskState.TIMED_OUT, None, error)
 
-    def _fail(self, task_id: str, error: TaskError) -> None:
+    def fail(self, task_id: str, error: TaskError) -> None:
         self._end(task_id, TaskState.FAILED, None, error)
 
     def _end(
@@ -442,7 +366,7 @@ class Master:
         self._aggregating(task)
         results = self._results_in_memory(task)
         if results is None and not self.store.inline:
-            self._spawn(self._read_results_then_aggregate(task))
+            self.spawn(self._read_results_then_aggregate(task))
             return
         if results is None:
             # results are committed before their subtasks count as done: no flush needed
@@ -474,7 +398,7 @@ class Master:
         try:
             _strict_json(result)
         except Exception as exc:
-            self._fail(task.id, _code_error("aggregate", exc))
+            self.fail(task.id, _code_error("aggregate", exc))
             return
         self._end(task.id, TaskState.SUCCEEDED, result, None)
 
@@ -499,89 +423,18 @@ class Master:
 
     def worker_joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
         """A connection said hello: a new worker, or one coming back within its lease."""
-        now = time.monotonic()
-        session = self.sessions.get(self._by_uid.get(hello.uid or "", ""))
-        if session is not None and session.name == hello.name:
-            session.attach()
-            self.sched.handle(sch.WorkerReconnected(session.id), now)
-            log.info("worker %s (%s) reconnected", session.name, session.id)
-        else:
-            session = WorkerSession(
-                id=uuid.uuid4().hex[:12],
-                uid=hello.uid,
-                name=hello.name,
-                slots=hello.slots,
-                pool=hello.pool,
-                types=frozenset(hello.types) & frozenset(self.registry.names()),
-                labels=frozenset(hello.labels),
-            )
-            self.sessions[session.id] = session
-            if hello.uid:
-                self._by_uid[hello.uid] = session.id
-            self.sched.handle(
-                sch.WorkerJoined(session.id, session.slots, session.types, session.labels), now
-            )
-            log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
-        keep = self._reconcile(session, hello, now)
-        welcome = frames.Welcome(worker_id=session.id, heartbeat=self.settings.heartbeat, keep=keep)
-        self.kick()
-        return session, welcome
-
-    def _reconcile(
-        self, session: WorkerSession, hello: frames.Hello, now: float
-    ) -> list[frames.AttemptRef]:
-        """Agree with a (re)connecting worker on what it holds.
-
-        What it runs, or has results for, is taken back when still current (or claimable after
-        a master restart); what the master thought it held and it no longer has is queued again.
-        The running attempts the master does not keep are listed in no `keep`, so the worker
-        stops them; the results it sends for attempts not taken back arrive as stale.
-        """
-        reported = {(r.task_id, r.index, r.attempt) for r in (*hello.running, *hello.results)}
-        decisions: list[sch.Decision] = []
-        for task_id, index, attempt in self.sched.held_by(session.id):
-            if (task_id, index, attempt) not in reported:
-                decisions += self.sched.handle(sch.AttemptEnded(task_id, index, attempt), now)
-        held = set(self.sched.held_by(session.id))
-        keep: list[frames.AttemptRef] = []
-        running = set(hello.running)
-        for ref in (*hello.running, *hello.results):
-            key = (ref.task_id, ref.index, ref.attempt)
-            if key in held or self.sched.adopt(session.id, *key, now=now):
-                if key not in held:
-                    task = self.active.get(ref.task_id)
-                    if task is not None:
-                        task.progress.subtasks_running += 1
-                if ref in running:
-                    keep.append(ref)
-        self._carry_out(decisions)
-        return keep
+        return self.members.joined(hello)
 
     def worker_disconnected(self, session: WorkerSession, connection: int, why: str) -> None:
-        """The connection `connection` of the session closed. Its attempts stay leased to the
-        worker until --lease-timeout, so that it can reconnect and keep them."""
-        if session.connection != connection or self.sessions.get(session.id) is not session:
-            return  # a newer connection of the same worker took over
-        session.detach()
-        log.info("worker %s (%s) disconnected: %s", session.name, session.id, why)
-        if session.draining and not self.sched.held_by(session.id):
-            self._worker_lost(session, "stopped")  # a clean stop: nothing to wait for
-            return
-        self.sched.handle(sch.WorkerDisconnected(session.id), time.monotonic())
+        self.members.disconnected(session, connection, why)
 
-    def _worker_lost(self, session: WorkerSession, why: str) -> None:
-        if self.sessions.pop(session.id, None) is None:
-            return
-        if session.uid:
-            self._by_uid.pop(session.uid, None)
-        session.close(why)
-        level = logging.INFO if why == "stopped" else logging.WARNING
-        log.log(level, "worker %s (%s) gone: %s", session.name, session.id, why)
-        decisions = self.sched.handle(sch.WorkerLeft(session.id), time.monotonic())
-        if any(isinstance(d, sch.Requeue) for d in decisions):
-            self.stats.lost_workers.inc()
-        self._carry_out(decisions)
-        self.kick()
+    def _attempt_adopted(self, task_id: str) -> None:
+        task = self.active.get(task_id)
+        if task is not None:
+            task.progress.subtasks_running += 1
+
+    def _count_lost_worker(self) -> None:
+        self.stats.lost_workers.inc()
 
     async def _speculate(self) -> None:
         """Start second attempts of stragglers while slots are idle."""
@@ -594,26 +447,6 @@ class Master:
                 log.info("speculative attempt %d of %s[%d]", d.attempt, d.task_id, d.index)
                 self._send_assign(d)
             self._flush_starts()
-
-    async def _watch_leases(self) -> None:
-        """Declare lost a worker silent, or disconnected, for longer than --lease-timeout."""
-        interval = min(self.settings.heartbeat, self.settings.lease_timeout) / 2
-        while True:
-            asleep = time.monotonic()
-            await asyncio.sleep(interval)
-            # A loop that was held up (a long GC pause, a slow inline aggregate) heard nobody
-            # meanwhile: the workers' frames wait in the sockets. Their silence is not theirs.
-            stalled = time.monotonic() - asleep - interval
-            if stalled > interval:
-                for session in self.sessions.values():
-                    session.last_seen += stalled
-                    session.disconnected_at += stalled
-            limit = time.monotonic() - self.settings.lease_timeout
-            for session in list(self.sessions.values()):
-                if session.connected and session.last_seen < limit:
-                    self._worker_lost(session, "lease expired: no heartbeat")
-                elif not session.connected and session.disconnected_at < limit:
-                    self._worker_lost(session, "lease expired: did not reconnect")
 
     async def on_frame(self, session: WorkerSession, frame: frames.WorkerFrame) -> None:
         session.last_seen = time.monotonic()
@@ -715,7 +548,7 @@ class Master:
             self._results.append((session, frame, result_json or "null"))
             if not self._committing:
                 self._committing = True
-                self._spawn(self._commit_results())
+                self.spawn(self._commit_results())
             return
         now = time.monotonic()
         if outcome in ("error", "timeout"):
@@ -752,7 +585,7 @@ class Master:
         if final:
             task.progress.subtasks_failed += 1
             # after this frame's own decisions are carried out, as before
-            asyncio.get_running_loop().call_soon(self._fail, task.id, err)
+            asyncio.get_running_loop().call_soon(self.fail, task.id, err)
 
     async def _commit_results(self) -> None:
         """Write the waiting results in one transaction, then acknowledge them; repeat while
@@ -790,7 +623,7 @@ class Master:
                 # slots are filled now, not at the next turn, so each worker's new attempts and
                 # its acknowledgements leave in one message.
                 self._carry_out(decisions)
-                self._pump()
+                self.pump()
                 for session, ack in acks:
                     session.send(ack)
         finally:
@@ -818,9 +651,10 @@ class Master:
         """Run the dispatcher soon, once, however many times it is kicked before then."""
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
+            asyncio.get_running_loop().call_soon(self.pump)
 
-    def _pump(self) -> None:
+    def pump(self) -> None:
+        """Dispatch what can be, now."""
         self._pump_scheduled = False
         for d in self.sched.dispatch(time.monotonic()):
             self._send_assign(d)
@@ -865,6 +699,11 @@ class Master:
         task.eta.started(time.monotonic())
         self.stats.dispatch_latency.observe(d.waited)
         self._starts.append((d.task_id, d.index, d.attempt, session.name, time.time()))
+
+    def _decided(self, decisions: Sequence[sch.Decision]) -> None:
+        """Carry out the core's decisions, then run the dispatcher soon."""
+        self._carry_out(decisions)
+        self.kick()
 
     def _carry_out(self, decisions: Sequence[sch.Decision]) -> None:
         for d in decisions:
@@ -971,12 +810,12 @@ class Master:
             try:
                 value = self._code.call_inline(kind, fn, *args)
             except Exception as exc:
-                self._fail(task.id, _code_error(where, exc))
+                self.fail(task.id, _code_error(where, exc))
                 return
             done(task, value)
         else:
             running = self._code.run(fn, *args, kind=kind, inline=inline)
-            self._spawn(self._code_done(task, where, running, done))
+            self.spawn(self._code_done(task, where, running, done))
 
     async def _code_done(
         self,
@@ -988,11 +827,12 @@ class Master:
         try:
             value = await running
         except Exception as exc:
-            self._fail(task.id, _code_error(where, exc))
+            self.fail(task.id, _code_error(where, exc))
             return
         done(task, value)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run `coro` in the background; its failure is logged."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)

@@ -9,7 +9,7 @@ which still declares both routes (for the OpenAPI document) with handlers that c
 `submit_one` / `submit_items` below. Bad input gets the same answers either way: 401 without the
 token, 413 over --max-body, 422 naming the field, 409, 429 with Retry-After.
 
-Imports the master's `core`, `protocol.api` and `tasktype`.
+Imports the master's `core` and `intake`, `protocol.api` and `tasktype`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 import pydantic
 
+from herder.master import intake
 from herder.master.core import Master, Rejected, Submission
 from herder.protocol.api import MAX_BATCH, SubmitRequest, submit_adapter
 from herder.tasktype import describe_validation_error
@@ -45,8 +46,8 @@ async def submit_one(master: Master, body: SubmitRequest, wait: float) -> dict[s
     """Submit one task; with `wait` > 0 answer when it finishes (or after `wait` s), so that a
     call and its result take one round trip. Raises Rejected."""
     if wait > 0:
-        return await master.submit_and_wait(submission(body), wait)
-    (answer,) = await master.submit_many([submission(body)])
+        return await intake.submit_and_wait(master, submission(body), wait)
+    (answer,) = await intake.submit_many(master, [submission(body)])
     if isinstance(answer, Rejected):
         raise answer
     return answer
@@ -60,7 +61,9 @@ async def submit_items(master: Master, items: list[Any]) -> list[dict[str, Any]]
             subs.append(submission(submit_adapter.validate_python(item)))
         except pydantic.ValidationError as exc:
             subs.append(Rejected(422, f"[{i}] " + describe_validation_error(exc)))
-    answers = iter(await master.submit_many([s for s in subs if isinstance(s, Submission)]))
+    answers = iter(
+        await intake.submit_many(master, [s for s in subs if isinstance(s, Submission)])
+    )
     out: list[dict[str, Any]] = []
     for s in subs:
         answer = s if isinstance(s, Rejected) else next(answers)

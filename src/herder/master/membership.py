@@ -1,0 +1,153 @@
+"""The workers the master knows: joining, coming back within their lease, disconnecting, and
+being declared lost, by the lease watch or at once after a clean stop.
+
+Each change goes to the scheduling core; its decisions (attempts to queue again, to stop) go back
+to the master through `carry_out`. Imports the scheduling core, `config`, `protocol.frames` and
+the master's `sessions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from herder import scheduling as sch
+from herder.config import MasterSettings
+from herder.master.sessions import WorkerSession
+from herder.protocol import frames
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    def __init__(
+        self,
+        settings: MasterSettings,
+        sched: sch.Scheduler,
+        type_names: frozenset[str],
+        carry_out: Callable[[Sequence[sch.Decision]], None],
+        adopted: Callable[[str], None],
+        lost_one: Callable[[], None],
+    ) -> None:
+        """`carry_out`: the master's for the core's decisions (it also kicks the dispatcher);
+        `adopted(task_id)`: an attempt of that task was taken back from a reconnecting worker;
+        `lost_one()`: a worker was lost while holding attempts."""
+        self._settings = settings
+        self._sched = sched
+        self._type_names = type_names
+        self._carry_out = carry_out
+        self._adopted = adopted
+        self._lost_one = lost_one
+        self.sessions: dict[str, WorkerSession] = {}
+        self._by_uid: dict[str, str] = {}  # worker process uid -> session id
+
+    def joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
+        """A connection said hello: a new worker, or one coming back within its lease."""
+        now = time.monotonic()
+        session = self.sessions.get(self._by_uid.get(hello.uid or "", ""))
+        decisions: list[sch.Decision] = []
+        if session is not None and session.name == hello.name:
+            session.attach()
+            decisions += self._sched.handle(sch.WorkerReconnected(session.id), now)
+            log.info("worker %s (%s) reconnected", session.name, session.id)
+        else:
+            session = WorkerSession(
+                id=uuid.uuid4().hex[:12],
+                uid=hello.uid,
+                name=hello.name,
+                slots=hello.slots,
+                pool=hello.pool,
+                types=frozenset(hello.types) & self._type_names,
+                labels=frozenset(hello.labels),
+            )
+            self.sessions[session.id] = session
+            if hello.uid:
+                self._by_uid[hello.uid] = session.id
+            decisions += self._sched.handle(
+                sch.WorkerJoined(session.id, session.slots, session.types, session.labels), now
+            )
+            log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
+        keep = self._reconcile(session, hello, decisions, now)
+        welcome = frames.Welcome(
+            worker_id=session.id, heartbeat=self._settings.heartbeat, keep=keep
+        )
+        return session, welcome
+
+    def _reconcile(
+        self,
+        session: WorkerSession,
+        hello: frames.Hello,
+        decisions: list[sch.Decision],
+        now: float,
+    ) -> list[frames.AttemptRef]:
+        """Agree with a (re)connecting worker on what it holds.
+
+        What it runs, or has results for, is taken back when still current (or claimable after
+        a master restart); what the master thought it held and it no longer has is queued again.
+        The running attempts the master does not keep are listed in no `keep`, so the worker
+        stops them; the results it sends for attempts not taken back arrive as stale.
+        """
+        reported = {(r.task_id, r.index, r.attempt) for r in (*hello.running, *hello.results)}
+        for task_id, index, attempt in self._sched.held_by(session.id):
+            if (task_id, index, attempt) not in reported:
+                decisions += self._sched.handle(sch.AttemptEnded(task_id, index, attempt), now)
+        held = set(self._sched.held_by(session.id))
+        keep: list[frames.AttemptRef] = []
+        running = set(hello.running)
+        for ref in (*hello.running, *hello.results):
+            key = (ref.task_id, ref.index, ref.attempt)
+            if key in held or self._sched.adopt(session.id, *key, now=now):
+                if key not in held:
+                    self._adopted(ref.task_id)
+                if ref in running:
+                    keep.append(ref)
+        self._carry_out(decisions)
+        return keep
+
+    def disconnected(self, session: WorkerSession, connection: int, why: str) -> None:
+        """The connection `connection` of the session closed. Its attempts stay leased to the
+        worker until --lease-timeout, so that it can reconnect and keep them."""
+        if session.connection != connection or self.sessions.get(session.id) is not session:
+            return  # a newer connection of the same worker took over
+        session.detach()
+        log.info("worker %s (%s) disconnected: %s", session.name, session.id, why)
+        if session.draining and not self._sched.held_by(session.id):
+            self.lost(session, "stopped")  # a clean stop: nothing to wait for
+            return
+        self._carry_out(self._sched.handle(sch.WorkerDisconnected(session.id), time.monotonic()))
+
+    def lost(self, session: WorkerSession, why: str) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        if session.uid:
+            self._by_uid.pop(session.uid, None)
+        session.close(why)
+        level = logging.INFO if why == "stopped" else logging.WARNING
+        log.log(level, "worker %s (%s) gone: %s", session.name, session.id, why)
+        decisions = self._sched.handle(sch.WorkerLeft(session.id), time.monotonic())
+        if any(isinstance(d, sch.Requeue) for d in decisions):
+            self._lost_one()
+        self._carry_out(decisions)
+
+    async def watch_leases(self) -> None:
+        """Declare lost a worker silent, or disconnected, for longer than --lease-timeout."""
+        interval = min(self._settings.heartbeat, self._settings.lease_timeout) / 2
+        while True:
+            asleep = time.monotonic()
+            await asyncio.sleep(interval)
+            # A loop that was held up (a long GC pause, a slow inline aggregate) heard nobody
+            # meanwhile: the workers' frames wait in the sockets. Their silence is not theirs.
+            stalled = time.monotonic() - asleep - interval
+            if stalled > interval:
+                for session in self.sessions.values():
+                    session.last_seen += stalled
+                    session.disconnected_at += stalled
+            limit = time.monotonic() - self._settings.lease_timeout
+            for session in list(self.sessions.values()):
+                if session.connected and session.last_seen < limit:
+                    self.lost(session, "lease expired: no heartbeat")
+                elif not session.connected and session.disconnected_at < limit:
+                    self.lost(session, "lease expired: did not reconnect")
