@@ -15,7 +15,14 @@ from herder.errors import TaskTypeError
 from herder.tasktype import Registry
 from herder.worker.execute import AttemptKey, Finished, Job, Throttle, check_result
 from herder.worker.procslot import ProcessSlotPool
-from herder.worker.slots import NoFreeSlot, PoolBase, ThreadSlotPool
+from herder.worker.slots import (
+    DEEP_QUEUE_PER_SLOT,
+    QUICK_ATTEMPT,
+    QUICK_STREAK,
+    NoFreeSlot,
+    PoolBase,
+    ThreadSlotPool,
+)
 
 MODULES = ("tests.tasktypes",)
 REGISTRY = Registry.from_modules(MODULES)
@@ -233,6 +240,30 @@ def test_a_queued_attempt_starts_when_the_slot_is_done_and_one_cancelled_never_r
         pool.cancel(("t1", 0, 4))  # before its turn: reported without running
         done = await rec.result(("t1", 0, 4))
         assert done.outcome == "cancelled" and done.duration < 1.0
+        await rec.until(lambda: pool.accepts == 2)
+
+    run(test, ThreadSlotPool(REGISTRY, slots=1, cancel_grace=5.0))
+
+
+def test_after_a_row_of_quick_attempts_more_wait_per_slot_until_a_slow_one() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        assert pool.accepts == 2  # one slot, one waiting
+        for attempt in range(1, QUICK_STREAK + 1):
+            pool.start(job("noop", attempt, attempt=attempt))
+            await rec.result(("t1", 0, attempt))
+        await rec.until(lambda: pool.accepts == 1 + DEEP_QUEUE_PER_SLOT)
+        # a row of them queued at once: each runs and is reported once, in order, even though
+        # the loop takes the results of many at a time
+        keys = [("t1", 0, a) for a in range(100, 100 + pool.accepts)]
+        for _, _, attempt in keys:
+            pool.start(job("noop", attempt, attempt=attempt))
+        assert pool.accepts == 0
+        for key in keys:
+            assert (await rec.result(key)).result == key[2]
+        assert [e[1] for e in rec.events if e[0] == "finished"][-len(keys) :] == keys
+        # one slow attempt: back to one waiting attempt per slot
+        pool.start(job("sleep", QUICK_ATTEMPT * 5, attempt=500))
+        assert (await rec.result(("t1", 0, 500))).outcome == "ok"
         await rec.until(lambda: pool.accepts == 2)
 
     run(test, ThreadSlotPool(REGISTRY, slots=1, cancel_grace=5.0))

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,12 @@ from herder.worker import capture
 from herder.worker.execute import AttemptKey, Finished, Job, run_attempt
 
 log = logging.getLogger(__name__)
+
+#: attempts in a row that must each end within QUICK_ATTEMPT seconds before the slot threads'
+#: queue holds DEEP_QUEUE_PER_SLOT waiting attempts per slot instead of one
+QUICK_STREAK = 8
+QUICK_ATTEMPT = 0.002
+DEEP_QUEUE_PER_SLOT = 16
 
 
 class PoolListener(Protocol):
@@ -52,7 +59,7 @@ class SlotPool(Protocol):
     @property
     def accepts(self) -> int:
         """How many more attempts `start` takes now: the free slots, plus (thread pool) a queue
-        of one waiting attempt per slot, which a slot thread starts as soon as it is done."""
+        of waiting attempts, which a slot thread starts as soon as it is done."""
 
     @property
     def abandoned(self) -> int:
@@ -262,6 +269,12 @@ class ThreadSlotPool(PoolBase):
         self._flags: dict[AttemptKey, threading.Event] = {}
         self._abandoned: set[AttemptKey] = set()
         self._threads: _SlotThreads | None = None
+        #: attempts that ended in a row within QUICK_ATTEMPT
+        self._quick = 0
+        #: attempts the slot threads ended and the loop has not taken yet; one wake-up of the
+        #: loop takes all of them (`_ended_told`: that wake-up is on its way)
+        self._ended: deque[Finished] = deque()
+        self._ended_told = False
 
     async def open(self, listener: PoolListener) -> None:
         await super().open(listener)
@@ -277,10 +290,17 @@ class ThreadSlotPool(PoolBase):
 
     @property
     def accepts(self) -> int:
-        # One attempt per slot may wait in the slot threads' queue, so that a thread goes from
-        # one short attempt to the next without a round trip through the event loop. Not while
-        # a thread is stuck on an abandoned attempt: nothing must wait behind it.
-        queue = 0 if self._abandoned else self.slots
+        # Attempts may wait in the slot threads' queue, so that a thread goes from one attempt
+        # to the next without a round trip through the event loop: one per slot, and more
+        # while attempts are quick, so that a thread runs a row of them and the loop takes
+        # their results at once (one message to the master for many). Not while a thread is
+        # stuck on an abandoned attempt: nothing must wait behind it.
+        if self._abandoned:
+            queue = 0
+        elif self._quick >= QUICK_STREAK:
+            queue = self.slots * DEEP_QUEUE_PER_SLOT
+        else:
+            queue = self.slots
         return max(0, self.slots + queue - len(self._runs) - len(self._abandoned))
 
     @property
@@ -305,10 +325,21 @@ class ThreadSlotPool(PoolBase):
             finished = Finished(job.key, "cancelled")
         else:
             finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
-        self.call_in_loop(self._thread_ended, finished)
+        # Appended, then told: the loop clears `_ended_told` before it takes what is there, so
+        # an attempt appended meanwhile is either taken now or told again.
+        self._ended.append(finished)
+        if not self._ended_told:
+            self._ended_told = True
+            self.call_in_loop(self._take_ended)
+
+    def _take_ended(self) -> None:
+        self._ended_told = False
+        while self._ended:
+            self._thread_ended(self._ended.popleft())
 
     def _thread_ended(self, finished: Finished) -> None:
         key = finished.key
+        self._quick = self._quick + 1 if finished.duration < QUICK_ATTEMPT else 0
         self._flags.pop(key, None)
         if key in self._abandoned:
             self._abandoned.discard(key)
