@@ -569,7 +569,7 @@ class _Lookup:
             return None
         chunk = self.wanted[self._next : self._next + self.CHUNK]
         self._next += len(chunk)
-        return _Request("POST", f"{API}/tasks/lookup", json={"ids": chunk})
+        return _Request("POST", f"{API}/tasks/lookup", json={"ids": chunk, "finished_only": True})
 
     def feed(self, answer: Any) -> None:
         for task in answer.get("tasks") or []:

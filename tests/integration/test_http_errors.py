@@ -292,6 +292,10 @@ def test_lookup_answers_the_tasks_that_exist_in_the_order_asked(
     assert [t["id"] for t in tasks] == [running.id, done.id]
     assert tasks[0]["state"] in ("pending", "running")
     assert tasks[1]["state"] == "succeeded" and tasks[1]["result"] == "done"
+    # what a client waiting for them asks: the finished ones only
+    body = {"ids": [running.id, "no-such", done.id], "finished_only": True}
+    r = http.post("/api/v1/tasks/lookup", json=body)
+    assert [t["id"] for t in r.json()["tasks"]] == [done.id]
     running.cancel()
     r = http.post("/api/v1/tasks/lookup", json={"ids": ["x"] * 10_001})
     assert r.status_code == 422 and "ids" in r.json()["detail"]

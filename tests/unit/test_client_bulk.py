@@ -155,6 +155,7 @@ def test_lookup_asks_for_exactly_its_ids_in_chunks() -> None:
     while (request := lookup.next_request()) is not None:
         assert (request.method, request.path) == ("POST", "/api/v1/tasks/lookup")
         chunk = request.json["ids"]
+        assert request.json["finished_only"] is True  # a waiting client needs no other
         asked.append(chunk)
         # the master answers those it knows; only the final ones are found
         lookup.feed({"tasks": [{"id": i, "state": "succeeded" if i < "t2000" else "running"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +40,18 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 class Subscription:
     task_id: str | None  # None: every task
     kinds: frozenset[str] | None = None  # None: every kind
+    #: a last filter, applied before an event is queued (a client waiting for many tasks
+    #: follows only their final states: three events in four are never queued)
+    keep: Callable[[Event], bool] | None = None
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
 
     def wants(self, event: Event) -> bool:
         if self.task_id is not None and event.task_id != self.task_id:
             return False
-        return self.kinds is None or event.kind in self.kinds
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        return self.keep is None or self.keep(event)
 
 
 class Hub:
@@ -57,9 +63,12 @@ class Hub:
         return bool(self._subs)
 
     def subscribe(
-        self, task_id: str | None, kinds: frozenset[str] | None = None
+        self,
+        task_id: str | None,
+        kinds: frozenset[str] | None = None,
+        keep: Callable[[Event], bool] | None = None,
     ) -> Subscription:
-        sub = Subscription(task_id, kinds)
+        sub = Subscription(task_id, kinds, keep)
         self._subs.add(sub)
         return sub
 

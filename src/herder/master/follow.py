@@ -50,8 +50,8 @@ async def all_events(
     """Durable events after last_id (none when None: live only), then live ones. With
     `finished_only`, only the state events of tasks that finished (what a client waiting for
     many tasks needs, at a fraction of the cost of everything)."""
-    sub = master.hub.subscribe(None, frozenset({"state"}) if finished_only else None)
     keep = _is_final if finished_only else None
+    sub = master.hub.subscribe(None, frozenset({"state"}) if finished_only else None, keep)
     try:
         sent = last_id or 0
         if last_id is not None:

@@ -167,7 +167,7 @@ async def list_tasks(
 async def lookup(body: LookupRequest, master: MasterDep) -> JSONResponse:
     """Many tasks by id in one request (a read, in a POST for the length of its list): those
     that exist, in the order asked. What `gather` reads the results of thousands of tasks with."""
-    return JSONResponse({"tasks": await reads.lookup(master, body.ids)})
+    return JSONResponse({"tasks": await reads.lookup(master, body.ids, body.finished_only)})
 
 
 @api.get("/tasks/{task_id}")

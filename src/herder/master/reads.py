@@ -14,8 +14,11 @@ from herder.master.core import Master
 from herder.model import JSON, LogRecord, TaskState
 
 
-async def lookup(master: Master, task_ids: Sequence[str]) -> list[dict[str, JSON]]:
-    """The tasks of these ids that exist, in the order of `task_ids` (unknown ids skipped)."""
+async def lookup(
+    master: Master, task_ids: Sequence[str], finished_only: bool = False
+) -> list[dict[str, JSON]]:
+    """The tasks of these ids that exist, in the order of `task_ids` (unknown ids skipped);
+    with `finished_only`, those of them that are finished (no view made of the others)."""
     stored = [i for i in task_ids if i not in master.active]
     records = await master.store.call(master.store.store.get_tasks, stored) if stored else []
     by_id = {r.id: r for r in records}
@@ -23,7 +26,8 @@ async def lookup(master: Master, task_ids: Sequence[str]) -> list[dict[str, JSON
     for task_id in task_ids:
         task = master.active.get(task_id)
         if task is not None:
-            out.append(master.view(task))
+            if not finished_only:
+                out.append(master.view(task))
         elif (record := by_id.get(task_id)) is not None:
             out.append(master.stored_view(record))
     return out

@@ -29,6 +29,8 @@ class LookupRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     ids: list[str] = pydantic.Field(max_length=MAX_BATCH)
+    #: only the tasks that are finished (what a client waiting for them needs)
+    finished_only: bool = False
 
 
 submit_adapter: pydantic.TypeAdapter[SubmitRequest] = pydantic.TypeAdapter(SubmitRequest)
