@@ -19,18 +19,8 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from bench.chromium import CHROMIUM, LAUNCH_ARGS
 from herder import LocalCluster
-
-CHROMIUM = os.environ.get("HERDER_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,7 +61,7 @@ def _open_dashboard(stack: ExitStack, url: str) -> Any:
     from playwright.sync_api import sync_playwright
 
     pw = stack.enter_context(sync_playwright())
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
     stack.callback(browser.close)
     page = browser.new_page()
     page.goto(url)

@@ -12,19 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from bench.chromium import CHROMIUM, LAUNCH_ARGS
 
 from herder import LocalCluster
 
-CHROMIUM = os.environ.get("HERDER_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TEST_TASKS = ("tests.tasktypes",)
 #: how long a UI expectation may take (a loaded CI machine is slow, a broken page never passes)
 UI_TIMEOUT_MS = 20_000
