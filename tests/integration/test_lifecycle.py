@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,18 @@ def test_timeout_ends_the_task_and_frees_the_slots(client: Client) -> None:
     assert time.monotonic() - started < 2.0
     wait_until(lambda: busy_slots(client) == 0, timeout=2.0)
     assert client.submit("noop", {"value": 1}).result(timeout=10) == 1
+
+
+def test_cancelling_a_task_of_many_quick_subtasks_leaves_nothing_running(client: Client) -> None:
+    # Quick attempts are pipelined deep and queued many per slot next to the slot threads: a
+    # cancel must still end them all, free every slot, and leave the workers taking new work.
+    handle = client.submit("sleep", {"seconds": 0, "parts": 50_000})
+    wait_until(lambda: handle.status()["progress"]["subtasks_done"] > 2_000, timeout=30)
+    assert handle.cancel()["state"] == "cancelled"
+    wait_until(lambda: busy_slots(client) == 0, timeout=5.0)
+    states = Counter(s["state"] for s in handle.subtasks())
+    assert set(states) <= {"succeeded", "cancelled"} and states["cancelled"] > 0
+    assert client.submit("noop", {"value": 3}).result(timeout=10) == 3
 
 
 def test_cancel_ends_the_task_and_frees_the_slots(client: Client) -> None:
