@@ -180,15 +180,11 @@ class Master:
         """Give back what `reserve` counted for tasks that were not admitted after all."""
         self._unfinished -= count
 
-    def admit(self, record: TaskRecord, params: Any) -> dict[str, JSON]:
-        """Make a reserved task, stored or being stored, active and start its split (its
-        subtasks are dispatched at the next `pump`); its JSON now."""
+    def admit(self, record: TaskRecord, params: Any) -> ActiveTask:
+        """Make a reserved task, stored or being stored, active (pending); `start_split` next."""
         self.stats.task_submitted(record.type)
         self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
-        task = self._activate(record, params)
-        view = self.view(task)
-        self._start_split(task)
-        return view
+        return self._activate(record, params)
 
     def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:
         task = ActiveTask(record=record, params=params)
@@ -201,7 +197,8 @@ class Master:
         self.active[record.id] = task
         return task
 
-    def _start_split(self, task: ActiveTask) -> None:
+    def start_split(self, task: ActiveTask) -> None:
+        """Split the task (its subtasks are dispatched at the next `pump`)."""
         split = self.registry.instance(task.record.type).split
         kind = f"{task.record.type}.split"
         self._run_code(task, "split", kind, split, (task.params,), self._split_done)
@@ -268,7 +265,7 @@ class Master:
             return
         task = self._activate(record, params)
         if record.state is TaskState.PENDING:
-            self._start_split(task)
+            self.start_split(task)
             return
         subtasks = await self.store.call(self.store.store.get_subtasks, record.id)
         task.results = None  # those from before the restart are in the store only
@@ -420,13 +417,6 @@ class Master:
             self.store.post_item(self.store.store.set_task_states, (task_id, task.record.state))
 
     # -- workers -------------------------------------------------------------------------------
-
-    def worker_joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
-        """A connection said hello: a new worker, or one coming back within its lease."""
-        return self.members.joined(hello)
-
-    def worker_disconnected(self, session: WorkerSession, connection: int, why: str) -> None:
-        self.members.disconnected(session, connection, why)
 
     def _attempt_adopted(self, task_id: str) -> None:
         task = self.active.get(task_id)

@@ -296,7 +296,7 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
     except (ProtocolError, KeyError, TimeoutError, WebSocketDisconnect) as exc:
         await _close(ws, f"{exc}" or "no hello")
         return
-    session, welcome = master.worker_joined(hello)
+    session, welcome = master.members.joined(hello)
     session.send(welcome)
     outbox, connection = session.outbox, session.connection
     writer = asyncio.create_task(_write(ws, session, outbox))
@@ -315,7 +315,7 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
         why = str(exc) or type(exc).__name__
         log.warning("worker %s: closing: %s", session.name, why)
     finally:
-        master.worker_disconnected(session, connection, why)
+        master.members.disconnected(session, connection, why)
         if session.close_reason is None or session.connection == connection:
             session.close_reason = session.close_reason or why
         outbox.put(None)  # ends this connection's writer, and only this one's

@@ -56,7 +56,9 @@ async def submit_many(
             master.unreserve(1)
             results.append(Rejected(409, f"id: task {record.id!r} already exists"))
             continue
-        results.append(master.admit(record, params))
+        task = master.admit(record, params)
+        results.append(master.view(task))  # as submitted: pending, before its split
+        master.start_split(task)
     # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
     # before the answer to this submission is even encoded.
     master.pump()
@@ -83,7 +85,7 @@ async def submit_and_wait(master: Master, sub: Submission, wait: float) -> dict[
         master.reserve(1)
         # a copy: the row is made later, and this record is the live one, soon running
         stored = master.store.write(master.store.store.insert_tasks, [replace(record)])
-        master.admit(record, params)
+        master.start_split(master.admit(record, params))  # no answer made now: it comes at the end
         master.pump()
         # While a worker runs it, commit the writes waiting (this task's row, the journal)
         # in one transaction: else they would go in the commit of its result, which the
