@@ -48,7 +48,7 @@ clean:
 
 # Benchmarks (issue 5; docs/benchmarks.md). `bench` prepares Debian's redis-server and the peers'
 # virtualenv (bench/.venv-peers), then runs herder and its peers side by side, 3 repeats;
-# `bench-quick` runs herder alone at small sizes in under a minute.
+# `bench-quick` runs herder alone (and W3's bound) at small sizes in under a minute.
 .PHONY: bench bench-quick
 
 bench: $(RUN_STAMP)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 PEERS = ("celery", "huey", "dask", "ray")
-TITLES = {"herder": "herder", "celery": "Celery", "huey": "Huey", "dask": "Dask", "ray": "Ray"}
+TITLES = {"herder": "herder", "celery": "Celery", "huey": "Huey", "dask": "Dask", "ray": "Ray",
+          "bare": "2 bare processes"}
 IDEAL_W3 = 0.975  # seconds: 400 x 4.9 ms over 2 workers, as issue 5 states it
 ROLES = ("client", "master", "workers", "other")
 
@@ -208,6 +209,21 @@ def scale_table(scale: dict[str, Any]) -> str:
                      f"{fmt(p['master_rss_mib']['median'], 'int')} / "
                      f"{fmt(p['master_peak_rss_mib']['median'], 'int')} |")
     return "\n".join(lines)
+
+
+def w3_bound(summary: dict[str, dict[str, Any]]) -> str | None:
+    """A sentence on W3 against the bound of this host in this run (`bare`), or None."""
+    bare = summary.get("bare", {}).get("w3_eff")
+    if bare is None:
+        return None
+    text = (f"W3's bound on this host in this run: the same spins on 2 bare processes taking "
+            f"the next part from a shared counter (no scheduler) reach an efficiency of "
+            f"{bare['median']:.2f} ({bare['min']:.2f}-{bare['max']:.2f}).")
+    shares = [f"{TITLES[s]} {summary[s]['w3_eff']['median'] / bare['median']:.2f}"
+              for s in ("herder", *PEERS) if "w3_eff" in summary.get(s, {})]
+    if shares:
+        text += " Each system's W3 as a share of it: " + ", ".join(shares) + "."
+    return text
 
 
 def targets_table(summary: dict[str, dict[str, Any]], scale: dict[str, Any]) -> str:

@@ -1,12 +1,15 @@
 """The benchmark driver: herder and its peers, side by side, interleaved, repeated.
 
-    python -m bench [--quick] [--repeats 3] [--systems herder,celery,huey,dask,ray] [--no-scale]
+    python -m bench [--quick] [--repeats 3] [--systems herder,celery,huey,dask,ray,bare]
+                    [--no-scale]
 
 Each (system, repeat) is one trial: a child process (`bench.trial`, or `bench.scale` for the
 scale workload) run with the interpreter of the system's virtualenv — herder's `.venv`, the
 peers' `bench/.venv-peers` — that starts the system, runs the workloads, stops it and writes
-JSON. Repeats are interleaved (each repeat runs every system, starting one further along the
-list) so that a slow minute of the machine does not fall on one system only. Every trial is
+JSON. `bare` is no system but W3's bound on this host in this run: its spins on 2 processes
+that share a counter (`bench/systems/bare_sys.py`). Repeats are interleaved (each repeat runs
+every system, starting one further along the list) so that a slow minute of the machine does
+not fall on one system only. Every trial is
 bounded in time; at its end, whatever happens, every process it started is stopped (found by
 the marker in their environment). The summary — medians with min-max — is printed as markdown
 and written to bench/results/latest.md and latest.json (latest-quick.* for --quick).
@@ -36,7 +39,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS_PYTHON = os.path.join(HERE, ".venv-peers", "bin", "python")
 RESULTS = os.path.join(HERE, "results")
-SYSTEMS = ("herder", "celery", "huey", "dask", "ray")
+SYSTEMS = ("herder", "celery", "huey", "dask", "ray", "bare")
+#: run with herder's interpreter (stdlib or herder only)
+OWN_PYTHON = ("herder", "bare")
 IMPORTS = {"celery": "celery, redis", "huey": "huey, redis", "dask": "distributed",
            "ray": "ray"}
 
@@ -191,6 +196,9 @@ def render(doc: dict[str, Any]) -> str:
                   report.scale_table(doc["scale"]), ""]
     parts += ["Targets of issue 5:", "", report.targets_table(doc["summary"], doc["scale"] or {}),
               ""]
+    bound = report.w3_bound(doc["summary"])
+    if bound:
+        parts += [bound, ""]
     problems = [(s, p) for s in systems for p in doc["summary"].get(s, {}).get("problems", [])]
     if problems:
         parts += ["Problems:", ""] + [f"- {report.TITLES[s]}: {str(p).splitlines()[0]}"
@@ -201,7 +209,8 @@ def render(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="herder alone, small sizes, one repeat (under a minute)")
+                        help="herder (and W3's bound) alone, small sizes, one repeat "
+                        "(under a minute)")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--systems", help="comma-separated, of " + ",".join(SYSTEMS))
     parser.add_argument("--no-scale", action="store_true")
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     repeats = args.repeats or (1 if args.quick else 3)
     systems = (args.systems.split(",") if args.systems else
-               ["herder"] if args.quick else list(SYSTEMS))
+               ["herder", "bare"] if args.quick else list(SYSTEMS))
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}")
@@ -223,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     when = time.strftime("%Y-%m-%d %H:%M")
     print(f"bench: spin calibrated to {loops:,} loops = {spin_ms:.2f} ms; "
           f"{repeats} repeat(s) of {', '.join(systems)}", flush=True)
-    unavailable = {s: p for s in systems if s != "herder" and (p := peer_problem(s))}
+    unavailable = {s: p for s in systems if s not in OWN_PYTHON and (p := peer_problem(s))}
     for s, p in unavailable.items():
         print(f"bench: {s}: n/a: {p}", flush=True)
     logdir = tempfile.mkdtemp(prefix="herder-bench-")
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--window", str(sizes["scale_window"])])
                 scale_runs.append(result)
             else:
-                python = sys.executable if s == "herder" else PEERS_PYTHON
+                python = sys.executable if s in OWN_PYTHON else PEERS_PYTHON
                 result = runner.run(label, "bench.trial", python,
                                     trial_args(s, sizes, loops, start=True))
                 trials[s].append(result)

@@ -32,6 +32,7 @@ MODULES = {
     "huey": "bench.systems.huey_sys",
     "dask": "bench.systems.dask_sys",
     "ray": "bench.systems.ray_sys",
+    "bare": "bench.systems.bare_sys",
 }
 
 

@@ -233,3 +233,25 @@ class Prints(TaskType):
         other.join()
         sys.stdout.write("unfinished")
         return part
+
+
+class UnevenParams(pydantic.BaseModel):
+    seconds: list[float]
+
+
+class Uneven(TaskType):
+    """One subtask per entry of `seconds`, each sleeping that long (cancellable): run times that
+    depend on the params, which the master cannot know from the type's average."""
+
+    name = "uneven"
+    Params = UnevenParams
+
+    def split(self, params: UnevenParams) -> list[float]:
+        return list(params.seconds)
+
+    def execute(self, ctx: Context, part: float) -> float:
+        ctx.sleep(float(part))
+        return part
+
+    def aggregate(self, params: UnevenParams, results: list[Any]) -> int:
+        return len(results)

@@ -55,6 +55,7 @@ __all__ = [
     "HEALTH_FAILING",
     "HEALTH_MIN",
     "HEALTH_WINDOW",
+    "OVERRUN_FACTOR",
     "PIPELINE_DEPTH",
     "PIPELINE_SAMPLES",
     "RUNTIME_WEIGHT",
@@ -104,6 +105,9 @@ class _Worker:
     long: set[tuple[str, int, int]] = field(default_factory=set)
     #: outcomes of its last attempts (True: succeeded), to spot a worker that fails everything
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
+    #: it handed back attempts that waited behind ones that overran: until one of those it still
+    #: holds ends, it gets no more than its slots (no pipelining, no prefetch)
+    stuck: bool = False
 
 
 @dataclass(slots=True)
@@ -149,6 +153,10 @@ PIPELINE_SAMPLES = 3
 PIPELINE_DEPTH = 16
 #: weight of the newest run time in a type's moving average
 RUNTIME_WEIGHT = 0.2
+#: a worker hands back the attempts sent ahead to wait for its slots once every slot has run
+#: its attempt this many times `pipeline_below` (what is pipelined is about `pipeline_below` of
+#: work per slot): they wait behind attempts that overran
+OVERRUN_FACTOR = 4.0
 
 
 @dataclass(slots=True)
@@ -180,6 +188,12 @@ class SchedulerConfig:
     retry_backoff_max: float = 30.0
     #: 0..1: a retry waits backoff * (1 - jitter/2 + jitter * random())
     retry_jitter: float = 0.5
+
+    @property
+    def hand_back_after(self) -> float | None:
+        """What workers are told (see OVERRUN_FACTOR); None with pipelining off: what waits on
+        a worker then is what `prefetch` asked for."""
+        return OVERRUN_FACTOR * self.pipeline_below if self.pipeline_below > 0 else None
 
 
 class Scheduler:
@@ -278,6 +292,21 @@ class Scheduler:
         """(attempts held, slots)."""
         w = self._workers[worker_id]
         return len(w.held), w.slots
+
+    def slack(self, worker_id: str) -> float:
+        """Seconds a worker's slots can go on without a new attempt, when one of those it holds
+        has just ended: the average run times of the others beyond one per slot (attempts sent
+        ahead by pipelining or prefetch), shared by its slots. 0.0 when nothing waits there."""
+        w = self._workers.get(worker_id)
+        if w is None or len(w.held) <= w.slots:
+            return 0.0
+        queued = 0.0
+        for task_id, _, _ in w.held:
+            task = self._tasks.get(task_id)
+            runtime = self._runtimes.get(task.type) if task else None
+            queued += runtime.average if runtime else 0.0
+        # one attempt per slot is running (the one that ended among them): not queued
+        return max(0.0, queued * (len(w.held) - w.slots) / len(w.held)) / w.slots
 
     def held_by(self, worker_id: str) -> list[tuple[str, int, int]]:
         w = self._workers.get(worker_id)
@@ -502,9 +531,11 @@ class Scheduler:
         if found is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
         task, sub, worker_id = found
-        self._release(worker_id, ev.task_id, ev.index, ev.attempt)
+        self._release(worker_id, ev.task_id, ev.index, ev.attempt, ev.handed_back)
         sub.running.pop(ev.attempt)
         sub.started.pop(ev.attempt, None)
+        if ev.handed_back:
+            self._handed_back(worker_id, now)
         if task.ended:
             self._forget_if_idle(task)
             return []
@@ -512,6 +543,30 @@ class Scheduler:
             return []
         self._make_ready(task, ev.index, front=True, now=now)
         return [Requeue(task.id, ev.index, ev.attempt, worker_id, "handed back")]
+
+    def _handed_back(self, worker_id: str, now: float) -> None:
+        """A worker handed back an attempt it was sent ahead (pipelining, prefetch) because
+        every one of its slots runs an attempt that overran (or it drains).
+
+        A type is pipelined by its average run time, but one task's parts may take far longer
+        than the type's history says (run times that depend on the params): the attempts sent
+        to wait behind such a part would wait for it while other workers idle, and work of a
+        higher priority would wait behind them. The worker sees it first and hands them back;
+        here, it gets no more than its slots until one of the attempts it still holds ends,
+        and the types of those count as long for as long as they have run so far, until their
+        run times pull the average back down.
+        """
+        w = self._workers.get(worker_id)
+        if w is None or w.draining:
+            return
+        w.stuck = True
+        for task_id, index, attempt in w.held:
+            task = self._tasks.get(task_id)
+            sub = task.subtasks.get(index) if task else None
+            dispatched = sub.started.get(attempt) if sub else None
+            if task is not None and dispatched is not None:
+                runtime = self._runtimes.setdefault(task.type, _Runtime())
+                runtime.average = max(runtime.average, now - dispatched)
 
     def _task_ended(self, ev: TaskEnded) -> list[Decision]:
         task = self._tasks.get(ev.task_id)
@@ -541,11 +596,15 @@ class Scheduler:
             return None
         return task, sub, worker_id
 
-    def _release(self, worker_id: str, task_id: str, index: int, attempt: int) -> None:
+    def _release(
+        self, worker_id: str, task_id: str, index: int, attempt: int, handed_back: bool = False
+    ) -> None:
         w = self._workers.get(worker_id)
         if w is not None:
             w.held.discard((task_id, index, attempt))
             w.long.discard((task_id, index, attempt))
+            if not handed_back:
+                w.stuck = False  # one of them ended: a slot is free again
 
     def _hold(self, w: _Worker, task: _Task, index: int, attempt: int) -> None:
         key = (task.id, index, attempt)
@@ -564,7 +623,9 @@ class Scheduler:
         average = self._runtimes[type_name].average
         if average <= 0:
             return PIPELINE_DEPTH
-        return max(1, min(PIPELINE_DEPTH, int(self.config.pipeline_below / average)))
+        # min() before int(): a tiny average (moving averages of 0 s run times shrink towards
+        # the smallest float) makes the quotient infinite
+        return max(1, int(min(PIPELINE_DEPTH, self.config.pipeline_below / average)))
 
     def _short(self, type_name: str) -> bool:
         if self.config.pipeline_below <= 0:
@@ -652,6 +713,8 @@ class Scheduler:
         that deep (see pipeline_depth)."""
         if w.draining or not w.connected:
             return 0
+        if w.stuck:  # see _handed_back
+            return w.slots - len(w.held) - w.unavailable
         credit = w.slots + self.config.prefetch - len(w.held) - w.unavailable
         if depth and not w.long:
             credit += w.slots * depth

@@ -102,11 +102,13 @@ class AttemptFailed:
 @dataclass(frozen=True, slots=True)
 class AttemptEnded:
     """The attempt stopped without a result and without counting as a failure: cancelled on
-    the master's request, or handed back by a draining worker."""
+    the master's request, or handed back by its worker (`handed_back`: draining, or every one
+    of its slots busy with an attempt that overran)."""
 
     task_id: str
     index: int
     attempt: int
+    handed_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)

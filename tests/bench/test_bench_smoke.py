@@ -38,6 +38,8 @@ def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
         assert point["rate"]["median"] > 0
     run_ids = [t["run_id"] for t in (*doc["trials"]["herder"], *doc["scale_runs"])]
     assert len(run_ids) == 2 and not [p for r in run_ids for p in marked(r)]  # all stopped
+    assert doc["summary"]["bare"]["w3_eff"]["median"] > 0  # W3's bound on this host
     table = (tmp_path / "latest-quick.md").read_text()
     assert "| workload | herder" in table and "Targets of issue 5" in table
+    assert "W3's bound on this host in this run" in table
     assert table in done.stdout  # the same table was printed

@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from herder import Client, LocalCluster
 from herder.errors import TaskFailed
@@ -188,3 +190,66 @@ def test_aggregates_read_the_store_when_results_are_over_the_memory_budget() -> 
         items = [{"i": i, "pad": "x" * 5} for i in range(20)]
         assert client.run("echo", {"items": items}, wait=30) == items
         assert client.run("primes", {"limit": 10_000}) == 1229
+
+
+@pytest.fixture(scope="module")
+def two_single_slots() -> Iterator[LocalCluster]:
+    c = LocalCluster(workers=2, slots=1, tasks=TEST_TASKS)
+    with c:
+        yield c
+
+
+def test_work_pipelined_behind_an_attempt_that_overran_is_taken_back(
+    two_single_slots: LocalCluster,
+) -> None:
+    client = two_single_slots.client
+    # Many quick attempts make `uneven` a short type: the master pipelines it, up to 16
+    # attempts per slot sent ahead to each worker.
+    assert client.submit("uneven", {"seconds": [0.0] * 60}).result(timeout=30) == 60
+    # Then one long part and many quick ones: the worker that runs the long part was sent
+    # quick ones to run after it. Taken back once the long one overruns, they run on the
+    # other worker, long before the long part ends.
+    long_part = 5.0
+    handle = client.submit("uneven", {"seconds": [long_part] + [0.0] * 30})
+    started = time.monotonic()
+
+    def quick_parts_done() -> bool:
+        return handle.status()["progress"]["subtasks_done"] >= 30
+
+    wait_until(quick_parts_done, timeout=long_part / 2, what="the 30 quick parts")
+    assert time.monotonic() - started < long_part / 2
+    assert handle.status()["state"] == "running"  # the long part still runs
+    assert handle.result(timeout=long_part + 20) == 31
+    # the type's run times are no longer taken as short: nothing is pipelined behind them
+    worker_held = [w["busy"] for w in client.workers()]
+    assert sum(worker_held) == 0
+
+
+def _commits(client: Client) -> tuple[float, float]:
+    """(results stored, transactions that stored them) so far, from /metrics."""
+    text = httpx.get(f"{client.url}/metrics").text
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("herder_results_per_commit")
+    }
+    return samples["herder_results_per_commit_sum"], samples["herder_results_per_commit_count"]
+
+
+def test_results_of_workers_with_work_sent_ahead_share_their_commits(
+    two_single_slots: LocalCluster,
+) -> None:
+    client = two_single_slots.client
+    # 10 ms parts: once known, 5 per slot are sent ahead (50 ms of them), so a result is not
+    # urgent and waits a few milliseconds for others to share its transaction
+    assert len(client.submit("whoami", {"parts": 10, "seconds": 0.01}).result(timeout=30)) == 10
+    results0, commits0 = _commits(client)
+    assert len(client.submit("whoami", {"parts": 100, "seconds": 0.01}).result(timeout=30)) == 100
+    results1, commits1 = _commits(client)
+    assert results1 - results0 == 100  # each stored once
+    assert commits1 - commits0 <= 0.7 * 100  # one by one, it would be about 100
+    # a lone result (nothing sent ahead behind it) is committed at once, alone
+    client.run("whoami", {"seconds": 0.0}, wait=10)
+    results2, commits2 = _commits(client)
+    assert (results2 - results1, commits2 - commits1) == (1, 1)

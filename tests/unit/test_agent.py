@@ -50,6 +50,7 @@ class FakeMaster:
         self.ws: ServerConnection | None = None
         self.auto_ack = False
         self.keep: Callable[[Hello], list[AttemptRef]] = lambda hello: list(hello.running)
+        self.hand_back_after: float | None = None
         self._changed = asyncio.Event()
 
     async def handler(self, ws: ServerConnection) -> None:
@@ -68,7 +69,10 @@ class FakeMaster:
         self._changed.set()
         if isinstance(frame, Hello):
             self.ws = ws
-            welcome = Welcome(worker_id="w1", heartbeat=0.05, keep=self.keep(frame))
+            welcome = Welcome(
+                worker_id="w1", heartbeat=0.05, keep=self.keep(frame),
+                hand_back_after=self.hand_back_after,
+            )
             await ws.send(encode(welcome))
         elif isinstance(frame, ResultFrame) and self.auto_ack:
             await ws.send(
@@ -250,6 +254,43 @@ def test_assigns_beyond_the_slots_wait_and_can_be_cancelled() -> None:
         await master.send(Cancel(task_id="t1", index=0, attempt=1))
         await master.next(ResultFrame, where=lambda f: f.attempt == 1)
         await master.until(lambda: agent.pool.running() == [("t1", 0, 2)])
+
+    scenario(test)
+
+
+def test_attempts_waiting_behind_slots_that_overran_are_handed_back() -> None:
+    async def test(master: FakeMaster, agent: Agent, task: asyncio.Task[int]) -> None:
+        await master.next(Hello)
+        await master.send(assign("sleep", 0.1, attempt=1))  # quick: nothing is handed back
+        assert (await master.next(ResultFrame)).outcome == "ok"
+        # 2 runs past 0.3 s; 3 waits in the slot thread's queue, 4 and 5 in the backlog
+        for attempt in (2, 3, 4, 5):
+            await master.send(assign("sleep", 1.0, attempt=attempt))
+        handed = [await master.next(ResultFrame, where=lambda f, a=a: f.attempt == a)
+                  for a in (3, 4, 5)]
+        assert {f.outcome for f in handed} == {"released"}
+        assert all("has run its attempt for over 0.3 s" in (f.error or "") for f in handed)
+        running = await master.next(ResultFrame, where=lambda f: f.attempt == 2)
+        assert running.outcome == "ok"  # the one that overran runs on to its end
+        assert agent.held() == []
+        assert sorted(f.attempt for f in master.frames if isinstance(f, ResultFrame)) == [
+            1, 2, 3, 4, 5
+        ]  # one report each
+
+    async def told(master: FakeMaster, agent: Agent, task: asyncio.Task[int]) -> None:
+        master.hand_back_after = 0.3
+        await test(master, agent, task)
+
+    scenario(told)
+
+
+def test_without_a_hand_back_limit_waiting_attempts_wait() -> None:
+    async def test(master: FakeMaster, agent: Agent, task: asyncio.Task[int]) -> None:
+        await master.next(Hello)
+        for attempt in (1, 2):
+            await master.send(assign("sleep", 0.6, attempt=attempt))
+        second = await master.next(ResultFrame, where=lambda f: f.attempt == 2)
+        assert second.outcome == "ok"
 
     scenario(test)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pytest
 
 from herder.scheduling import (
+    OVERRUN_FACTOR,
     PIPELINE_DEPTH,
     AttemptEnded,
     AttemptFailed,
@@ -163,6 +164,18 @@ def test_pipelining_depth_is_capped() -> None:
     assert len(s.dispatch(0.0)) == 1 + PIPELINE_DEPTH
 
 
+def test_a_vanishing_average_run_time_is_capped_too() -> None:
+    # a moving average of 0 s run times after a longer one shrinks towards the smallest float;
+    # the window divided by it is infinite, which int() refuses
+    s = make(PIPELINED)
+    join(s, "w1", slots=1)
+    submit(s, "a", 100)
+    for _ in range(3):
+        run_for(s, one(s.dispatch(0.0)), 1e-320)
+    assert s.pipeline_depth("t") == PIPELINE_DEPTH
+    assert len(s.dispatch(0.0)) == 1 + PIPELINE_DEPTH
+
+
 def test_a_type_that_runs_long_is_not_pipelined() -> None:
     s = make(PIPELINED)
     join(s, "w1", slots=1)
@@ -196,6 +209,76 @@ def test_pipelining_is_off_at_zero() -> None:
         run_for(s, one(s.dispatch(0.0)), 0.0001)
     assert not s.is_short("t")
     assert len(s.dispatch(0.0)) == 1
+
+
+def _pipelined_on(s: Scheduler, worker: str, at: float) -> list[Dispatch]:
+    """Make `t` short (3 quick attempts on `worker`, the only worker so far), then dispatch a
+    task of 40 at `at`: one runs, the rest are sent ahead to wait behind it."""
+    submit(s, "warm", 3)
+    while not s.is_short("t"):
+        for d in s.dispatch(0.0):
+            run_for(s, d, 0.0001)
+    submit(s, "a", 40)
+    sent = s.dispatch(at)
+    assert len(sent) == 1 + s.config.prefetch + PIPELINE_DEPTH
+    assert {d.worker_id for d in sent} == {worker}
+    return sent
+
+
+def test_a_worker_that_hands_back_what_waits_behind_an_overrun_gets_only_its_slots() -> None:
+    s = make(SchedulerConfig(pipeline_below=0.05, prefetch=1))
+    join(s, "w1", slots=1)
+    sent = _pipelined_on(s, "w1", at=10.0)
+    # every slot of w1 ran its attempt too long: it hands back the others, which are queued
+    # again, first in line
+    for d in sent[1:]:
+        ended = AttemptEnded(d.task_id, d.index, d.attempt, handed_back=True)
+        assert [type(x) for x in s.handle(ended, 10.5)] == [Requeue]
+    assert s.worker_load("w1") == (1, 1)
+    assert not s.is_short("t")  # the one still running counts as a run time of 0.5 s
+    # nothing more than its slot: no pipelining, no prefetch, while that one runs
+    assert s.dispatch(10.5) == []
+    join(s, "w2", slots=1)
+    # w2 gets new attempts of those handed back: its slot and its prefetch, no pipelining
+    again = s.dispatch(10.5)
+    assert [d.worker_id for d in again] == ["w2", "w2"]
+    assert {d.index for d in again} <= {d.index for d in sent[1:]}
+    assert {d.attempt for d in again} == {2}
+    # once the long one ends, w1 has its slot and its prefetch again
+    run_for(s, sent[0], 0.5, now=11.0)
+    assert [d.worker_id for d in s.dispatch(11.0)] == ["w1", "w1"]
+
+
+def test_attempts_handed_back_by_a_draining_worker_change_no_run_time() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=1)
+    sent = _pipelined_on(s, "w1", at=10.0)
+    assert s.handle(WorkerDraining("w1"), 10.5) == []
+    for d in sent[1:]:
+        s.handle(AttemptEnded(d.task_id, d.index, d.attempt, handed_back=True), 10.5)
+    assert s.is_short("t")
+
+
+def test_slack_is_the_run_time_of_what_waits_beyond_the_slots() -> None:
+    s = make(PIPELINED)
+    join(s, "w1", slots=2)
+    submit(s, "a", 100)
+    assert s.slack("w1") == 0.0  # holds nothing
+    while not s.is_short("t"):
+        for d in s.dispatch(0.0):
+            run_for(s, d, 0.005)
+    assert s.slack("w1") == 0.0  # holds no more than its slots
+    sent = s.dispatch(0.0)
+    assert len(sent) == 2 + 2 * 10  # 50 ms of 5 ms attempts per slot
+    # one per slot runs; the 20 others wait, 5 ms each, shared by 2 slots
+    assert s.slack("w1") == pytest.approx(20 * 0.005 / 2)
+    assert s.slack("nobody") == 0.0
+
+
+def test_the_hand_back_limit_follows_the_pipelining_window() -> None:
+    assert SchedulerConfig(pipeline_below=0.05).hand_back_after == OVERRUN_FACTOR * 0.05
+    # without pipelining what waits is what --prefetch asked for: never handed back
+    assert SchedulerConfig(pipeline_below=0.0, prefetch=2).hand_back_after is None
 
 
 def test_speculation_never_uses_pipeline_credit() -> None:

@@ -245,6 +245,45 @@ def test_a_queued_attempt_starts_when_the_slot_is_done_and_one_cancelled_never_r
     run(test, ThreadSlotPool(REGISTRY, slots=1, cancel_grace=5.0))
 
 
+def test_an_attempt_waiting_for_a_slot_thread_is_handed_back_and_never_runs() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        assert pool.busy_for() == 0.0  # a slot is free
+        pool.start(job("stubborn", 0.5, attempt=1))
+        pool.start(job("primes", [0, 1000], attempt=2))  # waits behind it
+        await rec.until(lambda: any(e[0] == "progress" for e in rec.events))  # 1 runs
+        assert pool.waiting() == [("t1", 0, 2)]
+        await rec.until(lambda: pool.busy_for() >= 0.1)  # how long the slot has run attempt 1
+        assert pool.busy_for() < 0.5
+        assert pool.release_waiting(("t1", 0, 2), "taken back")
+        handed = await rec.result(("t1", 0, 2))
+        assert (handed.outcome, handed.error, handed.result) == ("released", "taken back", None)
+        assert pool.accepts == 1 and pool.waiting() == []  # its place is free at once
+        # the one that runs goes on: asking for it does nothing
+        assert not pool.release_waiting(("t1", 0, 1), "taken back")
+        assert not pool.release_waiting(("t1", 0, 99), "taken back")  # unknown
+        assert (await rec.result(("t1", 0, 1))).outcome == "ok"
+        # the thread skipped the one handed back: the next one runs, and nothing twice
+        pool.start(job("primes", [0, 100], attempt=3))
+        assert (await rec.result(("t1", 0, 3))).result == 25
+        assert [e[1] for e in rec.events if e[0] == "finished"] == [
+            ("t1", 0, 2), ("t1", 0, 1), ("t1", 0, 3)
+        ]
+
+    run(test, ThreadSlotPool(REGISTRY, slots=1, cancel_grace=5.0))
+
+
+def test_process_pool_has_nothing_waiting_to_hand_back() -> None:
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("sleep", 0.3, attempt=1))
+        assert pool.waiting() == []
+        assert not pool.release_waiting(("t1", 0, 1), "taken back")
+        await rec.until(lambda: pool.busy_for() >= 0.1)
+        assert (await rec.result(("t1", 0, 1))).outcome == "ok"
+        assert pool.busy_for() == 0.0
+
+    run(test, process_pool())
+
+
 def test_after_a_row_of_quick_attempts_more_wait_per_slot_until_a_slow_one() -> None:
     async def test(pool: PoolBase, rec: Recorder) -> None:
         assert pool.accepts == 2  # one slot, one waiting

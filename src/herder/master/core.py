@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import random
 import secrets
 import time
 import traceback
@@ -50,6 +52,11 @@ SPECULATE_EVERY = 0.5
 INLINE_RESULTS = 1000
 #: the state `aggregating` is stored only for an aggregate still running after this long
 AGGREGATING_STORED_AFTER = 0.1
+#: a result from a worker whose slots have work sent ahead (Scheduler.slack) waits for more to
+#: share its commit: half that slack, at most this share of --pipeline-below, and not at all
+#: when that is under RESULT_WAIT_MIN seconds
+RESULT_WAIT = 0.2
+RESULT_WAIT_MIN = 0.001
 
 
 class Rejected(HerderError):
@@ -104,6 +111,8 @@ class Master:
         #: bytes of result JSON held in ActiveTask.results
         self._result_bytes = 0
         self._committing = False
+        #: the commit of results that can wait, when it is due
+        self._commit_timer: asyncio.TimerHandle | None = None
         self._starts: list[tuple[str, int, int, str, float]] = []
         self._loops: list[asyncio.Task[None]] = []
         self.hub = Hub()
@@ -531,14 +540,24 @@ class Master:
         if task is not None:
             task.progress.running_fraction.pop(frame.index, None)
             task.messages.pop(frame.index, None)
-            task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
         if outcome == "ok":
+            if task is not None:
+                task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
             # Group commit: results wait here while the previous batch is being written, then
             # go to the store together, in one transaction.
             self._results.append((session, frame, result_json or "null"))
-            if not self._committing:
-                self._committing = True
-                self.spawn(self._commit_results())
+            if self._committing:
+                return
+            if self._commit_timer is not None:
+                return  # a commit is due soon
+            wait = min(RESULT_WAIT * self.settings.pipeline_below, self.sched.slack(session.id) / 2)
+            if wait >= RESULT_WAIT_MIN:
+                # Its slots have attempts sent ahead for a while: nothing waits for this commit
+                # (neither the worker's next attempt nor, mostly, a task's end), so the results
+                # of the next few milliseconds share it, with its acks and new attempts.
+                self._commit_timer = asyncio.get_running_loop().call_later(wait, self._commit_now)
+                return
+            self._commit_now()
             return
         now = time.monotonic()
         if outcome in ("error", "timeout"):
@@ -546,7 +565,11 @@ class Master:
             if task is not None:
                 self._attempt_failed(session, frame, task, error or f"subtask {outcome}", decisions)
         else:  # cancelled or released: no failure is counted
-            decisions = self.sched.handle(sch.AttemptEnded(*ref), now)
+            handed_back = outcome == "released"
+            decisions = self.sched.handle(sch.AttemptEnded(*ref, handed_back), now)
+        if task is not None and not any(isinstance(d, sch.Requeue) for d in decisions):
+            # (a requeued attempt stops counting as running where the requeue is carried out)
+            task.progress.subtasks_running = max(0, task.progress.subtasks_running - 1)
         session.send(_ack(frame))
         self._carry_out(decisions)
         self.kick()
@@ -577,12 +600,21 @@ class Master:
             # after this frame's own decisions are carried out, as before
             asyncio.get_running_loop().call_soon(self.fail, task.id, err)
 
+    def _commit_now(self) -> None:
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        if not self._committing:
+            self._committing = True
+            self.spawn(self._commit_results())
+
     async def _commit_results(self) -> None:
         """Write the waiting results in one transaction, then acknowledge them; repeat while
         more arrived meanwhile."""
         try:
             while self._results:
                 batch, self._results = self._results, []
+                self.stats.results_per_commit.observe(len(batch))
                 finished_at = time.time()
                 recorded = await self.store.commit(
                     self.store.store.record_results,
@@ -836,8 +868,18 @@ class Master:
 def new_task_id() -> str:
     """32 hex digits like a UUID's, in creation order (the layout of UUIDv7: 48 bits of
     milliseconds, then 80 random bits). New rows land at the end of every index keyed by the
-    task id, so a commit writes a few pages instead of one page per row scattered over the tree."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.randbits(80):020x}"
+    task id, so a commit writes a few pages instead of one page per row scattered over the tree.
+
+    The random bits make ids unique, not secret (anyone who can reach the API can list them):
+    they come from a generator seeded once from the OS, not from a system call per id, which
+    lets go of the GIL and, with another thread waiting for it, costs a switch of threads."""
+    return f"{time.time_ns() // 1_000_000:012x}{_id_bits(80):020x}"
+
+
+_id_random = random.Random(secrets.randbits(128))
+_id_bits = _id_random.getrandbits
+# a forked child must not make the ids its parent makes
+os.register_at_fork(after_in_child=lambda: _id_random.seed(secrets.randbits(128)))
 
 
 def _set_none(waiter: asyncio.Future[dict[str, JSON] | None]) -> None:

@@ -72,7 +72,8 @@ class Membership:
             log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
         keep = self._reconcile(session, hello, decisions, now)
         welcome = frames.Welcome(
-            worker_id=session.id, heartbeat=self._settings.heartbeat, keep=keep
+            worker_id=session.id, heartbeat=self._settings.heartbeat, keep=keep,
+            hand_back_after=self._sched.config.hand_back_after,
         )
         return session, welcome
 

@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 HISTORY_SECONDS = 600
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, float("inf"))
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, float("inf"))
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, float("inf"))
 
 
 class Gauges:
@@ -129,8 +130,13 @@ class Stats:
             "herder_dispatch_latency_seconds", "Time from a subtask being ready to its dispatch",
             LATENCY_BUCKETS,
         )
+        self.results_per_commit = LoopHistogram(
+            "herder_results_per_commit", "Subtask results stored per transaction (group commit)",
+            BATCH_BUCKETS,
+        )
         r.register(self.subtask_duration)
         r.register(self.dispatch_latency)
+        r.register(self.results_per_commit)
         self.retries = Counter("herder_retries", "Failed attempts retried", registry=r)
         self.lost_workers = Counter(
             "herder_lost_workers", "Workers lost while holding attempts", registry=r

@@ -104,6 +104,9 @@ class Welcome(_Frame):
     heartbeat: float
     #: attempts from the hello's `running` that the master still wants; the rest must stop
     keep: list[AttemptRef] = []
+    #: seconds: once every slot has run its attempt this long, hand back (outcome `released`)
+    #: the attempts waiting for a slot; None: never
+    hand_back_after: float | None = None
 
 
 class Assign(AttemptRef):

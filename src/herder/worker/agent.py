@@ -360,6 +360,8 @@ class Agent:
             asyncio.create_task(self._write(ws, outbox)),
             asyncio.create_task(self._beat(outbox, max(0.05, welcome.heartbeat))),
         ]
+        if welcome.hand_back_after is not None:
+            tasks.append(asyncio.create_task(self._watch_overruns(welcome.hand_back_after)))
         try:
             await self._read(ws)
         finally:
@@ -404,6 +406,29 @@ class Agent:
                     await ws.send(data)
         except ConnectionClosed:
             pass  # the reader sees it too and ends the session
+
+    async def _watch_overruns(self, after: float) -> None:
+        """Hand back the attempts waiting for a slot once every slot has run its attempt
+        `after` seconds: they were sent ahead because their type runs short, and would wait
+        behind attempts that overran while other workers may idle (Welcome.hand_back_after)."""
+        while True:
+            await asyncio.sleep(max(0.02, after / 4))
+            if not self._backlog and not self.pool.waiting():
+                continue
+            busy = self.pool.busy_for()
+            if busy < after:
+                continue
+            note = (
+                f"handed back by worker {self.name}: each of its {self.settings.slots} slot(s) "
+                f"has run its attempt for over {after:g} s"
+            )
+            released = len(self._backlog)
+            for key in list(self._backlog):
+                del self._backlog[key]
+                self._report(Finished(key, "released", error=note))
+            released += sum(self.pool.release_waiting(key, note) for key in self.pool.waiting())
+            log.info("worker %s: %d waiting attempt(s) handed back: every slot busy for %.1f s",
+                     self.name, released, busy)
 
     async def _beat(self, outbox: Outbox, interval: float) -> None:
         while True:

@@ -78,6 +78,18 @@ class SlotPool(Protocol):
         """Set the attempt's cancel flag; after the grace period it is killed or abandoned and
         reported with `reason` as its outcome. A no-op for an attempt not running."""
 
+    def waiting(self) -> list[AttemptKey]:
+        """Attempts started here that wait for a slot thread (thread pool only)."""
+
+    def busy_for(self) -> float:
+        """Seconds every slot has been running the attempt it runs (the shortest of those run
+        times); 0.0 while a slot is free."""
+
+    def release_waiting(self, key: AttemptKey, note: str) -> bool:
+        """Hand back an attempt that was started here but waits for a slot thread: it is
+        reported `released` (with `note`) and never runs. False, doing nothing, for one that
+        runs already or is unknown."""
+
     async def close(self, timeout: float) -> None:
         """Stop every slot; running attempts are dropped unreported."""
 
@@ -94,6 +106,8 @@ class Running:
     #: why it is being stopped; becomes the outcome
     reason: Outcome | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    #: time.monotonic() of start()
+    started_at: float = field(default_factory=time.monotonic)
 
 
 def _stop_note(reason: Outcome) -> str | None:
@@ -162,6 +176,18 @@ class PoolBase:
         run.reason = reason
         self._signal_cancel(run)
         run.timers.append(self.loop.call_later(self.cancel_grace, self._grace_over, key))
+
+    def waiting(self) -> list[AttemptKey]:
+        return []  # every attempt started runs in a slot of its own
+
+    def busy_for(self) -> float:
+        runs = list(self._runs.values())
+        if len(runs) < self.slots:
+            return 0.0
+        return time.monotonic() - max(run.started_at for run in runs)
+
+    def release_waiting(self, key: AttemptKey, note: str) -> bool:
+        return False  # nothing waits
 
     def _grace_over(self, key: AttemptKey) -> None:
         run = self._runs.get(key)
@@ -267,6 +293,13 @@ class ThreadSlotPool(PoolBase):
         self.capture_output = capture_output
         self._capturing = False
         self._flags: dict[AttemptKey, threading.Event] = {}
+        #: attempts in the slot threads' queue, not yet taken by a thread: whichever pops one
+        #: first, a thread (to run it) or the loop (to hand it back), has it (a dict's pop is
+        #: atomic)
+        self._waiting: dict[AttemptKey, Job] = {}
+        #: time.monotonic() at which a thread took each attempt it runs; set and removed by the
+        #: threads (an abandoned attempt stays until its thread is done with it)
+        self._started: dict[AttemptKey, float] = {}
         self._abandoned: set[AttemptKey] = set()
         self._threads: _SlotThreads | None = None
         #: attempts that ended in a row within QUICK_ATTEMPT
@@ -316,15 +349,39 @@ class ThreadSlotPool(PoolBase):
     def _launch(self, run: Running) -> None:
         flag = threading.Event()
         self._flags[run.job.key] = flag
+        self._waiting[run.job.key] = run.job
         assert self._threads is not None, "open() starts the slot threads"
         # free_slots counts abandoned attempts, so a job never waits here behind a stuck thread
         self._threads.submit(run.job, flag)
 
+    def waiting(self) -> list[AttemptKey]:
+        return list(self._waiting)  # list() of a dict is one step under the GIL: no race
+
+    def busy_for(self) -> float:
+        started = list(self._started.values())
+        if len(started) < self.slots:
+            return 0.0
+        return time.monotonic() - max(started)
+
+    def release_waiting(self, key: AttemptKey, note: str) -> bool:
+        if self._waiting.pop(key, None) is None:
+            return False  # a thread took it: it runs
+        self._flags.pop(key, None)
+        self._finish(key, Finished(key, "released", error=note))
+        self.listener.on_slot_free()
+        return True
+
     def _work(self, job: Job, flag: threading.Event) -> None:
+        if self._waiting.pop(job.key, None) is None:
+            return  # handed back while it waited: reported by release_waiting, never run
         if flag.is_set():  # cancelled while it waited in the queue: never started
             finished = Finished(job.key, "cancelled")
         else:
-            finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
+            self._started[job.key] = time.monotonic()
+            try:
+                finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
+            finally:
+                self._started.pop(job.key, None)
         # Appended, then told: the loop clears `_ended_told` before it takes what is there, so
         # an attempt appended meanwhile is either taken now or told again.
         self._ended.append(finished)
@@ -372,6 +429,7 @@ class ThreadSlotPool(PoolBase):
             for timer in run.timers:
                 timer.cancel()
         self._runs.clear()
+        self._waiting.clear()
         if self._threads is not None:
             self._threads.stop()
             self._threads = None
