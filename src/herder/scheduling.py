@@ -293,21 +293,6 @@ class Scheduler:
         w = self._workers[worker_id]
         return len(w.held), w.slots
 
-    def slack(self, worker_id: str) -> float:
-        """Seconds a worker's slots can go on without a new attempt, when one of those it holds
-        has just ended: the average run times of the others beyond one per slot (attempts sent
-        ahead by pipelining or prefetch), shared by its slots. 0.0 when nothing waits there."""
-        w = self._workers.get(worker_id)
-        if w is None or len(w.held) <= w.slots:
-            return 0.0
-        queued = 0.0
-        for task_id, _, _ in w.held:
-            task = self._tasks.get(task_id)
-            runtime = self._runtimes.get(task.type) if task else None
-            queued += runtime.average if runtime else 0.0
-        # one attempt per slot is running (the one that ended among them): not queued
-        return max(0.0, queued * (len(w.held) - w.slots) / len(w.held)) / w.slots
-
     def held_by(self, worker_id: str) -> list[tuple[str, int, int]]:
         w = self._workers.get(worker_id)
         return sorted(w.held) if w else []

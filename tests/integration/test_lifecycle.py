@@ -241,11 +241,11 @@ def test_results_of_workers_with_work_sent_ahead_share_their_commits(
     two_single_slots: LocalCluster,
 ) -> None:
     client = two_single_slots.client
-    # 10 ms parts: once known, 5 per slot are sent ahead (50 ms of them), so a result is not
-    # urgent and waits a few milliseconds for others to share its transaction
-    assert len(client.submit("whoami", {"parts": 10, "seconds": 0.01}).result(timeout=30)) == 10
+    # 5 ms parts: once known, 10 per slot are sent ahead (50 ms of them), so a worker's result
+    # waits for its next one, and the two go in one message and one transaction
+    assert len(client.submit("whoami", {"parts": 10, "seconds": 0.005}).result(timeout=30)) == 10
     results0, commits0 = _commits(client)
-    assert len(client.submit("whoami", {"parts": 100, "seconds": 0.01}).result(timeout=30)) == 100
+    assert len(client.submit("whoami", {"parts": 100, "seconds": 0.005}).result(timeout=30)) == 100
     results1, commits1 = _commits(client)
     assert results1 - results0 == 100  # each stored once
     assert commits1 - commits0 <= 0.7 * 100  # one by one, it would be about 100

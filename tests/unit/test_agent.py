@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import pytest
@@ -46,6 +46,8 @@ class FakeMaster:
 
     def __init__(self) -> None:
         self.frames: list[WorkerFrame] = []
+        #: the frames of each message, as received
+        self.messages: list[list[WorkerFrame]] = []
         self.auth: list[str | None] = []
         self.ws: ServerConnection | None = None
         self.auto_ack = False
@@ -59,7 +61,9 @@ class FakeMaster:
         try:
             async for raw in ws:
                 assert isinstance(raw, bytes)
-                for frame in decode_worker_frames(raw):
+                batch = decode_worker_frames(raw)
+                self.messages.append(batch)
+                for frame in batch:
                     await self._on_frame(ws, frame)
         except ConnectionClosed:
             pass
@@ -109,6 +113,10 @@ class FakeMaster:
 
         await self.until(lambda: found() is not None)
         return found()
+
+    def results_of(self, attempts: Iterable[int]) -> list[ResultFrame]:
+        wanted = set(attempts)
+        return [f for f in self.frames if isinstance(f, ResultFrame) and f.attempt in wanted]
 
     def results(self, key: tuple[str, int, int]) -> list[ResultFrame]:
         return [f for f in self.frames if isinstance(f, ResultFrame) and _key(f) == key]
@@ -282,6 +290,31 @@ def test_attempts_waiting_behind_slots_that_overran_are_handed_back() -> None:
         await test(master, agent, task)
 
     scenario(told)
+
+
+def test_results_of_short_attempts_with_more_waiting_share_a_message() -> None:
+    async def test(master: FakeMaster, agent: Agent, task: asyncio.Task[int]) -> None:
+        await master.next(Hello)
+        await master.send(assign("sleep", 0.0, attempt=1))  # nothing waits: sent at once
+        await master.next(ResultFrame, where=lambda f: f.attempt == 1)
+        alone = [m for m in master.messages if any(isinstance(f, ResultFrame) for f in m)]
+        assert len(alone) == 1
+        # 5 ms attempts, 12 of them queued: a result waits for the next one to end
+        for attempt in range(2, 14):
+            await master.send(assign("sleep", 0.005, attempt=attempt))
+        await master.until(lambda: len(master.results_of(range(2, 14))) == 12)
+        results = master.results_of(range(2, 14))
+        assert {f.outcome for f in results} == {"ok"}
+        per_message = [
+            sum(isinstance(f, ResultFrame) for f in m)
+            for m in master.messages
+            if any(isinstance(f, ResultFrame) and f.attempt >= 2 for f in m)
+        ]
+        assert max(per_message) >= 2 and len(per_message) < 12
+        # the last ones, with nothing left waiting behind them, are not held back
+        assert sorted(f.attempt for f in results) == list(range(2, 14))
+
+    scenario(test)
 
 
 def test_without_a_hand_back_limit_waiting_attempts_wait() -> None:

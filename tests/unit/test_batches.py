@@ -52,3 +52,22 @@ def test_a_cancelled_taker_leaves_the_queue_usable() -> None:
         return await asyncio.wait_for(q.take(1), 5)
 
     assert asyncio.run(main()) == [7]
+
+
+def test_an_item_put_for_later_waits_for_its_delay_or_for_an_item_put_now() -> None:
+    async def main() -> None:
+        q: Batches[str] = Batches()
+        loop = asyncio.get_running_loop()
+        q.put_later("a", 0.05)
+        started = loop.time()
+        q.put_later("b", 10.0)  # the first delay holds: one wake-up for both
+        assert await asyncio.wait_for(q.take(10), 5) == ["a", "b"]
+        assert loop.time() - started >= 0.04
+        q.put_later("c", 10.0)
+        waiting = asyncio.create_task(q.take(10))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # held
+        q.put("d")  # something to send now takes the held one with it
+        assert await asyncio.wait_for(waiting, 5) == ["c", "d"]
+
+    asyncio.run(main())

@@ -259,22 +259,6 @@ def test_attempts_handed_back_by_a_draining_worker_change_no_run_time() -> None:
     assert s.is_short("t")
 
 
-def test_slack_is_the_run_time_of_what_waits_beyond_the_slots() -> None:
-    s = make(PIPELINED)
-    join(s, "w1", slots=2)
-    submit(s, "a", 100)
-    assert s.slack("w1") == 0.0  # holds nothing
-    while not s.is_short("t"):
-        for d in s.dispatch(0.0):
-            run_for(s, d, 0.005)
-    assert s.slack("w1") == 0.0  # holds no more than its slots
-    sent = s.dispatch(0.0)
-    assert len(sent) == 2 + 2 * 10  # 50 ms of 5 ms attempts per slot
-    # one per slot runs; the 20 others wait, 5 ms each, shared by 2 slots
-    assert s.slack("w1") == pytest.approx(20 * 0.005 / 2)
-    assert s.slack("nobody") == 0.0
-
-
 def test_the_hand_back_limit_follows_the_pipelining_window() -> None:
     assert SchedulerConfig(pipeline_below=0.05).hand_back_after == OVERRUN_FACTOR * 0.05
     # without pipelining what waits is what --prefetch asked for: never handed back

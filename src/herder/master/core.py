@@ -52,11 +52,6 @@ SPECULATE_EVERY = 0.5
 INLINE_RESULTS = 1000
 #: the state `aggregating` is stored only for an aggregate still running after this long
 AGGREGATING_STORED_AFTER = 0.1
-#: a result from a worker whose slots have work sent ahead (Scheduler.slack) waits for more to
-#: share its commit: half that slack, at most this share of --pipeline-below, and not at all
-#: when that is under RESULT_WAIT_MIN seconds
-RESULT_WAIT = 0.2
-RESULT_WAIT_MIN = 0.001
 
 
 class Rejected(HerderError):
@@ -111,8 +106,6 @@ class Master:
         #: bytes of result JSON held in ActiveTask.results
         self._result_bytes = 0
         self._committing = False
-        #: the commit of results that can wait, when it is due
-        self._commit_timer: asyncio.TimerHandle | None = None
         self._starts: list[tuple[str, int, int, str, float]] = []
         self._loops: list[asyncio.Task[None]] = []
         self.hub = Hub()
@@ -546,18 +539,9 @@ class Master:
             # Group commit: results wait here while the previous batch is being written, then
             # go to the store together, in one transaction.
             self._results.append((session, frame, result_json or "null"))
-            if self._committing:
-                return
-            if self._commit_timer is not None:
-                return  # a commit is due soon
-            wait = min(RESULT_WAIT * self.settings.pipeline_below, self.sched.slack(session.id) / 2)
-            if wait >= RESULT_WAIT_MIN:
-                # Its slots have attempts sent ahead for a while: nothing waits for this commit
-                # (neither the worker's next attempt nor, mostly, a task's end), so the results
-                # of the next few milliseconds share it, with its acks and new attempts.
-                self._commit_timer = asyncio.get_running_loop().call_later(wait, self._commit_now)
-                return
-            self._commit_now()
+            if not self._committing:
+                self._committing = True
+                self.spawn(self._commit_results())
             return
         now = time.monotonic()
         if outcome in ("error", "timeout"):
@@ -599,14 +583,6 @@ class Master:
             task.progress.subtasks_failed += 1
             # after this frame's own decisions are carried out, as before
             asyncio.get_running_loop().call_soon(self.fail, task.id, err)
-
-    def _commit_now(self) -> None:
-        if self._commit_timer is not None:
-            self._commit_timer.cancel()
-            self._commit_timer = None
-        if not self._committing:
-            self._committing = True
-            self.spawn(self._commit_results())
 
     async def _commit_results(self) -> None:
         """Write the waiting results in one transaction, then acknowledge them; repeat while
