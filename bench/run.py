@@ -227,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}")
-    loops = work.calibrate()
-    spin_ms = work.spin_seconds(loops) * 1000
+    # The host's speed moves within seconds: a count calibrated in a fast moment and checked in
+    # a slow one (7.05 ms for 4.9 once) is calibrated again, up to 3 times.
+    for _ in range(3):
+        loops = work.calibrate()
+        spin_ms = work.spin_seconds(loops) * 1000
+        if abs(spin_ms / (work.TARGET_SECONDS * 1000) - 1) <= 0.1:
+            break
+        print(f"bench: spin calibrated to {spin_ms:.2f} ms, not 4.9: again", flush=True)
     when = time.strftime("%Y-%m-%d %H:%M")
     print(f"bench: spin calibrated to {loops:,} loops = {spin_ms:.2f} ms; "
           f"{repeats} repeat(s) of {', '.join(systems)}", flush=True)
