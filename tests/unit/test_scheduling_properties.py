@@ -77,6 +77,9 @@ class MWorker:
     unavailable: int = 0
     held: set[Att] = field(default_factory=set)
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
+    #: it handed back work that waited behind attempts that overran: only its slots, no
+    #: prefetch, until one of the attempts it holds ends
+    stuck: bool = False
 
 
 @dataclass
@@ -150,7 +153,7 @@ class Harness:
         return (
             w.connected
             and not w.draining
-            and len(w.held) + w.unavailable < w.slots + self.cfg.prefetch
+            and len(w.held) + w.unavailable < w.slots + (0 if w.stuck else self.cfg.prefetch)
             and task.type in w.types
             and task.labels <= w.labels
         )
@@ -416,13 +419,15 @@ class Harness:
 
     # -- answers from workers -------------------------------------------------------------------
 
-    def take_held(self, k: int) -> tuple[Att, str, float] | None:
+    def take_held(self, k: int, handed_back: bool = False) -> tuple[Att, str, float] | None:
         """Take one held attempt off its worker (it answers); with when it was started."""
         held = self.held()
         if not held:
             return None
         att, wid = held[k % len(held)]
         self.workers[wid].held.remove(att)
+        if not handed_back:
+            self.workers[wid].stuck = False  # one of its attempts ended
         self.answered.append(att)
         sub = self.subs[att[0], att[1]]
         del sub.running[att[2]]
@@ -490,11 +495,16 @@ class Harness:
         sub.state, sub.at = "delayed", retry.at
 
     def op_handback(self, a: int, b: int) -> None:
-        taken = self.take_held(a)
+        """An attempt handed back: cancelled on request, or (odd `b`) one that waited behind
+        attempts that overran, after which its worker gets only its slots for a while."""
+        handed_back = bool(b % 2)
+        taken = self.take_held(a, handed_back)
         if taken is None:
             return
         (t, i, attempt), wid, _ = taken
-        decisions = self.s.handle(AttemptEnded(t, i, attempt), self.now)
+        decisions = self.s.handle(AttemptEnded(t, i, attempt, handed_back), self.now)
+        if handed_back and not self.workers[wid].draining:
+            self.workers[wid].stuck = True
         if not self.wanted(t, i):
             assert decisions == [], decisions
             return
@@ -733,3 +743,24 @@ def test_the_harness_reaches_the_rare_paths() -> None:
     assert h.tasks["t0"].completes == 1
     assert h.subs["t0", 0].successes[0][0] == 3
     assert h.tasks["t1"].ended and h.subs["t1", 0].state == "failed"
+
+
+def test_a_worker_that_hands_back_work_gets_no_prefetch_until_an_attempt_ends() -> None:
+    """The model follows a hand-back of work that waited behind attempts that overran."""
+    steps = [
+        ("join", 0, 2),  # w1, 1 slot
+        ("submit", 9, 0),  # t0: 4 subtasks
+        ("dispatch", 1, 0),  # w1 takes 3: its slot and a prefetch of 2
+        ("handback", 2, 1),  # the last of them waited behind the others: handed back
+        ("dispatch", 1, 0),  # nothing: w1 gets only its slot, which is taken
+        ("succeed", 0, 0),  # one of w1's attempts ends
+        ("dispatch", 1, 0),  # its prefetch again
+    ]
+    h = Harness(2, 0, homogeneous=True, max_retries=0)
+    for name, a, b in steps[:5]:
+        OPS[name](h, a, b)
+        h.check_invariants()
+    assert h.workers["w1"].stuck and len(h.workers["w1"].held) == 2
+    run(h, steps[5:])
+    assert not h.workers["w1"].stuck
+    assert h.tasks["t0"].completes == 1
