@@ -24,8 +24,10 @@ class MasterSettings:
     #: subtasks a worker may hold beyond its slots
     prefetch: int = 0
     #: attempts of types whose average run time is at most this many seconds are pipelined:
-    #: a worker may hold one more per slot, so it never waits a round trip between two short
-    #: attempts (0: off). Bounds the priority inversion this allows (docs/decisions.md).
+    #: a worker may hold about this many seconds of them per slot (at most 16), so it never
+    #: waits a round trip between two short attempts, and hands them back once every slot has
+    #: run 4 times this long (0: off). Bounds the priority inversion this allows
+    #: (docs/decisions.md).
     pipeline_below: float = 0.05
     #: bytes of result JSON kept in memory for the aggregates of running tasks (past it, an
     #: aggregate reads its results from the store)

@@ -139,8 +139,9 @@ Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
 PipelineBelow = Annotated[float, typer.Option(
     "--pipeline-below", envvar="HERDER_PIPELINE_BELOW", parser=parse_duration, metavar="DURATION",
-    help="Pipeline subtasks of types that run this long or less on average: a worker holds one "
-    "more per slot, so it starts the next at once (0: off).")]
+    help="Pipeline subtasks of types that run this long or less on average: a worker holds "
+    "about this long of them per slot (at most 16), so it starts the next at once, and hands "
+    "them back if every slot runs 4 times this long (0: off).")]
 ResultsInMemory = Annotated[int, typer.Option(
     "--results-in-memory", envvar="HERDER_RESULTS_IN_MEMORY", min=0, metavar="BYTES",
     help="Result JSON kept in memory for the aggregates of running tasks; past it they read "
