@@ -542,8 +542,8 @@ class Scheduler:
         run times pull the average back down.
         """
         w = self._workers.get(worker_id)
-        if w is None or w.draining:
-            return
+        if w is None or w.draining or w.stuck:
+            return  # (stuck: an earlier attempt of the same hand-back told it already)
         w.stuck = True
         for task_id, index, attempt in w.held:
             task = self._tasks.get(task_id)

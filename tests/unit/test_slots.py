@@ -251,13 +251,13 @@ def test_an_attempt_waiting_for_a_slot_thread_is_handed_back_and_never_runs() ->
         pool.start(job("stubborn", 0.5, attempt=1))
         pool.start(job("primes", [0, 1000], attempt=2))  # waits behind it
         await rec.until(lambda: any(e[0] == "progress" for e in rec.events))  # 1 runs
-        assert pool.waiting() == [("t1", 0, 2)]
+        assert list(pool.waiting()) == [("t1", 0, 2)]
         await rec.until(lambda: pool.busy_for() >= 0.1)  # how long the slot has run attempt 1
         assert pool.busy_for() < 0.5
         assert pool.release_waiting(("t1", 0, 2), "taken back")
         handed = await rec.result(("t1", 0, 2))
         assert (handed.outcome, handed.error, handed.result) == ("released", "taken back", None)
-        assert pool.accepts == 1 and pool.waiting() == []  # its place is free at once
+        assert pool.accepts == 1 and not pool.waiting()  # its place is free at once
         # the one that runs goes on: asking for it does nothing
         assert not pool.release_waiting(("t1", 0, 1), "taken back")
         assert not pool.release_waiting(("t1", 0, 99), "taken back")  # unknown
@@ -275,7 +275,7 @@ def test_an_attempt_waiting_for_a_slot_thread_is_handed_back_and_never_runs() ->
 def test_process_pool_has_nothing_waiting_to_hand_back() -> None:
     async def test(pool: PoolBase, rec: Recorder) -> None:
         pool.start(job("sleep", 0.3, attempt=1))
-        assert pool.waiting() == []
+        assert not pool.waiting()
         assert not pool.release_waiting(("t1", 0, 1), "taken back")
         await rec.until(lambda: pool.busy_for() >= 0.1)
         assert (await rec.result(("t1", 0, 1))).outcome == "ok"

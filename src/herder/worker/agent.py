@@ -434,7 +434,8 @@ class Agent:
             for key in list(self._backlog):
                 del self._backlog[key]
                 self._report(Finished(key, "released", error=note))
-            released += sum(self.pool.release_waiting(key, note) for key in self.pool.waiting())
+            waiting = list(self.pool.waiting())
+            released += sum(self.pool.release_waiting(key, note) for key in waiting)
             log.info("worker %s: %d waiting attempt(s) handed back: every slot busy for %.1f s",
                      self.name, released, busy)
 

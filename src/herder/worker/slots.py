@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,8 +78,9 @@ class SlotPool(Protocol):
         """Set the attempt's cancel flag; after the grace period it is killed or abandoned and
         reported with `reason` as its outcome. A no-op for an attempt not running."""
 
-    def waiting(self) -> list[AttemptKey]:
-        """Attempts started here that wait for a slot thread (thread pool only)."""
+    def waiting(self) -> Collection[AttemptKey]:
+        """Attempts started here that wait for a slot thread (thread pool only). A live view,
+        cheap to count; iterate over a `list()` of it (the threads take from it)."""
 
     def busy_for(self) -> float:
         """Seconds every slot has been running the attempt it runs (the shortest of those run
@@ -177,8 +178,8 @@ class PoolBase:
         self._signal_cancel(run)
         run.timers.append(self.loop.call_later(self.cancel_grace, self._grace_over, key))
 
-    def waiting(self) -> list[AttemptKey]:
-        return []  # every attempt started runs in a slot of its own
+    def waiting(self) -> Collection[AttemptKey]:
+        return ()  # every attempt started runs in a slot of its own
 
     def busy_for(self) -> float:
         runs = list(self._runs.values())
@@ -354,8 +355,10 @@ class ThreadSlotPool(PoolBase):
         # free_slots counts abandoned attempts, so a job never waits here behind a stuck thread
         self._threads.submit(run.job, flag)
 
-    def waiting(self) -> list[AttemptKey]:
-        return list(self._waiting)  # list() of a dict is one step under the GIL: no race
+    def waiting(self) -> Collection[AttemptKey]:
+        # a view, not a copy: counted for every result (Agent._result_hold); list() of it is
+        # one step under the GIL, safe against the threads' pops
+        return self._waiting.keys()
 
     def busy_for(self) -> float:
         started = list(self._started.values())
