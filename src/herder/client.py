@@ -263,7 +263,7 @@ class Client(_Base):
         while wait.pending:
             try:
                 r = stream.request()
-                with self._http.stream(r.method, r.path, headers=r.headers,
+                with self._http.stream(r.method, r.path, params=r.params, headers=r.headers,
                                        timeout=wait.stream_timeout()) as response:
                     if response.status_code >= 400:
                         response.read()
@@ -571,7 +571,8 @@ class AsyncClient(_Base):
         while wait.pending:
             try:
                 r = stream.request()
-                async with self._http.stream(r.method, r.path, headers=r.headers,
+                async with self._http.stream(r.method, r.path, params=r.params,
+                                             headers=r.headers,
                                              timeout=wait.stream_timeout()) as response:
                     if response.status_code >= 400:
                         await response.aread()

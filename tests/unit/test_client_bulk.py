@@ -84,6 +84,10 @@ class FakeMaster:
     def paths(self) -> list[str]:
         return [r.url.path for r in self.requests]
 
+    def stream_params(self) -> list[dict[str, str]]:
+        """The query of each connection of the event stream."""
+        return [dict(r.url.params) for r in self.requests if r.url.path == "/api/v1/events"]
+
     def _chunks(self, connection: int) -> Iterator[bytes]:
         script = self.streams[connection] if connection < len(self.streams) else []
         for item in script:
@@ -186,6 +190,7 @@ def test_as_completed_waits_on_one_stream_and_reads_what_finished_before_it_open
     assert done[1] == "t0"
     assert sorted(done) == sorted(master.tasks) and len(done) == 30
     assert master.paths().count("/api/v1/events") == 1
+    assert master.stream_params() == [{"finished": "true"}]  # only final states, please
     # the lookup read the 30 tasks in one request, not each task on its own
     assert master.paths() == ["/api/v1/events", "/api/v1/tasks/lookup"]
     assert handles[3].task is not None and handles[3].task["state"] == "succeeded"
@@ -386,6 +391,7 @@ def test_async_as_completed_and_gather() -> None:
     # gather's handles that finished by an event had stale JSON: it subscribed, and its
     # lookup found them all finished (in one request) before any event
     assert master.paths().count("/api/v1/events") == 2
+    assert master.stream_params() == [{"finished": "true"}] * 2
     assert set(master.paths()) == {"/api/v1/events", "/api/v1/tasks/lookup"}
 
 
