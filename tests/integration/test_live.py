@@ -107,10 +107,34 @@ def test_task_events_stream_and_resume_without_loss(client: Client) -> None:
     logs = [e["data"]["message"] for e in durable if e["event"] == "log"]
     assert sorted(logs) == sorted(f"part {p} line {n}" for p in (0, 1) for n in range(30))
     states = [e["data"]["state"] for e in durable if e["event"] == "state"]
-    assert states[0] == "pending" and states[-1] == "succeeded"
-    assert "running" in states and "aggregating" in states
+    # aggregating only when the aggregate was not yet known to be quick (see the next test)
+    assert states in (
+        ["pending", "running", "succeeded"],
+        ["pending", "running", "aggregating", "succeeded"],
+    )
     assert rest[-1]["event"] == "state"  # the stream ends after the final state
     assert any(e["event"] == "log" for e in rest)  # the second half came after the break
+
+
+def test_a_quick_aggregate_goes_from_running_to_the_final_state(client: Client) -> None:
+    # The first calls of a type's aggregate run on a thread, timed; once they were quick, it
+    # runs in the master's step that ends the task, which is then never aggregating: no row,
+    # no event. A slow one is (test_lifecycle: listed as aggregating).
+    client.gather(client.submit_many([{"type": "noop", "params": {"value": i}} for i in range(20)]))
+    handles = [client.submit("noop", {"value": i}) for i in range(20)]
+    client.gather(handles)
+    states: list[list[str]] = []
+    for handle in handles:
+        url = f"{client.url}/api/v1/tasks/{handle.id}/events"
+        with httpx.stream("GET", url, params={"last_event_id": 0}, timeout=30) as response:
+            states.append(
+                [e["data"]["state"] for e in sse_events(response) if e["event"] == "state"]
+            )
+    short = ["pending", "running", "succeeded"]
+    assert all(s in (short, ["pending", "running", "aggregating", "succeeded"]) for s in states)
+    # (a call that the host stalled past the inline bound sends the kind back to the threads
+    # for its next few calls: most, not all)
+    assert sum(s == short for s in states) >= 15, states
 
 
 def test_global_events_carry_every_task(client: Client) -> None:

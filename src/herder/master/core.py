@@ -362,9 +362,9 @@ class Master:
     # -- aggregation ---------------------------------------------------------------------------
 
     def _start_aggregate(self, task: ActiveTask) -> None:
-        self._aggregating(task)
         results = self._results_in_memory(task)
         if results is None and not self.store.inline:
+            self._aggregating(task)
             self.spawn(self._read_results_then_aggregate(task))
             return
         if results is None:
@@ -380,10 +380,17 @@ class Master:
     def _aggregate_results(self, task: ActiveTask, results: list[JSON]) -> None:
         aggregate = self.registry.instance(task.record.type).aggregate
         kind = f"{task.record.type}.aggregate"
+        # far more results than usual could make a quick aggregate slow: a thread
+        inline = len(results) <= INLINE_RESULTS
+        if not (inline and self._code.runs_inline(kind)):
+            # It takes a while: the task is aggregating meanwhile. One known to be quick runs
+            # now and ends the task in this step: its state goes from running to the final one,
+            # with no aggregating state in between, stored or published (a journal row, an
+            # event and a timer less per task).
+            self._aggregating(task)
         self._run_code(
             task, "aggregate", kind, aggregate, (task.params, results), self._aggregate_done,
-            # far more results than usual could make a quick aggregate slow: a thread
-            inline=len(results) <= INLINE_RESULTS,
+            inline=inline,
         )
 
     def _results_in_memory(self, task: ActiveTask) -> list[JSON] | None:
