@@ -35,12 +35,16 @@ test-deps: $(DEV_STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# An editable install writes no bytecode: compiled here, so that the first start (and every
+# one, where PYTHONDONTWRITEBYTECODE is set) does not compile herder's modules again.
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m compileall -q src
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q src
 	touch $@ $(RUN_STAMP)
 
 clean:
