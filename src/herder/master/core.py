@@ -185,7 +185,7 @@ class Master:
     def admit(self, record: TaskRecord, params: Any) -> ActiveTask:
         """Make a reserved task, stored or being stored, active (pending); `start_split` next."""
         self.stats.task_submitted(record.type)
-        self.journal.state(record.id, TaskState.PENDING.value, record.created_at)
+        self.journal.state(record.id, TaskState.PENDING, record.created_at)
         return self._activate(record, params)
 
     def _activate(self, record: TaskRecord, params: Any) -> ActiveTask:
@@ -231,7 +231,7 @@ class Master:
             start = (record.id, parts, record.started_at)
             self.store.post_item(self.store.store.start_tasks, start)
             record.state = TaskState.RUNNING
-            self.journal.state(record.id, record.state.value, record.started_at)
+            self.journal.state(record.id, record.state, record.started_at)
         record.subtasks_total = len(parts)
         task.parts = parts
         task.progress.subtasks_total = len(parts)
@@ -335,7 +335,7 @@ class Master:
         task.record.error = error
         task.record.finished_at = now
         self._unfinished -= 1
-        self.stats.task_finished(task.record.type, state.value)
+        self.stats.task_finished(task.record.type, state)
         self.journal.forget(task_id)
         self._dirty.discard(task_id)
         if state is TaskState.SUCCEEDED:
@@ -350,7 +350,7 @@ class Master:
         # again, and a waiting call is answered without a read of the store.
         waiters = self._waiters.pop(task_id, ())
         view = self.stored_view(task.record) if waiters or self.hub.active else None
-        self.journal.state(task_id, state.value, now, view)
+        self.journal.state(task_id, state, now, view)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(view)
@@ -412,7 +412,7 @@ class Master:
         record = task.record
         if record.state is not TaskState.AGGREGATING:
             record.state = TaskState.AGGREGATING
-            self.journal.state(record.id, record.state.value, time.time())
+            self.journal.state(record.id, record.state, time.time())
             # A quick aggregate's row goes from running to its final state in one write; a slow
             # one's is stored as aggregating after a while (for the list filter). Recovery
             # treats a running task whose subtasks all succeeded as aggregating either way.

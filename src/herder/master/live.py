@@ -130,7 +130,7 @@ def task_json(
         "params": record.params,
         "priority": record.priority,
         "timeout": record.timeout,
-        "state": record.state.value,
+        "state": record.state,  # a StrEnum: a str already (`.value` costs a descriptor call)
         "progress": {
             "fraction": round(fraction, 6),
             "subtasks_total": progress.subtasks_total,
