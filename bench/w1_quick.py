@@ -10,6 +10,7 @@ W1-split: one `sleep` task of `--parts` subtasks of 0 s. Both on 2 workers with 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -27,7 +28,10 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--parts", type=int, default=10000)
     ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--json", action="store_true",
+                    help="one JSON object of the figures at the end (for bench.ab)")
     a = ap.parse_args()
+    figures: dict[str, dict[str, float]] = {}
     cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning")
     with cluster as client:
         assert cluster.master_process is not None
@@ -40,10 +44,15 @@ def main() -> None:
             wall = time.monotonic() - start
             after = [cpu_seconds(p) for p in pids]
             used = [b - a for a, b in zip(before, after, strict=True)]
+            got = figures[label] = {
+                "rate": n / wall,
+                "client": (time.process_time() - mine) / n * 1e6,
+                "master": used[0] / n * 1e6,
+                "workers": sum(used[1:]) / n * 1e6,
+            }
             print(
-                f"{label}: {n / wall:,.0f}/s; CPU us per item: client "
-                f"{(time.process_time() - mine) / n * 1e6:,.0f}, master {used[0] / n * 1e6:,.0f}, "
-                f"workers {sum(used[1:]) / n * 1e6:,.0f}"
+                f"{label}: {got['rate']:,.0f}/s; CPU us per item: client {got['client']:,.0f}, "
+                f"master {got['master']:,.0f}, workers {got['workers']:,.0f}"
             )
 
         def w1() -> None:
@@ -61,6 +70,8 @@ def main() -> None:
 
         measure("W1", a.tasks, w1)
         measure("W1-split", a.parts, split)
+    if a.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Before → after of one change: W1 and W1-split (`bench.w1_quick`) of an earlier commit and of
+the working tree, in pairs that alternate which of the two runs first:
+
+    .venv/bin/python -m bench.ab BASE [--reps 6] [--tasks 5000] [--parts 1000] [--slots 1]
+
+BASE is any commit (`HEAD~1`, a hash); it is checked out in a temporary `git worktree`, and its
+herder runs with this tree's `bench.w1_quick` (PYTHONPATH puts its sources first, so the client,
+master and workers are all its own). Prints, per workload and figure, the medians with
+(min-max) and in how many pairs the working tree did better.
+
+Why alternate: this host's speed drifts within minutes, so the half of a sequence of pairs
+that runs in a faster stretch favours whichever system runs there; pairs that always ran the new
+code first gave contradictory answers in the sixth session (docs/benchmarks.md). Imports
+`bench.w1_quick`'s output only (stdlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: a figure, and whether more is better
+FIGURES = (("rate", True), ("client", False), ("master", False), ("workers", False))
+
+
+def run_once(tree: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """`bench.w1_quick` against the herder of `tree`; its figures."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree / "src"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.w1_quick", "--json", "--slots", str(args.slots),
+         "--tasks", str(args.tasks), "--parts", str(args.parts)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench.ab: w1_quick on {tree} failed:\n{done.stderr[-2000:]}")
+    figures: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def summarize(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """A markdown table of (base, new) pairs of w1_quick's figures."""
+    lines = ["| workload | figure | base | working tree | pairs better |", "| --- " * 5 + "|"]
+    for workload in pairs[0][0]:
+        for figure, more_is_better in FIGURES:
+            base = [b[workload][figure] for b, _ in pairs]
+            new = [n[workload][figure] for _, n in pairs]
+            won = [(n > b) if more_is_better else (n < b) for b, n in zip(base, new, strict=True)]
+            lines.append(
+                f"| {workload} | {figure}{' /s' if figure == 'rate' else ' µs'} | {_spread(base)} "
+                f"| {_spread(new)} | {sum(won)} of {len(pairs)} |"
+            )
+    return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
+    parser.add_argument("base", help="the commit to compare the working tree with")
+    parser.add_argument("--reps", type=int, default=6, help="pairs (default 6)")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--parts", type=int, default=1000)
+    parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    args = parser.parse_args(argv)
+    where = Path(tempfile.mkdtemp(prefix="herder-ab-")) / "base"
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), args.base],
+                   cwd=ROOT, check=True, capture_output=True)
+    try:
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for rep in range(args.reps):
+            order = [where, ROOT] if rep % 2 == 0 else [ROOT, where]
+            got = {tree: run_once(tree, args) for tree in order}
+            pairs.append((got[where], got[ROOT]))
+            print(f"bench.ab: pair {rep + 1} of {args.reps} ({'base' if rep % 2 == 0 else 'new'} "
+                  f"first): W1 {got[where]['W1']['rate']:,.0f} -> {got[ROOT]['W1']['rate']:,.0f} "
+                  "tasks/s", flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)],
+                       cwd=ROOT, capture_output=True)
+    print(summarize(pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
