@@ -380,17 +380,18 @@ class Master:
     def _aggregate_results(self, task: ActiveTask, results: list[JSON]) -> None:
         aggregate = self.registry.instance(task.record.type).aggregate
         kind = f"{task.record.type}.aggregate"
+        args = (task.params, results)
         # far more results than usual could make a quick aggregate slow: a thread
         inline = len(results) <= INLINE_RESULTS
-        if not (inline and self._code.runs_inline(kind)):
-            # It takes a while: the task is aggregating meanwhile. One known to be quick runs
-            # now and ends the task in this step: its state goes from running to the final one,
-            # with no aggregating state in between, stored or published (a journal row, an
-            # event and a timer less per task).
-            self._aggregating(task)
+        if inline and self._code.runs_inline(kind):
+            # Known to be quick: it runs now and ends the task in this step, whose state goes
+            # from running to the final one with no aggregating state in between, stored or
+            # published (a journal row, an event and a timer less per task).
+            self._call_now(task, "aggregate", kind, aggregate, args, self._aggregate_done)
+            return
+        self._aggregating(task)  # it takes a while: the task is aggregating meanwhile
         self._run_code(
-            task, "aggregate", kind, aggregate, (task.params, results), self._aggregate_done,
-            inline=inline,
+            task, "aggregate", kind, aggregate, args, self._aggregate_done, inline=inline
         )
 
     def _results_in_memory(self, task: ActiveTask) -> list[JSON] | None:
@@ -812,15 +813,27 @@ class Master:
         task. At once when this kind of call is known to be quick (CodeRunner), else on a
         thread under --split-timeout, in a coroutine of its own."""
         if inline and self._code.runs_inline(kind):
-            try:
-                value = self._code.call_inline(kind, fn, *args)
-            except Exception as exc:
-                self.fail(task.id, _code_error(where, exc))
-                return
-            done(task, value)
+            self._call_now(task, where, kind, fn, args, done)
         else:
             running = self._code.run(fn, *args, kind=kind, inline=inline)
             self.spawn(self._code_done(task, where, running, done))
+
+    def _call_now(
+        self,
+        task: ActiveTask,
+        where: str,
+        kind: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[ActiveTask, Any], None],
+    ) -> None:
+        """`_run_code` for a kind the caller knows `runs_inline`: here and now."""
+        try:
+            value = self._code.call_inline(kind, fn, *args)
+        except Exception as exc:
+            self.fail(task.id, _code_error(where, exc))
+            return
+        done(task, value)
 
     async def _code_done(
         self,

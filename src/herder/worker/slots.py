@@ -111,6 +111,13 @@ class Running:
     started_at: float = field(default_factory=time.monotonic)
 
 
+def _all_busy_for(started: list[float], slots: int) -> float:
+    """`busy_for` from the start times of the attempts running: 0.0 while a slot is free."""
+    if len(started) < slots:
+        return 0.0
+    return time.monotonic() - max(started)
+
+
 def _stop_note(reason: Outcome) -> str | None:
     if reason == "timeout":
         return "timed out: the attempt ran past its deadline"
@@ -182,10 +189,7 @@ class PoolBase:
         return ()  # every attempt started runs in a slot of its own
 
     def busy_for(self) -> float:
-        runs = list(self._runs.values())
-        if len(runs) < self.slots:
-            return 0.0
-        return time.monotonic() - max(run.started_at for run in runs)
+        return _all_busy_for([run.started_at for run in self._runs.values()], self.slots)
 
     def release_waiting(self, key: AttemptKey, note: str) -> bool:
         return False  # nothing waits
@@ -361,10 +365,8 @@ class ThreadSlotPool(PoolBase):
         return self._waiting.keys()
 
     def busy_for(self) -> float:
-        started = list(self._started.values())
-        if len(started) < self.slots:
-            return 0.0
-        return time.monotonic() - max(started)
+        # list(): one step under the GIL, safe against the threads' writes
+        return _all_busy_for(list(self._started.values()), self.slots)
 
     def release_waiting(self, key: AttemptKey, note: str) -> bool:
         if self._waiting.pop(key, None) is None:
