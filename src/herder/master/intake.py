@@ -90,7 +90,7 @@ async def submit_and_wait(master: Master, sub: Submission, wait: float) -> dict[
         # While a worker runs it, commit the writes waiting (this task's row, the journal)
         # in one transaction: else they would go in the commit of its result, which the
         # answer waits for. Started after the dispatch, so its frames go out first.
-        master.spawn(master.journal.flush())
+        master.spawn(_commit_waiting(master))
         task_id = record.id
     finished = await master.wait_finished(task_id, wait)
     if stored is not None:
@@ -103,3 +103,8 @@ async def submit_and_wait(master: Master, sub: Submission, wait: float) -> dict[
     if task is None:  # cannot happen: a task once stored stays
         raise Rejected(404, f"task {task_id!r} not found")
     return task
+
+
+async def _commit_waiting(master: Master) -> None:
+    await master.journal.flush()  # the journal's rows and the writes waiting, in one commit
+    master.store.flush()  # the writes, when the journal had no row to store

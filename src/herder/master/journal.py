@@ -1,10 +1,14 @@
-"""The task journal: log lines and state changes, written in batches, then published live.
+"""The task journal: log lines and final states, written in batches, then published live.
 
 Entries are buffered for a few milliseconds and written in one transaction (a task that logs
 thousands of lines costs one commit per batch, not one per line); once stored, each gets its
-`seq` and goes out to followers as a durable event. Log lines are bounded per task: past
-`max_per_task` (plus 10 % of slack, so trimming is rare) the oldest are deleted and counted.
-Imports the master's `events` and `storethread`, and `model`.
+`seq` and goes out to followers as a durable event. The states a task passes through on its way
+(pending, running, aggregating) are live events only, like progress: they go out in the same
+order, with no id, and are not stored (a follower who reconnects gets the task's snapshot, which
+holds its state; the task's row holds when it started). That saves two of a short task's three
+journal rows. Log lines are bounded per task: past `max_per_task` (plus 10 % of slack, so
+trimming is rare) the oldest are deleted and counted. Imports the master's `events` and
+`storethread`, and `model`.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any
 
 from herder.master.events import Event, Hub
 from herder.master.storethread import StoreThread
-from herder.model import LogRecord
+from herder.model import FINAL_TASK_STATES, LogRecord
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.02
+FINAL_STATES = frozenset(s.value for s in FINAL_TASK_STATES)
 
 
 class Journal:
@@ -27,7 +32,8 @@ class Journal:
         self._store = store
         self._hub = hub
         self.max_per_task = max_per_task
-        self._buffer: list[LogRecord] = []
+        #: what the next flush stores (the records) and publishes (all of it, in this order)
+        self._buffer: list[LogRecord | Event] = []
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         #: log lines stored per task, for the bound (None until read from the store)
@@ -35,7 +41,7 @@ class Journal:
         #: the task JSON that goes with a buffered final state record, by the record's id()
         self._final_views: dict[int, dict[str, Any]] = {}
 
-    def append(self, record: LogRecord) -> None:
+    def append(self, record: LogRecord | Event) -> None:
         self._buffer.append(record)
         if self._timer is None:
             loop = asyncio.get_running_loop()
@@ -44,8 +50,15 @@ class Journal:
     def state(
         self, task_id: str, state: str, ts: float, view: dict[str, Any] | None = None
     ) -> None:
-        """`view`: the finished task's JSON, sent with the live event (not stored with it), so
-        that a client waiting for many tasks needs no request per task for their results."""
+        """A final state is stored; `view`, the finished task's JSON, goes with its live event
+        (not stored with it), so that a client waiting for many tasks needs no request per task
+        for their results. Any other state is a live event only (nothing to do when nobody
+        follows)."""
+        if state not in FINAL_STATES:
+            if self._hub.active:
+                data = {"task_id": task_id, "state": state, "ts": ts}
+                self.append(Event("state", task_id, data))
+            return
         record = LogRecord(task_id=task_id, ts=ts, level="INFO", message=state, kind="state")
         if view is not None:
             self._final_views[id(record)] = view
@@ -68,17 +81,23 @@ class Journal:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
-            # one transaction with the writes posted before it (a commit saved per flush)
-            try:
-                stored = await self._store.commit(self._store.store.append_logs, batch)
-            except BaseException:
-                for record in batch:  # never published: their views go too
-                    self._final_views.pop(id(record), None)
-                raise
+            records = [r for r in batch if not isinstance(r, Event)]
+            if records:
+                # one transaction with the writes posted before it (a commit saved per flush)
+                try:
+                    await self._store.commit(self._store.store.append_logs, records)
+                except BaseException:
+                    for record in records:  # never published: their views go too
+                        self._final_views.pop(id(record), None)
+                    raise
             views = self._final_views
-            for record in stored:
-                self._hub.publish(event_of(record, views.pop(id(record), None) if views else None))
-            await self._bound(stored)
+            publish = self._hub.publish
+            for entry in batch:
+                if isinstance(entry, Event):
+                    publish(entry)
+                else:  # stored: it has its seq now
+                    publish(event_of(entry, views.pop(id(entry), None) if views else None))
+            await self._bound(records)
 
     async def _bound(self, stored: list[LogRecord]) -> None:
         added: dict[str, int] = {}
