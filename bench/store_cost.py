@@ -47,21 +47,14 @@ def one_run(tasks: int, batch: int) -> tuple[float, dict[str, float]]:
             ]
             ids = [r.id for r in records]
             timed("insert_tasks", store.insert_tasks, records)
-            journal(ids, "pending")
+            timed("start_tasks", store.start_tasks, [(i, [None], now) for i in ids])
+            # a short attempt's start goes with its result (master/starts.py)
+            timed("record_results", store.record_results,
+                  [(i, 0, 1, "null", now, "w1", now) for i in ids])
             with store.transaction():
-                timed("start_tasks", store.start_tasks, [(i, [None], now) for i in ids])
-                timed("start_attempts", store.start_attempts, [(i, 0, 1, "w1", now) for i in ids])
-            journal(ids, "running")
-            timed("record_results", store.record_results, [(i, 0, 1, "null", now) for i in ids])
-            with store.transaction():
-                timed("set_task_states", store.set_task_states,
-                      [(i, TaskState.AGGREGATING) for i in ids])
-                for i in ids:
-                    timed("get_results", store.get_results, i)
                 timed("finish_tasks", store.finish_tasks,
                       [(i, TaskState.SUCCEEDED, now, None, None) for i in ids])
-            journal(ids, "aggregating")
-            journal(ids, "succeeded")
+                journal(ids, "succeeded")  # the only state stored (pending, running: live only)
         store.close()
         return sum(spent.values()), dict(spent)
 

@@ -523,11 +523,11 @@ def test_a_batch_of_results_records_each_as_one_call_would(store: Store) -> None
     store.record_failure(task.id, 2, 1, BOOM, final=True, finished_at=1.0)
     recorded = store.record_results(
         [
-            (task.id, 0, 1, '"a"', 2.0),
-            (task.id, 0, 2, '"again"', 3.0),
-            (task.id, 9, 1, '"unknown"', 4.0),
-            (task.id, 2, 1, '"late"', 5.0),
-            (task.id, 1, 3, '"b"', 6.0),
+            (task.id, 0, 1, '"a"', 2.0, None, None),
+            (task.id, 0, 2, '"again"', 3.0, None, None),
+            (task.id, 9, 1, '"unknown"', 4.0, None, None),
+            (task.id, 2, 1, '"late"', 5.0, None, None),
+            (task.id, 1, 3, '"b"', 6.0, None, None),
         ]
     )
     assert recorded == [True, False, False, False, True]
@@ -540,8 +540,32 @@ def test_a_batch_of_results_records_each_as_one_call_would(store: Store) -> None
     ]
     # all taken: the fast way, one statement for the whole batch
     other = started(store, parts=2)
-    assert store.record_results([(other.id, i, 1, str(i), 7.0) for i in range(2)]) == [True] * 2
+    items = [(other.id, i, 1, str(i), 7.0, None, None) for i in range(2)]
+    assert store.record_results(items) == [True] * 2
     assert store.get_results(other.id) == [0, 1]
+
+
+def test_a_result_carries_the_start_of_its_attempt_when_it_was_not_written(store: Store) -> None:
+    # The master writes a short attempt's start with its result (one row write): the subtask
+    # ends as it would after a start_attempt and a record_result.
+    task = started(store, parts=3)
+    store.start_attempt(task.id, 1, 1, "w-written", 1.0)
+    recorded = store.record_results(
+        [
+            (task.id, 0, 1, '"a"', 2.5, "w-carried", 2.0),  # never started in the store
+            (task.id, 1, 1, '"b"', 3.0, None, None),  # its start is stored: it stays
+        ]
+    )
+    assert recorded == [True, True]
+    subs = store.get_subtasks(task.id)
+    assert [(s.state, s.attempts, s.worker, s.started_at, s.finished_at) for s in subs] == [
+        (SubtaskState.SUCCEEDED, 1, "w-carried", 2.0, 2.5),
+        (SubtaskState.SUCCEEDED, 1, "w-written", 1.0, 3.0),
+        (SubtaskState.QUEUED, 0, None, None, None),
+    ]
+    # a late start of another attempt changes nothing once the subtask has its result
+    store.start_attempt(task.id, 0, 2, "w-late", 4.0)
+    assert store.get_subtasks(task.id)[0].worker == "w-carried"
 
 
 def test_a_null_result_is_still_a_result(store: Store) -> None:

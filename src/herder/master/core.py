@@ -7,7 +7,7 @@ runs inline once it is known to be quick, else on a small thread pool (`CodeRunn
 submissions come in through `intake`, the workers' comings and goings are kept by `membership`,
 and what the HTTP API reads beyond one task is in `reads`. Imports `scheduling`, `store`,
 `protocol`, `tasktype`, `model` and the master's own `live`, `sessions`, `membership`, `journal`,
-`events` and `stats`.
+`starts`, `events` and `stats`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from herder.master.journal import Journal
 from herder.master.live import ActiveTask, active_view, stored_view
 from herder.master.membership import Membership
 from herder.master.sessions import WorkerSession
+from herder.master.starts import UnwrittenStarts
 from herder.master.stats import Gauges, Stats
 from herder.master.storethread import StoreThread
 from herder.model import JSON, LogRecord, Progress, TaskError, TaskRecord, TaskState
@@ -106,7 +107,8 @@ class Master:
         #: bytes of result JSON held in ActiveTask.results
         self._result_bytes = 0
         self._committing = False
-        self._starts: list[tuple[str, int, int, str, float]] = []
+        #: attempt starts not written yet: most are written with their result
+        self.starts = UnwrittenStarts(self.store)
         self._loops: list[asyncio.Task[None]] = []
         self.hub = Hub()
         self.journal = Journal(self.store, self.hub, settings.max_logs_per_task)
@@ -141,6 +143,7 @@ class Master:
             loop_task.cancel()
         for session in list(self.sessions.values()):
             session.close("master shutting down")
+        self.starts.post()
         await self.journal.flush()
         self._code.shutdown()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
@@ -446,7 +449,6 @@ class Master:
             ):
                 log.info("speculative attempt %d of %s[%d]", d.attempt, d.task_id, d.index)
                 self._send_assign(d)
-            self._flush_starts()
 
     async def on_frame(self, session: WorkerSession, frame: frames.WorkerFrame) -> None:
         session.last_seen = time.monotonic()
@@ -583,6 +585,7 @@ class Master:
         )
         final = any(isinstance(d, sch.FailTask) for d in decisions)
         if any(isinstance(d, (sch.FailTask, sch.RetryLater)) for d in decisions):
+            self.starts.post()  # the start it ends is written first
             self.store.post(
                 self.store.store.record_failure,
                 frame.task_id, frame.index, frame.attempt, err, final, time.time(),
@@ -600,10 +603,17 @@ class Master:
                 batch, self._results = self._results, []
                 self.stats.results_per_commit.observe(len(batch))
                 finished_at = time.time()
-                recorded = await self.store.commit(
-                    self.store.store.record_results,
-                    [(f.task_id, f.index, f.attempt, text, finished_at) for _, f, text in batch],
-                )
+                take = self.starts.take
+                items = []
+                for _, f, text in batch:
+                    # the attempt's start, unless it is written already: the result's write
+                    # carries it (one row write for both)
+                    start = take(f.task_id, f.index, f.attempt)
+                    worker, started_at = (start[3], start[4]) if start else (None, None)
+                    items.append(
+                        (f.task_id, f.index, f.attempt, text, finished_at, worker, started_at)
+                    )
+                recorded = await self.store.commit(self.store.store.record_results, items)
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
                 acks: list[tuple[WorkerSession, frames.Ack]] = []
@@ -664,13 +674,7 @@ class Master:
         self._pump_scheduled = False
         for d in self.sched.dispatch(time.monotonic()):
             self._send_assign(d)
-        self._flush_starts()
         self._arm_wakeup()
-
-    def _flush_starts(self) -> None:
-        if self._starts:
-            starts, self._starts = self._starts, []
-            self.store.post(self.store.store.start_attempts, starts)
 
     def _arm_wakeup(self) -> None:
         at = self.sched.next_wakeup()
@@ -704,7 +708,7 @@ class Master:
         task.progress.subtasks_running += 1
         task.eta.started(time.monotonic())
         self.stats.dispatch_latency.observe(d.waited)
-        self._starts.append((d.task_id, d.index, d.attempt, session.name, time.time()))
+        self.starts.add((d.task_id, d.index, d.attempt, session.name, time.time()))
 
     def _decided(self, decisions: Sequence[sch.Decision]) -> None:
         """Carry out the core's decisions, then run the dispatcher soon."""
@@ -724,6 +728,7 @@ class Master:
                             )
                         )
                 case sch.Requeue():
+                    self.starts.post()  # the start it undoes is written first
                     self.store.post(self.store.store.requeue_subtask, d.task_id, d.index)
                     task = self.active.get(d.task_id)
                     if task is not None:

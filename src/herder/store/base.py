@@ -17,9 +17,10 @@ from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, 
 
 #: (task_id, index, attempt, worker, started_at)
 AttemptStart = tuple[str, int, int, str, float]
-#: (task_id, index, attempt, result as JSON text, finished_at): the caller encodes the result,
-#: since it has to check that it is JSON anyway
-AttemptResult = tuple[str, int, int, str, float]
+#: (task_id, index, attempt, result as JSON text, finished_at, worker, started_at): the caller
+#: encodes the result, since it has to check that it is JSON anyway. `worker` and `started_at`
+#: are the attempt's start when it was not written yet (else None: what is stored stays).
+AttemptResult = tuple[str, int, int, str, float, str | None, float | None]
 #: (task_id, parts, started_at)
 TaskStart = tuple[str, Sequence[JSON], float]
 #: (task_id, final state, finished_at, result, error)

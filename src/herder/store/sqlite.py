@@ -262,11 +262,12 @@ class SqliteStore(Store):
     ) -> bool:
         """Also False, changing nothing, for an unknown subtask or one that is failed or
         cancelled (its task is over: a late result must not make it look succeeded)."""
-        return self.record_results([(task_id, index, attempt, _encode(result), finished_at)])[0]
+        item = (task_id, index, attempt, _encode(result), finished_at, None, None)
+        return self.record_results([item])[0]
 
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
-        with self._transaction() as db:  # the items are both queries' parameters, in order
-            recorded = _each_changed(db, self._q["insert_result"], items)
+        with self._transaction() as db:  # the items are mark_succeeded's parameters, in order
+            recorded = _each_changed(db, self._q["insert_result"], [i[:5] for i in items])
             db.executemany(
                 self._q["mark_succeeded"],
                 [params for params, stored in zip(items, recorded, strict=True) if stored],

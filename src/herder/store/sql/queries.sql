@@ -94,9 +94,12 @@ WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running')
 ON CONFLICT (task_id, idx) DO NOTHING;
 
 -- name: mark_succeeded
--- (task_id, idx, attempt, result, finished_at): the same as insert_result's; result is unused.
+-- (task_id, idx, attempt, result, finished_at, worker, started_at): insert_result's and the
+-- attempt's start when it was not written before (else NULL, and the stored one stays); result
+-- is unused.
 UPDATE subtasks
-SET state = 'succeeded', attempts = max(attempts, ?3), finished_at = ?5
+SET state = 'succeeded', attempts = max(attempts, ?3), finished_at = ?5,
+    worker = coalesce(?6, worker), started_at = coalesce(?7, started_at)
 WHERE task_id = ?1 AND idx = ?2;
 
 -- name: fail_subtask
