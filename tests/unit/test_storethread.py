@@ -90,6 +90,33 @@ def test_posted_writes_wait_for_what_their_step_readied_and_commit_before_a_comm
     assert [t.result for t in (store.get_task("a"), store.get_task("b")) if t] == [1, 2]
 
 
+def test_writes_posted_after_a_commit_get_their_own_full_delay() -> None:
+    # A commit makes the writes pending; the flush that had been armed for them must not then
+    # take the next ones early, in a transaction of their own (W2 paid a commit per round trip).
+    store = CountingStore()
+    store.migrate()
+    store.insert_tasks([TaskRecord(id=i, type="noop", params={}, created_at=1.0) for i in "ab"])
+    store.start_tasks([(i, [0], 2.0) for i in "ab"])
+    made_at: list[float] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        thread = StoreThread(store)
+        thread.post_item(store.finish_tasks, ("a", TaskState.SUCCEEDED, 3.0, 1, None))
+        await asyncio.sleep(FLUSH_DELAY / 2)  # the scenario: a commit comes half-way
+        await thread.commit(store.set_task_states, [])
+        posted_at = loop.time()
+        thread.post(lambda: made_at.append(loop.time()))
+        deadline = posted_at + FLUSH_DELAY * 50
+        while not made_at and loop.time() < deadline:
+            await asyncio.sleep(FLUSH_DELAY / 10)
+        return posted_at
+
+    posted_at = asyncio.run(main())
+    assert made_at and made_at[0] - posted_at >= FLUSH_DELAY * 0.99
+    assert store.calls == [("finish_tasks", 1), ("set_task_states", 0)]
+
+
 def test_a_write_is_told_once_committed_by_the_next_commit_or_the_flush() -> None:
     store = CountingStore()
     store.migrate()

@@ -42,7 +42,8 @@ class StoreThread:
         #: writes posted inline and not yet made: they go in one transaction, soon; a `write`'s
         #: future is told when that transaction has committed
         self._pending: list[_Write] = []
-        self._flush_scheduled = False
+        #: the flush FLUSH_DELAY after the first write pending (None: no write pending)
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn(*args)` and wait for it (and its commit). Writes posted before it are made
@@ -106,14 +107,13 @@ class StoreThread:
 
     def _pend(self, write: _Write) -> None:
         self._pending.append(write)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if self._flush_timer is None:
             # A moment later, not at the next turn of the loop: what the same step set off (the
             # dispatch of the subtasks just stored, its frames out to the workers, the answer to
             # a client waiting for its task) goes out first, and more writes share the
             # transaction. They are write-behind anyway: every acknowledgement is a `commit` or
             # waits for a `write`'s future, and those make the writes posted before them first.
-            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
     def post_item(self, fn: Callable[[list[T]], object], item: T) -> None:
         """Like `post(fn, [item])` for a store method that takes a list, but consecutive items
@@ -128,7 +128,6 @@ class StoreThread:
         self.post(fn, [item])
 
     def flush(self) -> None:
-        self._flush_scheduled = False
         if not self._pending:
             return
         with self._committing() as made:
@@ -138,6 +137,12 @@ class StoreThread:
         """Make the pending writes; the `write`s' futures and values, to be told once the
         transaction commits."""
         pending, self._pending = self._pending, []
+        # Their flush is this one: a timer left armed would flush the writes posted next
+        # sooner than FLUSH_DELAY after them, in a transaction of their own (W2: one more
+        # commit per round trip).
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         made: list[tuple[asyncio.Future[Any], object]] = []
         for write in pending:
             try:
