@@ -1,7 +1,8 @@
-"""Before → after of one change: W1 and W1-split (`bench.w1_quick`) of an earlier commit and of
-the working tree, in pairs that alternate which of the two runs first:
+"""Before → after of one change: W1, W1-split and W2 (`bench.w1_quick`) of an earlier commit and
+of the working tree, in pairs that alternate which of the two runs first:
 
-    .venv/bin/python -m bench.ab BASE [--reps 6] [--tasks 5000] [--parts 1000] [--slots 1]
+    .venv/bin/python -m bench.ab BASE [--reps 6] [--tasks 5000] [--parts 1000] [--rounds 300]
+                                      [--slots 1]
 
 BASE is any commit (`HEAD~1`, a hash); it is checked out in a temporary `git worktree`, and its
 herder runs with this tree's `bench.w1_quick` (PYTHONPATH puts its sources first, so the client,
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: a figure, and whether more is better
-FIGURES = (("rate", True), ("client", False), ("master", False), ("workers", False))
+#: a figure, whether more is better, and its unit (a workload has those it measures)
+FIGURES = (
+    ("rate", True, " /s"), ("p50", False, " ms"), ("p99", False, " ms"),
+    ("client", False, " µs"), ("master", False, " µs"), ("workers", False, " µs"),
+)
 
 
 def run_once(tree: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -36,7 +40,7 @@ def run_once(tree: Path, args: argparse.Namespace) -> dict[str, dict[str, float]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree / "src"), str(ROOT)])}
     done = subprocess.run(
         [sys.executable, "-m", "bench.w1_quick", "--json", "--slots", str(args.slots),
-         "--tasks", str(args.tasks), "--parts", str(args.parts)],
+         "--tasks", str(args.tasks), "--parts", str(args.parts), "--rounds", str(args.rounds)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout,
     )
     if done.returncode != 0:
@@ -49,19 +53,23 @@ def summarize(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     """A markdown table of (base, new) pairs of w1_quick's figures."""
     lines = ["| workload | figure | base | working tree | pairs better |", "| --- " * 5 + "|"]
     for workload in pairs[0][0]:
-        for figure, more_is_better in FIGURES:
+        for figure, more_is_better, unit in FIGURES:
+            if figure not in pairs[0][0][workload]:
+                continue
             base = [b[workload][figure] for b, _ in pairs]
             new = [n[workload][figure] for _, n in pairs]
             won = [(n > b) if more_is_better else (n < b) for b, n in zip(base, new, strict=True)]
+            digits = 2 if unit == " ms" else 0
             lines.append(
-                f"| {workload} | {figure}{' /s' if figure == 'rate' else ' µs'} | {_spread(base)} "
-                f"| {_spread(new)} | {sum(won)} of {len(pairs)} |"
+                f"| {workload} | {figure}{unit} | {_spread(base, digits)} "
+                f"| {_spread(new, digits)} | {sum(won)} of {len(pairs)} |"
             )
     return "\n".join(lines)
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+def _spread(values: list[float], digits: int = 0) -> str:
+    median, low, high = statistics.median(values), min(values), max(values)
+    return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=6, help="pairs (default 6)")
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--parts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=300, help="W2 round trips (0: none)")
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
     args = parser.parse_args(argv)

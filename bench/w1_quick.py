@@ -1,10 +1,12 @@
-"""W1 and W1-split alone, with CPU per process, for measuring one hot-path change at a time
+"""W1, W1-split and W2 alone, with CPU per process, for measuring one hot-path change at a time
 (issue 5; `python -m bench` is the full comparison with the peers):
 
-    .venv/bin/python -m bench.w1_quick [--tasks 5000] [--parts 10000] [--slots 4]
+    .venv/bin/python -m bench.w1_quick [--tasks 5000] [--parts 10000] [--rounds 300] [--slots 4]
 
 W1: `--tasks` no-op tasks submitted in batches of 1,000, then gathered over one event stream.
-W1-split: one `sleep` task of `--parts` subtasks of 0 s. Both on 2 workers with `--slots` each.
+W1-split: one `sleep` task of `--parts` subtasks of 0 s. W2: `--rounds` sequential
+`Client.run` of a no-op task (p50 and p99 in ms; 0 skips it). All on 2 workers with `--slots`
+each.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 
 from herder import LocalCluster
@@ -27,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--parts", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--json", action="store_true",
                     help="one JSON object of the figures at the end (for bench.ab)")
@@ -37,7 +41,7 @@ def main() -> None:
         assert cluster.master_process is not None
         pids = [cluster.master_process.pid] + [w.pid for w in cluster.worker_processes]
 
-        def measure(label: str, n: int, run: object) -> None:
+        def measure(label: str, n: int, run: object) -> dict[str, float]:
             before = [cpu_seconds(p) for p in pids]
             mine, start = time.process_time(), time.monotonic()
             run()  # type: ignore[operator]
@@ -54,6 +58,7 @@ def main() -> None:
                 f"{label}: {got['rate']:,.0f}/s; CPU us per item: client {got['client']:,.0f}, "
                 f"master {got['master']:,.0f}, workers {got['workers']:,.0f}"
             )
+            return got
 
         def w1() -> None:
             handles = []
@@ -68,8 +73,24 @@ def main() -> None:
             handle = client.submit("sleep", {"seconds": 0, "parts": a.parts})
             assert handle.result(timeout=600) == a.parts
 
+        round_trips: list[float] = []
+
+        def w2() -> None:
+            for i in range(a.rounds):
+                start = time.perf_counter()
+                assert client.run("noop", {"value": i}) == i
+                round_trips.append((time.perf_counter() - start) * 1e3)
+
         measure("W1", a.tasks, w1)
         measure("W1-split", a.parts, split)
+        if a.rounds:
+            client.run("noop", {"value": 0})  # its connection is open before the clock starts
+            got = measure("W2", a.rounds, w2)
+            del got["rate"]
+            round_trips.sort()
+            got["p50"] = statistics.median(round_trips)
+            got["p99"] = round_trips[min(len(round_trips) - 1, int(len(round_trips) * 0.99))]
+            print(f"W2: p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms")
     if a.json:
         print(json.dumps(figures))
 

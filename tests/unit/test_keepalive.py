@@ -32,6 +32,8 @@ class _Server(ThreadingHTTPServer):
         self.drop_next = 0
         self.release = threading.Event()
         self.release.set()
+        #: what GET /api/v1/raw/NAME answers, as is
+        self.raw_answers: dict[str, bytes] = {}
 
     def shutdown_request(self, request: Any) -> None:
         super().shutdown_request(request)  # the socket is closed when this returns
@@ -65,6 +67,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.server.release.wait(10)
+        if self.path.startswith("/api/v1/raw/"):  # answers written byte by byte by the test
+            name = self.path.removeprefix("/api/v1/raw/")
+            self.wfile.write(self.server.raw_answers[name])
+            self.close_connection = name in ("until-closed", "garbage", "bad-header", "bad-length")
+            return
         status, answer, headers = 200, {"path": self.path, "body": body}, {}
         if self.path.startswith("/api/v1/full"):
             status, answer, headers = 429, {"detail": "queue is full"}, {"Retry-After": "3"}
@@ -191,6 +198,42 @@ def test_nobody_listening_is_unreachable() -> None:
 def test_only_plain_http_urls() -> None:
     with pytest.raises(ValueError, match="http://"):
         KeepAlivePool("https://example.test", {}, timeout=1)
+
+
+def test_answers_in_chunks_without_length_and_in_pieces_are_read(server: _Server) -> None:
+    body = json.dumps({"n": list(range(3000))}).encode()  # larger than one read of the socket
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:10], body[10:]))
+    server.raw_answers = {
+        "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunked + b"0\r\nX-Trailer: 1\r\n\r\n",
+        "length": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        "until-closed": b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body,
+    }
+    pool = KeepAlivePool(server.url, {}, timeout=5)
+    for name in ("chunked", "length", "until-closed", "chunked", "length"):
+        answer = pool.request("GET", f"/api/v1/raw/{name}")
+        assert (answer.status_code, answer.content) == (200, body), name
+    # the one read until closed could not be reused: a new connection after it
+    assert server.connections == 2
+    pool.close()
+
+
+def test_an_answer_that_is_not_http_is_unreachable_with_what_was_wrong(server: _Server) -> None:
+    server.raw_answers = {
+        "garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
+        "bad-header": b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
+        "bad-length": b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+    }
+    with Client(server.url) as client:
+        for name, wrong in [
+            ("garbage", "not an HTTP/1.x status line"),
+            ("bad-header", "not a header line"),
+            ("bad-length", "not a content length"),
+        ]:
+            with pytest.raises(MasterUnreachable, match=wrong):
+                client._call(_get(f"/api/v1/raw/{name}"))
+        # and the client goes on working
+        assert client._call(_get("/api/v1/ok")) == {"path": "/api/v1/ok", "body": None}
 
 
 def _get(path: str) -> Any:
