@@ -4,16 +4,17 @@ Durable events (state changes and log lines) carry the journal `seq` as their id
 that reconnects with Last-Event-ID is served the rest from the store. Progress events carry no id:
 they are a view of the moment, and the next one supersedes them. A follower that falls too far
 behind is dropped (its stream ends) instead of holding memory: it reconnects and replays from the
-store. Imports only the stdlib.
+store. Imports the stdlib and pydantic_core's JSON encoder only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import to_json
 
 QUEUE_LIMIT = 10_000
 
@@ -26,14 +27,15 @@ class Event:
     id: int | None = None
 
     def sse(self) -> bytes:
-        head = f"id: {self.id}\n" if self.id is not None else ""
-        body = _encode(self.data)
-        return f"{head}event: {self.kind}\ndata: {body}\n\n".encode()
+        head = f"id: {self.id}\nevent: {self.kind}\ndata: " if self.id is not None else (
+            f"event: {self.kind}\ndata: "
+        )
+        # pydantic_core's encoder (compact, UTF-8) takes ~10 us for a finished task's event,
+        # where the json module's took ~17: one such event per task that a client waits for
+        return head.encode() + to_json(self.data) + b"\n\n"
 
 
 KEEP_ALIVE = b": keep-alive\n\n"
-# Made once: json.dumps with arguments builds a new encoder on every call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(eq=False, slots=True)

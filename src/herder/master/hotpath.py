@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pydantic
+from pydantic_core import to_json
 
 from herder.master import intake
 from herder.master.core import Master, Rejected, Submission
@@ -39,7 +40,6 @@ SUBMIT_PATH = "/api/v1/tasks"
 BATCH_PATH = "/api/v1/tasks/batch"
 
 _JSON = [(b"content-type", b"application/json")]
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 async def submit_one(master: Master, body: SubmitRequest, wait: float) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def _wait_of(query_string: bytes) -> float:
 
 
 async def _reply(send: Send, status: int, answer: Any, retry_after: float | None = None) -> None:
-    data = _encode(answer).encode()
+    data = to_json(answer)  # compact UTF-8 JSON, about twice as fast as the json module's
     headers = [*_JSON, (b"content-length", str(len(data)).encode())]
     if retry_after:
         headers.append((b"retry-after", str(int(retry_after)).encode()))
