@@ -202,7 +202,9 @@ class Client(_Base):
 
         A task's stream starts with a `snapshot` of the task and ends after its final `state`
         event; the all-tasks stream does not end. A dropped connection is reopened with
-        Last-Event-ID, so no durable event is missed or repeated; after `retries` failed
+        Last-Event-ID, so no durable event (a log line, a final state) is missed or repeated;
+        the states on the way (pending, running, aggregating) are live only, and a task's
+        reopened stream starts with a new snapshot. After `retries` failed
         reconnections in a row the last error is raised (MasterUnreachable, ClientError).
         StreamUnavailable if the master refuses the stream (unknown task, older master).
         """
