@@ -10,6 +10,7 @@ subtask's row was written twice per W1 task). So starts wait here:
 - what still waits WRITE_AFTER seconds after the first of them is posted to the store;
 - every other write to subtasks (a failure, a requeue) posts them first (`post`): writes to one
   subtask stay in the order they were made. Reads of subtasks do too, so they never miss a start.
+  A task's end need not: a start written after it finds its subtask final and changes nothing.
 
 Imports the master's `storethread` and `store.base`.
 """
