@@ -79,13 +79,12 @@ class KeepAlivePool:
         self._prefix = parts.path.rstrip("/")
         host = self._host if ":" not in self._host else f"[{self._host}]"  # an IPv6 address
         default_port = parts.port is None
-        self._fixed_head = "".join(
-            f"{name}: {value}\r\n"
-            for name, value in {
+        self._fixed_head = _header_lines(
+            {
                 "Host": host if default_port else f"{host}:{self._port}",
                 **headers,
                 "Connection": "keep-alive",
-            }.items()
+            }
         )
         self._timeout = timeout
         self._idle: list[_Connection] = []
@@ -106,7 +105,7 @@ class KeepAlivePool:
             target += "?" + urlencode([(k, _query_value(v)) for k, v in params.items()])
         head = f"{method} {target} HTTP/1.1\r\n{self._fixed_head}"
         if headers:
-            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            head += _header_lines(headers)
         data = b""
         if body is not None:
             data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -277,6 +276,18 @@ class _Connection:
         while chunk := self.sock.recv(_RECV):
             parts.append(chunk)
         return b"".join(parts)
+
+
+def _header_lines(headers: Mapping[str, str]) -> str:
+    """`Name: value` lines; ValueError for a name or value that would end its line early (a
+    token read from a file with its newline, say), as http.client and httpx refuse them."""
+    lines = []
+    for name, value in headers.items():
+        text = str(value)
+        if any(c in name or c in text for c in "\r\n\0") or not name or ":" in name:
+            raise ValueError(f"header {name!r}: names and values may not hold line breaks")
+        lines.append(f"{name}: {text}\r\n")
+    return "".join(lines)
 
 
 def _length(text: str) -> int:

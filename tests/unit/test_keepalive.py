@@ -195,6 +195,15 @@ def test_nobody_listening_is_unreachable() -> None:
         client.health()
 
 
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(server: _Server) -> None:
+    with pytest.raises(ValueError, match=r"'Authorization'.*line breaks"):
+        KeepAlivePool(server.url, {"Authorization": "Bearer t0ken\n"}, timeout=5)
+    pool = KeepAlivePool(server.url, {}, timeout=5)
+    with pytest.raises(ValueError, match="'X-Evil'"):
+        pool.request("GET", "/api/v1/a", headers={"X-Evil": "a\r\nX-Injected: 1"})
+    assert server.requests == []
+
+
 def test_only_plain_http_urls() -> None:
     with pytest.raises(ValueError, match="http://"):
         KeepAlivePool("https://example.test", {}, timeout=1)
