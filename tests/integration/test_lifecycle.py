@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from herder import Client, LocalCluster
 from herder.errors import TaskFailed
+from herder.model import TaskRecord
+from herder.store.sqlite import SqliteStore
 from tests.integration.conftest import TEST_TASKS, assert_healthy, busy_slots, wait_until
 
 
@@ -256,3 +259,25 @@ def test_results_of_workers_with_work_sent_ahead_share_their_commits(
     client.run("whoami", {"seconds": 0.0}, wait=10)
     results2, commits2 = _commits(client)
     assert (results2 - results1, commits2 - commits1) == (1, 1)
+
+
+def test_a_restarted_master_numbers_the_next_attempt_of_a_queued_subtask_above_any_unstored(
+    tmp_path: Path,
+) -> None:
+    # The store is written as a master leaves it when killed just after a dispatch whose start
+    # it had not stored yet (starts wait to go with their results): the task running, its
+    # subtask queued with 0 attempts. Attempt 1 may be running on a worker that will reconnect;
+    # the restarted master runs attempt 2, so that the two are never taken for each other.
+    db = str(tmp_path / "killed.db")
+    store = SqliteStore(db)
+    store.migrate()
+    now = time.time()
+    record = TaskRecord(id="killed-1", type="noop", params={"value": 7}, created_at=now)
+    store.insert_tasks([record])
+    store.start_tasks([("killed-1", [7], now)])
+    store.close()
+    with LocalCluster(workers=1, slots=1, db=db) as client:
+        handle = client.get("killed-1")
+        assert handle.result(timeout=20) == 7
+        (sub,) = handle.subtasks()
+        assert (sub["state"], sub["attempts"]) == ("succeeded", 2)

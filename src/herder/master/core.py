@@ -276,7 +276,11 @@ class Master:
         task.results = None  # those from before the restart are in the store only
         parts = [s.part for s in subtasks]
         todo = [s.index for s in subtasks if s.state.value != "succeeded"]
-        attempts = {s.index: s.attempts for s in subtasks}
+        # An attempt's start is stored up to ~70 ms after its dispatch (master/starts.py): a
+        # subtask stored as queued may have had one on its way. The next attempt gets a number
+        # above it, so the two never pass for each other (the number is the fencing token); a
+        # worker that reconnects still running that one may have it adopted.
+        attempts = {s.index: s.attempts + (s.state.value == "queued") for s in subtasks}
         if record.state is TaskState.AGGREGATING or not todo:
             task.parts = parts
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
