@@ -1035,13 +1035,24 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
     store.record_result(task.id, 0, 1, {"r": 0}, finished_at=3.0)
     store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
+    stored = store.get_task(task.id)
+    gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
+    store.insert_tasks([gone])
+    high_water = store._db.execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
+    store._db.execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
-    # ...is the same store after the rest of them (0003 dropped an index, 0004 rebuilt tables)
+    # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
+    # tables)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:
         store.migrate()
         assert _versions(store) == _KNOWN
+        assert store.get_task(task.id) == stored
+        later = new_task()
+        store.insert_tasks([later])
+        seq = store._db.execute("SELECT seq FROM tasks WHERE id = ?", (later.id,)).fetchone()[0]
+        assert seq == high_water + 1
         assert states(store, task.id) == [
             SubtaskState.SUCCEEDED, SubtaskState.QUEUED, SubtaskState.QUEUED
         ]
@@ -1050,6 +1061,48 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         # and takes new results, once each
         assert store.record_result(task.id, 1, 1, "b", finished_at=4.0) is True
         assert store.record_result(task.id, 1, 2, "again", finished_at=5.0) is False
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "bad"),
+    [
+        ("UPDATE tasks SET state = ? WHERE id = ?", "done"),
+        ("UPDATE subtasks SET state = ? WHERE task_id = ?", "done"),
+        ("UPDATE tasks SET state = ? WHERE id = ?", None),
+    ],
+)
+def test_sqlite_schema_refuses_a_state_it_does_not_know(
+    tmp_path: Path, statement: str, bad: str | None
+) -> None:
+    store = SqliteStore(str(tmp_path / "checks.db"))
+    try:
+        store.migrate()
+        task = started(store, parts=1)
+        with pytest.raises(sqlite3.IntegrityError, match=r"CHECK|NOT NULL"):
+            store._db.execute(statement, (bad, task.id))
+        # every state the code writes is taken
+        for state in TaskState:
+            store._db.execute("UPDATE tasks SET state = ? WHERE id = ?", (state.value, task.id))
+        for sub_state in SubtaskState:
+            store._db.execute(
+                "UPDATE subtasks SET state = ? WHERE task_id = ?", (sub_state.value, task.id)
+            )
+    finally:
+        store.close()
+
+
+def test_sqlite_subtasks_still_need_their_task(tmp_path: Path) -> None:
+    # 0005 rebuilt both tables: the foreign key must point at the new tasks table
+    store = SqliteStore(str(tmp_path / "fk.db"))
+    try:
+        store.migrate()
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            store._db.execute(
+                "INSERT INTO subtasks (task_id, idx, part, state) VALUES ('nobody', 0, '1', "
+                "'queued')"
+            )
     finally:
         store.close()
 

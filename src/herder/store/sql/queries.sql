@@ -68,9 +68,10 @@ UPDATE tasks SET state = :state WHERE id = :id AND state = :from_state;
 
 -- name: finish_task
 -- (id, state, finished_at, result, error). The state guard makes finishing happen once: a
--- second call matches no row.
+-- second call matches no row. (ORs, not `state IN` three constants: SQLite builds a temporary
+-- B-tree for such a list at each execution, which cost more than the rest of the update.)
 UPDATE tasks SET state = ?2, finished_at = ?3, result = ?4, error = ?5
-WHERE id = ?1 AND state IN ('pending', 'running', 'aggregating');
+WHERE id = ?1 AND (state = 'pending' OR state = 'running' OR state = 'aggregating');
 
 -- name: cancel_open_subtasks
 UPDATE subtasks SET state = 'cancelled', finished_at = :finished_at
