@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herder.errors import HerderError
+from herder.jsontext import JSONText
 from herder.model import (
     LogRecord,
     SubtaskRecord,
@@ -277,6 +278,19 @@ def test_start_task_stores_subtasks_in_index_order(store: Store) -> None:
         SubtaskRecord(task_id=task.id, index=i, part=part) for i, part in enumerate(parts)
     ]
     assert store.get_results(task.id) == [None] * 12
+
+
+def test_json_text_is_stored_as_the_value_it_encodes(store: Store) -> None:
+    # The master hands over parts and results it has encoded already (to check them): stored
+    # as they are, not encoded again as strings; a plain str is still a JSON string.
+    task = new_task()
+    store.insert_tasks([task])
+    store.start_task(task.id, [JSONText('{"a":[1,2]}'), '{"a":[1,2]}'], started_at=1.0)
+    assert [s.part for s in store.get_subtasks(task.id)] == [{"a": [1, 2]}, '{"a":[1,2]}']
+    store.finish_tasks([(task.id, TaskState.SUCCEEDED, 2.0, JSONText('{"sum":3}'), None)])
+    got = store.get_task(task.id)
+    assert got is not None
+    assert got.result == {"sum": 3}
 
 
 def test_start_task_with_no_parts(store: Store) -> None:

@@ -13,7 +13,6 @@ and what the HTTP API reads beyond one task is in `reads`. Imports `scheduling`,
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -25,9 +24,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from herder import jsontext
 from herder import scheduling as sch
 from herder.config import MasterSettings
 from herder.errors import HerderError
+from herder.jsontext import JSONText
 from herder.master.coderunner import CodeRunner
 from herder.master.events import Event, Hub
 from herder.master.journal import Journal
@@ -211,13 +212,14 @@ class Master:
     def _split_done(self, task: ActiveTask, parts: Any) -> None:
         try:
             parts = list(parts)
-            _strict_json(parts)
+            # encoded one by one, as they are stored: checked and encoded once
+            texts = [JSONText(_strict_json(part)) for part in parts]
         except Exception as exc:
             self.fail(task.id, _code_error("split", exc))
             return
         if task.id not in self.active:
             return  # cancelled or timed out while splitting
-        self._begin(task, parts, list(range(len(parts))), {}, {})
+        self._begin(task, parts, list(range(len(parts))), {}, {}, stored_parts=texts)
 
     def _begin(
         self,
@@ -227,11 +229,14 @@ class Master:
         attempts: dict[int, int],
         failures: dict[int, int],
         held: frozenset[int] = frozenset(),
+        stored_parts: Sequence[JSON] | None = None,
     ) -> None:
+        """Schedule the task's subtasks `todo`; a pending task starts running (its parts are
+        stored: `stored_parts` if given, their JSON texts)."""
         record = task.record
         if record.state is TaskState.PENDING:
             record.started_at = time.time()
-            start = (record.id, parts, record.started_at)
+            start = (record.id, parts if stored_parts is None else stored_parts, record.started_at)
             self.store.post_item(self.store.store.start_tasks, start)
             record.state = TaskState.RUNNING
             self.journal.state(record.id, record.state, record.started_at)
@@ -324,9 +329,15 @@ class Master:
         self._end(task_id, TaskState.FAILED, None, error)
 
     def _end(
-        self, task_id: str, state: TaskState, result: JSON, error: TaskError | None
+        self,
+        task_id: str,
+        state: TaskState,
+        result: JSON,
+        error: TaskError | None,
+        stored_result: JSON = None,
     ) -> None:
-        """Finish a task exactly once: store it, then tell the core and the workers."""
+        """Finish a task exactly once: store it (`stored_result`: the result's JSON text, when
+        the caller has it), then tell the core and the workers."""
         task = self.active.pop(task_id, None)
         if task is None:
             return
@@ -336,7 +347,8 @@ class Master:
             task.aggregating_handle.cancel()
         self._forget_results(task)
         now = time.time()
-        self.store.post_item(self.store.store.finish_tasks, (task_id, state, now, result, error))
+        stored = result if stored_result is None else stored_result
+        self.store.post_item(self.store.store.finish_tasks, (task_id, state, now, stored, error))
         task.record.state = state
         task.record.result = result
         task.record.error = error
@@ -410,11 +422,11 @@ class Master:
 
     def _aggregate_done(self, task: ActiveTask, result: Any) -> None:
         try:
-            _strict_json(result)
+            text = JSONText(_strict_json(result))
         except Exception as exc:
             self.fail(task.id, _code_error("aggregate", exc))
             return
-        self._end(task.id, TaskState.SUCCEEDED, result, None)
+        self._end(task.id, TaskState.SUCCEEDED, result, None, stored_result=text)
 
     def _aggregating(self, task: ActiveTask) -> None:
         record = task.record
@@ -901,8 +913,7 @@ def _ack(frame: frames.ResultFrame) -> frames.Ack:
     return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
-# Made once: json.dumps with arguments builds a new encoder on every call.
-_strict_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_strict_json = jsontext.strict
 
 
 def _json_text(value: Any) -> str | None:

@@ -20,7 +20,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from herder import jsontext
 from herder.errors import HerderError
+from herder.jsontext import JSONText
 from herder.model import (
     FINAL_TASK_STATES,
     JSON,
@@ -50,8 +52,9 @@ _BUSY_TIMEOUT_MS = 5000
 # `seq < _NO_CURSOR` holds for every row: the first page has no cursor.
 _NO_CURSOR = 2**63 - 1
 
-# One encoder for every write: json.dumps would build a new one per call for these separators.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+def _encode(value: JSON) -> str:
+    """`value` as JSON text; a JSONText is that already."""
+    return value if type(value) is JSONText else jsontext.compact(value)
 
 
 class SqliteStore(Store):

@@ -1,0 +1,54 @@
+"""JSON text: compact encoders made once, and the type of a value encoded already.
+
+`json.dumps` with any argument builds a new `JSONEncoder` per call, and `JSONEncoder.encode`
+builds its C encoder per call too: ~3.6 us to encode a small dict on this host, against ~0.8 us
+for the same C encoder built once (the master encodes a part, a result and the params of every
+task). The output and the errors are those of `json.dumps(value, separators=(",", ":"))`
+(TypeError naming a type json cannot encode; with `strict`, ValueError for NaN and infinities),
+except that a value that contains itself raises RecursionError: the check for cycles would cost
+a dict per call. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from _json import make_encoder as _c_make_encoder
+except ImportError:  # an interpreter without the C accelerator: the pure-Python encoder
+    _c_make_encoder = None  # type: ignore[assignment,misc]
+
+
+class JSONText(str):
+    """A JSON value already encoded as compact JSON text, by a caller that had to encode it
+    anyway (to check that it is JSON): a store writes it as it is instead of encoding it again.
+    A plain `str` is a JSON string value, as always."""
+
+    __slots__ = ()
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encoder(allow_nan: bool) -> Callable[[Any], str]:
+    if _c_make_encoder is None:
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=allow_nan).encode
+    # (markers: None skips the cycle check; indent None; sort_keys and skipkeys False)
+    encode = _c_make_encoder(
+        None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False,
+        allow_nan,
+    )
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+#: compact JSON text of `value`; NaN and infinities as json.dumps writes them
+compact = _encoder(allow_nan=True)
+#: compact JSON text of `value`, which must be strict JSON: ValueError for NaN and infinities
+strict = _encoder(allow_nan=False)

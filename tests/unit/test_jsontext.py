@@ -1,0 +1,60 @@
+"""herder.jsontext: the encoders built once write what json.dumps writes, and refuse the same."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from herder import jsontext
+
+_scalars = (
+    st.none() | st.booleans() | st.integers() | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(_json)
+def test_writes_what_json_dumps_writes(value: Any) -> None:
+    expected = json.dumps(value, separators=(",", ":"))
+    assert jsontext.compact(value) == expected
+    assert jsontext.strict(value) == expected
+    assert json.loads(jsontext.strict(value)) == value
+
+
+def test_tuples_are_lists_and_keys_are_strings_as_in_json() -> None:
+    assert jsontext.strict({"a": (1, 2), 3: None, True: 1.5}) == '{"a":[1,2],"3":null,"true":1.5}'
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, {"a": [math.nan]}])
+def test_strict_refuses_what_is_not_json_and_compact_writes_it(value: Any) -> None:
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        jsontext.strict(value)
+    assert jsontext.compact(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"), [(b"x", "bytes"), ({1, 2}, "set"), ([object()], "object")]
+)
+def test_a_type_json_cannot_encode_is_named(value: Any, type_name: str) -> None:
+    for encode in (jsontext.compact, jsontext.strict):
+        with pytest.raises(TypeError, match=f"Object of type {type_name} is not JSON serializable"):
+            encode(value)
+
+
+def test_a_value_that_contains_itself_is_refused() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(RecursionError):
+        jsontext.strict(loop)
+    assert jsontext.strict([1]) == "[1]"  # and the encoder still works afterwards
+
