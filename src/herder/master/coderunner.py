@@ -91,7 +91,7 @@ class CodeRunner:
 
     def call_inline(self, kind: str, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(*args)` here and now, timed as `kind` (for a kind that `runs_inline`)."""
-        speed = self._speeds.setdefault(kind, _Speed())
+        speed = self._speeds.get(kind) or self._speeds.setdefault(kind, _Speed())
         started = time.perf_counter()
         try:
             return fn(*args)
@@ -114,7 +114,7 @@ class CodeRunner:
         (unless `inline` is False: for a call whose input is much larger than usual)."""
         speed = None
         if kind is not None:
-            speed = self._speeds.setdefault(kind, _Speed())
+            speed = self._speeds.get(kind) or self._speeds.setdefault(kind, _Speed())
             if inline and speed.inline():
                 return self.call_inline(kind, fn, *args)
         loop = asyncio.get_running_loop()
