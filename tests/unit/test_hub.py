@@ -31,3 +31,29 @@ def test_each_subscription_queues_only_what_it_wants() -> None:
     assert queued(one_task) == [e for e in events if e.task_id == "a"]
     # a client waiting for many tasks: their final states only, nothing else ever queued
     assert queued(finals) == [events[5], events[6]]
+
+
+def test_passing_states_are_wanted_while_someone_takes_more_than_final_ones() -> None:
+    hub = Hub()
+    assert not hub.wants_passing_states
+    finals = hub.subscribe(None, frozenset({"state"}), keep=lambda e: False, finals_only=True)
+    assert hub.active and not hub.wants_passing_states  # a client waiting for many tasks
+    one_task = hub.subscribe("a")
+    assert hub.wants_passing_states
+    hub.unsubscribe(one_task)
+    hub.unsubscribe(one_task)  # twice (an overflow dropped it, then its stream ended): once
+    assert not hub.wants_passing_states
+    hub.unsubscribe(finals)
+    assert not hub.active
+
+
+def test_a_follower_dropped_for_overflowing_stops_counting() -> None:
+    hub = Hub()
+    slow = hub.subscribe("a")
+    for seq in range(slow.queue.maxsize + 1):
+        hub.publish(state("a", "running", seq))
+    assert slow.overflowed
+    assert not hub.active and not hub.wants_passing_states
+    hub.unsubscribe(slow)  # its stream's own unsubscribe, after the drop
+    assert not hub.wants_passing_states
+    assert hub.subscribe("b").queue.empty() and hub.wants_passing_states

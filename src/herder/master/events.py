@@ -47,6 +47,9 @@ class Subscription:
     keep: Callable[[Event], bool] | None = None
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    #: it takes only final states (its `keep` says so): the states a task passes through need
+    #: not even be made for it
+    finals_only: bool = False
 
     def wants(self, event: Event) -> bool:
         if self.task_id is not None and event.task_id != self.task_id:
@@ -59,23 +62,36 @@ class Subscription:
 class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        #: subscriptions that take more than final states
+        self._passing = 0
 
     @property
     def active(self) -> bool:
         return bool(self._subs)
+
+    @property
+    def wants_passing_states(self) -> bool:
+        """Does anyone follow the states a task passes through (pending, running...)? A client
+        waiting for many tasks follows only their final states."""
+        return self._passing > 0
 
     def subscribe(
         self,
         task_id: str | None,
         kinds: frozenset[str] | None = None,
         keep: Callable[[Event], bool] | None = None,
+        finals_only: bool = False,
     ) -> Subscription:
-        sub = Subscription(task_id, kinds, keep)
+        """`finals_only`: `keep` takes only final state events."""
+        sub = Subscription(task_id, kinds, keep, finals_only=finals_only)
         self._subs.add(sub)
+        self._passing += not finals_only
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+        if sub in self._subs:
+            self._subs.discard(sub)
+            self._passing -= not sub.finals_only
 
     def publish(self, event: Event) -> None:
         for sub in list(self._subs):
@@ -85,4 +101,4 @@ class Hub:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:
                 sub.overflowed = True
-                self._subs.discard(sub)
+                self.unsubscribe(sub)

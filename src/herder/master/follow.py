@@ -51,7 +51,9 @@ async def all_events(
     `finished_only`, only the state events of tasks that finished (what a client waiting for
     many tasks needs, at a fraction of the cost of everything)."""
     keep = _is_final if finished_only else None
-    sub = master.hub.subscribe(None, frozenset({"state"}) if finished_only else None, keep)
+    sub = master.hub.subscribe(
+        None, frozenset({"state"}) if finished_only else None, keep, finals_only=finished_only
+    )
     try:
         sent = last_id or 0
         if last_id is not None:

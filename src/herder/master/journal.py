@@ -53,9 +53,9 @@ class Journal:
         """A final state is stored; `view`, the finished task's JSON, goes with its live event
         (not stored with it), so that a client waiting for many tasks needs no request per task
         for their results. Any other state is a live event only (nothing to do when nobody
-        follows)."""
+        follows them)."""
         if state not in FINAL_STATES:
-            if self._hub.active:
+            if self._hub.wants_passing_states:
                 data = {"task_id": task_id, "state": state, "ts": ts}
                 self.append(Event("state", task_id, data))
             return
