@@ -33,16 +33,16 @@ def test_each_subscription_queues_only_what_it_wants() -> None:
     assert queued(finals) == [events[5], events[6]]
 
 
-def test_passing_states_are_wanted_while_someone_takes_more_than_final_ones() -> None:
+def test_updates_are_wanted_while_someone_takes_more_than_final_states() -> None:
     hub = Hub()
-    assert not hub.wants_passing_states
+    assert not hub.wants_updates
     finals = hub.subscribe(None, frozenset({"state"}), keep=lambda e: False, finals_only=True)
-    assert hub.active and not hub.wants_passing_states  # a client waiting for many tasks
+    assert hub.active and not hub.wants_updates  # a client waiting for many tasks
     one_task = hub.subscribe("a")
-    assert hub.wants_passing_states
+    assert hub.wants_updates
     hub.unsubscribe(one_task)
     hub.unsubscribe(one_task)  # twice (an overflow dropped it, then its stream ended): once
-    assert not hub.wants_passing_states
+    assert not hub.wants_updates
     hub.unsubscribe(finals)
     assert not hub.active
 
@@ -53,7 +53,7 @@ def test_a_follower_dropped_for_overflowing_stops_counting() -> None:
     for seq in range(slow.queue.maxsize + 1):
         hub.publish(state("a", "running", seq))
     assert slow.overflowed
-    assert not hub.active and not hub.wants_passing_states
+    assert not hub.active and not hub.wants_updates
     hub.unsubscribe(slow)  # its stream's own unsubscribe, after the drop
-    assert not hub.wants_passing_states
-    assert hub.subscribe("b").queue.empty() and hub.wants_passing_states
+    assert not hub.wants_updates
+    assert hub.subscribe("b").queue.empty() and hub.wants_updates

@@ -518,7 +518,7 @@ class Master:
                 if task is None:
                     continue
                 task.eta.observe(now, task.fraction())
-                if self.hub.active:
+                if self.hub.wants_updates:
                     self.hub.publish(Event("progress", task_id, self.progress_view(task)))
 
     def progress_view(self, task: ActiveTask) -> dict[str, JSON]:

@@ -47,8 +47,8 @@ class Subscription:
     keep: Callable[[Event], bool] | None = None
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
-    #: it takes only final states (its `keep` says so): the states a task passes through need
-    #: not even be made for it
+    #: it takes only final states (its `keep` says so): the states on a task's way and its
+    #: progress need not even be made for it
     finals_only: bool = False
 
     def wants(self, event: Event) -> bool:
@@ -70,9 +70,9 @@ class Hub:
         return bool(self._subs)
 
     @property
-    def wants_passing_states(self) -> bool:
-        """Does anyone follow the states a task passes through (pending, running...)? A client
-        waiting for many tasks follows only their final states."""
+    def wants_updates(self) -> bool:
+        """Does anyone follow more than tasks' final states (the states on their way, progress,
+        logs)? A client waiting for many tasks follows only their final states."""
         return self._passing > 0
 
     def subscribe(

@@ -55,7 +55,7 @@ class Journal:
         for their results. Any other state is a live event only (nothing to do when nobody
         follows them)."""
         if state not in FINAL_STATES:
-            if self._hub.wants_passing_states:
+            if self._hub.wants_updates:
                 data = {"task_id": task_id, "state": state, "ts": ts}
                 self.append(Event("state", task_id, data))
             return
