@@ -447,19 +447,18 @@ class Chaos:
     def _check_store(self, final: dict[str, dict[str, Any]]) -> None:
         r, fail = self.report, self.report.failures.append
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
-            dup = db.execute(
-                "SELECT task_id, idx, COUNT(*) FROM subtask_results GROUP BY task_id, idx "
-                "HAVING COUNT(*) > 1"
+            # (one row per subtask, by its primary key: a result is recorded at most once)
+            with_result = "FROM subtasks WHERE result IS NOT NULL"
+            results = Counter(t for (t,) in db.execute(f"SELECT task_id {with_result}").fetchall())
+            unsucceeded = db.execute(
+                f"SELECT task_id, idx, state {with_result} AND state != 'succeeded'"
             ).fetchall()
-            for task_id, idx, n in dup:
-                fail(f"{task_id}[{idx}]: {n} results recorded")
-            results = Counter(
-                t for (t,) in db.execute("SELECT task_id FROM subtask_results").fetchall()
-            )
+            for task_id, idx, state in unsucceeded:
+                fail(f"{task_id}[{idx}]: a result recorded, but the subtask is {state}")
             totals = dict(db.execute("SELECT id, subtasks_total FROM tasks").fetchall())
             recorded = {
                 (t, int(i)): int(a)
-                for t, i, a in db.execute("SELECT task_id, idx, attempt FROM subtask_results")
+                for t, i, a in db.execute(f"SELECT task_id, idx, result_attempt {with_result}")
             }
             attempts = [int(a) for (a,) in db.execute("SELECT attempts FROM subtasks")]
         r.subtasks = len(attempts)

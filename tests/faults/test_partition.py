@@ -58,7 +58,8 @@ def pair() -> Iterator[Pair]:
 def _recorded_attempts(db: Path, task_id: str) -> dict[int, int]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute(
-            "SELECT idx, attempt FROM subtask_results WHERE task_id = ?", (task_id,)
+            "SELECT idx, result_attempt FROM subtasks WHERE task_id = ? AND result IS NOT NULL",
+            (task_id,),
         ).fetchall()
     return {int(i): int(a) for i, a in rows}
 

@@ -828,8 +828,8 @@ def test_migrate_again_is_harmless(store_factory: StoreFactory) -> None:
 
 
 def test_two_connections_never_record_two_results(store_factory: StoreFactory) -> None:
-    # The schema, not the code above it, keeps a result unique: two stores on one database,
-    # racing on every subtask from two threads, still record each result once.
+    # The store's one guarded update, not the code above it, keeps a result unique: two stores
+    # on one database, racing on every subtask from two threads, still record each result once.
     stores = [store_factory(), store_factory()]
     task = started(stores[0], parts=40)
     wins: list[list[int]] = [[], []]
@@ -1047,7 +1047,16 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store.migrate()
     task = started(store, parts=3)
     store.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
-    store.record_result(task.id, 0, 1, {"r": 0}, finished_at=3.0)
+    # a result as the code of that schema wrote it (today's query uses the columns of 0006)
+    store._db.execute(
+        "INSERT INTO subtask_results (task_id, idx, attempt, result, recorded_at) "
+        """VALUES (?, 0, 1, '{"r":0}', 3.0)""",
+        (task.id,),
+    )
+    store._db.execute(
+        "UPDATE subtasks SET state = 'succeeded', finished_at = 3.0 WHERE task_id = ? AND idx = 0",
+        (task.id,),
+    )
     store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
     stored = store.get_task(task.id)
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
@@ -1056,7 +1065,7 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store._db.execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
-    # tables)
+    # tables, 0006 moved results into the subtasks' rows)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:
@@ -1071,6 +1080,12 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
             SubtaskState.SUCCEEDED, SubtaskState.QUEUED, SubtaskState.QUEUED
         ]
         assert store.get_results(task.id) == [{"r": 0}, None, None]
+        first = store.get_subtasks(task.id)[0]
+        assert (first.result, first.worker, first.started_at, first.finished_at) == (
+            {"r": 0}, "w1", 2.0, 3.0
+        )
+        recorded_by = "SELECT result_attempt FROM subtasks WHERE task_id = ? AND idx = 0"
+        assert store._db.execute(recorded_by, (task.id,)).fetchone()[0] == 1
         assert [r.message for r in store.get_logs(task.id)] == ["hi"]
         # and takes new results, once each
         assert store.record_result(task.id, 1, 1, "b", finished_at=4.0) is True

@@ -269,13 +269,8 @@ class SqliteStore(Store):
         return self.record_results([item])[0]
 
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
-        with self._transaction() as db:  # the items are mark_succeeded's parameters, in order
-            recorded = _each_changed(db, self._q["insert_result"], [i[:5] for i in items])
-            db.executemany(
-                self._q["mark_succeeded"],
-                [params for params, stored in zip(items, recorded, strict=True) if stored],
-            )
-        return recorded
+        with self._transaction() as db:  # the items are record_result's parameters, in order
+            return _each_changed(db, self._q["record_result"], items)
 
     def record_failure(
         self,

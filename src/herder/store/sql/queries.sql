@@ -85,23 +85,15 @@ SET state = 'running', attempts = max(attempts, ?3), worker = ?4, started_at = ?
     finished_at = NULL
 WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running');
 
--- name: insert_result
--- (task_id, idx, attempt, result, finished_at). Inserts nothing for an unknown or already final
--- subtask; the primary key of subtask_results turns away a second result even if the state
--- check above it were wrong.
-INSERT INTO subtask_results (task_id, idx, attempt, result, recorded_at)
-SELECT task_id, idx, ?3, ?4, ?5 FROM subtasks
-WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running')
-ON CONFLICT (task_id, idx) DO NOTHING;
-
--- name: mark_succeeded
--- (task_id, idx, attempt, result, finished_at, worker, started_at): insert_result's and the
--- attempt's start when it was not written before (else NULL, and the stored one stays); result
--- is unused.
+-- name: record_result
+-- (task_id, idx, attempt, result, finished_at, worker, started_at). Changes nothing (row count
+-- 0) for an unknown or already final subtask: a result is recorded once, and a late one cannot
+-- make a failed or cancelled subtask look succeeded. `worker` and `started_at` are the
+-- attempt's start when it was not written before (else NULL, and the stored one stays).
 UPDATE subtasks
-SET state = 'succeeded', attempts = max(attempts, ?3), finished_at = ?5,
-    worker = coalesce(?6, worker), started_at = coalesce(?7, started_at)
-WHERE task_id = ?1 AND idx = ?2;
+SET state = 'succeeded', result = ?4, result_attempt = ?3, attempts = max(attempts, ?3),
+    finished_at = ?5, worker = coalesce(?6, worker), started_at = coalesce(?7, started_at)
+WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running');
 
 -- name: fail_subtask
 UPDATE subtasks
@@ -121,19 +113,13 @@ UPDATE subtasks SET state = 'queued', worker = NULL, started_at = NULL
 WHERE task_id = :task_id AND idx = :idx AND state = 'running';
 
 -- name: get_subtasks
-SELECT s.task_id, s.idx, s.part, s.state, s.attempts, s.worker, r.result, s.error,
-       s.started_at, s.finished_at
-FROM subtasks AS s
-LEFT JOIN subtask_results AS r ON r.task_id = s.task_id AND r.idx = s.idx
-WHERE s.task_id = :task_id
-ORDER BY s.idx;
+SELECT task_id, idx, part, state, attempts, worker, result, error, started_at, finished_at
+FROM subtasks
+WHERE task_id = :task_id
+ORDER BY idx;
 
 -- name: get_results
-SELECT r.result
-FROM subtasks AS s
-LEFT JOIN subtask_results AS r ON r.task_id = s.task_id AND r.idx = s.idx
-WHERE s.task_id = :task_id
-ORDER BY s.idx;
+SELECT result FROM subtasks WHERE task_id = :task_id ORDER BY idx;
 
 -- name: insert_log
 -- The columns in order.
