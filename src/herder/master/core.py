@@ -229,10 +229,10 @@ class Master:
         attempts: dict[int, int],
         failures: dict[int, int],
         held: frozenset[int] = frozenset(),
-        stored_parts: Sequence[JSON] | None = None,
+        stored_parts: Sequence[JSONText] | None = None,
     ) -> None:
-        """Schedule the task's subtasks `todo`; a pending task starts running (its parts are
-        stored: `stored_parts` if given, their JSON texts)."""
+        """Schedule the task's subtasks `todo`; a pending task starts running and its parts are
+        stored (as `stored_parts`, their JSON texts, when the caller has them)."""
         record = task.record
         if record.state is TaskState.PENDING:
             record.started_at = time.time()
@@ -334,7 +334,7 @@ class Master:
         state: TaskState,
         result: JSON,
         error: TaskError | None,
-        stored_result: JSON = None,
+        stored_result: JSONText | None = None,
     ) -> None:
         """Finish a task exactly once: store it (`stored_result`: the result's JSON text, when
         the caller has it), then tell the core and the workers."""

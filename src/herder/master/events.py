@@ -62,8 +62,8 @@ class Subscription:
 class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
-        #: subscriptions that take more than final states
-        self._passing = 0
+        #: how many subscriptions take more than final states
+        self._following_updates = 0
 
     @property
     def active(self) -> bool:
@@ -73,7 +73,7 @@ class Hub:
     def wants_updates(self) -> bool:
         """Does anyone follow more than tasks' final states (the states on their way, progress,
         logs)? A client waiting for many tasks follows only their final states."""
-        return self._passing > 0
+        return self._following_updates > 0
 
     def subscribe(
         self,
@@ -85,13 +85,13 @@ class Hub:
         """`finals_only`: `keep` takes only final state events."""
         sub = Subscription(task_id, kinds, keep, finals_only=finals_only)
         self._subs.add(sub)
-        self._passing += not finals_only
+        self._following_updates += not finals_only
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.discard(sub)
-            self._passing -= not sub.finals_only
+            self._following_updates -= not sub.finals_only
 
     def publish(self, event: Event) -> None:
         for sub in list(self._subs):

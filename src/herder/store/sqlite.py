@@ -52,6 +52,7 @@ _BUSY_TIMEOUT_MS = 5000
 # `seq < _NO_CURSOR` holds for every row: the first page has no cursor.
 _NO_CURSOR = 2**63 - 1
 
+
 def _encode(value: JSON) -> str:
     """`value` as JSON text; a JSONText is that already."""
     return value if type(value) is JSONText else jsontext.compact(value)
