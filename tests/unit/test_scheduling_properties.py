@@ -3,8 +3,10 @@
 A `Harness` feeds the core random operations (workers joining, leaving, rejoining, draining,
 disconnecting, losing capacity; tasks arriving and being cancelled; dispatch and speculation
 rounds; successes, failures, hand-backs, late duplicates; time passing), keeps its own model of
-what is outstanding, and checks every decision against it: a subtask runs at most once at a time
-(twice only next to a speculative attempt), attempt numbers only grow, credit is never exceeded,
+what is outstanding (with pipelining on: each type's moving average of run times, and so each
+worker's exact credit for a deep queue of short work), and checks every decision against it: a
+subtask runs at most once at a time (twice only next to a speculative attempt), attempt numbers
+only grow, credit is never exceeded,
 strict priority and round-robin hold in every dispatch, the chosen worker is the preferred least
 loaded one, and nothing is lost: driven to quiescence, every task that was not ended completes
 exactly once and the core forgets it. Imports herder.scheduling and hypothesis.
@@ -25,6 +27,9 @@ from herder.scheduling import (
     HEALTH_FAILING,
     HEALTH_MIN,
     HEALTH_WINDOW,
+    PIPELINE_DEPTH,
+    PIPELINE_SAMPLES,
+    RUNTIME_WEIGHT,
     AttemptEnded,
     AttemptFailed,
     AttemptSucceeded,
@@ -76,6 +81,9 @@ class MWorker:
     connected: bool = True
     unavailable: int = 0
     held: set[Att] = field(default_factory=set)
+    #: held attempts of a type that was not short when they were dispatched: while it holds
+    #: one, nothing is pipelined to this worker
+    long: set[Att] = field(default_factory=set)
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
     #: it handed back work that waited behind attempts that overran: only its slots, no
     #: prefetch, until one of the attempts it holds ends
@@ -116,11 +124,22 @@ def median(values: Sequence[float]) -> float:
 
 class Harness:
     def __init__(
-        self, prefetch: int, seed: int, homogeneous: bool, max_retries: int | None
+        self,
+        prefetch: int,
+        seed: int,
+        homogeneous: bool,
+        max_retries: int | None,
+        pipeline_below: float = 0.0,
     ) -> None:
         self.cfg = SchedulerConfig(
-            prefetch=prefetch, retry_backoff=0.05, retry_backoff_max=0.4, retry_jitter=0.5
+            prefetch=prefetch,
+            retry_backoff=0.05,
+            retry_backoff_max=0.4,
+            retry_jitter=0.5,
+            pipeline_below=pipeline_below,
         )
+        #: per type, the run times the core has seen: (samples, moving average)
+        self.runtimes: dict[str, tuple[int, float]] = {}
         self.s = Scheduler(self.cfg, seed)
         self.homogeneous = homogeneous
         self.max_retries = max_retries  # None: drawn per task
@@ -149,11 +168,42 @@ class Harness:
             self.tasks[task_id].stamp = stamp  # it joins the end of its ring
         self.subs[task_id, index].state = "ready"
 
-    def eligible(self, task: MTask, w: MWorker) -> bool:
+    def short(self, type_name: str) -> bool:
+        """Pipelined: enough run times seen, and on average under `pipeline_below`."""
+        samples, average = self.runtimes.get(type_name, (0, 0.0))
+        below = self.cfg.pipeline_below
+        return below > 0 and samples >= PIPELINE_SAMPLES and average <= below
+
+    def depth(self, type_name: str) -> int:
+        """Attempts of the type a worker may hold per slot beyond its slots and prefetch."""
+        if not self.short(type_name):
+            return 0
+        average = self.runtimes[type_name][1]
+        if average <= 0:
+            return PIPELINE_DEPTH
+        return max(1, int(min(PIPELINE_DEPTH, self.cfg.pipeline_below / average)))
+
+    def ran(self, type_name: str, seconds: float) -> None:
+        """A run time the core takes into the type's moving average."""
+        samples, average = self.runtimes.get(type_name, (0, 0.0))
+        samples += 1
+        average = seconds if samples == 1 else average + RUNTIME_WEIGHT * (seconds - average)
+        self.runtimes[type_name] = (samples, average)
+
+    def eligible(self, task: MTask, w: MWorker, pipelined: bool = True) -> bool:
+        """Can `w` take a subtask of `task` now? Without `pipelined`, as speculation asks:
+        within its slots and prefetch only."""
+        if w.stuck:
+            room = w.slots
+        else:
+            room = w.slots + self.cfg.prefetch
+            depth = self.depth(task.type) if pipelined else 0
+            if depth and not w.long:
+                room += w.slots * depth
         return (
             w.connected
             and not w.draining
-            and len(w.held) + w.unavailable < w.slots + (0 if w.stuck else self.cfg.prefetch)
+            and len(w.held) + w.unavailable < room
             and task.type in w.types
             and task.labels <= w.labels
         )
@@ -224,6 +274,7 @@ class Harness:
             self.answered.append(att)
             sub = self.subs[t, i]
             del sub.running[a], sub.started[a]
+            w.long.discard(att)
             if self.wanted(t, i):
                 expected.append(Requeue(t, i, a, wid, "worker lost"))
                 self.lost.append((att, w.order if w else 0))
@@ -335,7 +386,9 @@ class Harness:
         self.check_worker_choice(d, task, sub, exclude=None)
         self.check_order(d, task)
 
-    def check_worker_choice(self, d: Dispatch, task: MTask, sub: MSub, exclude: str | None) -> None:
+    def check_worker_choice(
+        self, d: Dispatch, task: MTask, sub: MSub, exclude: str | None, pipelined: bool = True
+    ) -> None:
         """Among workers with credit that take the type and labels: one the subtask has not
         failed on, then a healthy one, then the least loaded, then the earliest joined."""
 
@@ -344,7 +397,11 @@ class Harness:
             load = Fraction(len(w.held) + w.unavailable, w.slots)
             return wid in sub.avoid, self.failing(w), load, w.order
 
-        able = [wid for wid, w in self.workers.items() if self.eligible(task, w) and wid != exclude]
+        able = [
+            wid
+            for wid, w in self.workers.items()
+            if self.eligible(task, w, pipelined) and wid != exclude
+        ]
         assert d.worker_id in able, (d, able)  # credit, connected, not draining, type, labels
         assert d.worker_id == min(able, key=rank), (d, {wid: rank(wid) for wid in able})
 
@@ -365,6 +422,8 @@ class Harness:
         sub.running[d.attempt] = d.worker_id
         sub.started[d.attempt] = self.now
         self.workers[d.worker_id].held.add((d.task_id, d.index, d.attempt))
+        if not self.short(self.tasks[d.task_id].type):
+            self.workers[d.worker_id].long.add((d.task_id, d.index, d.attempt))
 
     def spec_limit(
         self, task: MTask, factor: float | None, after: float | None, floor: float
@@ -406,7 +465,7 @@ class Harness:
             assert holder is not None and d.worker_id != holder, (d, holder)
             sub = self.subs[d.task_id, d.index]
             assert d.attempt > sub.last_attempt, d
-            self.check_worker_choice(d, self.tasks[d.task_id], sub, exclude=holder)
+            self.check_worker_choice(d, self.tasks[d.task_id], sub, holder, pipelined=False)
             self.apply_dispatch(d)
             self.speculated += 1
         # every slow subtask got its second attempt unless no other worker could take it
@@ -415,7 +474,7 @@ class Harness:
             if holder is not None:
                 task = self.tasks[t]
                 able = [w for wid, w in self.workers.items() if wid != holder]
-                assert not any(self.eligible(task, w) for w in able), (t, i)
+                assert not any(self.eligible(task, w, pipelined=False) for w in able), (t, i)
 
     # -- answers from workers -------------------------------------------------------------------
 
@@ -426,6 +485,7 @@ class Harness:
             return None
         att, wid = held[k % len(held)]
         self.workers[wid].held.remove(att)
+        self.workers[wid].long.discard(att)
         if not handed_back:
             self.workers[wid].stuck = False  # one of its attempts ended
         self.answered.append(att)
@@ -443,6 +503,8 @@ class Harness:
         decisions = self.s.handle(AttemptSucceeded(t, i, a), self.now)
         self.workers[wid].outcomes.append(True)
         task, sub = self.tasks[t], self.subs[t, i]
+        if sub.state != "done":  # its run time counts, even for a task that ended meanwhile
+            self.ran(task.type, self.now - started)
         if not self.live_task(t) or sub.state == "done":  # ended, or a sibling attempt won
             assert decisions == [Stale(t, i, a)], decisions
             return
@@ -503,8 +565,15 @@ class Harness:
             return
         (t, i, attempt), wid, _ = taken
         decisions = self.s.handle(AttemptEnded(t, i, attempt, handed_back), self.now)
-        if handed_back and not self.workers[wid].draining:
-            self.workers[wid].stuck = True
+        w = self.workers[wid]
+        if handed_back and not w.draining and not w.stuck:
+            # the types of what it still holds count as long as they have run so far
+            for ht, hi, ha in w.held:
+                kind = self.tasks[ht].type
+                samples, average = self.runtimes.get(kind, (0, 0.0))
+                ran_for = self.now - self.subs[ht, hi].started[ha]
+                self.runtimes[kind] = (samples, max(average, ran_for))
+            w.stuck = True
         if not self.wanted(t, i):
             assert decisions == [], decisions
             return
@@ -528,7 +597,10 @@ class Harness:
         for wid, w in self.workers.items():
             assert self.s.has_worker(wid)
             assert self.s.worker_load(wid) == (len(w.held), w.slots)
-            assert len(w.held) <= w.slots + self.cfg.prefetch  # credit is never exceeded
+            # credit is never exceeded
+            assert len(w.held) <= w.slots + self.cfg.prefetch + w.slots * PIPELINE_DEPTH
+            if not self.cfg.pipeline_below:
+                assert len(w.held) <= w.slots + self.cfg.prefetch
             assert self.s.held_by(wid) == sorted(w.held)
             assert self.s.worker_health(wid)[1] == self.failing(w)
             for t, i, a in w.held:
@@ -681,6 +753,44 @@ def test_every_decision_matches_the_model(
     steps: list[Step], prefetch: int, seed: int, homogeneous: bool
 ) -> None:
     run(Harness(prefetch, seed, homogeneous, max_retries=None), steps)
+
+
+# Pipelining: once a type has PIPELINE_SAMPLES run times whose moving average is under
+# `pipeline_below`, a worker that holds nothing long may hold `slots * depth` more of it (the
+# deep queue of W1). The harness's run times are the model's clock between a dispatch and its
+# answer (0 when no tick came between: the deepest queue), so types go short and long again as
+# ticks come and go; the model keeps the same moving average to know the credit exactly.
+PIPELINED = ops(
+    ("join", 2),
+    ("leave", 1),
+    ("rejoin", 1),
+    ("disconnect", 1),
+    ("capacity", 1),
+    ("submit", 3),
+    ("tick", 2),
+    ("dispatch", 4),
+    ("speculate", 1),
+    ("succeed", 6),
+    ("fail", 1),
+    ("handback", 2),
+    ("cancel", 1),
+    ("late", 1),
+)
+
+
+@settings(PROPS, max_examples=300)
+@given(
+    steps=PIPELINED,
+    prefetch=st.integers(0, 2),
+    seed=st.integers(0, 3),
+    homogeneous=st.booleans(),
+    pipeline_below=st.sampled_from([0.05, 0.3, 10.0]),
+)
+def test_every_decision_matches_the_model_with_pipelining(
+    steps: list[Step], prefetch: int, seed: int, homogeneous: bool, pipeline_below: float
+) -> None:
+    h = run(Harness(prefetch, seed, homogeneous, None, pipeline_below), steps)
+    note(f"run times seen: {h.runtimes}")
 
 
 @PROPS
