@@ -55,7 +55,7 @@ def settle_garbage_collector() -> None:
     A full collection walks every object that lives long; under a burst of submissions those
     are the tasks in flight too, and each one took 70-120 ms of the event loop (four per 10,000
     W1 tasks: ~40 us per task, a tenth of the master's CPU, measured with gc.callbacks). What
-    exists once the master is built (modules, classes, the app, the registry: ~70,000 objects)
+    exists once the master is built (modules, classes, the app, the registry: ~60,000 objects)
     is frozen out of every collection (`gc.freeze`; refcounting still frees it), and the full
     collections come after 100 collections of the middle generation instead of 10. The young
     generations are collected as usual, so short-lived cycles are freed as soon as before.
