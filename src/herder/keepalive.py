@@ -285,7 +285,10 @@ def _header_lines(headers: Mapping[str, str]) -> str:
     for name, value in headers.items():
         text = str(value)
         if any(c in name or c in text for c in "\r\n\0") or not name or ":" in name:
-            raise ValueError(f"header {name!r}: names and values may not hold line breaks")
+            raise ValueError(
+                f"header {name!r}: a name must be non-empty without ':', and neither a name "
+                "nor a value may hold line breaks"
+            )
         lines.append(f"{name}: {text}\r\n")
     return "".join(lines)
 

@@ -213,7 +213,7 @@ class Master:
         try:
             parts = list(parts)
             # encoded one by one, as they are stored: checked and encoded once
-            texts = [JSONText(_strict_json(part)) for part in parts]
+            texts = [JSONText(jsontext.strict(part)) for part in parts]
         except Exception as exc:
             self.fail(task.id, _code_error("split", exc))
             return
@@ -422,7 +422,7 @@ class Master:
 
     def _aggregate_done(self, task: ActiveTask, result: Any) -> None:
         try:
-            text = JSONText(_strict_json(result))
+            text = JSONText(jsontext.strict(result))
         except Exception as exc:
             self.fail(task.id, _code_error("aggregate", exc))
             return
@@ -913,12 +913,10 @@ def _ack(frame: frames.ResultFrame) -> frames.Ack:
     return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
 
 
-_strict_json = jsontext.strict
-
 
 def _json_text(value: Any) -> str | None:
     """The value as compact JSON text, or None when it is not JSON (e.g. bytes from msgpack)."""
     try:
-        return _strict_json(value)
+        return jsontext.strict(value)
     except (TypeError, ValueError):
         return None

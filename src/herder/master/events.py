@@ -1,6 +1,6 @@
 """Live events for whoever follows tasks: a small publish/subscribe hub, and the SSE wire format.
 
-Durable events (state changes and log lines) carry the journal `seq` as their id, so a follower
+Durable events (final states and log lines) carry the journal `seq` as their id, so a follower
 that reconnects with Last-Event-ID is served the rest from the store. Progress events carry no id:
 they are a view of the moment, and the next one supersedes them. A follower that falls too far
 behind is dropped (its stream ends) instead of holding memory: it reconnects and replays from the

@@ -19,7 +19,6 @@ from herder.model import FINAL_TASK_STATES
 
 KEEP_ALIVE_EVERY = 15.0
 REPLAY_PAGE = 1000
-FINAL = frozenset(s.value for s in FINAL_TASK_STATES)
 
 
 async def task_events(master: Master, task_id: str, last_id: int | None) -> AsyncIterator[bytes]:
@@ -36,7 +35,7 @@ async def task_events(master: Master, task_id: str, last_id: int | None) -> Asyn
             sent = event.id or sent
             yield event.sse()
             ended = ended or _is_final(event)
-        if ended or (snapshot["state"] in FINAL and task_id not in master.active):
+        if ended or (snapshot["state"] in FINAL_TASK_STATES and task_id not in master.active):
             return
         async for chunk in _live(sub, sent, stop_on_final=True):
             yield chunk
@@ -135,4 +134,4 @@ async def _live(
 
 
 def _is_final(event: Event) -> bool:
-    return event.kind == "state" and event.data.get("state") in FINAL
+    return event.kind == "state" and event.data.get("state") in FINAL_TASK_STATES

@@ -24,7 +24,6 @@ from herder.model import FINAL_TASK_STATES, LogRecord
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.02
-FINAL_STATES = frozenset(s.value for s in FINAL_TASK_STATES)
 
 
 class Journal:
@@ -54,7 +53,7 @@ class Journal:
         (not stored with it), so that a client waiting for many tasks needs no request per task
         for their results. Any other state is a live event only (nothing to do when nobody
         follows them)."""
-        if state not in FINAL_STATES:
+        if state not in FINAL_TASK_STATES:  # (a StrEnum's members match their strings)
             if self._hub.wants_updates:
                 data = {"task_id": task_id, "state": state, "ts": ts}
                 self.append(Event("state", task_id, data))
