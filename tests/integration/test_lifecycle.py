@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -281,3 +282,39 @@ def test_a_restarted_master_numbers_the_next_attempt_of_a_queued_subtask_above_a
         assert handle.result(timeout=20) == 7
         (sub,) = handle.subtasks()
         assert (sub["state"], sub["attempts"]) == ("succeeded", 2)
+
+
+def test_tasks_of_a_quick_split_are_stored_split_by_the_time_they_are_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # Once a type's split is known to be quick (it runs on the event loop), a task of it is
+    # split before its row is stored, and stored running with its subtasks in the same commit.
+    # With no worker to run anything, another connection to the database sees each of them so
+    # as soon as the submission is answered. A split that raises still fails its task.
+    db = str(tmp_path / "early.db")
+    quick = {"type": "badcode", "params": {"where": "aggregate"}}  # its split returns [1]
+    with LocalCluster(workers=0, tasks=TEST_TASKS, db=db) as client:
+        warm = client.submit_many([quick] * 20)  # its split's first calls are timed on threads
+        wait_until(lambda: all(h.status()["state"] == "running" for h in warm), what="split")
+        handles = client.submit_many([quick] * 5 + [{"type": "badcode", "params": {}}])
+        answered = [h.task for h in handles]
+        reader = sqlite3.connect(db)
+        try:
+            ids = [h.id for h in handles[:5]]
+            rows = reader.execute(
+                f"SELECT state, started_at IS NOT NULL, subtasks_total FROM tasks "
+                f"WHERE id IN ({', '.join('?' * len(ids))})", ids,
+            ).fetchall()
+            subtasks = reader.execute(
+                f"SELECT count(*) FROM subtasks WHERE state = 'queued' "
+                f"AND task_id IN ({', '.join('?' * len(ids))})", ids,
+            ).fetchone()[0]
+        finally:
+            reader.close()
+        assert rows == [("running", 1, 1)] * 5
+        assert subtasks == 5
+        assert [t["state"] for t in answered[:5] if t] == ["running"] * 5
+        failed = _final(client, handles[5].id, timeout=10)
+        assert failed["state"] == "failed"
+        assert failed["error"]["message"].startswith("split: RuntimeError: bad split")
+        assert_healthy(client)

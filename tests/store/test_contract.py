@@ -280,6 +280,32 @@ def test_start_task_stores_subtasks_in_index_order(store: Store) -> None:
     assert store.get_results(task.id) == [None] * 12
 
 
+def test_a_task_split_before_it_is_stored_is_stored_with_its_subtasks(store: Store) -> None:
+    # The master splits a task of a quick split before storing it: the row says running and
+    # its subtasks go in the same insert. A task given no parts is stored as its record says;
+    # one whose id is taken keeps its own subtasks.
+    taken = started(store, parts=2)
+    split = new_task(state=TaskState.RUNNING, started_at=1001.5, subtasks_total=3)
+    plain = new_task()
+    again = new_task(id=taken.id, state=TaskState.RUNNING, started_at=1002.0, subtasks_total=1)
+    parts = [JSONText('{"a":1}'), JSONText("[2]"), JSONText("null")]
+
+    assert store.insert_tasks([split, plain, again], [parts, None, [JSONText('"x"')]]) == [
+        True, True, False,
+    ]
+
+    got = store.get_task(split.id)
+    assert got is not None
+    assert (got.state, got.started_at, got.subtasks_total) == (TaskState.RUNNING, 1001.5, 3)
+    assert store.get_subtasks(split.id) == [
+        SubtaskRecord(task_id=split.id, index=i, part=part)
+        for i, part in enumerate([{"a": 1}, [2], None])
+    ]
+    assert [t.id for t in store.unfinished_tasks()] == [taken.id, split.id, plain.id]
+    assert store.get_subtasks(plain.id) == []
+    assert [s.part for s in store.get_subtasks(taken.id)] == [0, 1]
+
+
 def test_json_text_is_stored_as_the_value_it_encodes(store: Store) -> None:
     # The master hands over parts and results it has encoded already (to check them): stored
     # as they are, not encoded again as strings; a plain str is still a JSON string.

@@ -1,5 +1,6 @@
-"""The frames packed from their fields (`frames._PLAIN_FIELDS`) go on the wire exactly as
-pydantic's dump would put them, and decode back to the same validated frame."""
+"""The frames packed from their fields (`frames._PLAIN_FIELDS`) and the maps the master builds
+for its hot frames (`frames.*_map`) go on the wire exactly as pydantic's dump would put them, and
+decode back to the same validated frame."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ def test_assign_packs_like_its_dump_and_decodes_back(
         msgpack.packb(validated.model_dump(mode="json"))
     )
     assert frames.decode_master_frames(data) == [validated]
+    as_map = frames.assign_map("t1", index, attempt, "noop", part, timeout)
+    assert msgpack.unpackb(frames.encode(as_map)) == msgpack.unpackb(data)
+    assert frames.decode_master_frames(frames.encode(as_map)) == [validated]
+
+
+def test_the_maps_of_acks_and_cancels_decode_as_their_frames() -> None:
+    sent = frames.encode_many(
+        [frames.ack_map("t", 3, 2), frames.cancel_map("t", 4, 1, "deadline"),
+         frames.Ack(task_id="t", index=5, attempt=1)]
+    )
+    assert frames.decode_master_frames(sent) == [
+        frames.Ack(task_id="t", index=3, attempt=2),
+        frames.Cancel(task_id="t", index=4, attempt=1, reason="deadline"),
+        frames.Ack(task_id="t", index=5, attempt=1),
+    ]
 
 
 def test_acks_and_cancels_in_one_message_decode_in_order() -> None:

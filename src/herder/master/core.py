@@ -76,6 +76,15 @@ class Submission:
     retries: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EarlySplit:
+    """A task's parts, split before its row was stored (`Master.split_now`), and their JSON
+    texts, as stored."""
+
+    parts: list[JSON]
+    texts: list[JSONText]
+
+
 class Master:
     def __init__(self, settings: MasterSettings, store: Store, registry: Registry) -> None:
         self.settings = settings
@@ -203,6 +212,36 @@ class Master:
         self.active[record.id] = task
         return task
 
+    def split_now(self, record: TaskRecord, params: Any) -> EarlySplit | TaskError | None:
+        """Split a task about to be stored, when its type's split is known to be quick (it runs
+        inline): the task is then stored running, its subtasks with it, in the commit of its
+        row; the update of the row that starts it is saved (a tenth of a short task's writes).
+        None: its split runs after it is stored (`start_split`). The split's error, to fail
+        the task with once it is stored."""
+        kind = f"{record.type}.split"
+        if not self._code.runs_inline(kind):
+            return None
+        split = self.registry.instance(record.type).split
+        try:
+            parts, texts = _checked_parts(self._code.call_inline(kind, split, params))
+        except Exception as exc:
+            return _code_error("split", exc)
+        record.state = TaskState.RUNNING
+        record.started_at = time.time()
+        record.subtasks_total = len(parts)
+        return EarlySplit(parts, texts)
+
+    def take_up(self, task: ActiveTask, split: EarlySplit | TaskError | None) -> None:
+        """After `admit`, given what `split_now` made of it: schedule the subtasks of a task
+        split already, fail one whose split raised, or split it now (`start_split`)."""
+        if isinstance(split, EarlySplit):
+            self.journal.state(task.id, TaskState.RUNNING, task.record.started_at or time.time())
+            self._begin(task, split.parts, list(range(len(split.parts))), {}, {})
+        elif split is None:
+            self.start_split(task)
+        else:
+            self.fail(task.id, split)
+
     def start_split(self, task: ActiveTask) -> None:
         """Split the task (its subtasks are dispatched at the next `pump`)."""
         split = self.registry.instance(task.record.type).split
@@ -211,9 +250,7 @@ class Master:
 
     def _split_done(self, task: ActiveTask, parts: Any) -> None:
         try:
-            parts = list(parts)
-            # encoded one by one, as they are stored: checked and encoded once
-            texts = [JSONText(jsontext.strict(part)) for part in parts]
+            parts, texts = _checked_parts(parts)
         except Exception as exc:
             self.fail(task.id, _code_error("split", exc))
             return
@@ -632,7 +669,7 @@ class Master:
                 recorded = await self.store.commit(self.store.store.record_results, items)
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
-                acks: list[tuple[WorkerSession, frames.Ack]] = []
+                acks: list[tuple[WorkerSession, dict[str, Any]]] = []
                 for (session, frame, text), stored in zip(batch, recorded, strict=True):
                     ref = (frame.task_id, frame.index, frame.attempt)
                     # The core decides whether this attempt completed its subtask; the store's
@@ -712,13 +749,8 @@ class Master:
             left = max(0.0, task.deadline - time.time())
             timeout = left if timeout is None else min(timeout, left)
         session.send(
-            frames.Assign(
-                task_id=d.task_id,
-                index=d.index,
-                attempt=d.attempt,
-                type=task.record.type,
-                part=task.parts[d.index],
-                timeout=timeout,
+            frames.assign_map(
+                d.task_id, d.index, d.attempt, task.record.type, task.parts[d.index], timeout
             )
         )
         task.progress.subtasks_running += 1
@@ -738,10 +770,7 @@ class Master:
                     session = self.sessions.get(d.worker_id)
                     if session is not None:
                         session.send(
-                            frames.Cancel(
-                                task_id=d.task_id, index=d.index, attempt=d.attempt,
-                                reason=d.reason,
-                            )
+                            frames.cancel_map(d.task_id, d.index, d.attempt, d.reason)
                         )
                 case sch.Requeue():
                     self.starts.post()  # the start it undoes is written first
@@ -904,13 +933,20 @@ def _set_none(waiter: asyncio.Future[dict[str, JSON] | None]) -> None:
         waiter.set_result(None)
 
 
+def _checked_parts(value: Any) -> tuple[list[JSON], list[JSONText]]:
+    """A split's parts and their JSON texts, encoded one by one as they are stored (checked
+    and encoded once); raises what the encoder raises for a part that is not JSON."""
+    parts = list(value)
+    return parts, [JSONText(jsontext.strict(part)) for part in parts]
+
+
 def _code_error(where: str, exc: BaseException) -> TaskError:
     tb = "".join(traceback.format_exception(exc))
     return TaskError(message=f"{where}: {type(exc).__name__}: {exc}", traceback=tb)
 
 
-def _ack(frame: frames.ResultFrame) -> frames.Ack:
-    return frames.Ack(task_id=frame.task_id, index=frame.index, attempt=frame.attempt)
+def _ack(frame: frames.ResultFrame) -> dict[str, Any]:
+    return frames.ack_map(frame.task_id, frame.index, frame.attempt)
 
 
 

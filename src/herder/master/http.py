@@ -324,7 +324,7 @@ async def serve_worker(ws: WebSocket, master: Master) -> None:
 
 
 async def _write(
-    ws: WebSocket, session: WorkerSession, outbox: Batches[frames.MasterFrame | None]
+    ws: WebSocket, session: WorkerSession, outbox: Batches[frames.Outgoing | None]
 ) -> None:
     """Send what this connection's outbox holds; what piled up meanwhile goes as one message."""
     while True:
@@ -333,7 +333,7 @@ async def _write(
         ready = [f for f in batch if f is not None]
         try:
             if ready:
-                await ws.send_bytes(frames.encode_many(ready))  # type: ignore[arg-type]
+                await ws.send_bytes(frames.encode_many(ready))
         except Exception:
             return
         if closing:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from herder.master.core import Master, Rejected, Submission
+from herder.master.core import EarlySplit, Master, Rejected, Submission
 from herder.model import JSON, TaskError, TaskRecord
 
 
@@ -38,27 +38,32 @@ async def submit_many(
         seen.add(c[0].id)
     valid = [c for c in checked if not isinstance(c, Rejected)]
     master.reserve(len(valid))
+    # A quick split runs now, and its task is stored running with its subtasks.
+    splits = [master.split_now(record, params) for record, params in valid]
     try:
         inserted = await master.store.commit(
-            master.store.store.insert_tasks, [record for record, _ in valid]
+            master.store.store.insert_tasks,
+            [record for record, _ in valid],
+            [s.texts if isinstance(s, EarlySplit) else None for s in splits],
         )
     except BaseException:
         master.unreserve(len(valid))
         raise
     results: list[dict[str, JSON] | Rejected] = []
-    ok = iter(zip(valid, inserted, strict=True))
+    ok = iter(zip(valid, splits, inserted, strict=True))
     for c in checked:
         if isinstance(c, Rejected):
             results.append(c)
             continue
-        (record, params), was_inserted = next(ok)
+        (record, params), split, was_inserted = next(ok)
         if not was_inserted:
             master.unreserve(1)
             results.append(Rejected(409, f"id: task {record.id!r} already exists"))
             continue
         task = master.admit(record, params)
-        results.append(master.view(task))  # as submitted: pending, before its split
-        master.start_split(task)
+        master.take_up(task, split)
+        # as submitted: running with none dispatched yet, or pending while it splits
+        results.append(master.view(task))
     # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
     # before the answer to this submission is even encoded.
     master.pump()
@@ -83,9 +88,12 @@ async def submit_and_wait(master: Master, sub: Submission, wait: float) -> dict[
     else:
         record, params = master.validate(sub)
         master.reserve(1)
-        # a copy: the row is made later, and this record is the live one, soon running
-        stored = master.store.write(master.store.store.insert_tasks, [replace(record)])
-        master.start_split(master.admit(record, params))  # no answer made now: it comes at the end
+        split = master.split_now(record, params)
+        texts = split.texts if isinstance(split, EarlySplit) else None
+        # a copy: the row is made later, and this record is the live one, soon finished
+        stored = master.store.write(master.store.store.insert_tasks, [replace(record)], [texts])
+        # no answer made now: it comes at the end
+        master.take_up(master.admit(record, params), split)
         master.pump()
         # While a worker runs it, commit the writes waiting (this task's row, the journal)
         # in one transaction: else they would go in the commit of its result, which the

@@ -37,10 +37,10 @@ class WorkerSession:
     #: counts the connections, so that a late close of an old one is told apart
     connection: int = 1
     #: None asks the writer to close the connection
-    outbox: Batches[frames.MasterFrame | None] = field(default_factory=Batches)
+    outbox: Batches[frames.Outgoing | None] = field(default_factory=Batches)
     close_reason: str | None = None
 
-    def send(self, frame: frames.MasterFrame) -> None:
+    def send(self, frame: frames.Outgoing) -> None:
         if self.connected:  # frames for a worker between connections are lost, by design:
             self.outbox.put(frame)  # it reconciles what it holds when it reconnects
 

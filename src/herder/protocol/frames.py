@@ -11,6 +11,7 @@ header per frame when thousands of subtasks a second go by.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgpack
@@ -131,6 +132,34 @@ class Ack(AttemptRef):
 WorkerFrame = Hello | Heartbeat | ProgressFrame | LogFrame | ResultFrame | Drain
 MasterFrame = Welcome | Assign | Cancel | Ack
 Frame = WorkerFrame | MasterFrame
+#: What the master sends: a frame, or the map of an assign, cancel or ack made by the builders
+#: below (what a worker decodes from either is the same validated frame)
+Outgoing = MasterFrame | dict[str, Any]
+
+
+# The master sends an assign and an ack per subtask. Built as maps of the fields they are sent as,
+# they cost ~0.2 us each; a model's construction validates its fields (~2.5 us for an assign, 1.7
+# for an ack). The master's values are its own (a part passed a JSON check after the split), and
+# the worker validates every frame it decodes.
+
+
+def assign_map(
+    task_id: str, index: int, attempt: int, type: str, part: Any, timeout: float | None
+) -> dict[str, Any]:
+    """An `Assign`, as the map it is sent as."""
+    return {"t": "assign", "task_id": task_id, "index": index, "attempt": attempt,
+            "type": type, "part": part, "timeout": timeout}
+
+
+def ack_map(task_id: str, index: int, attempt: int) -> dict[str, Any]:
+    """An `Ack`, as the map it is sent as."""
+    return {"t": "ack", "task_id": task_id, "index": index, "attempt": attempt}
+
+
+def cancel_map(task_id: str, index: int, attempt: int, reason: str) -> dict[str, Any]:
+    """A `Cancel`, as the map it is sent as."""
+    return {"t": "cancel", "task_id": task_id, "index": index, "attempt": attempt,
+            "reason": reason}
 
 _worker_adapter: pydantic.TypeAdapter[WorkerFrame] = pydantic.TypeAdapter(
     Annotated[WorkerFrame, pydantic.Field(discriminator="t")]
@@ -147,18 +176,21 @@ _master_adapter: pydantic.TypeAdapter[MasterFrame] = pydantic.TypeAdapter(
 _PLAIN_FIELDS = frozenset({Assign, Ack, Cancel, ResultFrame, ProgressFrame, LogFrame})
 
 
-def _fields(frame: Frame) -> dict[str, Any]:
-    if type(frame) in _PLAIN_FIELDS:
+def _fields(frame: Frame | dict[str, Any]) -> dict[str, Any]:
+    kind = type(frame)
+    if kind is dict:  # made by one of the *_map builders
+        return frame  # type: ignore[return-value]
+    if kind in _PLAIN_FIELDS:
         return frame.__dict__
-    return frame.model_dump(mode="json")
+    return frame.model_dump(mode="json")  # type: ignore[union-attr]
 
 
-def encode(frame: Frame) -> bytes:
+def encode(frame: Frame | dict[str, Any]) -> bytes:
     packed: bytes = msgpack.packb(_fields(frame), use_bin_type=True)
     return packed
 
 
-def encode_many(frames: list[Frame]) -> bytes:
+def encode_many(frames: Sequence[Frame | dict[str, Any]]) -> bytes:
     """One message for several frames (a single frame is sent as itself)."""
     if len(frames) == 1:
         return encode(frames[0])

@@ -52,9 +52,15 @@ class Store(abc.ABC):
     # -- tasks -----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def insert_tasks(self, tasks: Sequence[TaskRecord]) -> list[bool]:
+    def insert_tasks(
+        self, tasks: Sequence[TaskRecord], parts: Sequence[Sequence[JSON] | None] = ()
+    ) -> list[bool]:
         """Insert tasks in one transaction. Returns, per task, False if its id was already
-        stored (that one is not inserted, the others are)."""
+        stored (that one is not inserted, the others are).
+
+        `parts`, when given, holds per task its parts or None: a task given its parts was split
+        before it was stored (its record says running) and its subtasks are stored with it,
+        queued, as `start_task` would store them."""
 
     @abc.abstractmethod
     def get_task(self, task_id: str) -> TaskRecord | None: ...

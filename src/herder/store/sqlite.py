@@ -127,9 +127,20 @@ class SqliteStore(Store):
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def insert_tasks(self, tasks: Sequence[TaskRecord]) -> list[bool]:
+    def insert_tasks(
+        self, tasks: Sequence[TaskRecord], parts: Sequence[Sequence[JSON] | None] = ()
+    ) -> list[bool]:
         with self._transaction() as db:
-            return _each_changed(db, self._q["insert_task"], [_task_row(t) for t in tasks])
+            inserted = _each_changed(db, self._q["insert_task"], [_task_row(t) for t in tasks])
+            if parts:
+                subtasks = [
+                    (task.id, i, _encode(part))
+                    for task, its_parts, was_inserted in zip(tasks, parts, inserted, strict=True)
+                    if was_inserted and its_parts is not None
+                    for i, part in enumerate(its_parts)
+                ]
+                db.executemany(self._q["insert_subtask"], subtasks)
+            return inserted
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._db.execute(self._q["get_task"], {"id": task_id}).fetchone()
