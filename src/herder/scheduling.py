@@ -216,7 +216,12 @@ class Scheduler:
 
     def handle(self, event: Event, now: float) -> list[Decision]:
         """Apply one event; return what must be done because of it (dispatch is separate)."""
+        # the cases are tried in order: the two that come once per subtask and task first
         match event:
+            case AttemptSucceeded():
+                return self._attempt_succeeded(event, now)
+            case TaskReady():
+                return self._task_ready(event, now)
             case WorkerJoined():
                 return self._worker_joined(event, now)
             case WorkerLeft():
@@ -224,12 +229,8 @@ class Scheduler:
             case WorkerDraining() | WorkerDisconnected() | WorkerReconnected() | WorkerCapacity():
                 self._worker_changed(event)
                 return []
-            case TaskReady():
-                return self._task_ready(event, now)
             case ReleaseHeld():
                 return self._release_held(event.task_id, now)
-            case AttemptSucceeded():
-                return self._attempt_succeeded(event, now)
             case AttemptFailed():
                 return self._attempt_failed(event, now)
             case AttemptEnded():
@@ -470,7 +471,7 @@ class Scheduler:
         started = sub.started.pop(ev.attempt, None)
         if started is not None and not sub.done:
             bisect.insort(task.durations, now - started)
-            runtime = self._runtimes.setdefault(task.type, _Runtime())
+            runtime = self._runtime(task.type)
             runtime.add(ev.duration if ev.duration is not None else now - started)
         if task.ended:  # cancelled or timed out meanwhile: the result is not wanted
             self._forget_if_idle(task)
@@ -550,7 +551,7 @@ class Scheduler:
             sub = task.subtasks.get(index) if task else None
             dispatched = sub.started.get(attempt) if sub else None
             if task is not None and dispatched is not None:
-                runtime = self._runtimes.setdefault(task.type, _Runtime())
+                runtime = self._runtime(task.type)
                 runtime.average = max(runtime.average, now - dispatched)
 
     def _task_ended(self, ev: TaskEnded) -> list[Decision]:
@@ -621,6 +622,12 @@ class Scheduler:
             and runtime.samples >= PIPELINE_SAMPLES
             and runtime.average <= self.config.pipeline_below
         )
+
+    def _runtime(self, type_name: str) -> _Runtime:
+        runtime = self._runtimes.get(type_name)
+        if runtime is None:  # (not setdefault: that would make a _Runtime on every call)
+            runtime = self._runtimes[type_name] = _Runtime()
+        return runtime
 
     def _backoff(self, failures: int) -> float:
         cfg = self.config

@@ -130,6 +130,27 @@ def test_batch_answers_each_item(http: httpx.Client, client: Client) -> None:
     assert http.post("/api/v1/tasks/batch", json={"not": "a list"}).status_code == 422
 
 
+def test_a_batch_with_a_malformed_item_names_it_and_takes_the_others(
+    http: httpx.Client, client: Client
+) -> None:
+    # A batch whose items are all well-formed is checked in one pass over its bytes; one that
+    # is not is checked item by item, so that the answer names the bad one.
+    r = http.post(
+        "/api/v1/tasks/batch",
+        json=[
+            {"type": "noop", "params": {"value": "x"}},
+            {"type": "noop", "priority": "high"},
+            {"type": "noop", "params": {"value": "y"}, "colour": "red"},
+        ],
+    )
+    assert r.status_code == 200
+    items = r.json()
+    assert [i["status"] for i in items] == [201, 422, 422]
+    assert items[1]["detail"].startswith("[1] priority:")
+    assert items[2]["detail"].startswith("[2] colour:")
+    assert client.get(items[0]["task"]["id"]).result(timeout=10) == "x"
+
+
 def test_types_and_workers(http: httpx.Client) -> None:
     types = {t["name"]: t for t in http.get("/api/v1/types").json()["types"]}
     assert {"noop", "sleep", "primes", "wordcount"} <= set(types)

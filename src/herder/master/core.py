@@ -680,7 +680,8 @@ class Master:
                     decisions += outcome
                     acks.append((session, _ack(frame)))
                     task = self.active.get(frame.task_id)
-                    if task is not None and not any(isinstance(d, sch.Stale) for d in outcome):
+                    # (a Stale comes alone: the first decision tells)
+                    if task is not None and not (outcome and isinstance(outcome[0], sch.Stale)):
                         if stored:
                             self._keep_result(task, frame.index, frame.result, len(text))
                         task.progress.subtasks_done += 1

@@ -25,7 +25,7 @@ from pydantic_core import to_json
 
 from herder.master import intake
 from herder.master.core import Master, Rejected, Submission
-from herder.protocol.api import MAX_BATCH, SubmitRequest, submit_adapter
+from herder.protocol.api import MAX_BATCH, SubmitRequest, batch_adapter, submit_adapter
 from herder.tasktype import describe_validation_error
 
 Scope = MutableMapping[str, Any]
@@ -61,6 +61,17 @@ async def submit_items(master: Master, items: list[Any]) -> list[dict[str, Any]]
             subs.append(submission(submit_adapter.validate_python(item)))
         except pydantic.ValidationError as exc:
             subs.append(Rejected(422, f"[{i}] " + describe_validation_error(exc)))
+    return await _submit_batch(master, subs)
+
+
+async def submit_requests(master: Master, requests: list[SubmitRequest]) -> list[dict[str, Any]]:
+    """`submit_items` for items that are valid requests already."""
+    return await _submit_batch(master, [submission(request) for request in requests])
+
+
+async def _submit_batch(
+    master: Master, subs: list[Submission | Rejected]
+) -> list[dict[str, Any]]:
     answers = iter(
         await intake.submit_many(master, [s for s in subs if isinstance(s, Submission)])
     )
@@ -120,7 +131,11 @@ class Front:
                 raise Rejected(401, "authorization: a valid 'Bearer' token is required")
         body = await _read_body(receive, headers, self.master.settings.max_body)
         if batch:
-            return 200, await submit_items(self.master, _batch_items(body))
+            try:
+                valid = batch_adapter.validate_json(body)
+            except pydantic.ValidationError:  # each item is checked on its own, to say which
+                return 200, await submit_items(self.master, _batch_items(body))
+            return 200, await submit_requests(self.master, valid)
         wait = _wait_of(scope["query_string"])
         try:
             request = submit_adapter.validate_json(body)

@@ -218,10 +218,10 @@ class SqliteStore(Store):
         succeeded = []
         with self._transaction() as db:
             for task_id, state, finished_at, result, error in items:
-                if TaskState(state) is TaskState.SUCCEEDED:
+                if state == TaskState.SUCCEEDED:  # (a StrEnum: equal to its string too)
                     succeeded.append(
-                        (task_id, TaskState.SUCCEEDED.value, finished_at,
-                         _encode_nullable(result), _encode_error(error))
+                        (task_id, "succeeded", finished_at, _encode_nullable(result),
+                         _encode_error(error))
                     )
                 else:
                     self.finish_task(task_id, state, finished_at, result, error)
@@ -514,7 +514,7 @@ def _task_row(task: TaskRecord) -> tuple[Any, ...]:
     """insert_task's parameters: the columns in order."""
     return (
         task.id, task.type, _encode(task.params), task.priority, task.timeout,
-        TaskState(task.state).value, _encode_nullable(task.result), _encode_error(task.error),
+        str(task.state), _encode_nullable(task.result), _encode_error(task.error),
         task.created_at, task.started_at, task.finished_at, task.subtasks_total,
         task.max_retries,
     )
