@@ -670,24 +670,27 @@ class Master:
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
                 acks: list[tuple[WorkerSession, dict[str, Any]]] = []
+                done = 0
                 for (session, frame, text), stored in zip(batch, recorded, strict=True):
-                    ref = (frame.task_id, frame.index, frame.attempt)
+                    task_id, index, attempt = frame.task_id, frame.index, frame.attempt
                     # The core decides whether this attempt completed its subtask; the store's
-                    # unique key made sure the subtask has exactly one result either way.
+                    # guarded update made sure the subtask has exactly one result either way.
                     outcome = self.sched.handle(
-                        sch.AttemptSucceeded(*ref, duration=frame.duration), now
+                        sch.AttemptSucceeded(task_id, index, attempt, frame.duration), now
                     )
                     decisions += outcome
-                    acks.append((session, _ack(frame)))
-                    task = self.active.get(frame.task_id)
+                    acks.append((session, frames.ack_map(task_id, index, attempt)))
+                    task = self.active.get(task_id)
                     # (a Stale comes alone: the first decision tells)
                     if task is not None and not (outcome and isinstance(outcome[0], sch.Stale)):
                         if stored:
-                            self._keep_result(task, frame.index, frame.result, len(text))
+                            self._keep_result(task, index, frame.result, len(text))
                         task.progress.subtasks_done += 1
-                        self.stats.subtask_finished()
+                        done += 1
                         self.stats.observe_duration(task.record.type, frame.duration)
-                        self._progressed(task)
+                        self._dirty.add(task_id)  # its progress moved (see _progressed)
+                if done:
+                    self.stats.subtask_finished(done)
                 # The tasks these results completed end (and wake whoever waits for them) before
                 # the acknowledgements go out: the workers need not hear of it first. The freed
                 # slots are filled now, not at the next turn, so each worker's new attempts and

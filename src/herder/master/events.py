@@ -94,11 +94,14 @@ class Hub:
             self._following_updates -= not sub.finals_only
 
     def publish(self, event: Event) -> None:
-        for sub in list(self._subs):
+        behind: list[Subscription] = []
+        for sub in self._subs:
             if not sub.wants(event):
                 continue
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:
                 sub.overflowed = True
-                self.unsubscribe(sub)
+                behind.append(sub)
+        for sub in behind:  # (not while iterating over the set)
+            self.unsubscribe(sub)

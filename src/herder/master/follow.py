@@ -9,7 +9,7 @@ Imports the master's `core` and `events`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from herder.master import reads
 from herder.master.core import Master
@@ -60,7 +60,8 @@ async def all_events(
                 sent = event.id or sent
                 if keep is None or keep(event):
                     yield event.sse()
-        async for chunk in _live(sub, sent, stop_on_final=False, keep=keep):
+        # (what the subscription queues has passed `keep` already)
+        async for chunk in _live(sub, sent, stop_on_final=False):
             yield chunk
     finally:
         master.hub.unsubscribe(sub)
@@ -101,7 +102,6 @@ async def _live(
     sent: int,
     stop_on_final: bool,
     kinds: frozenset[str] | None = None,
-    keep: Callable[[Event], bool] | None = None,
 ) -> AsyncIterator[bytes]:
     """Pass live events on; what piled up while the client was being written to goes as one
     chunk (one write for many events when thousands of tasks a second finish)."""
@@ -122,7 +122,7 @@ async def _live(
                 if event.id <= sent:
                     continue  # already sent during the replay
                 sent = event.id
-            if (kinds is None or event.kind in kinds) and (keep is None or keep(event)):
+            if kinds is None or event.kind in kinds:
                 chunk.append(event.sse())
             if stop_on_final and _is_final(event):
                 final = True
