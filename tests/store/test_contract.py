@@ -1091,7 +1091,7 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store._db.execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
-    # tables, 0006 moved results into the subtasks' rows)
+    # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:
@@ -1144,6 +1144,44 @@ def test_sqlite_schema_refuses_a_state_it_does_not_know(
             store._db.execute(
                 "UPDATE subtasks SET state = ? WHERE task_id = ?", (sub_state.value, task.id)
             )
+    finally:
+        store.close()
+
+
+def test_sqlite_queries_by_state_walk_the_partial_indexes(tmp_path: Path) -> None:
+    # 0007: the state index holds open and failed-like tasks only. A query uses a partial index
+    # only when its WHERE implies the index's: these plans fail if a query or an index is
+    # written so that it does not (an IN list, say), and each would scan the whole table.
+    store = SqliteStore(str(tmp_path / "plans.db"))
+    try:
+        store.migrate()
+
+        def plan(name: str, **params: object) -> str:
+            rows = store._db.execute("EXPLAIN QUERY PLAN " + store._q[name], params).fetchall()
+            return " | ".join(str(row[3]) for row in rows)
+
+        assert "tasks_open_state_seq" in plan("count_unfinished")
+        assert "tasks_open_state_seq" in plan("unfinished_tasks")
+        page = {"before": 10, "limit": 5}
+        assert "tasks_open_state_seq" in plan("list_tasks_by_state", state="running", **page)
+        assert "tasks_failed_state_seq" in plan("list_tasks_by_state", state="failed", **page)
+        assert "PRIMARY KEY" in plan("list_tasks_by_state", state="succeeded", **page)
+        assert "SCAN" not in plan("list_tasks_by_state", state="succeeded", **page)
+        # and they answer as before, whichever way they go
+        tasks = [new_task(state=s) for s in (TaskState.SUCCEEDED, TaskState.FAILED,
+                                             TaskState.RUNNING, TaskState.SUCCEEDED)]
+        store.insert_tasks(tasks)
+        assert store.count_unfinished() == 1
+        assert [t.id for t in store.unfinished_tasks()] == [tasks[2].id]
+        by_state = {
+            state: [t.id for t in store.list_tasks(state=state)[0]]
+            for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.RUNNING)
+        }
+        assert by_state == {
+            TaskState.SUCCEEDED: [tasks[3].id, tasks[0].id],
+            TaskState.FAILED: [tasks[1].id],
+            TaskState.RUNNING: [tasks[2].id],
+        }
     finally:
         store.close()
 

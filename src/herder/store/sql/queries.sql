@@ -37,6 +37,8 @@ SELECT * FROM tasks WHERE id IN (?ids);
 SELECT * FROM tasks WHERE seq < :before ORDER BY seq DESC LIMIT :limit;
 
 -- name: list_tasks_by_state
+-- Open and failed-like states walk their partial index; `succeeded` walks the table by seq
+-- (0007_partial_state_indexes.sql). SQLite plans a partial index per bound value of :state.
 SELECT * FROM tasks WHERE state = :state AND seq < :before ORDER BY seq DESC LIMIT :limit;
 
 -- name: list_tasks_by_type
@@ -48,10 +50,12 @@ WHERE state = :state AND type = :type AND seq < :before
 ORDER BY seq DESC LIMIT :limit;
 
 -- name: count_unfinished
-SELECT count(*) FROM tasks WHERE state IN ('pending', 'running', 'aggregating');
+-- (ORs, as in the partial index of open states: an IN list would not use it)
+SELECT count(*) FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating';
 
 -- name: unfinished_tasks
-SELECT * FROM tasks WHERE state IN ('pending', 'running', 'aggregating') ORDER BY seq;
+SELECT * FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating'
+ORDER BY seq;
 
 -- name: start_task
 -- (id, started_at, subtasks_total). Only a pending task starts: one cancelled while it was being
