@@ -317,4 +317,10 @@ def test_tasks_of_a_quick_split_are_stored_split_by_the_time_they_are_acknowledg
         failed = _final(client, handles[5].id, timeout=10)
         assert failed["state"] == "failed"
         assert failed["error"]["message"].startswith("split: RuntimeError: bad split")
+        # a quick split into no parts: stored split, aggregated at once (no worker needed)
+        echo = {"type": "echo", "params": {"items": [1]}}
+        warm = client.submit_many([echo] * 20)
+        wait_until(lambda: all(h.status()["state"] == "running" for h in warm), what="split")
+        (empty,) = client.submit_many([{"type": "echo", "params": {"items": []}}])
+        assert empty.result(timeout=10) == []
         assert_healthy(client)
