@@ -2,7 +2,7 @@
 of the working tree, in pairs that alternate which of the two runs first:
 
     .venv/bin/python -m bench.ab BASE [--reps 6] [--tasks 5000] [--parts 1000] [--rounds 300]
-                                      [--slots 1]
+                                      [--slots 1] [--together]
 
 BASE is any commit (`HEAD~1`, a hash); it is checked out in a temporary `git worktree`, and its
 herder runs with this tree's `bench.w1_quick` (PYTHONPATH puts its sources first, so the client,
@@ -11,8 +11,14 @@ master and workers are all its own). Prints, per workload and figure, the median
 
 Why alternate: this host's speed drifts within minutes, so the half of a sequence of pairs
 that runs in a faster stretch favours whichever system runs there; pairs that always ran the new
-code first gave contradictory answers in the sixth session (docs/benchmarks.md). Imports
-`bench.w1_quick`'s output only (stdlib).
+code first gave contradictory answers in the sixth session (docs/benchmarks.md).
+
+`--together` runs the two of a pair at the same time instead, each on its own cluster (start
+order still alternating): both see the same drift, so their CPU per item compares within a
+pair even when the drift is larger than the change (the ninth session: the same code measured
+268-366 us of master CPU per W1 task in pairs run one after the other). Only the CPU figures
+mean something then: rates and latencies are those of two systems sharing the cores (use
+`--rounds 0`). Imports `bench.w1_quick`'s output only (stdlib).
 """
 
 from __future__ import annotations
@@ -35,17 +41,36 @@ FIGURES = (
 )
 
 
-def run_once(tree: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """`bench.w1_quick` against the herder of `tree`; its figures."""
+def run_pair(trees: list[Path], args: argparse.Namespace) -> dict[Path, dict[str, Any]]:
+    """`bench.w1_quick` against the herder of each tree, in this order, one after the other or
+    (`--together`) at the same time; the figures of each."""
+    if not args.together:
+        return {tree: _figures(tree, _start(tree, args), args) for tree in trees}
+    started = [(tree, _start(tree, args)) for tree in trees]
+    return {tree: _figures(tree, proc, args) for tree, proc in started}
+
+
+def _start(tree: Path, args: argparse.Namespace) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree / "src"), str(ROOT)])}
-    done = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "bench.w1_quick", "--json", "--slots", str(args.slots),
          "--tasks", str(args.tasks), "--parts", str(args.parts), "--rounds", str(args.rounds)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    if done.returncode != 0:
-        raise SystemExit(f"bench.ab: w1_quick on {tree} failed:\n{done.stderr[-2000:]}")
-    figures: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _figures(
+    tree: Path, proc: subprocess.Popen[str], args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    try:
+        out, err = proc.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise SystemExit(f"bench.ab: w1_quick on {tree} took over {args.timeout} s") from None
+    if proc.returncode != 0:
+        raise SystemExit(f"bench.ab: w1_quick on {tree} failed:\n{err[-2000:]}")
+    figures: dict[str, dict[str, float]] = json.loads(out.strip().splitlines()[-1])
     return figures
 
 
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=300, help="W2 round trips (0: none)")
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    parser.add_argument("--together", action="store_true",
+                        help="run the two of a pair at the same time (compare their CPU only)")
     args = parser.parse_args(argv)
     where = Path(tempfile.mkdtemp(prefix="herder-ab-")) / "base"
     subprocess.run(["git", "worktree", "add", "--detach", str(where), args.base],
@@ -89,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for rep in range(args.reps):
             order = [where, ROOT] if rep % 2 == 0 else [ROOT, where]
-            got = {tree: run_once(tree, args) for tree in order}
+            got = run_pair(order, args)
             pairs.append((got[where], got[ROOT]))
             print(f"bench.ab: pair {rep + 1} of {args.reps} ({'base' if rep % 2 == 0 else 'new'} "
                   f"first): W1 {got[where]['W1']['rate']:,.0f} -> {got[ROOT]['W1']['rate']:,.0f} "

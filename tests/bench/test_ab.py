@@ -42,13 +42,14 @@ def test_the_summary_gives_medians_and_the_pairs_won() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_it_compares_a_commit_with_the_working_tree_end_to_end() -> None:
+@pytest.mark.parametrize("together", [False, True], ids=["one-after-the-other", "together"])
+def test_it_compares_a_commit_with_the_working_tree_end_to_end(together: bool) -> None:
     if not (ROOT / ".git").exists():
         pytest.skip("needs the git checkout of the project (a worktree of a commit is made)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     done = subprocess.run(
         [sys.executable, "-m", "bench.ab", "HEAD", "--reps", "2", "--tasks", "200",
-         "--parts", "200", "--rounds", "20"],
+         "--parts", "200", "--rounds", "20", *(["--together"] if together else [])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=170,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
