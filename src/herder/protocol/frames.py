@@ -177,12 +177,11 @@ _PLAIN_FIELDS = frozenset({Assign, Ack, Cancel, ResultFrame, ProgressFrame, LogF
 
 
 def _fields(frame: Frame | dict[str, Any]) -> dict[str, Any]:
-    kind = type(frame)
-    if kind is dict:  # made by one of the *_map builders
-        return frame  # type: ignore[return-value]
-    if kind in _PLAIN_FIELDS:
+    if isinstance(frame, dict):  # made by one of the *_map builders
+        return frame
+    if type(frame) in _PLAIN_FIELDS:
         return frame.__dict__
-    return frame.model_dump(mode="json")  # type: ignore[union-attr]
+    return frame.model_dump(mode="json")
 
 
 def encode(frame: Frame | dict[str, Any]) -> bytes:
