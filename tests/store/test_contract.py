@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -942,14 +942,20 @@ _KNOWN = [v for v, _, _ in _MIGRATIONS]
 _NEXT = max(_KNOWN) + 1
 
 
-def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "wal.db"))
+@pytest.fixture
+def migrated(tmp_path: Path) -> Iterator[SqliteStore]:
+    """A SQLite store on a file, migrated; closed after the test."""
+    store = SqliteStore(str(tmp_path / "sqlite.db"))
     try:
         store.migrate()
-        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        yield store
     finally:
         store.close()
+
+
+def test_sqlite_runs_in_wal_mode(migrated: SqliteStore) -> None:
+    assert migrated._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert migrated._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
 
 
 def test_sqlite_in_memory_works() -> None:
@@ -1129,75 +1135,59 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     ],
 )
 def test_sqlite_schema_refuses_a_state_it_does_not_know(
-    tmp_path: Path, statement: str, bad: str | None
+    migrated: SqliteStore, statement: str, bad: str | None
 ) -> None:
-    store = SqliteStore(str(tmp_path / "checks.db"))
-    try:
-        store.migrate()
-        task = started(store, parts=1)
-        with pytest.raises(sqlite3.IntegrityError, match=r"CHECK|NOT NULL"):
-            store._db.execute(statement, (bad, task.id))
-        # every state the code writes is taken
-        for state in TaskState:
-            store._db.execute("UPDATE tasks SET state = ? WHERE id = ?", (state.value, task.id))
-        for sub_state in SubtaskState:
-            store._db.execute(
-                "UPDATE subtasks SET state = ? WHERE task_id = ?", (sub_state.value, task.id)
-            )
-    finally:
-        store.close()
+    task = started(migrated, parts=1)
+    with pytest.raises(sqlite3.IntegrityError, match=r"CHECK|NOT NULL"):
+        migrated._db.execute(statement, (bad, task.id))
+    # every state the code writes is taken
+    for state in TaskState:
+        migrated._db.execute("UPDATE tasks SET state = ? WHERE id = ?", (state.value, task.id))
+    for sub_state in SubtaskState:
+        migrated._db.execute(
+            "UPDATE subtasks SET state = ? WHERE task_id = ?", (sub_state.value, task.id)
+        )
 
 
-def test_sqlite_queries_by_state_walk_the_partial_indexes(tmp_path: Path) -> None:
+def test_sqlite_queries_by_state_walk_the_partial_indexes(migrated: SqliteStore) -> None:
     # 0007: the state index holds open and failed-like tasks only. A query uses a partial index
     # only when its WHERE implies the index's: these plans fail if a query or an index is
     # written so that it does not (an IN list, say), and each would scan the whole table.
-    store = SqliteStore(str(tmp_path / "plans.db"))
-    try:
-        store.migrate()
+    def plan(name: str, **params: object) -> str:
+        rows = migrated._db.execute("EXPLAIN QUERY PLAN " + migrated._q[name], params).fetchall()
+        return " | ".join(str(row[3]) for row in rows)
 
-        def plan(name: str, **params: object) -> str:
-            rows = store._db.execute("EXPLAIN QUERY PLAN " + store._q[name], params).fetchall()
-            return " | ".join(str(row[3]) for row in rows)
-
-        assert "tasks_open_state_seq" in plan("count_unfinished")
-        assert "tasks_open_state_seq" in plan("unfinished_tasks")
-        page = {"before": 10, "limit": 5}
-        assert "tasks_open_state_seq" in plan("list_tasks_by_state", state="running", **page)
-        assert "tasks_failed_state_seq" in plan("list_tasks_by_state", state="failed", **page)
-        assert "PRIMARY KEY" in plan("list_tasks_by_state", state="succeeded", **page)
-        assert "SCAN" not in plan("list_tasks_by_state", state="succeeded", **page)
-        # and they answer as before, whichever way they go
-        tasks = [new_task(state=s) for s in (TaskState.SUCCEEDED, TaskState.FAILED,
-                                             TaskState.RUNNING, TaskState.SUCCEEDED)]
-        store.insert_tasks(tasks)
-        assert store.count_unfinished() == 1
-        assert [t.id for t in store.unfinished_tasks()] == [tasks[2].id]
-        by_state = {
-            state: [t.id for t in store.list_tasks(state=state)[0]]
-            for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.RUNNING)
-        }
-        assert by_state == {
-            TaskState.SUCCEEDED: [tasks[3].id, tasks[0].id],
-            TaskState.FAILED: [tasks[1].id],
-            TaskState.RUNNING: [tasks[2].id],
-        }
-    finally:
-        store.close()
+    assert "tasks_open_state_seq" in plan("count_unfinished")
+    assert "tasks_open_state_seq" in plan("unfinished_tasks")
+    page = {"before": 10, "limit": 5}
+    assert "tasks_open_state_seq" in plan("list_tasks_by_state", state="running", **page)
+    assert "tasks_failed_state_seq" in plan("list_tasks_by_state", state="failed", **page)
+    assert "PRIMARY KEY" in plan("list_tasks_by_state", state="succeeded", **page)
+    assert "SCAN" not in plan("list_tasks_by_state", state="succeeded", **page)
+    # and they answer as before, whichever way they go
+    tasks = [new_task(state=s) for s in (TaskState.SUCCEEDED, TaskState.FAILED,
+                                         TaskState.RUNNING, TaskState.SUCCEEDED)]
+    migrated.insert_tasks(tasks)
+    assert migrated.count_unfinished() == 1
+    assert [t.id for t in migrated.unfinished_tasks()] == [tasks[2].id]
+    by_state = {
+        state: [t.id for t in migrated.list_tasks(state=state)[0]]
+        for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.RUNNING)
+    }
+    assert by_state == {
+        TaskState.SUCCEEDED: [tasks[3].id, tasks[0].id],
+        TaskState.FAILED: [tasks[1].id],
+        TaskState.RUNNING: [tasks[2].id],
+    }
 
 
-def test_sqlite_subtasks_still_need_their_task(tmp_path: Path) -> None:
+def test_sqlite_subtasks_still_need_their_task(migrated: SqliteStore) -> None:
     # 0005 rebuilt both tables: the foreign key must point at the new tasks table
-    store = SqliteStore(str(tmp_path / "fk.db"))
-    try:
-        store.migrate()
-        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-            store._db.execute(
-                "INSERT INTO subtasks (task_id, idx, part, state) VALUES ('nobody', 0, '1', "
-                "'queued')"
-            )
-    finally:
-        store.close()
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        migrated._db.execute(
+            "INSERT INTO subtasks (task_id, idx, part, state) VALUES ('nobody', 0, '1', "
+            "'queued')"
+        )
 
 
 def test_sqlite_checkpoints_in_the_background(tmp_path: Path) -> None:
