@@ -229,6 +229,26 @@ def test_no_more_than_it_accepts_at_once(make_pool: PoolFactory) -> None:
     run(test, make_pool(2.0))
 
 
+def test_an_attempt_that_ends_while_another_has_ended_keeps_all_its_log_lines() -> None:
+    # The loop is busy (blocked here) while attempt 1 ends at once and attempt 2, on the other
+    # slot thread, logs three lines 50 ms apart and ends: the wake-up for attempt 1's end is
+    # on its way before attempt 2's later lines. Every line must still reach the listener,
+    # before attempt 2's report (once an attempt is reported, its lines are dropped).
+    registry = Registry.from_modules((*MODULES, "tests.livetypes"))
+
+    async def test(pool: PoolBase, rec: Recorder) -> None:
+        pool.start(job("primes", [0, 10], attempt=1))
+        pool.start(job("chatty", [0, 3, 0.05], attempt=2))
+        time.sleep(0.5)  # the loop runs nothing meanwhile; both threads end
+        assert (await rec.result(("t1", 0, 2))).result == 3
+        lines = [e[3] for e in rec.events if e[0] == "log" and e[1] == ("t1", 0, 2)]
+        assert lines == ["part 0 line 0", "part 0 line 1", "part 0 line 2"]
+        mine = [e[0] for e in rec.events if e[1] == ("t1", 0, 2)]
+        assert mine[-1] == "finished"
+
+    run(test, ThreadSlotPool(registry, slots=2, cancel_grace=5.0))
+
+
 def test_a_queued_attempt_starts_when_the_slot_is_done_and_one_cancelled_never_runs() -> None:
     async def test(pool: PoolBase, rec: Recorder) -> None:
         pool.start(job("sleep", 0.2, attempt=1))

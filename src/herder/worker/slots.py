@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from herder.protocol.frames import Outcome
 from herder.tasktype import Registry
@@ -246,10 +246,10 @@ class _ThreadEmitter:
         self._key = key
 
     def progress(self, done: float, total: float | None, message: str | None) -> None:
-        self._pool.call_in_loop(self._pool._forward_progress, self._key, done, total, message)
+        self._pool.to_loop(self._pool._forward_progress, self._key, done, total, message)
 
     def log(self, ts: float, level: str, message: str) -> None:
-        self._pool.call_in_loop(self._pool._forward_log, self._key, ts, level, message)
+        self._pool.to_loop(self._pool._forward_log, self._key, ts, level, message)
 
 
 class _SlotThreads:
@@ -309,10 +309,11 @@ class ThreadSlotPool(PoolBase):
         self._threads: _SlotThreads | None = None
         #: attempts that ended in a row within QUICK_ATTEMPT
         self._quick = 0
-        #: attempts the slot threads ended and the loop has not taken yet; one wake-up of the
-        #: loop takes all of them (`_ended_told`: that wake-up is on its way)
-        self._ended: deque[Finished] = deque()
-        self._ended_told = False
+        #: what the slot threads handed to the loop and it has not run yet, in the order they
+        #: did (each attempt's log lines and progress before its end); one wake-up of the loop
+        #: runs all of it (`_told`: that wake-up is on its way)
+        self._from_threads: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._told = False
 
     async def open(self, listener: PoolListener) -> None:
         await super().open(listener)
@@ -351,6 +352,26 @@ class ThreadSlotPool(PoolBase):
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
 
+    def to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """From a slot thread: `fn(*args)` on the loop, after all that was handed over before.
+
+        One queue for everything, so that an attempt's end never overtakes its own log lines:
+        with the ends in a queue of their own, a wake-up already on its way for another thread's
+        end took this attempt's end too, before this attempt's lines (sent as callbacks of their
+        own, behind that wake-up), and those were dropped as coming after its report. Appended,
+        then told: the loop clears `_told` before it runs what is there, so what is appended
+        meanwhile is either run now or told again."""
+        self._from_threads.append((fn, args))
+        if not self._told:
+            self._told = True
+            self.call_in_loop(self._take_from_threads)
+
+    def _take_from_threads(self) -> None:
+        self._told = False
+        while self._from_threads:
+            fn, args = self._from_threads.popleft()
+            fn(*args)
+
     def _launch(self, run: Running) -> None:
         flag = threading.Event()
         self._flags[run.job.key] = flag
@@ -387,17 +408,7 @@ class ThreadSlotPool(PoolBase):
                 finished = run_attempt(self._registry, job, flag, _ThreadEmitter(self, job.key))
             finally:
                 self._started.pop(job.key, None)
-        # Appended, then told: the loop clears `_ended_told` before it takes what is there, so
-        # an attempt appended meanwhile is either taken now or told again.
-        self._ended.append(finished)
-        if not self._ended_told:
-            self._ended_told = True
-            self.call_in_loop(self._take_ended)
-
-    def _take_ended(self) -> None:
-        self._ended_told = False
-        while self._ended:
-            self._thread_ended(self._ended.popleft())
+        self.to_loop(self._thread_ended, finished)
 
     def _thread_ended(self, finished: Finished) -> None:
         key = finished.key
