@@ -24,7 +24,7 @@ class MasterSettings:
     #: subtasks a worker may hold beyond its slots
     prefetch: int = 0
     #: attempts of types whose average run time is at most this many seconds are pipelined:
-    #: a worker may hold about this many seconds of them per slot (at most 16), so it never
+    #: a worker may hold about this many seconds of them per slot (at most 32), so it never
     #: waits a round trip between two short attempts, and hands them back once every slot has
     #: run 4 times this long (0: off). Bounds the priority inversion this allows
     #: (docs/decisions.md).

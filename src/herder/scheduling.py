@@ -150,7 +150,7 @@ HEALTH_MIN = 5
 #: a type is short (its attempts may be pipelined) once this many of its run times are known
 PIPELINE_SAMPLES = 3
 #: at most this many pipelined attempts per slot, however short the type
-PIPELINE_DEPTH = 16
+PIPELINE_DEPTH = 32
 #: weight of the newest run time in a type's moving average
 RUNTIME_WEIGHT = 0.2
 #: a worker hands back the attempts sent ahead to wait for its slots once every slot has run

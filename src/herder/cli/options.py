@@ -140,7 +140,7 @@ Prefetch = Annotated[int, typer.Option(
 PipelineBelow = Annotated[float, typer.Option(
     "--pipeline-below", envvar="HERDER_PIPELINE_BELOW", parser=parse_duration, metavar="DURATION",
     help="Pipeline subtasks of types that run this long or less on average: a worker holds "
-    "about this long of them per slot (at most 16), so it starts the next at once, and hands "
+    "about this long of them per slot (at most 32), so it starts the next at once, and hands "
     "them back if every slot runs 4 times this long (0: off).")]
 ResultsInMemory = Annotated[int, typer.Option(
     "--results-in-memory", envvar="HERDER_RESULTS_IN_MEMORY", min=0, metavar="BYTES",

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: queue holds DEEP_QUEUE_PER_SLOT waiting attempts per slot instead of one
 QUICK_STREAK = 8
 QUICK_ATTEMPT = 0.002
-DEEP_QUEUE_PER_SLOT = 16
+DEEP_QUEUE_PER_SLOT = 32
 
 
 class PoolListener(Protocol):
