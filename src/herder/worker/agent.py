@@ -67,7 +67,7 @@ ACK_WAIT = 2.0
 OUTBOX_LIMIT = 10_000
 #: a result of a worker whose slots have attempts waiting may wait this long for the next ones
 #: to end, and go in one message with them (Agent._result_hold)...
-RESULT_HOLD = 0.01
+RESULT_HOLD = 0.03
 #: ...but not for less than this: quicker attempts already end many to a wake-up of the loop
 RESULT_HOLD_MIN = 0.002
 #: seconds pool.close() may take at the end of a drain, and after a second signal
