@@ -133,12 +133,10 @@ class SqliteStore(Store):
         with self._transaction() as db:
             inserted = _each_changed(db, self._q["insert_task"], [_task_row(t) for t in tasks])
             if parts:
-                subtasks = [
-                    (task.id, i, _encode(part))
-                    for task, its_parts, was_inserted in zip(tasks, parts, inserted, strict=True)
-                    if was_inserted and its_parts is not None
-                    for i, part in enumerate(its_parts)
-                ]
+                subtasks: list[tuple[str, int, str]] = []
+                for task, its_parts, was_inserted in zip(tasks, parts, inserted, strict=True):
+                    if was_inserted and its_parts is not None:
+                        subtasks += _subtask_rows(task.id, its_parts)
                 db.executemany(self._q["insert_subtask"], subtasks)
             return inserted
 
@@ -198,7 +196,7 @@ class SqliteStore(Store):
             started = _each_changed(db, self._q["start_task"], rows)
             for (task_id, parts, _), was_started in zip(items, started, strict=True):
                 if was_started:
-                    subtasks += ((task_id, i, _encode(p)) for i, p in enumerate(parts))
+                    subtasks += _subtask_rows(task_id, parts)
             db.executemany(self._q["insert_subtask"], subtasks)
 
     def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
@@ -508,6 +506,11 @@ def _decode(text: str | None) -> JSON:
 
 def _decode_error(text: str | None) -> TaskError | None:
     return None if text is None else TaskError.from_json(json.loads(text))
+
+
+def _subtask_rows(task_id: str, parts: Sequence[JSON]) -> list[tuple[str, int, str]]:
+    """insert_subtask's parameters for a task's parts: its subtasks, queued."""
+    return [(task_id, i, _encode(part)) for i, part in enumerate(parts)]
 
 
 def _task_row(task: TaskRecord) -> tuple[Any, ...]:
