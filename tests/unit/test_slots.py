@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from herder.worker.slots import (
     DEEP_QUEUE_PER_SLOT,
     QUICK_ATTEMPT,
     QUICK_STREAK,
+    LazyCancelFlag,
     NoFreeSlot,
     PoolBase,
     ThreadSlotPool,
@@ -422,6 +424,31 @@ def test_check_result_normalises_json_and_refuses_the_rest() -> None:
     assert problem is not None and "dict cannot be sent as JSON" in problem
     value, problem = check_result("x" * (17 * 1024 * 1024))
     assert value is None and problem is not None and "over the limit" in problem
+    # plain values skip the conversion and the size check, and go as they are
+    for plain in (None, True, 7, 2.5, "", "ok"):
+        assert check_result(plain) == (plain, None)
+    # a text that may be over the limit in UTF-8 is measured: 4 bytes a character here
+    value, problem = check_result("\U0001f600" * (5 * 1024 * 1024))
+    assert value is None and problem is not None and "over the limit" in problem
+
+
+def test_lazy_cancel_flag_wakes_a_waiter_set_before_or_while_it_waits() -> None:
+    flag = LazyCancelFlag()
+    assert not flag.is_set()
+    assert flag.wait(0.01) is False  # times out, unset
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(flag.wait(10)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while flag._event is None and time.monotonic() < deadline:  # the waiter made its Event
+        time.sleep(0.001)
+    flag.set()
+    waiter.join(5)
+    assert woke == [True] and flag.is_set()
+    early = LazyCancelFlag()
+    early.set()
+    assert early.wait(10) is True  # set before anyone waited: no Event, no wait
+    assert early._event is None
 
 
 def test_process_pool_refuses_to_start_when_children_cannot_load_the_tasks() -> None:

@@ -42,12 +42,12 @@ from herder.protocol.frames import (
     LogFrame,
     MasterFrame,
     ProgressFrame,
-    ResultFrame,
     Welcome,
     WorkerFrame,
     decode_master_frames,
     encode,
     encode_many,
+    result_map,
 )
 from herder.tasktype import Registry
 from herder.worker.execute import AttemptKey, Finished, Job, truncate
@@ -138,24 +138,28 @@ def _decode(raw: str | bytes) -> list[MasterFrame]:
     return decode_master_frames(raw)
 
 
+#: What a worker sends: a frame, or a result's map (`frames.result_map`)
+Outgoing = WorkerFrame | dict[str, Any]
+
+
 class Outbox:
     """Frames waiting for the writer of one connection, in order."""
 
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
-        self._frames: Batches[WorkerFrame] = Batches()
+        self._frames: Batches[Outgoing] = Batches()
         self._limit = limit
         self.dropped = 0
 
-    def put(self, frame: WorkerFrame, droppable: bool = False) -> None:
+    def put(self, frame: Outgoing, droppable: bool = False) -> None:
         if droppable and len(self._frames) >= self._limit:
             self.dropped += 1
             return
         self._frames.put(frame)
 
-    def put_later(self, frame: WorkerFrame, delay: float) -> None:
+    def put_later(self, frame: Outgoing, delay: float) -> None:
         self._frames.put_later(frame, delay)
 
-    async def get_batch(self, limit: int) -> list[WorkerFrame]:
+    async def get_batch(self, limit: int) -> list[Outgoing]:
         """The next frame and whatever else is already waiting, up to `limit`."""
         return await self._frames.take(limit)
 
@@ -177,7 +181,7 @@ class Agent:
         #: attempts assigned and waiting for a free slot, in arrival order
         self._backlog: OrderedDict[AttemptKey, Job] = OrderedDict()
         #: results sent (or to send) and not yet acknowledged, in the order they ended
-        self._unacked: dict[AttemptKey, ResultFrame] = {}
+        self._unacked: dict[AttemptKey, dict[str, Any]] = {}  # result maps
         #: running attempts the master no longer wants (missing from a welcome's keep)
         self._silent: set[AttemptKey] = set()
         self._outbox: Outbox | None = None
@@ -409,7 +413,8 @@ class Agent:
                         try:
                             await ws.send(encode(frame))
                         except (TypeError, ValueError):
-                            log.exception("worker %s: cannot encode a %s frame", self.name, frame.t)
+                            kind = frame["t"] if isinstance(frame, dict) else frame.t
+                            log.exception("worker %s: cannot encode a %s frame", self.name, kind)
                 if data:
                     await ws.send(data)
         except ConnectionClosed:
@@ -445,7 +450,7 @@ class Agent:
             self._told_unavailable = self.pool.abandoned
             outbox.put(self._heartbeat())
 
-    def _send(self, frame: WorkerFrame, droppable: bool = False) -> None:
+    def _send(self, frame: Outgoing, droppable: bool = False) -> None:
         if self._outbox is not None:
             self._outbox.put(frame, droppable)
 
@@ -476,7 +481,7 @@ class Agent:
 
     def _on_assign(self, frame: Assign) -> None:
         key = _key(frame)
-        if key in self._backlog or key in self._unacked or key in self.pool.running():
+        if key in self._backlog or key in self._unacked or self.pool.runs(key):
             log.debug("worker %s: attempt %s assigned twice; ignored", self.name, key)
             return
         if self._draining:
@@ -520,15 +525,9 @@ class Agent:
         if key in self._silent:
             self._silent.discard(key)
             return
-        frame = ResultFrame(
-            task_id=key[0],
-            index=key[1],
-            attempt=key[2],
-            outcome=finished.outcome,
-            result=finished.result,
-            error=finished.error,
-            traceback=finished.traceback,
-            duration=finished.duration,
+        frame = result_map(
+            *key, finished.outcome, finished.result, finished.error, finished.traceback,
+            finished.duration,
         )
         self._unacked[key] = frame
         self._sync_capacity()  # an abandoned attempt's slot is taken before its report lands

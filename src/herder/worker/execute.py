@@ -129,8 +129,17 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     return message, _tail(tb, MAX_TRACEBACK)
 
 
+#: results sent as they are, without the JSON conversion and the size check: they are JSON data
+#: already, and small (a str only under _SHORT_TEXT characters: 4 bytes each at most in UTF-8)
+_PLAIN_RESULTS = frozenset({type(None), bool, int, float})
+_SHORT_TEXT = (MAX_FRAME_BYTES - _FRAME_OVERHEAD) // 4
+
+
 def check_result(value: Any) -> tuple[Any, str | None]:
     """(the value as plain JSON data, None) or (None, why it cannot be sent)."""
+    kind = type(value)
+    if kind in _PLAIN_RESULTS or (kind is str and len(value) < _SHORT_TEXT):
+        return value, None
     try:
         data = to_jsonable_python(value)
         size = len(msgpack.packb(data, use_bin_type=True))
@@ -197,15 +206,12 @@ def run_attempt(registry: Registry, job: Job, cancelled: CancelFlag, emitter: Em
             value = task_type.execute(ctx, job.part)
     except BaseException as exc:  # SystemExit in task code too: the slot must live on
         message, tb = describe_exception(exc)
-        outcome = Finished(job.key, "error", error=message, traceback=tb)
+        outcome: tuple[Outcome, Any, str | None, str | None] = ("error", None, message, tb)
     else:
         data, problem = check_result(value)
-        if problem is None:
-            outcome = Finished(job.key, "ok", result=data)
-        else:
-            outcome = Finished(job.key, "error", error=problem)
+        outcome = ("ok", data, None, None) if problem is None else ("error", None, problem, None)
     try:
         sinks.flush()
     except Exception:  # the result matters more than the last progress report
         logging.getLogger(__name__).debug("could not flush progress", exc_info=True)
-    return dataclasses.replace(outcome, duration=time.monotonic() - started)
+    return Finished(job.key, *outcome, duration=time.monotonic() - started)
