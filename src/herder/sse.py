@@ -73,6 +73,13 @@ class SSEParser:
             text = text.removeprefix("\ufeff")
         buffer = self._buffer + text
         events: list[ServerSentEvent] = []
+        if "\r" not in buffer:  # LF line ends only (herder's server): a split, no regex matches
+            *lines, self._buffer = buffer.split("\n")
+            line_event = self._line
+            for line in lines:
+                if (event := line_event(line)) is not None:
+                    events.append(event)
+            return events
         start = 0
         for match in _LINE_END.finditer(buffer):
             # A CR at the very end may be the first half of CRLF: wait for the next chunk.

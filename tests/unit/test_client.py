@@ -75,7 +75,10 @@ def test_submit_sends_the_body_and_the_token() -> None:
     assert request.method == "POST" and request.url.path == "/api/v1/tasks"
     assert request.headers["authorization"] == "Bearer s3cret"
     assert json.loads(request.content) == {"type": "sleep", "params": {"seconds": 1},
-                                           "priority": 3, "timeout": None, "id": "t1"}
+                                           "priority": 3, "id": "t1"}
+    # fields left at the server's defaults are not sent
+    client(handler).submit("sleep")
+    assert json.loads(seen[1].content) == {"type": "sleep"}
 
 
 def test_task_ids_are_quoted_into_one_path_segment() -> None:

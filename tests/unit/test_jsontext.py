@@ -31,6 +31,23 @@ def test_writes_what_json_dumps_writes(value: Any) -> None:
     assert json.loads(jsontext.strict(value)) == value
 
 
+@given(_json, st.booleans())
+def test_loads_reads_what_json_loads_reads(value: Any, ascii_only: bool) -> None:
+    # st.text() makes lone surrogates too: escaped ("\\ud800"), pydantic_core refuses them
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert jsontext.loads(text) == json.loads(text) == value
+    if ascii_only:
+        assert jsontext.loads(text.encode()) == value
+
+
+def test_loads_takes_what_json_loads_takes_and_refuses_the_rest_the_same_way() -> None:
+    assert jsontext.loads('"\\ud800"') == "\ud800"
+    assert math.isnan(jsontext.loads("NaN")) and jsontext.loads("[-Infinity]") == [-math.inf]
+    assert jsontext.loads("123456789012345678901234567890") == 123456789012345678901234567890
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name"):
+        jsontext.loads("{oops")
+
+
 def test_tuples_are_lists_and_keys_are_strings_as_in_json() -> None:
     assert jsontext.strict({"a": (1, 2), 3: None, True: 1.5}) == '{"a":[1,2],"3":null,"true":1.5}'
 
