@@ -19,7 +19,7 @@ from typing import Any
 
 from herder.master.events import Event, Hub
 from herder.master.storethread import StoreThread
-from herder.model import FINAL_TASK_STATES, LogRecord
+from herder.model import FINAL_TASK_STATES, STATE_TEXT, LogRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Journal:
         (not stored with it), so that a client waiting for many tasks needs no request per task
         for their results. Any other state is a live event only (nothing to do when nobody
         follows them)."""
+        state = STATE_TEXT[state]  # not the enum member: JSON encoders take a plain str faster
         if state not in FINAL_TASK_STATES:  # (a StrEnum's members match their strings)
             if self._hub.wants_updates:
                 data = {"task_id": task_id, "state": state, "ts": ts}

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from herder.model import JSON, Progress, TaskRecord, TaskState
+from herder.model import JSON, STATE_TEXT, Progress, TaskRecord, TaskState
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ def task_json(
         "params": record.params,
         "priority": record.priority,
         "timeout": record.timeout,
-        "state": record.state,  # a StrEnum: a str already (`.value` costs a descriptor call)
+        "state": STATE_TEXT[record.state],
         "progress": {
             "fraction": round(fraction, 6),
             "subtasks_total": progress.subtasks_total,
