@@ -771,6 +771,11 @@ class Master:
     def _carry_out(self, decisions: Sequence[sch.Decision]) -> None:
         for d in decisions:
             match d:
+                # (cases are tried in order: the one of every task that completes first)
+                case sch.CompleteTask():
+                    task = self.active.get(d.task_id)
+                    if task is not None:
+                        self._start_aggregate(task)
                 case sch.CancelAttempt():
                     session = self.sessions.get(d.worker_id)
                     if session is not None:
@@ -788,10 +793,6 @@ class Master:
                     self.stats.retries.inc()
                 case sch.Stale():
                     self.stats.stale_messages.inc()
-                case sch.CompleteTask():
-                    task = self.active.get(d.task_id)
-                    if task is not None:
-                        self._start_aggregate(task)
                 case sch.FailTask() | sch.Dispatch():
                     pass  # handled where they arise
 
