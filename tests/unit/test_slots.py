@@ -425,10 +425,13 @@ def test_check_result_normalises_json_and_refuses_the_rest() -> None:
     value, problem = check_result("x" * (17 * 1024 * 1024))
     assert value is None and problem is not None and "over the limit" in problem
     # plain values skip the conversion and the size check, and go as they are
-    for plain in (None, True, 7, 2.5, "", "ok"):
+    for plain in (None, True, 7, -(2**63), 2**64 - 1, 2.5, "", "ok", "h\u00e9llo"):
         assert check_result(plain) == (plain, None)
-    # a text that may be over the limit in UTF-8 is measured: 4 bytes a character here
-    value, problem = check_result("\U0001f600" * (5 * 1024 * 1024))
+    # and what MessagePack cannot carry is still refused, not sent to fail in the frame
+    for unpackable in (2**64, -(2**63) - 1, "\ud800"):
+        value, problem = check_result(unpackable)
+        assert value is None and problem is not None and "cannot be sent" in problem
+    value, problem = check_result("\U0001f600" * (5 * 1024 * 1024))  # 20 MiB in UTF-8
     assert value is None and problem is not None and "over the limit" in problem
 
 

@@ -38,7 +38,8 @@ HELLO_TIMEOUT = 10.0
 class TaskJSON(JSONResponse):
     """A JSON answer encoded by pydantic_core, as the submissions' are (hotpath._reply): the
     json module took ~2x as long for the pages of finished tasks that `gather` reads (1 % of
-    the master's time on W1). A NaN or infinity, which no stored task holds, would be null."""
+    the master's time on W1). A NaN or an infinity, which no stored task should hold, is
+    written as json.dumps writes it (NaN, Infinity) where starlette's encoder refused it."""
 
     def render(self, content: Any) -> bytes:
         return to_json(content)
