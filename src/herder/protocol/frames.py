@@ -135,6 +135,8 @@ Frame = WorkerFrame | MasterFrame
 #: What the master sends: a frame, or the map of an assign, cancel or ack made by the builders
 #: below (what a worker decodes from either is the same validated frame)
 Outgoing = MasterFrame | dict[str, Any]
+#: What a worker sends: a frame, or a result's map made by `result_map`
+WorkerOutgoing = WorkerFrame | dict[str, Any]
 
 
 # The master sends an assign and an ack per subtask, a worker a result. Built as maps of the fields

@@ -43,7 +43,7 @@ from herder.protocol.frames import (
     MasterFrame,
     ProgressFrame,
     Welcome,
-    WorkerFrame,
+    WorkerOutgoing,
     decode_master_frames,
     encode,
     encode_many,
@@ -138,28 +138,24 @@ def _decode(raw: str | bytes) -> list[MasterFrame]:
     return decode_master_frames(raw)
 
 
-#: What a worker sends: a frame, or a result's map (`frames.result_map`)
-Outgoing = WorkerFrame | dict[str, Any]
-
-
 class Outbox:
     """Frames waiting for the writer of one connection, in order."""
 
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
-        self._frames: Batches[Outgoing] = Batches()
+        self._frames: Batches[WorkerOutgoing] = Batches()
         self._limit = limit
         self.dropped = 0
 
-    def put(self, frame: Outgoing, droppable: bool = False) -> None:
+    def put(self, frame: WorkerOutgoing, droppable: bool = False) -> None:
         if droppable and len(self._frames) >= self._limit:
             self.dropped += 1
             return
         self._frames.put(frame)
 
-    def put_later(self, frame: Outgoing, delay: float) -> None:
+    def put_later(self, frame: WorkerOutgoing, delay: float) -> None:
         self._frames.put_later(frame, delay)
 
-    async def get_batch(self, limit: int) -> list[Outgoing]:
+    async def get_batch(self, limit: int) -> list[WorkerOutgoing]:
         """The next frame and whatever else is already waiting, up to `limit`."""
         return await self._frames.take(limit)
 
@@ -450,7 +446,7 @@ class Agent:
             self._told_unavailable = self.pool.abandoned
             outbox.put(self._heartbeat())
 
-    def _send(self, frame: Outgoing, droppable: bool = False) -> None:
+    def _send(self, frame: WorkerOutgoing, droppable: bool = False) -> None:
         if self._outbox is not None:
             self._outbox.put(frame, droppable)
 
