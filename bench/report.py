@@ -55,6 +55,25 @@ def _w3_eff(t: Trial) -> float | None:
     return IDEAL_W3 * float(w["parts"]) / 400 / float(w["seconds"])
 
 
+#: herder's W3 runs on 2 workers of 1 slot (bench.systems.herder_sys)
+W3_SLOTS = 2
+
+
+def _w3_busy(t: Trial) -> float | None:
+    """The share of W3's wall its slots spent running subtasks, where the system times them."""
+    w = t.get("w3")
+    if not w or "worked" not in w:
+        return None
+    return float(w["worked"]) / (W3_SLOTS * float(w["seconds"]))
+
+
+def _w3_subtask_ms(t: Trial) -> float | None:
+    w = t.get("w3")
+    if not w or "worked" not in w:
+        return None
+    return float(w["worked"]) / float(w["parts"]) * 1000
+
+
 def _start(t: Trial) -> float | None:
     s = t.get("start")
     return float(s["seconds"]) if s else None
@@ -79,6 +98,13 @@ METRICS: list[tuple[str, str, Getter, bool, str]] = [
     ("start", "Start: `herder up --workers 2` to the first finished task (s)", _start, False,
      "s"),
 ]
+
+
+#: figures only a system that times its own subtasks has (herder), not in the main table: W3's
+#: efficiency is its slots' occupancy times the speed of the spins in them against the
+#: calibrated one, and the second factor is the host's (w3_bound)
+W3_OCCUPANCY: list[tuple[str, Getter]] = [("w3_busy", _w3_busy),
+                                          ("w3_subtask_ms", _w3_subtask_ms)]
 
 
 def fmt(value: float | None, kind: str) -> str:
@@ -114,7 +140,8 @@ def summarize(trials: dict[str, list[Trial]]) -> dict[str, dict[str, Any]]:
         versions = [t["version"] for t in runs if t.get("version")]
         if versions:
             entry["version"] = versions[0]
-        for key, _, get, _, _ in METRICS:
+        getters = [(key, get) for key, _, get, _, _ in METRICS] + W3_OCCUPANCY
+        for key, get in getters:
             values = [v for t in good if (v := get(t)) is not None]
             if values:
                 entry[key] = spread(values)
@@ -211,19 +238,28 @@ def scale_table(scale: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def w3_bound(summary: dict[str, dict[str, Any]]) -> str | None:
-    """A sentence on W3 against the bound of this host in this run (`bare`), or None."""
+def w3_bound(summary: dict[str, dict[str, Any]], spin_ms: float | None = None) -> str | None:
+    """Sentences on W3 against the bound of this host in this run (`bare`) and on herder's
+    occupancy of its slots, or None. `spin_ms`: what the calibrated spin took alone."""
     bare = summary.get("bare", {}).get("w3_eff")
-    if bare is None:
-        return None
-    text = (f"W3's bound on this host in this run: the same spins on 2 bare processes taking "
-            f"the next part from a shared counter (no scheduler) reach an efficiency of "
-            f"{bare['median']:.2f} ({bare['min']:.2f}-{bare['max']:.2f}).")
-    shares = [f"{TITLES[s]} {summary[s]['w3_eff']['median'] / bare['median']:.2f}"
-              for s in ("herder", *PEERS) if "w3_eff" in summary.get(s, {})]
-    if shares:
-        text += " Each system's W3 as a share of it: " + ", ".join(shares) + "."
-    return text
+    herder = summary.get("herder", {})
+    text = ""
+    if bare is not None:
+        text = (f"W3's bound on this host in this run: the same spins on 2 bare processes "
+                f"taking the next part from a shared counter (no scheduler) reach an efficiency "
+                f"of {bare['median']:.2f} ({bare['min']:.2f}-{bare['max']:.2f}).")
+        shares = [f"{TITLES[s]} {summary[s]['w3_eff']['median'] / bare['median']:.2f}"
+                  for s in ("herder", *PEERS) if "w3_eff" in summary.get(s, {})]
+        if shares:
+            text += " Each system's W3 as a share of it: " + ", ".join(shares) + "."
+    if "w3_busy" in herder and "w3_subtask_ms" in herder:
+        busy, ms = herder["w3_busy"], herder["w3_subtask_ms"]
+        text += (f" herder's {W3_SLOTS} slots were running a subtask {busy['median']:.1%} "
+                 f"({busy['min']:.1%}-{busy['max']:.1%}) of W3's wall, and a subtask took "
+                 f"{ms['median']:.2f} ms ({ms['min']:.2f}-{ms['max']:.2f}) there, as its worker "
+                 "timed it")
+        text += f", against {spin_ms:.2f} ms alone at calibration." if spin_ms else "."
+    return text.strip() or None
 
 
 def targets_table(summary: dict[str, dict[str, Any]], scale: dict[str, Any]) -> str:

@@ -44,6 +44,10 @@ RESULTS = os.path.join(HERE, "results")
 SYSTEMS = ("herder", "celery", "huey", "dask", "ray", "bare")
 #: run with herder's interpreter (stdlib or herder only)
 OWN_PYTHON = ("herder", "bare")
+#: the spin's calibration is redone until a check of it is within this share of 4.9 ms, at most
+#: CALIBRATIONS times
+CALIBRATION_TOLERANCE = 0.03
+CALIBRATIONS = 6
 IMPORTS = {"celery": "celery, redis", "huey": "huey, redis", "dask": "distributed",
            "ray": "ray"}
 
@@ -198,7 +202,7 @@ def render(doc: dict[str, Any]) -> str:
                   report.scale_table(doc["scale"]), ""]
     parts += ["Targets of issue 5:", "", report.targets_table(doc["summary"], doc["scale"] or {}),
               ""]
-    bound = report.w3_bound(doc["summary"])
+    bound = report.w3_bound(doc["summary"], doc["spin_ms"])
     if bound:
         parts += [bound, ""]
     problems = [(s, p) for s in systems for p in doc["summary"].get(s, {}).get("problems", [])]
@@ -241,13 +245,19 @@ def main(argv: list[str] | None = None) -> int:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}")
     # The host's speed moves within seconds: a count calibrated in a fast moment and checked in
-    # a slow one (7.05 ms for 4.9 once) is calibrated again, up to 3 times.
-    for _ in range(3):
+    # a slow one (7.05 ms for 4.9 once) is calibrated again, up to CALIBRATIONS times, and the
+    # count whose check came closest to 4.9 ms is kept. Every system runs the same count, but
+    # W3's ideal is the issue's 0.975 s: a spin 7 % too long (5.24 ms, accepted once within the
+    # earlier 10 %) took 7 % off every system's efficiency and its bound's.
+    tries: list[tuple[float, int, float]] = []
+    for _ in range(CALIBRATIONS):
         loops = work.calibrate()
         spin_ms = work.spin_seconds(loops) * 1000
-        if abs(spin_ms / (work.TARGET_SECONDS * 1000) - 1) <= 0.1:
+        tries.append((abs(spin_ms / (work.TARGET_SECONDS * 1000) - 1), loops, spin_ms))
+        if tries[-1][0] <= CALIBRATION_TOLERANCE:
             break
         print(f"bench: spin calibrated to {spin_ms:.2f} ms, not 4.9: again", flush=True)
+    _, loops, spin_ms = min(tries)
     when = time.strftime("%Y-%m-%d %H:%M")
     print(f"bench: spin calibrated to {loops:,} loops = {spin_ms:.2f} ms; "
           f"{repeats} repeat(s) of {', '.join(systems)}", flush=True)

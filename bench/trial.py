@@ -85,11 +85,15 @@ def run(system: System, args: argparse.Namespace, out: dict[str, Any]) -> None:
                      "mean_ms": statistics.fmean(samples)}
     if args.w3 and "w3" in system.workloads:
         system.w3(8, args.loops)
+        worked_before = system.seconds_worked()
         seconds, cpu, total = _timed(meter, system.w3, args.w3, args.loops)
+        worked_after = system.seconds_worked()
         expected = args.w3 * work.spin(args.loops)
         if total != expected:
             raise RuntimeError(f"w3: sum {total} != expected {expected}")
         out["w3"] = {"parts": args.w3, "loops": args.loops, "seconds": seconds, "cpu": cpu}
+        if worked_before is not None and worked_after is not None:
+            out["w3"]["worked"] = worked_after - worked_before
 
 
 def main(argv: list[str] | None = None) -> int:

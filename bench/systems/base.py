@@ -60,6 +60,11 @@ class System:
     def w1_split(self, n: int) -> None:
         raise NotImplementedError
 
+    def seconds_worked(self) -> float | None:
+        """The seconds the workers have spent running subtasks so far, as the system itself
+        times them, or None where it keeps no such count (W3's occupancy: `bench.report`)."""
+        return None
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+import httpx
+
 from bench.procstat import Proc, descends
 from bench.systems import base
 from herder import Client, LocalCluster
@@ -91,6 +93,13 @@ class System(base.System):
         handle = client.submit("bench_cpu", {"parts": parts, "loops": loops})
         (total,) = client.gather([handle], timeout=TIMEOUT)
         return int(total)
+
+    def seconds_worked(self) -> float:
+        # the master's histogram of successful attempts' run times (as the workers time them)
+        assert self.cluster is not None
+        metrics = httpx.get(f"{self.cluster.url}/metrics", timeout=30).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("herder_subtask_duration_seconds_sum{"))
 
 
 def measure_start(timeout: float = 60.0) -> float:

@@ -46,4 +46,8 @@ def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
     table = (tmp_path / "latest-quick.md").read_text()
     assert "| workload | herder" in table and "Targets of issue 5" in table
     assert "W3's bound on this host in this run" in table
+    # herder's W3 occupancy, from the run times its workers report: a share of the wall
+    assert 0 < herder["w3_busy"]["median"] <= 1.0
+    assert herder["w3_subtask_ms"]["median"] > 0
+    assert "herder's 2 slots were running a subtask" in table
     assert table in done.stdout  # the same table was printed
