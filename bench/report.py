@@ -55,8 +55,22 @@ def _w3_eff(t: Trial) -> float | None:
     return IDEAL_W3 * float(w["parts"]) / 400 / float(w["seconds"])
 
 
-#: herder's W3 runs on 2 workers of 1 slot (bench.systems.herder_sys)
+#: every system's W3 runs on 2 workers of 1 slot (herder's: bench.systems.herder_sys)
 W3_SLOTS = 2
+
+
+def _w3_eff_timed(t: Trial) -> float | None:
+    """W3's efficiency with the ideal from the spin as timed alone around the trial's window
+    (`bench.trial`): the work the host could do then over 2 slots, divided by the wall."""
+    w = t.get("w3")
+    if not w or "spin_seconds" not in w:
+        return None
+    return float(w["parts"]) * float(w["spin_seconds"]) / W3_SLOTS / float(w["seconds"])
+
+
+def _w3_spin_ms(t: Trial) -> float | None:
+    w = t.get("w3")
+    return float(w["spin_seconds"]) * 1000 if w and "spin_seconds" in w else None
 
 
 def _w3_busy(t: Trial) -> float | None:
@@ -95,6 +109,8 @@ METRICS: list[tuple[str, str, Getter, bool, str]] = [
     ("w2_p99", "W2: p99 (ms)", _w2("p99_ms"), False, "ms"),
     ("w3_eff", "W3: {w3:,} x 4.9 ms CPU subtasks, efficiency (ideal / wall)", _w3_eff, True,
      "eff"),
+    ("w3_eff_timed", "W3: efficiency against the spin timed in the trial (ideal = parts x its "
+     "time alone / 2)", _w3_eff_timed, True, "eff"),
     ("start", "Start: `herder up --workers 2` to the first finished task (s)", _start, False,
      "s"),
 ]
@@ -104,7 +120,8 @@ METRICS: list[tuple[str, str, Getter, bool, str]] = [
 #: efficiency is its slots' occupancy times the speed of the spins in them against the
 #: calibrated one, and the second factor is the host's (w3_bound)
 W3_OCCUPANCY: list[tuple[str, Getter]] = [("w3_busy", _w3_busy),
-                                          ("w3_subtask_ms", _w3_subtask_ms)]
+                                          ("w3_subtask_ms", _w3_subtask_ms),
+                                          ("w3_spin_ms", _w3_spin_ms)]
 
 
 def fmt(value: float | None, kind: str) -> str:
@@ -238,27 +255,31 @@ def scale_table(scale: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def w3_bound(summary: dict[str, dict[str, Any]], spin_ms: float | None = None) -> str | None:
+def w3_bound(summary: dict[str, dict[str, Any]]) -> str | None:
     """Sentences on W3 against the bound of this host in this run (`bare`) and on herder's
-    occupancy of its slots, or None. `spin_ms`: what the calibrated spin took alone."""
-    bare = summary.get("bare", {}).get("w3_eff")
+    occupancy of its slots, or None."""
+    key = "w3_eff_timed"
+    bare = summary.get("bare", {}).get(key)
     herder = summary.get("herder", {})
     text = ""
     if bare is not None:
         text = (f"W3's bound on this host in this run: the same spins on 2 bare processes "
                 f"taking the next part from a shared counter (no scheduler) reach an efficiency "
-                f"of {bare['median']:.2f} ({bare['min']:.2f}-{bare['max']:.2f}).")
-        shares = [f"{TITLES[s]} {summary[s]['w3_eff']['median'] / bare['median']:.2f}"
-                  for s in ("herder", *PEERS) if "w3_eff" in summary.get(s, {})]
+                f"of {bare['median']:.2f} ({bare['min']:.2f}-{bare['max']:.2f}) against the "
+                "spin timed in their trials.")
+        shares = [f"{TITLES[s]} {summary[s][key]['median'] / bare['median']:.2f}"
+                  for s in ("herder", *PEERS) if key in summary.get(s, {})]
         if shares:
-            text += " Each system's W3 as a share of it: " + ", ".join(shares) + "."
+            text += " Each system's as a share of it: " + ", ".join(shares) + "."
     if "w3_busy" in herder and "w3_subtask_ms" in herder:
         busy, ms = herder["w3_busy"], herder["w3_subtask_ms"]
         text += (f" herder's {W3_SLOTS} slots were running a subtask {busy['median']:.1%} "
                  f"({busy['min']:.1%}-{busy['max']:.1%}) of W3's wall, and a subtask took "
                  f"{ms['median']:.2f} ms ({ms['min']:.2f}-{ms['max']:.2f}) there, as its worker "
                  "timed it")
-        text += f", against {spin_ms:.2f} ms alone at calibration." if spin_ms else "."
+        spin = herder.get("w3_spin_ms")
+        text += (f", against {spin['median']:.2f} ms ({spin['min']:.2f}-{spin['max']:.2f}) "
+                 "for one spin alone around the window." if spin else ".")
     return text.strip() or None
 
 
@@ -288,9 +309,14 @@ def targets_table(summary: dict[str, dict[str, Any]], scale: dict[str, Any]) -> 
     p99 = med("w2_p99")
     if p99 is not None:
         rows.append(("W2 p99", "< 2 ms", f"{p99:.2f} ms", p99 < 2.0))
-    eff = med("w3_eff")
+    eff, fixed = med("w3_eff_timed"), med("w3_eff")
     if eff is not None:
-        rows.append(("W3 efficiency", "≥ 0.90", f"{eff:.2f}", eff >= 0.90))
+        # judged against the spin as timed in the trial: the host's speed moves the fixed
+        # ideal's figure by up to 1.7x from one run to the next (docs/benchmarks.md)
+        also = f" ({fixed:.2f} against the fixed 0.975 s)" if fixed is not None else ""
+        rows.append(("W3 efficiency", "≥ 0.90", f"{eff:.2f}{also}", eff >= 0.90))
+    elif fixed is not None:
+        rows.append(("W3 efficiency", "≥ 0.90", f"{fixed:.2f}", fixed >= 0.90))
     points = scale.get("points", {})
     if len(points) >= 2:
         lo, hi = points[min(points)], points[max(points)]

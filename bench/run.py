@@ -202,7 +202,7 @@ def render(doc: dict[str, Any]) -> str:
                   report.scale_table(doc["scale"]), ""]
     parts += ["Targets of issue 5:", "", report.targets_table(doc["summary"], doc["scale"] or {}),
               ""]
-    bound = report.w3_bound(doc["summary"], doc["spin_ms"])
+    bound = report.w3_bound(doc["summary"])
     if bound:
         parts += [bound, ""]
     problems = [(s, p) for s in systems for p in doc["summary"].get(s, {}).get("problems", [])]

@@ -49,5 +49,8 @@ def test_bench_quick_runs_herder_end_to_end(tmp_path: Path) -> None:
     # herder's W3 occupancy, from the run times its workers report: a share of the wall
     assert 0 < herder["w3_busy"]["median"] <= 1.0
     assert herder["w3_subtask_ms"]["median"] > 0
+    # and W3 against the spin as timed around its window, for herder and for the bound
+    assert herder["w3_eff_timed"]["median"] > 0
+    assert doc["summary"]["bare"]["w3_eff_timed"]["median"] > 0
     assert "herder's 2 slots were running a subtask" in table
     assert table in done.stdout  # the same table was printed
