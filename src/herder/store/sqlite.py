@@ -76,7 +76,7 @@ class SqliteStore(Store):
         # crash may lose the last commits, and never corrupts the file. FULL would fsync on every
         # commit, which bounds submissions to the disk's flush rate for no gain against the
         # crashes DESIGN.md promises to survive. WAL also lets readers go on during a write.
-        self._db.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(self._db)
         self._db.execute("PRAGMA synchronous = NORMAL")
         # Another process holding the write lock (a second master, a migration) makes us wait
         # this long instead of failing at once with "database is locked".
@@ -384,6 +384,22 @@ class SqliteStore(Store):
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a no-op once it is). Switching needs the file to itself, and
+    of connections opening a new file at once (masters started together), SQLite answers all
+    but one "database is locked" at once, without waiting busy_timeout (waiting could
+    deadlock): they try again until the switch is made, by whichever."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _each_changed(db: sqlite3.Connection, query: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
