@@ -194,6 +194,16 @@ class PostgresServer:
         ).fetchall()
         return len(rows)
 
+    def connections(self, database: str) -> int:
+        """How many connections the server has to `database` (ours to the server not counted)."""
+        assert self._admin is not None, "the server is not started"
+        row = self._admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     # -- commands ------------------------------------------------------------------------------
 
     def _pg_ctl_start(self) -> None:

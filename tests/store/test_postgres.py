@@ -215,20 +215,50 @@ def test_a_nul_character_is_stored_as_the_replacement_character(
 # -- the connection -------------------------------------------------------------------------
 
 
-def test_a_broken_connection_is_opened_again_by_the_next_call(
-    postgres_server: PostgresServer, migrated: PostgresStore, url: str
+def _break(server: PostgresServer, url: str) -> None:
+    """Close the store's connection from the server's side, as a restart of the server would;
+    the store finds out at its next call."""
+    database = url.rsplit("/", 1)[1]
+    assert server.terminate_connections(database) == 1
+    deadline = time.monotonic() + 10
+    while server.connections(database):
+        assert time.monotonic() < deadline, "the server did not close the connection"
+        time.sleep(0.01)
+
+
+def test_a_read_or_a_guarded_write_goes_on_over_a_new_connection(
+    postgres_server: PostgresServer,
+    migrated: PostgresStore,
+    url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     task = started(migrated, parts=2)
-    assert postgres_server.terminate_connections(url.rsplit("/", 1)[1]) == 1
-    # the call that meets the break fails (its outcome is not known); the next one reconnects
-    deadline = time.monotonic() + 10
-    with pytest.raises(psycopg.OperationalError):
-        while time.monotonic() < deadline:  # until the server's side has closed it
-            migrated.get_task(task.id)
-            time.sleep(0.01)
-    assert migrated.get_task(task.id) is not None
-    assert migrated.record_result(task.id, 0, 1, "r", finished_at=2.0) is True
+    _break(postgres_server, url)
+    got = migrated.get_task(task.id)  # made again on a new connection
+    assert got is not None and got.id == task.id
+    _break(postgres_server, url)
+    assert migrated.record_results([(task.id, 0, 1, '"r"', 2.0, "w", 1.0)]) == [True]
     assert migrated.get_results(task.id) == ["r", None]
+    retried = [r.getMessage() for r in caplog.records if "again on a new one" in r.getMessage()]
+    assert [m.rsplit(";", 1)[1] for m in retried] == [
+        " get_task again on a new one", " record_results again on a new one",
+    ]
+
+
+def test_a_write_that_cannot_be_made_twice_fails_and_the_next_call_reconnects(
+    postgres_server: PostgresServer, migrated: PostgresStore, url: str
+) -> None:
+    # Had the insert's commit gone through before the break, a second try would say the task
+    # exists (a 409 for the submission that stored it); the journal would hold lines twice.
+    _break(postgres_server, url)
+    task = new_task()
+    with pytest.raises(psycopg.OperationalError):
+        migrated.insert_tasks([task])
+    assert migrated.insert_tasks([task]) == [True]
+    _break(postgres_server, url)
+    with pytest.raises(psycopg.OperationalError):
+        migrated.append_logs([LogRecord(task.id, 1.0, "INFO", "once")])
+    assert [r.message for r in migrated.get_logs(task.id)] == []
 
 
 def test_a_failed_call_inside_a_transaction_undoes_only_itself(migrated: PostgresStore) -> None:
@@ -313,3 +343,21 @@ def test_open_store_says_to_install_the_extra_when_psycopg_is_missing(
     with pytest.raises(HerderError, match=r"install herder\[postgres\]") as caught:
         open_store("postgresql://herder@127.0.0.1/herder")
     assert "\n" not in str(caught.value)
+
+
+def test_the_connection_names_itself_and_keeps_alive_unless_the_url_says(
+    postgres_server: PostgresServer, url: str
+) -> None:
+    for given, expected in [
+        (url, {"application_name": "herder", "keepalives_idle": "30", "connect_timeout": "10"}),
+        (url + "?application_name=mine&keepalives_idle=7&connect_timeout=3",
+         {"application_name": "mine", "keepalives_idle": "7", "connect_timeout": "3"}),
+    ]:
+        store = PostgresStore(given)
+        try:
+            params = store._conn.info.get_parameters()
+            assert {k: params.get(k) for k in expected} == expected
+            row = store._conn.execute("SELECT current_setting('application_name') AS a").fetchone()
+            assert row is not None and row["a"] == expected["application_name"]
+        finally:
+            store.close()

@@ -22,16 +22,20 @@ it commits with the caller's transaction, and a call that fails undoes only itse
 statements do. Without it an error would abort the whole transaction, and PostgreSQL would answer
 its COMMIT by rolling everything back without a word.
 
-The connection is opened again by the first call after it broke (the server restarted, the
-network dropped it): the call that met the break fails, the master goes on.
+A broken connection (the server restarted, the network dropped it) is opened again by the next
+call. The call that met the break is made once more on the new connection when that is safe
+whatever the first try did (reads, and the guarded writes: `@_again_if_disconnected`); the others
+(inserting tasks, appending to the journal) fail, and the master goes on.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.adapt import Buffer
@@ -68,12 +72,21 @@ from herder.store.rows import (
     task_row,
 )
 
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 #: the folder of herder/store/ that holds this backend's SQL (sqlfiles)
 SQL_FOLDER = "sql/postgres"
 #: seconds to wait for the server when connecting, unless the URL says (libpq waits forever)
 CONNECT_TIMEOUT = 10
 #: how the server lists our connection (pg_stat_activity), unless the URL says
 APPLICATION_NAME = "herder"
+#: TCP keepalives, unless the URL says: a server that vanished (a machine gone, a network cut)
+#: is noticed after ~60 s of silence, not after the system's default of over two hours, during
+#: which the store's thread, and every call queued behind it, would wait
+KEEPALIVES = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 Connection = psycopg.Connection[DictRow]
 
@@ -108,6 +121,29 @@ def redact(url: str) -> str:
     host = params.get("host", "")
     port = f":{params['port']}" if params.get("port") else ""
     return f"{scheme}://{user}{'@' if user else ''}{host}{port}/{params.get('dbname', '')}"
+
+
+def _again_if_disconnected(
+    method: Callable[Concatenate[PostgresStore, P], R],
+) -> Callable[Concatenate[PostgresStore, P], R]:
+    """Make the call once more, on a new connection, when the connection broke under it (outside
+    a caller's transaction). Only for calls whose second try is right whether or not the first
+    one's commit went through: reads, and the writes guarded by the state they move from, which
+    then change nothing. (`record_results` may then say False for a result its first try stored;
+    the master reads such results back from the store.)"""
+
+    @functools.wraps(method)
+    def call(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not self._conn.closed or self._depth:
+                raise
+            log.warning("PostgreSQL connection lost (%s); %s again on a new one",
+                        _one_line(exc), method.__name__)
+            return method(self, *args, **kwargs)  # (its _live() connects again)
+
+    return call
 
 
 class PostgresStore(Store):
@@ -174,10 +210,12 @@ class PostgresStore(Store):
                 conn.cursor().executemany(self._q["insert_subtask"], subtasks)
             return inserted
 
+    @_again_if_disconnected
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._live().execute(self._q["get_task"], {"id": task_id}).fetchone()
         return None if row is None else task_from_row(row)
 
+    @_again_if_disconnected
     def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         if not task_ids:
             return []
@@ -185,6 +223,7 @@ class PostgresStore(Store):
         rows = self._live().execute(self._q["get_tasks"], {"ids": ids})
         return [task_from_row(row) for row in rows]
 
+    @_again_if_disconnected
     def list_tasks(
         self,
         state: TaskState | None = None,
@@ -208,11 +247,13 @@ class PostgresStore(Store):
         next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
         return [task_from_row(row) for row in rows[:limit]], next_cursor
 
+    @_again_if_disconnected
     def count_unfinished(self) -> int:
         row = self._live().execute(self._q["count_unfinished"]).fetchone()
         assert row is not None
         return int(row["n"])
 
+    @_again_if_disconnected
     def unfinished_tasks(self) -> list[TaskRecord]:
         return [task_from_row(row) for row in self._live().execute(self._q["unfinished_tasks"])]
 
@@ -220,6 +261,7 @@ class PostgresStore(Store):
         """Does nothing unless the task is pending (one cancelled during its split stays so)."""
         self.start_tasks([(task_id, parts, started_at)])
 
+    @_again_if_disconnected
     def start_tasks(self, items: Sequence[TaskStart]) -> None:
         # One UPDATE each (its row count says whether the task was still pending), then the
         # subtasks of all the tasks that started in one executemany.
@@ -240,6 +282,7 @@ class PostgresStore(Store):
         finished meanwhile, say). Raises ValueError for a final state: use finish_task."""
         self.set_task_states([(task_id, state)])
 
+    @_again_if_disconnected
     def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
         rows: list[dict[str, Any]] = []
         for task_id, state in items:
@@ -260,6 +303,7 @@ class PostgresStore(Store):
     ) -> bool:
         return self.finish_tasks_told([(task_id, state, finished_at, result, error)])[0]
 
+    @_again_if_disconnected
     def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
         self.finish_tasks_told(items)
 
@@ -286,6 +330,7 @@ class PostgresStore(Store):
         """Does nothing for a subtask that is already final. `attempts` never decreases."""
         self.start_attempts([(task_id, index, attempt, worker, started_at)])
 
+    @_again_if_disconnected
     def start_attempts(self, items: Sequence[AttemptStart]) -> None:
         # the items are the query's parameters, in order
         self._write_many(self._q["start_attempt"], items)
@@ -298,12 +343,14 @@ class PostgresStore(Store):
         item = (task_id, index, attempt, encode(result), finished_at, None, None)
         return self.record_results([item])[0]
 
+    @_again_if_disconnected
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
         if not items:
             return []
         with self._atomic(len(items)) as conn:  # the items are record_result's parameters
             return _each_changed(conn, self._q["record_result"], items)
 
+    @_again_if_disconnected
     def record_failure(
         self,
         task_id: str,
@@ -326,13 +373,16 @@ class PostgresStore(Store):
         else:
             self._write_many(self._q["retry_subtask"], [params])
 
+    @_again_if_disconnected
     def requeue_subtask(self, task_id: str, index: int) -> None:
         self._write_many(self._q["requeue_subtask"], [{"task_id": task_id, "idx": index}])
 
+    @_again_if_disconnected
     def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
         rows = self._live().execute(self._q["get_subtasks"], {"task_id": task_id})
         return [subtask_from_row(row) for row in rows]
 
+    @_again_if_disconnected
     def get_results(self, task_id: str) -> list[JSON]:
         rows = self._live().execute(self._q["get_results"], {"task_id": task_id})
         return [decode(row["result"]) for row in rows]
@@ -349,12 +399,14 @@ class PostgresStore(Store):
                 record.seq = row["seq"]
         return list(records)
 
+    @_again_if_disconnected
     def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
         # PostgreSQL refuses a negative LIMIT: a caller asking for less than nothing gets
         # nothing, as from SQLite.
         args = {"task_id": task_id, "since": since, "limit": max(0, limit)}
         return [log_from_row(row) for row in self._live().execute(self._q["get_logs"], args)]
 
+    @_again_if_disconnected
     def get_events(
         self, task_id: str | None, since: int = 0, limit: int = 1000
     ) -> list[LogRecord]:
@@ -362,6 +414,7 @@ class PostgresStore(Store):
         query = self._q["get_all_events" if task_id is None else "get_task_events"]
         return [log_from_row(row) for row in self._live().execute(query, args)]
 
+    @_again_if_disconnected
     def count_logs(self, task_id: str) -> int:
         row = self._live().execute(self._q["count_logs"], {"task_id": task_id}).fetchone()
         assert row is not None
@@ -389,6 +442,11 @@ class PostgresStore(Store):
                 # the URL's own values, else ours
                 connect_timeout=given.get("connect_timeout") or CONNECT_TIMEOUT,
                 application_name=given.get("application_name") or APPLICATION_NAME,
+                keepalives_idle=given.get("keepalives_idle") or KEEPALIVES["keepalives_idle"],
+                keepalives_interval=(
+                    given.get("keepalives_interval") or KEEPALIVES["keepalives_interval"]
+                ),
+                keepalives_count=given.get("keepalives_count") or KEEPALIVES["keepalives_count"],
             )
         except psycopg.OperationalError as exc:
             raise HerderError(
