@@ -16,7 +16,7 @@ import pytest
 
 from herder.errors import HerderError
 from herder.model import LogRecord, SubtaskState, TaskState
-from herder.store.base import open_store
+from herder.store.base import open_store, redact
 from tests.pgserver import PostgresServer
 from tests.store.test_contract import new_task, started
 
@@ -326,7 +326,7 @@ def test_open_store_never_shows_the_password(postgres_server: PostgresServer) ->
     assert "no_such_database" in message
     assert "does not exist" in message
     assert "hunter2" not in message
-    assert postgres_backend.redact(url) == postgres_server.url("no_such_database")
+    assert redact(url) == postgres_server.url("no_such_database")
 
 
 def test_open_store_refuses_a_url_libpq_cannot_read() -> None:
@@ -361,3 +361,18 @@ def test_the_connection_names_itself_and_keeps_alive_unless_the_url_says(
             assert row is not None and row["a"] == expected["application_name"]
         finally:
             store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u@h:5432/db"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("postgresql://u:s%40cret@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
+        ("postgresql://h/db?sslmode=require&password=secret",
+         "postgresql://h/db?sslmode=require&password=***"),
+        ("path/to/herder.db", "path/to/herder.db"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert redact(url) == shown

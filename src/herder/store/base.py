@@ -10,6 +10,7 @@ acknowledges nothing the store has not committed. Imports `model` and `errors` o
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -202,6 +203,16 @@ class Store(abc.ABC):
     def trim_logs(self, task_id: str, keep: int) -> int:
         """Delete all but the newest `keep` log lines of the task, add the number deleted to the
         task's logs_dropped, and return it."""
+
+
+_PASSWORD_IN_URL = re.compile(r"(?<=://)([^/@:?#]*):[^/@?#]*@")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """The store's URL as it may be shown (messages, logs): without a password, in its user
+    part or as a parameter. (Better still, give it in PGPASSWORD or ~/.pgpass.)"""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1@", url))
 
 
 def open_store(url: str) -> Store:

@@ -56,7 +56,14 @@ from herder.model import (
     TaskState,
 )
 from herder.store import sqlfiles
-from herder.store.base import AttemptResult, AttemptStart, Store, TaskFinish, TaskStart
+from herder.store.base import (
+    AttemptResult,
+    AttemptStart,
+    Store,
+    TaskFinish,
+    TaskStart,
+    redact,
+)
 from herder.store.rows import (
     MAX_PAGE,
     decode,
@@ -106,21 +113,6 @@ def open_postgres(url: str) -> PostgresStore:
         store.close()
         raise
     return store
-
-
-def redact(url: str) -> str:
-    """The URL without its password, to show in messages and logs."""
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "(a PostgreSQL URL that cannot be read)"
-    if "password" not in params:
-        return url
-    scheme = url.split("://", 1)[0] if "://" in url else "postgresql"
-    user = params.get("user", "")
-    host = params.get("host", "")
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"{scheme}://{user}{'@' if user else ''}{host}{port}/{params.get('dbname', '')}"
 
 
 def _again_if_disconnected(
