@@ -58,8 +58,11 @@ def test_split_and_aggregate_tasks_give_their_results(pg_client: Client, pg_url:
 
     store = PostgresStore(pg_url)
     try:
-        record = store.get_task(primes.id)
-        assert record is not None
+        # (the answer may come before the final state's write, which follows within ~20 ms)
+        record = wait_until(
+            lambda: (r := store.get_task(primes.id)) and r.state.finished and r,
+            what="the task stored finished",
+        )
         assert (record.state, record.result, record.subtasks_total) == (
             TaskState.SUCCEEDED, 78498, 7
         )
@@ -68,7 +71,8 @@ def test_split_and_aggregate_tasks_give_their_results(pg_client: Client, pg_url:
         assert sum(s.result for s in subtasks) == 78498
         assert all(s.worker and s.attempts == 1 for s in subtasks)
         # the journal holds its final state, which the event stream is resumed from
-        assert [e.message for e in store.get_events(primes.id)] == ["succeeded"]
+        events = wait_until(lambda: store.get_events(primes.id), what="the journal's entry")
+        assert [e.message for e in events] == ["succeeded"]
     finally:
         store.close()
     assert_healthy(pg_client)
@@ -77,11 +81,14 @@ def test_split_and_aggregate_tasks_give_their_results(pg_client: Client, pg_url:
 def test_logs_listing_and_lookups_are_read_from_postgres(pg_client: Client) -> None:
     handle = pg_client.submit("logs", {})
     assert handle.result(timeout=15) == [{}]  # one part, the params, returned
-    lines = wait_until(lambda: handle.logs(), what="the task's log lines")
+    # (stored in batches every ~20 ms, maybe after the answer)
+    lines = wait_until(lambda: len(got := handle.logs()) >= 3 and got, what="3 log lines")
     assert [line["message"] for line in lines] == ["starting part {}", "halfway there", "done"]
     assert [line["level"] for line in lines] == ["INFO", "WARNING", "INFO"]
-    listed = pg_client.list_tasks(state="succeeded", type="logs")
-    assert handle.id in [t["id"] for t in listed]
+    def listed() -> bool:
+        return handle.id in [t["id"] for t in pg_client.list_tasks(state="succeeded", type="logs")]
+
+    wait_until(listed, what="the task listed as succeeded")
     (subtask,) = handle.subtasks()
     assert subtask["state"] == "succeeded"
 
@@ -101,10 +108,13 @@ def test_failures_and_cancellation_are_stored(pg_client: Client, pg_url: str) ->
 
     store = PostgresStore(pg_url)
     try:
-        record = store.get_task(sleeper.id)
-        assert record is not None and record.state is TaskState.CANCELLED
+        record = wait_until(
+            lambda: (r := store.get_task(sleeper.id)) and r.state.finished and r,
+            what="the task stored finished",
+        )
+        assert record.state is TaskState.CANCELLED
         assert {s.state for s in store.get_subtasks(sleeper.id)} == {SubtaskState.CANCELLED}
-        failures = store.list_tasks(state=TaskState.FAILED)[0]
+        failures = wait_until(lambda: store.list_tasks(state=TaskState.FAILED)[0])
         assert [t.type for t in failures] == ["fail"]
         assert failures[0].error is not None
     finally:

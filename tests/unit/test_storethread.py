@@ -223,7 +223,8 @@ def test_on_the_thread_items_posted_while_it_is_busy_share_one_call_in_order() -
         store.hold.set()
         before = await read
         assert before is not None and before.state is TaskState.RUNNING
-        # the thread is idle: an item posted now is a call of its own, made at once
+        await thread.call(lambda: None)  # the thread has made everything before: it is idle
+        # an item posted now is a call of its own
         thread.post_item(store.finish_tasks, (ids[5], TaskState.SUCCEEDED, 5.0, None, None))
         got = await thread.call(lambda: [store.get_task(i) for i in ids])
         await asyncio.get_running_loop().run_in_executor(None, thread.close)
