@@ -153,8 +153,7 @@ class PostgresStore(Store):
     # -- life ------------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        conn = self._live()
-        with conn.transaction():
+        with self._transaction() as conn:
             # Every step under the lock, even the first CREATE TABLE IF NOT EXISTS: two of
             # those at once on an empty database would both try to create the table.
             conn.execute(self._q["migration_lock"])
@@ -293,13 +292,13 @@ class PostgresStore(Store):
         result: JSON = None,
         error: TaskError | None = None,
     ) -> bool:
-        return self.finish_tasks_told([(task_id, state, finished_at, result, error)])[0]
+        return self._finish_tasks([(task_id, state, finished_at, result, error)])[0]
 
     @_again_if_disconnected
     def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
-        self.finish_tasks_told(items)
+        self._finish_tasks(items)
 
-    def finish_tasks_told(self, items: Sequence[TaskFinish]) -> list[bool]:
+    def _finish_tasks(self, items: Sequence[TaskFinish]) -> list[bool]:
         """`finish_tasks`, telling per task whether it finished here (False: it was final
         already, and nothing changed)."""
         rows = []
