@@ -26,10 +26,14 @@ pytest: $(DEV_STAMP)
 
 # System packages the tests need, then the Python dev dependencies. Run as root on a fresh
 # Debian machine. The dashboard tests drive Debian's Chromium (never a browser Playwright
-# downloads); without it they fail when CI is set.
+# downloads); the store's tests start a PostgreSQL server of their own from Debian's binaries
+# (/usr/lib/postgresql/*/bin). Without them those tests fail when CI is set.
 test-deps: $(DEV_STAMP)
-	@if [ ! -x /usr/bin/chromium ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
 
 $(BIN)/python:

@@ -86,16 +86,18 @@ def fault_cluster(
     slots: int = 2,
     master_args: Sequence[str] = FAST_LEASE,
     worker_args: Sequence[str] = (),
+    db: str | None = None,
     **kwargs: Any,
 ) -> Iterator[LocalCluster]:
-    """A started cluster with the fault task types, its store in `tmp_path` (so that it
-    survives a master restart), short leases; stopped at the end whatever happened."""
+    """A started cluster with the fault task types, its store `db` or a SQLite file in
+    `tmp_path` (so that it survives a master restart), short leases; stopped at the end
+    whatever happened."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(
         workers=workers,
         slots=slots,
         tasks=FAULT_TASKS,
-        db=str(tmp_path / "herder.db"),
+        db=db or str(tmp_path / "herder.db"),
         extra_master_args=master_args,
         extra_worker_args=worker_args,
         **kwargs,

@@ -1,6 +1,7 @@
-"""kill -9 the master during a task of 50 subtasks and start it again on the same SQLite file:
-the task goes on and succeeds with the right result, and per the execution ledger no subtask
-that had finished before the kill ran again."""
+"""kill -9 the master during a task of 50 subtasks and start it again on the same store (a SQLite
+file; a PostgreSQL database on the session's server): the task goes on and succeeds with the
+right result, and per the execution ledger no subtask that had finished before the kill ran
+again."""
 
 from __future__ import annotations
 
@@ -8,15 +9,27 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.faults.conftest import fault_cluster, wait_until
 from tests.faulttypes import ledger_expected, read_ledger
+from tests.pgserver import PostgresServer
 
 PARTS = 50
 SALT = 50
 
 
-def test_kill_9_master_mid_task_and_restart(tmp_path: Path, ledger: Path) -> None:
-    with fault_cluster(tmp_path, workers=2, slots=2) as cluster:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the master is started on, and started again on."""
+    if request.param == "sqlite":
+        return str(tmp_path / "herder.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+def test_kill_9_master_mid_task_and_restart(tmp_path: Path, ledger: Path, db: str) -> None:
+    with fault_cluster(tmp_path, workers=2, slots=2, db=db) as cluster:
         client = cluster.client
         handle = client.submit(
             "ledger", {"parts": PARTS, "seconds": 0.25, "salt": SALT, "ledger": str(ledger)}

@@ -2,8 +2,10 @@
 
 `store_factory` opens the one database of a test, as many times as the test likes (to close and
 reopen it, or to hold two connections at once); `store` is one such opening. A backend joins the
-suite by adding an entry to `_OPENERS`: a function from the test's tmp_path to a factory.
-Imports `herder.store` only.
+suite by adding an entry to `_OPENERS`: a function from the test's request and tmp_path to a
+factory. PostgreSQL runs on the session's server (tests/conftest.py), in a new database per
+test. Imports `herder.store` (the PostgreSQL backend only when its tests run: psycopg may be
+missing, and then they skip) and tests.pgserver.
 """
 
 from __future__ import annotations
@@ -15,18 +17,28 @@ import pytest
 
 from herder.store.base import Store
 from herder.store.sqlite import SqliteStore
+from tests.pgserver import PostgresServer
 
 StoreFactory = Callable[[], Store]
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     path = str(tmp_path / "herder.db")
     return lambda: SqliteStore(path)
 
 
-# "postgres" goes here: start (or reuse) a server, create a database for the test, and return a
-# factory that connects to it.
-_OPENERS: dict[str, Callable[[Path], Callable[[], Store]]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    from herder.store.postgres import PostgresStore
+
+    return lambda: PostgresStore(url)
+
+
+_OPENERS: dict[str, Callable[[pytest.FixtureRequest, Path], Callable[[], Store]]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(_OPENERS))
@@ -36,8 +48,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_factory(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
-    connect = _OPENERS[backend](tmp_path)
+def store_factory(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[StoreFactory]:
+    connect = _OPENERS[backend](request, tmp_path)
     opened: list[Store] = []
 
     def open_store() -> Store:

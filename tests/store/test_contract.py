@@ -1,7 +1,8 @@
 """The store contract (herder.store.base.Store), tested once for every backend.
 
 Every test here takes the `store` or `store_factory` fixture, so each runs against each backend
-of conftest.py. The last section holds the few checks that only make sense for SQLite.
+of conftest.py (SQLite, and PostgreSQL on a server the session starts). The last section holds
+the few checks that only make sense for SQLite; PostgreSQL's are in test_postgres.py.
 Imports `herder.errors`, `herder.model`, `herder.store`.
 """
 
@@ -883,6 +884,145 @@ def test_two_connections_never_record_two_results(store_factory: StoreFactory) -
     results = stores[1].get_results(task.id)
     assert all(results[i] == 0 for i in wins[0])
     assert all(results[i] == 1 for i in wins[1])
+
+
+def test_processes_migrating_at_once_apply_each_version_once(
+    store_factory: StoreFactory,
+) -> None:
+    # Masters started together on a new database all migrate it: each version is applied once
+    # (a second application would fail on its CREATE TABLE or its schema_version row).
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    go = threading.Barrier(4)
+
+    def open_one() -> None:
+        try:
+            go.wait(timeout=10)
+            opened.append(store_factory())  # (the factory migrates what it opens)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    task = started(opened[0], parts=2)
+    assert [s.part for s in opened[3].get_subtasks(task.id)] == [0, 1]
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+
+def test_a_transaction_commits_its_calls_together_at_its_end(store_factory: StoreFactory) -> None:
+    store, other = store_factory(), store_factory()
+    task = new_task()
+    with store.transaction():
+        assert store.insert_tasks([task]) == [True]
+        store.start_task(task.id, [1, 2], started_at=2.0)
+        with store.transaction():  # a nested one joins it
+            assert store.record_result(task.id, 0, 1, "r", finished_at=3.0) is True
+        # its own reads see its writes; another connection sees none of them yet
+        assert states(store, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
+        assert other.get_task(task.id) is None
+        assert other.get_subtasks(task.id) == []
+    assert other.get_task(task.id) == store.get_task(task.id)
+    assert states(other, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
+
+
+def test_a_transaction_that_raises_leaves_nothing(store_factory: StoreFactory) -> None:
+    store, other = store_factory(), store_factory()
+    kept = started(store, parts=1)
+    task = new_task()
+    with pytest.raises(RuntimeError, match="changed my mind"), store.transaction():
+        store.insert_tasks([task])
+        store.record_result(kept.id, 0, 1, "r", finished_at=3.0)
+        with store.transaction():
+            store.append_logs([log(kept.id, "never")])
+        raise RuntimeError("changed my mind")
+    for reader in (store, other):
+        assert reader.get_task(task.id) is None
+        assert reader.get_results(kept.id) == [None]
+        assert reader.get_logs(kept.id) == []
+    # and the store goes on
+    assert store.insert_tasks([task]) == [True]
+    assert other.get_task(task.id) == task
+
+
+# -- text the backends store differently -----------------------------------------------------
+
+
+def test_a_nul_character_fails_no_batch_and_finds_nothing(store: Store) -> None:
+    # NUL comes from a worker's log line or name, or a looked-up id: SQLite stores it as it is,
+    # PostgreSQL's text cannot hold it and stores U+FFFD instead. Either way the batch is stored
+    # whole, and an id holding one is nobody's.
+    task = started(store, parts=1)
+    stored = store.append_logs([log(task.id, "before"), log(task.id, "a\x00b", worker="w\x00"),
+                                log(task.id, "after")])
+    store.start_attempt(task.id, 0, 1, "w\x00", started_at=1.0)
+
+    got = store.get_logs(task.id)
+    assert [r.seq for r in got] == [r.seq for r in stored]
+    assert got[1].message in ("a\x00b", "a\ufffdb")
+    assert [got[0].message, got[2].message] == ["before", "after"]
+    assert store.get_subtasks(task.id)[0].worker in ("w\x00", "w\ufffd")
+    assert store.get_task(task.id + "\x00") is None
+    assert store.get_tasks([task.id + "\x00", task.id]) == [store.get_task(task.id)]
+    assert store.finish_task(task.id + "\x00", TaskState.CANCELLED, 1.0) is False
+
+
+# -- followers -------------------------------------------------------------------------------
+
+
+def test_a_follower_resuming_after_the_last_seq_it_saw_misses_nothing(
+    store_factory: StoreFactory,
+) -> None:
+    # An event stream resumes with "seq > the last one seen": that is right only if no entry
+    # becomes visible after a larger one did. Two writers append while a reader follows.
+    writers = [store_factory(), store_factory()]
+    reader = store_factory()
+    task = new_task()
+    writers[0].insert_tasks([task])
+    seen: list[LogRecord] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write(n: int) -> None:
+        try:
+            for batch in range(60):
+                writers[n].append_logs([log(task.id, f"{n}.{batch}.{i}") for i in range(3)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def follow() -> None:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                finished = done.is_set()  # read before the last look: nothing comes after it
+                since = seen[-1].seq if seen else 0
+                seen.extend(reader.get_events(task.id, since=since, limit=1000))
+                if finished:
+                    return
+            raise AssertionError("the writers did not finish within 60 s")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    follower = threading.Thread(target=follow)
+    follower.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    done.set()
+    follower.join(timeout=60)
+    assert not follower.is_alive() and not any(t.is_alive() for t in threads)
+    assert errors == []
+    everything = reader.get_events(task.id, limit=1000)
+    assert len(everything) == 2 * 60 * 3
+    assert [r.seq for r in seen] == [r.seq for r in everything]
 
 
 # -- property: any interleaving of calls keeps one result per subtask --------------------

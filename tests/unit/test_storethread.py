@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 
@@ -174,6 +175,73 @@ def test_a_write_whose_commit_fails_gets_the_failure() -> None:
     assert store.get_task("a") is None
 
 
+class ThreadedStore(CountingStore):
+    """SQLite called as a store that waits on a network is: on the store's thread. Each call
+    notes the thread it ran on; `hold` keeps the thread busy until it is set."""
+
+    runs_inline = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
+        self.threads.add(threading.get_ident())
+        super().finish_tasks(items)
+
+    def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
+        self.threads.add(threading.get_ident())
+        assert self.hold.wait(timeout=10)
+        super().set_task_states(items)
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        self.threads.add(threading.get_ident())
+        return super().get_task(task_id)
+
+
+def test_on_the_thread_items_posted_while_it_is_busy_share_one_call_in_order() -> None:
+    store = ThreadedStore()
+    store.migrate()
+    ids = [f"t{i}" for i in range(6)]
+    store.insert_tasks([TaskRecord(id=i, type="noop", params={}, created_at=1.0) for i in ids])
+    store.start_tasks([(i, [0], 2.0) for i in ids])
+
+    async def main() -> list[TaskRecord | None]:
+        thread = StoreThread(store)
+        assert not thread.inline
+        store.hold.clear()  # the thread is busy with the first call
+        thread.post_item(store.set_task_states, (ids[0], TaskState.AGGREGATING))
+        for i in ids[:3]:
+            thread.post_item(store.finish_tasks, (i, TaskState.SUCCEEDED, 3.0, i, None))
+        # a call of its own in between: the items after it are a new call, after it
+        read = asyncio.ensure_future(thread.read(store.get_task, ids[3]))
+        await asyncio.sleep(0)  # (it is made in its first step)
+        for i in ids[3:5]:
+            thread.post_item(store.finish_tasks, (i, TaskState.SUCCEEDED, 4.0, i, None))
+        store.hold.set()
+        before = await read
+        assert before is not None and before.state is TaskState.RUNNING
+        await thread.call(lambda: None)  # the thread has made everything before: it is idle
+        # an item posted now is a call of its own
+        thread.post_item(store.finish_tasks, (ids[5], TaskState.SUCCEEDED, 5.0, None, None))
+        got = await thread.call(lambda: [store.get_task(i) for i in ids])
+        await asyncio.get_running_loop().run_in_executor(None, thread.close)
+        return got
+
+    got = asyncio.run(main())
+    assert store.calls == [
+        ("set_task_states", 1), ("finish_tasks", 3), ("finish_tasks", 2), ("finish_tasks", 1),
+    ]
+    assert [(t.state, t.result) for t in got if t] == [
+        *((TaskState.SUCCEEDED, i) for i in ids[:5]), (TaskState.SUCCEEDED, None),
+    ]
+    # every call, read or write, ran on the one store thread
+    assert len(store.threads) == 1
+    assert threading.get_ident() not in store.threads
+
+
 def test_task_ids_sort_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter(range(1_700_000_000_000_000_000, 1_700_000_001_000_000_000, 1_000_000))
     monkeypatch.setattr(core.time, "time_ns", lambda: next(clock))
@@ -181,3 +249,56 @@ def test_task_ids_sort_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> Non
     assert ids == sorted(ids)
     assert len(set(ids)) == 200
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_task_cancelled_while_its_results_are_read_back_is_not_aggregated() -> None:
+    # On the thread, a task whose results are not in memory (here: recovered after a restart,
+    # every subtask done) has them read back before its aggregate runs; a cancel may come in
+    # between. The task stays cancelled: no aggregate runs, no state goes out after the final.
+    from herder.config import MasterSettings
+    from herder.master.core import Master
+    from herder.tasktype import Registry
+
+    class SlowResults(ThreadedStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reading = threading.Event()
+            self.release = threading.Event()
+
+        def get_results(self, task_id: str) -> list[object]:
+            self.reading.set()
+            assert self.release.wait(timeout=10)
+            return super().get_results(task_id)
+
+    store = SlowResults()
+    store.migrate()
+    store.insert_tasks([TaskRecord(id="t", type="sleep", params={"seconds": 0, "parts": 2})])
+    store.start_tasks([("t", [0, 0], 1.0)])
+    store.record_results([("t", i, 1, "0", 2.0, "w", 1.5) for i in range(2)])
+
+    async def main() -> list[str]:
+        master = Master(MasterSettings(), store, Registry.from_modules([]))
+        states = master.hub.subscribe("t", frozenset({"state"}))
+        await master.start()  # recovers the task: its results are being read
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, store.reading.wait, 10)
+        cancelling = asyncio.ensure_future(master.cancel("t"))
+        await asyncio.sleep(0)  # ended in its first step; its answer waits for the thread
+        assert "t" not in master.active
+        store.release.set()
+        await cancelling
+        deadline = loop.time() + 10
+        while master._background and loop.time() < deadline:  # the read and what follows
+            await asyncio.sleep(0.01)
+        await master.journal.flush()
+        stored = await master.store.call(store.get_task, "t")
+        await master.stop()
+        assert stored is not None and stored.state is TaskState.CANCELLED
+        seen = []
+        while not states.queue.empty():
+            seen.append(states.queue.get_nowait().data["state"])
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[-1] == "cancelled"
+    assert "succeeded" not in seen

@@ -159,7 +159,9 @@ CancelGrace = Annotated[float, typer.Option(
     "--cancel-grace", envvar="HERDER_CANCEL_GRACE", parser=parse_duration, metavar="DURATION",
     help="Time a cancelled process-pool subtask gets before it is killed.")]
 Host = Annotated[str, typer.Option("--host", envvar="HERDER_HOST", help="Address to bind.")]
-Db = Annotated[str, typer.Option("--db", envvar="HERDER_DB", help="SQLite file.")]
+Db = Annotated[str, typer.Option(
+    "--db", envvar="HERDER_DB",
+    help="The store: a SQLite file, or postgresql://user@host/db (needs herder[postgres]).")]
 CaptureOutput = Annotated[bool, typer.Option(
     "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
     help="Send what subtasks print (stdout, stderr) to the master as log lines.")]

@@ -1,8 +1,9 @@
 """The server commands: `master`, `worker` and `up`. Each builds a frozen settings object and
 hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`.
 
-Imports `cluster`, `config`, `errors` and the CLI's `options` (and, inside the commands, `master`
-or `worker`, so that client commands do not pay for the server's imports).
+Imports `cluster`, `config`, `errors`, `store.base` (to show a URL without its password) and the
+CLI's `options` (and, inside the commands, `master` or `worker`, so that client commands do not
+pay for the server's imports).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
+from herder.store.base import redact
 
 if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master and worker skip
     from herder.cluster import LocalCluster
@@ -187,7 +189,7 @@ def up(
     try:
         cluster.start()
         out.print(f"herder is up at {cluster.url} with {workers} worker(s) x {slots} slot(s), "
-                  f"db {db}. Ctrl-C stops it.", markup=False)
+                  f"db {redact(db)}. Ctrl-C stops it.", markup=False)
         while not (gone := cluster.exited()):
             time.sleep(0.2)
         name, status = gone[0]

@@ -430,9 +430,11 @@ class Master:
         self._aggregate_results(task, results)
 
     async def _read_results_then_aggregate(self, task: ActiveTask) -> None:
-        self._aggregate_results(
-            task, await self.store.read(self.store.store.get_results, task.id)
-        )
+        results = await self.store.read(self.store.store.get_results, task.id)
+        # It may have ended while they were read (cancelled, timed out): then it is over, and
+        # aggregating it would only send an `aggregating` state after its final one.
+        if self.active.get(task.id) is task:
+            self._aggregate_results(task, results)
 
     def _aggregate_results(self, task: ActiveTask, results: list[JSON]) -> None:
         aggregate = self.registry.instance(task.record.type).aggregate

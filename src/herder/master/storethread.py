@@ -4,11 +4,16 @@ SQLite in WAL mode answers in microseconds, and handing each call to a thread co
 call itself: the wake-up of the other thread and the fight for the GIL afterwards (measured:
 ~150 us per hand-off against ~30 us for a batched commit). So a store that says
 `runs_inline = True` is called directly. A store whose calls wait on a network (PostgreSQL) runs on
-one thread, so the event loop never waits on it.
+one thread, so the event loop never waits on it: every call, read or write, awaited or posted,
+goes to that one thread, so the store is never called from two threads at once.
 
 Either way calls happen in the order they were made, whether or not the caller awaits them: a
 fire-and-forget `start_attempts` is always written before a later awaited `record_results` for
-the same subtask. Imports `store` only.
+the same subtask. On the thread, items given to `post_item` while the thread is busy join the
+call still waiting for it, when it is the last one made and of the same method: a thousand tasks
+finishing together are a few calls, not a thousand round trips to the database. Other writes
+are not grouped into one transaction there (inline ones are: `FLUSH_DELAY`). Imports `store`
+only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -44,6 +50,9 @@ class StoreThread:
         self._pending: list[_Write] = []
         #: the flush FLUSH_DELAY after the first write pending (None: no write pending)
         self._flush_timer: asyncio.TimerHandle | None = None
+        #: on the thread, the call made last if it is a `post_item` batch that has not started:
+        #: items for the same method join it
+        self._open_batch: _ThreadBatch | None = None
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn(*args)` and wait for it (and its commit). Writes posted before it are made
@@ -51,8 +60,7 @@ class StoreThread:
         if self.inline:
             self.flush()
             return fn(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await asyncio.wrap_future(self._submit(functools.partial(fn, *args, **kwargs)))
 
     async def read(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Like `call`, for a read that does not depend on the writes posted and not yet made:
@@ -91,8 +99,7 @@ class StoreThread:
         if self.inline:
             self._pend(_Write(fn, args))
             return
-        future = self._pool.submit(fn, *args)
-        future.add_done_callback(_log_failure)
+        self._submit(functools.partial(fn, *args)).add_done_callback(_log_failure)
 
     def write(self, fn: Callable[..., R], *args: object) -> asyncio.Future[R]:
         """Post the write `fn(*args)`; the future gets its value once it is committed (or its
@@ -100,7 +107,7 @@ class StoreThread:
         next one, whichever comes first, a `commit` or the flush FLUSH_DELAY later. So a step
         can go on (dispatch a task) and acknowledge it when its row is known to be stored."""
         if not self.inline:
-            return asyncio.wrap_future(self._pool.submit(fn, *args))
+            return asyncio.wrap_future(self._submit(functools.partial(fn, *args)))
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pend(_Write(fn, args, future))
         return future
@@ -119,13 +126,28 @@ class StoreThread:
         """Like `post(fn, [item])` for a store method that takes a list, but consecutive items
         for the same method share one call: a thousand tasks finishing together are one
         `finish_tasks` (one executemany), not a thousand. Only consecutive ones, so writes stay
-        in the order they were posted."""
-        last = self._pending[-1] if self.inline and self._pending else None
+        in the order they were posted. On the thread, items join the last call made while it
+        has not started (the thread is busy with the ones before it)."""
+        if not self.inline:
+            batch = self._open_batch
+            if batch is not None and batch.fn == fn and batch.add(item):
+                return
+            batch = _ThreadBatch(fn, [item])
+            self._submit(batch.run).add_done_callback(_log_failure)
+            self._open_batch = batch  # (after _submit, which closes the one before)
+            return
+        last = self._pending[-1] if self._pending else None
         if last is not None and last.fn == fn and last.future is None:  # bound methods: ==
-            batch = last.args[0]
-            batch.append(item)
+            batch_items = last.args[0]
+            batch_items.append(item)
             return
         self.post(fn, [item])
+
+    def _submit(self, fn: Callable[[], R]) -> concurrent.futures.Future[R]:
+        """Run `fn` on the thread after every call made before it. No item joins a batch made
+        before this call any more: it would be written after it."""
+        self._open_batch = None
+        return self._pool.submit(fn)
 
     def flush(self) -> None:
         if not self._pending:
@@ -178,6 +200,30 @@ class StoreThread:
         self.flush()
         self._pool.shutdown(wait=True)
         self.store.close()
+
+
+class _ThreadBatch:
+    """The items of consecutive `post_item`s of one method, in one call on the store's thread;
+    items join it until the thread takes it."""
+
+    def __init__(self, fn: Callable[[list[Any]], object], items: list[Any]) -> None:
+        self.fn = fn
+        self._items = items
+        self._taken = False
+        self._lock = threading.Lock()  # between the loop, adding, and the thread, taking
+
+    def add(self, item: object) -> bool:
+        """False once the thread has taken the batch: the caller makes a new one."""
+        with self._lock:
+            if self._taken:
+                return False
+            self._items.append(item)
+            return True
+
+    def run(self) -> object:
+        with self._lock:
+            self._taken = True
+        return self.fn(self._items)
 
 
 @dataclass

@@ -1,14 +1,16 @@
 """The store contract: every query the master makes, as one narrow synchronous interface.
 
-Backends implement it in their own module (`sqlite`, later `postgres`). Methods are synchronous;
-the master calls them from one dedicated thread, so a backend needs no locking of its own beyond
-what its driver does. Every method that changes state commits before it returns: the master
+Backends implement it in their own module (`sqlite`, `postgres`). Methods are synchronous; the
+master calls them on the event loop (a store that `runs_inline`) or from one dedicated thread,
+never from two threads at once, so a backend needs no locking of its own beyond what its driver
+does. Every method that changes state commits before it returns: the master
 acknowledges nothing the store has not committed. Imports `model` and `errors` only.
 """
 
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -203,11 +205,34 @@ class Store(abc.ABC):
         task's logs_dropped, and return it."""
 
 
+_PASSWORD_IN_URL = re.compile(r"(?<=://)([^/@:?#]*):[^/@?#]*@")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """The store's URL as it may be shown (messages, logs): without a password, in its user
+    part or as a parameter. (Better still, give it in PGPASSWORD or ~/.pgpass.)"""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1@", url))
+
+
 def open_store(url: str) -> Store:
-    """`path/to/file.db`, `sqlite:///path`, or `:memory:` -> SQLite. (PostgreSQL comes later.)"""
+    """Open and migrate the store `url` names: `postgresql://...` or `postgres://...` ->
+    PostgreSQL; `path/to/file.db`, `sqlite:///path`, or `:memory:` -> SQLite.
+
+    Raises HerderError with one line saying what is wrong when PostgreSQL's driver is missing or
+    its server cannot be reached (the CLI prints it as it is)."""
     if url.startswith(("postgres://", "postgresql://")):
-        raise HerderError("--db: PostgreSQL is not supported yet; use a SQLite file path")
-    from herder.store.sqlite import SqliteStore  # the backend chosen by URL, imported on demand
+        try:  # the backend chosen by URL, imported on demand: psycopg is an extra
+            from herder.store.postgres import open_postgres
+        except ImportError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise HerderError(
+                f"--db: PostgreSQL needs the psycopg driver, which cannot be imported ({exc}); "
+                "install herder[postgres] (pip install 'herder[postgres]')"
+            ) from None
+        return open_postgres(url)
+    from herder.store.sqlite import SqliteStore
 
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     store = SqliteStore(path)

@@ -8,11 +8,7 @@ inside transactions, and turns rows into `herder.model` records. Imports `model`
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-import json
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -20,21 +16,33 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from herder import jsontext
 from herder.errors import HerderError
-from herder.jsontext import JSONText
 from herder.model import (
     FINAL_TASK_STATES,
     JSON,
     TASK_TRANSITIONS,
     LogRecord,
     SubtaskRecord,
-    SubtaskState,
     TaskError,
     TaskRecord,
     TaskState,
 )
+from herder.store import sqlfiles
 from herder.store.base import AttemptResult, AttemptStart, Store, TaskFinish, TaskStart
+from herder.store.rows import (
+    MAX_PAGE,
+    decode,
+    encode,
+    encode_error,
+    encode_nullable,
+    log_from_row,
+    log_row,
+    parse_cursor,
+    subtask_from_row,
+    subtask_rows,
+    task_from_row,
+    task_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +51,11 @@ CHECKPOINT_EVERY = 0.5
 #: WAL pages (4 KiB) after which a commit checkpoints itself (SQLite's default: 1,000)
 WAL_LIMIT_PAGES = 10_000
 
-_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
-_QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-_MAX_PAGE = 1000
+#: the folder of herder/store/ that holds this backend's SQL (sqlfiles)
+SQL_FOLDER = "sql"
 #: ids bound in one `IN (...)` (SQLite allows 32,766 parameters; smaller chunks plan faster)
 _IDS_PER_QUERY = 500
 _BUSY_TIMEOUT_MS = 5000
-# `seq < _NO_CURSOR` holds for every row: the first page has no cursor.
-_NO_CURSOR = 2**63 - 1
-
-
-def _encode(value: JSON) -> str:
-    """`value` as JSON text; a JSONText is that already."""
-    return value if type(value) is JSONText else jsontext.compact(value)
 
 
 class SqliteStore(Store):
@@ -76,7 +76,7 @@ class SqliteStore(Store):
         # crash may lose the last commits, and never corrupts the file. FULL would fsync on every
         # commit, which bounds submissions to the disk's flush rate for no gain against the
         # crashes DESIGN.md promises to survive. WAL also lets readers go on during a write.
-        self._db.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(self._db)
         self._db.execute("PRAGMA synchronous = NORMAL")
         # Another process holding the write lock (a second master, a migration) makes us wait
         # this long instead of failing at once with "database is locked".
@@ -131,18 +131,18 @@ class SqliteStore(Store):
         self, tasks: Sequence[TaskRecord], parts: Sequence[Sequence[JSON] | None] = ()
     ) -> list[bool]:
         with self._transaction() as db:
-            inserted = _each_changed(db, self._q["insert_task"], [_task_row(t) for t in tasks])
+            inserted = _each_changed(db, self._q["insert_task"], [task_row(t) for t in tasks])
             if parts:
                 subtasks: list[tuple[str, int, str]] = []
                 for task, its_parts, was_inserted in zip(tasks, parts, inserted, strict=True):
                     if was_inserted and its_parts is not None:
-                        subtasks += _subtask_rows(task.id, its_parts)
+                        subtasks += subtask_rows(task.id, its_parts)
                 db.executemany(self._q["insert_subtask"], subtasks)
             return inserted
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._db.execute(self._q["get_task"], {"id": task_id}).fetchone()
-        return None if row is None else _task_from_row(row)
+        return None if row is None else task_from_row(row)
 
     def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         out: list[TaskRecord] = []
@@ -150,7 +150,7 @@ class SqliteStore(Store):
         for first in range(0, len(unique), _IDS_PER_QUERY):
             chunk = unique[first : first + _IDS_PER_QUERY]
             query = self._q["get_tasks"].replace("?ids", ", ".join("?" * len(chunk)))
-            out += (_task_from_row(row) for row in self._db.execute(query, chunk))
+            out += (task_from_row(row) for row in self._db.execute(query, chunk))
         return out
 
     def list_tasks(
@@ -161,9 +161,9 @@ class SqliteStore(Store):
         cursor: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
         """Raises ValueError for a cursor that list_tasks did not hand out."""
-        limit = max(1, min(int(limit), _MAX_PAGE))
+        limit = max(1, min(int(limit), MAX_PAGE))
         query = "list_tasks"
-        params: dict[str, Any] = {"before": _parse_cursor(cursor), "limit": limit + 1}
+        params: dict[str, Any] = {"before": parse_cursor(cursor), "limit": limit + 1}
         if state is not None:
             query += "_by_state"
             params["state"] = TaskState(state).value
@@ -174,14 +174,14 @@ class SqliteStore(Store):
         # hands out a cursor that leads to an empty page.
         rows = self._db.execute(self._q[query], params).fetchall()
         next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
-        return [_task_from_row(row) for row in rows[:limit]], next_cursor
+        return [task_from_row(row) for row in rows[:limit]], next_cursor
 
     def count_unfinished(self) -> int:
         count: int = self._db.execute(self._q["count_unfinished"]).fetchone()[0]
         return count
 
     def unfinished_tasks(self) -> list[TaskRecord]:
-        return [_task_from_row(row) for row in self._db.execute(self._q["unfinished_tasks"])]
+        return [task_from_row(row) for row in self._db.execute(self._q["unfinished_tasks"])]
 
     def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
         """Does nothing unless the task is pending (one cancelled during its split stays so)."""
@@ -196,7 +196,7 @@ class SqliteStore(Store):
             started = _each_changed(db, self._q["start_task"], rows)
             for (task_id, parts, _), was_started in zip(items, started, strict=True):
                 if was_started:
-                    subtasks += _subtask_rows(task_id, parts)
+                    subtasks += subtask_rows(task_id, parts)
             db.executemany(self._q["insert_subtask"], subtasks)
 
     def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
@@ -218,8 +218,8 @@ class SqliteStore(Store):
             for task_id, state, finished_at, result, error in items:
                 if state == TaskState.SUCCEEDED:  # (a StrEnum: equal to its string too)
                     succeeded.append(
-                        (task_id, "succeeded", finished_at, _encode_nullable(result),
-                         _encode_error(error))
+                        (task_id, "succeeded", finished_at, encode_nullable(result),
+                         encode_error(error))
                     )
                 else:
                     self.finish_task(task_id, state, finished_at, result, error)
@@ -244,8 +244,8 @@ class SqliteStore(Store):
         with self._transaction() as db:
             cur = db.execute(
                 self._q["finish_task"],
-                (task_id, state.value, finished_at, _encode_nullable(result),
-                 _encode_error(error)),
+                (task_id, state.value, finished_at, encode_nullable(result),
+                 encode_error(error)),
             )
             if cur.rowcount != 1:
                 return False
@@ -275,7 +275,7 @@ class SqliteStore(Store):
     ) -> bool:
         """Also False, changing nothing, for an unknown subtask or one that is failed or
         cancelled (its task is over: a late result must not make it look succeeded)."""
-        item = (task_id, index, attempt, _encode(result), finished_at, None, None)
+        item = (task_id, index, attempt, encode(result), finished_at, None, None)
         return self.record_results([item])[0]
 
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
@@ -297,7 +297,7 @@ class SqliteStore(Store):
             "task_id": task_id,
             "idx": index,
             "attempt": attempt,
-            "error": _encode_error(error),
+            "error": encode_error(error),
         }
         if final:
             self._db.execute(self._q["fail_subtask"], {**params, "finished_at": finished_at})
@@ -309,11 +309,11 @@ class SqliteStore(Store):
 
     def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
         rows = self._db.execute(self._q["get_subtasks"], {"task_id": task_id})
-        return [_subtask_from_row(row) for row in rows]
+        return [subtask_from_row(row) for row in rows]
 
     def get_results(self, task_id: str) -> list[JSON]:
         rows = self._db.execute(self._q["get_results"], {"task_id": task_id})
-        return [_decode(row[0]) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -329,10 +329,7 @@ class SqliteStore(Store):
         with self._transaction() as db:
             db.executemany(
                 self._q["insert_log"],
-                [
-                    (r.task_id, r.ts, r.level, r.message, r.subtask, r.attempt, r.worker, r.kind)
-                    for r in records
-                ],
+                [log_row(r) for r in records],
             )
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
         seq = int(last) - len(records)
@@ -346,7 +343,7 @@ class SqliteStore(Store):
     ) -> list[LogRecord]:
         args: dict[str, object] = {"task_id": task_id, "since": since, "limit": max(0, limit)}
         query = self._q["get_all_events" if task_id is None else "get_task_events"]
-        return [_log_from_row(row) for row in self._db.execute(query, args)]
+        return [log_from_row(row) for row in self._db.execute(query, args)]
 
     def count_logs(self, task_id: str) -> int:
         row = self._db.execute(self._q["count_logs"], {"task_id": task_id}).fetchone()
@@ -367,7 +364,7 @@ class SqliteStore(Store):
             # gets nothing.
             {"task_id": task_id, "since": since, "limit": max(0, limit)},
         )
-        return [_log_from_row(row) for row in rows]
+        return [log_from_row(row) for row in rows]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -387,6 +384,22 @@ class SqliteStore(Store):
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a no-op once it is). Switching needs the file to itself, and
+    of connections opening a new file at once (masters started together), SQLite answers all
+    but one "database is locked" at once, without waiting busy_timeout (waiting could
+    deadlock): they try again until the switch is made, by whichever."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _each_changed(db: sqlite3.Connection, query: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
@@ -443,27 +456,13 @@ class _Checkpointer:
         self._thread.join(timeout=5)
 
 
-@functools.cache
 def _queries() -> dict[str, str]:
-    text = (importlib.resources.files("herder.store") / "sql" / "queries.sql").read_text("utf-8")
-    parts = _QUERY_HEADER.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return sqlfiles.queries(SQL_FOLDER)
 
 
-@functools.cache
-def _migrations() -> tuple[tuple[int, str, str], ...]:
+def _migrations() -> tuple[sqlfiles.Migration, ...]:
     """(version, file name, script) for every migration file, by version."""
-    found: list[tuple[int, str, str]] = []
-    for entry in (importlib.resources.files("herder.store") / "sql").iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort()
-    versions = [version for version, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise HerderError(f"store migrations must be numbered 1, 2, 3, ...; found {versions}")
-    return tuple(found)
+    return sqlfiles.migrations(SQL_FOLDER)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -478,95 +477,3 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
     if any(line.strip() and not line.lstrip().startswith("--") for line in pending.splitlines()):
         raise HerderError(f"store migration ends in an unfinished statement: {pending.strip()!r}")
-
-
-# -- rows <-> records -----------------------------------------------------------------------
-
-
-def _parse_cursor(cursor: str | None) -> int:
-    if cursor is None or cursor == "":
-        return _NO_CURSOR
-    if not (cursor.isascii() and cursor.isdigit()):
-        raise ValueError(f"cursor: {cursor!r} is not a cursor that list_tasks returned")
-    # Past the largest seq there is, a cursor means "from the newest"; SQLite cannot bind more.
-    return min(int(cursor), _NO_CURSOR)
-
-
-def _encode_nullable(value: JSON) -> str | None:
-    return None if value is None else _encode(value)
-
-
-def _encode_error(error: TaskError | None) -> str | None:
-    return None if error is None else _encode(error.to_json())
-
-
-def _decode(text: str | None) -> JSON:
-    return None if text is None else json.loads(text)
-
-
-def _decode_error(text: str | None) -> TaskError | None:
-    return None if text is None else TaskError.from_json(json.loads(text))
-
-
-def _subtask_rows(task_id: str, parts: Sequence[JSON]) -> list[tuple[str, int, str]]:
-    """insert_subtask's parameters for a task's parts: its subtasks, queued."""
-    return [(task_id, i, _encode(part)) for i, part in enumerate(parts)]
-
-
-def _task_row(task: TaskRecord) -> tuple[Any, ...]:
-    """insert_task's parameters: the columns in order."""
-    return (
-        task.id, task.type, _encode(task.params), task.priority, task.timeout,
-        str(task.state), _encode_nullable(task.result), _encode_error(task.error),
-        task.created_at, task.started_at, task.finished_at, task.subtasks_total,
-        task.max_retries,
-    )
-
-
-def _task_from_row(row: sqlite3.Row) -> TaskRecord:
-    return TaskRecord(
-        id=row["id"],
-        type=row["type"],
-        params=json.loads(row["params"]),
-        priority=row["priority"],
-        timeout=row["timeout"],
-        state=TaskState(row["state"]),
-        result=_decode(row["result"]),
-        error=_decode_error(row["error"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        subtasks_total=row["subtasks_total"],
-        max_retries=row["max_retries"],
-        logs_dropped=row["logs_dropped"],
-    )
-
-
-def _subtask_from_row(row: sqlite3.Row) -> SubtaskRecord:
-    return SubtaskRecord(
-        task_id=row["task_id"],
-        index=row["idx"],
-        part=json.loads(row["part"]),
-        state=SubtaskState(row["state"]),
-        attempts=row["attempts"],
-        worker=row["worker"],
-        result=_decode(row["result"]),
-        error=_decode_error(row["error"]),
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _log_from_row(row: sqlite3.Row) -> LogRecord:
-    return LogRecord(
-        task_id=row["task_id"],
-        ts=row["ts"],
-        level=row["level"],
-        message=row["message"],
-        subtask=row["subtask"],
-        attempt=row["attempt"],
-        worker=row["worker"],
-        seq=row["seq"],
-        kind=row["kind"],
-    )
-

@@ -1,0 +1,194 @@
+-- Every query PostgresStore makes, by name (PostgreSQL dialect, psycopg's placeholders). The
+-- writes made for every task and subtask take their parameters by position (%s) from tuples laid
+-- out as herder.store.base's AttemptStart, AttemptResult... say: those whose SQL needs them in
+-- another order, or more than once, read them from a one-row VALUES list, `v`, whose columns
+-- name them and cast them (a parameter's type is otherwise guessed from where it is first used).
+-- The others take named parameters (%(name)s). A block runs from its "-- name:" line to the next
+-- one. Columns are read by name, not position. No query holds a literal percent sign (psycopg
+-- would read it as a placeholder).
+
+-- name: migration_lock
+-- Held until the migrating transaction ends: two processes migrating at once apply each version
+-- once (the second waits, then finds it done). The key is "herder" in ASCII, one database's own.
+SELECT pg_advisory_xact_lock(114784920167794);
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+);
+
+-- name: applied_versions
+SELECT version FROM schema_version ORDER BY version;
+
+-- name: record_version
+INSERT INTO schema_version (version, name, applied_at) VALUES (%(version)s, %(name)s, %(applied_at)s);
+
+-- name: insert_task
+-- The columns in order. An id already stored is skipped: row count 0 tells the caller.
+INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
+                   started_at, finished_at, subtasks_total, max_retries)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = %(id)s;
+
+-- name: get_tasks
+-- Any number of ids in one array.
+SELECT * FROM tasks WHERE id = ANY (%(ids)s::text[]);
+
+-- name: list_tasks
+-- The four list_tasks* variants exist so that each filter walks its own index backwards; one
+-- query with "(state IS NULL OR state = the state)" would scan the whole table instead.
+SELECT * FROM tasks WHERE seq < %(before)s ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: list_tasks_by_state
+-- Open and failed-like states walk their partial index; `succeeded` walks the table by seq
+-- (0001_initial.sql). The planner matches the partial index to the value of the parameter.
+SELECT * FROM tasks
+WHERE state = %(state)s AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: list_tasks_by_type
+SELECT * FROM tasks WHERE type = %(type)s AND seq < %(before)s ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: list_tasks_by_state_and_type
+SELECT * FROM tasks
+WHERE state = %(state)s AND type = %(type)s AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: count_unfinished
+SELECT count(*) AS n FROM tasks WHERE state IN ('pending', 'running', 'aggregating');
+
+-- name: unfinished_tasks
+SELECT * FROM tasks WHERE state IN ('pending', 'running', 'aggregating') ORDER BY seq;
+
+-- name: start_task
+-- (id, started_at, subtasks_total). Only a pending task starts: one cancelled while it was being
+-- split stays cancelled.
+UPDATE tasks AS t SET state = 'running', started_at = v.started_at,
+                      subtasks_total = v.subtasks_total
+FROM (VALUES (%s::text, %s::float8, %s::bigint)) AS v (id, started_at, subtasks_total)
+WHERE t.id = v.id AND t.state = 'pending';
+
+-- name: insert_subtask
+-- (task_id, idx, part)
+INSERT INTO subtasks (task_id, idx, part, state) VALUES (%s, %s, %s, 'queued');
+
+-- name: set_task_state
+-- Only from a state that may move to the new one (set_task_states lists them).
+UPDATE tasks SET state = %(state)s WHERE id = %(id)s AND state = ANY (%(from_states)s::text[]);
+
+-- name: finish_task
+-- (id, state, finished_at, result, error). The state guard makes finishing happen once: a second
+-- call matches no row, and `finished` says 0. A task that finished here unsuccessfully has its
+-- queued and running subtasks cancelled by the same statement, so one statement is the whole of
+-- it (atomic by itself, one round trip).
+WITH v (id, state, finished_at, result, error) AS (
+    VALUES (%s::text, %s::text, %s::float8, %s::text, %s::text)
+), finished AS (
+    UPDATE tasks AS t
+    SET state = v.state, finished_at = v.finished_at, result = v.result, error = v.error
+    FROM v
+    WHERE t.id = v.id AND t.state IN ('pending', 'running', 'aggregating')
+    RETURNING t.id, v.state, v.finished_at
+), cancelled AS (
+    UPDATE subtasks AS s SET state = 'cancelled', finished_at = f.finished_at
+    FROM finished AS f
+    WHERE s.task_id = f.id AND f.state <> 'succeeded' AND s.state IN ('queued', 'running')
+)
+SELECT count(*) AS finished FROM finished;
+
+-- name: start_attempt
+-- (task_id, idx, attempt, worker, started_at). GREATEST: the attempt number is a fencing token
+-- and never goes back, even if calls cross.
+UPDATE subtasks AS s
+SET state = 'running', attempts = GREATEST(s.attempts, v.attempt), worker = v.worker,
+    started_at = v.started_at, finished_at = NULL
+FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8))
+     AS v (task_id, idx, attempt, worker, started_at)
+WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running');
+
+-- name: record_result
+-- (task_id, idx, attempt, result, finished_at, worker, started_at). Changes nothing (row count
+-- 0) for an unknown or already final subtask: a result is recorded once, and a late one cannot
+-- make a failed or cancelled subtask look succeeded. `worker` and `started_at` are the
+-- attempt's start when it was not written before (else NULL, and the stored one stays).
+UPDATE subtasks AS s
+SET state = 'succeeded', result = v.result, result_attempt = v.attempt,
+    attempts = GREATEST(s.attempts, v.attempt), finished_at = v.finished_at,
+    worker = coalesce(v.worker, s.worker), started_at = coalesce(v.started_at, s.started_at)
+FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8, %s::text, %s::float8))
+     AS v (task_id, idx, attempt, result, finished_at, worker, started_at)
+WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running');
+
+-- name: fail_subtask
+UPDATE subtasks
+SET state = 'failed', attempts = GREATEST(attempts, %(attempt)s), error = %(error)s,
+    finished_at = %(finished_at)s
+WHERE task_id = %(task_id)s AND idx = %(idx)s AND state IN ('queued', 'running');
+
+-- name: retry_subtask
+-- Back to queued: nobody holds it, so no worker and no start time; the error stays as the last seen.
+UPDATE subtasks
+SET state = 'queued', attempts = GREATEST(attempts, %(attempt)s), error = %(error)s,
+    worker = NULL, started_at = NULL, finished_at = NULL
+WHERE task_id = %(task_id)s AND idx = %(idx)s AND state IN ('queued', 'running');
+
+-- name: requeue_subtask
+UPDATE subtasks SET state = 'queued', worker = NULL, started_at = NULL
+WHERE task_id = %(task_id)s AND idx = %(idx)s AND state = 'running';
+
+-- name: get_subtasks
+SELECT task_id, idx, part, state, attempts, worker, result, error, started_at, finished_at
+FROM subtasks
+WHERE task_id = %(task_id)s
+ORDER BY idx;
+
+-- name: get_results
+SELECT result FROM subtasks WHERE task_id = %(task_id)s ORDER BY idx;
+
+-- name: journal_lock
+-- Held by a transaction that appends to the journal until it commits: the seqs of the rows it
+-- adds are taken after every earlier append committed, so a reader never sees a seq while a
+-- smaller one is still to come (an event stream resumed "after seq n" misses nothing). A
+-- sequence alone would not promise that to two writers. The key is "journal" in ASCII.
+SELECT pg_advisory_xact_lock(29958897753022828);
+
+-- name: insert_log
+-- The columns in order; the row's seq comes back.
+INSERT INTO logs (task_id, ts, level, message, subtask, attempt, worker, kind)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING seq;
+
+-- name: get_logs
+SELECT * FROM logs
+WHERE kind = 'log' AND task_id = %(task_id)s AND seq > %(since)s
+ORDER BY seq LIMIT %(limit)s;
+
+-- name: get_task_events
+SELECT * FROM logs WHERE task_id = %(task_id)s AND seq > %(since)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: get_all_events
+SELECT * FROM logs WHERE seq > %(since)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: count_logs
+SELECT count(*) AS n FROM logs WHERE kind = 'log' AND task_id = %(task_id)s;
+
+-- name: trim_logs
+-- Deletes every log line of the task but the newest `keep` (at least 1) and adds how many
+-- went to the task's logs_dropped, in one statement; `dropped` says how many.
+WITH newest_dropped AS (
+    SELECT seq FROM logs WHERE kind = 'log' AND task_id = %(task_id)s
+    ORDER BY seq DESC LIMIT 1 OFFSET %(keep)s
+), dropped AS (
+    DELETE FROM logs
+    WHERE kind = 'log' AND task_id = %(task_id)s AND seq <= (SELECT seq FROM newest_dropped)
+    RETURNING 1
+), counted AS (
+    UPDATE tasks SET logs_dropped = logs_dropped + (SELECT count(*) FROM dropped)
+    WHERE id = %(task_id)s AND EXISTS (SELECT 1 FROM dropped)
+)
+SELECT count(*) AS dropped FROM dropped;

@@ -1,0 +1,27 @@
+"""Fixtures shared by every test directory: a PostgreSQL server for the session.
+
+`postgres_server` starts a throwaway server (tests/pgserver.py) the first time a test asks for
+it, and stops it at the end of the session; tests that never ask start nothing. Without the
+binaries or psycopg it skips with the reason, unless CI is set: then it fails, so that a CI
+machine cannot pass by running nothing (as the dashboard's Chromium).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pgserver import PostgresServer, unavailable
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and the PostgreSQL tests cannot run: {reason}")
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
