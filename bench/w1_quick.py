@@ -2,20 +2,25 @@
 (issue 5; `python -m bench` is the full comparison with the peers):
 
     .venv/bin/python -m bench.w1_quick [--tasks 5000] [--parts 10000] [--rounds 300] [--slots 4]
+                                       [--db URL | --postgres]
 
 W1: `--tasks` no-op tasks submitted in batches of 1,000, then gathered over one event stream.
 W1-split: one `sleep` task of `--parts` subtasks of 0 s. W2: `--rounds` sequential
 `Client.run` of a no-op task (p50 and p99 in ms; 0 skips it). All on 2 workers with `--slots`
-each.
+each, on a SQLite file in a temporary directory, or on the store `--db` names, or with
+`--postgres` on a database of a throwaway PostgreSQL server started for the run (the tests' own,
+`tests/pgserver.py`, with PostgreSQL's durable defaults: fsync and synchronous commits on).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import time
+from collections.abc import Iterator
 
 from herder import LocalCluster
 
@@ -34,9 +39,29 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--json", action="store_true",
                     help="one JSON object of the figures at the end (for bench.ab)")
+    ap.add_argument("--db", help="the master's store (default: a SQLite file of its own)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="run on a throwaway PostgreSQL server (needs its binaries and psycopg)")
     a = ap.parse_args()
+    with _store(a.db, a.postgres) as db:
+        run(a, db)
+
+
+@contextlib.contextmanager
+def _store(db: str | None, postgres: bool) -> Iterator[str | None]:
+    if not postgres:
+        yield db
+        return
+    from tests.pgserver import DURABLE, PostgresServer  # the repository's root is on the path
+
+    with PostgresServer(settings=DURABLE) as server:
+        yield server.create_database("herder_bench")
+
+
+def run(a: argparse.Namespace, db: str | None) -> None:
     figures: dict[str, dict[str, float]] = {}
-    cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning")
+    cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning",
+                           **({"db": db} if db else {}))
     with cluster as client:
         assert cluster.master_process is not None
         pids = [cluster.master_process.pid] + [w.pid for w in cluster.worker_processes]

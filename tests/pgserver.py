@@ -46,6 +46,8 @@ _SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "200",
 }
+#: PostgreSQL's defaults for what _SETTINGS turns off: a commit is on disk when it returns
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
 def bin_dir() -> Path | None:
@@ -106,8 +108,12 @@ def free_port() -> int:
 class PostgresServer:
     """`with PostgresServer() as server: url = server.create_database()`."""
 
-    def __init__(self, bin_path: Path | None = None) -> None:
+    def __init__(self, bin_path: Path | None = None, settings: dict[str, str] | None = None
+                 ) -> None:
+        """`settings`: server settings over the tests' own (_SETTINGS: no fsync), e.g. a
+        benchmark's durable ones (`DURABLE`)."""
         found = bin_path or bin_dir()
+        self.settings = {**_SETTINGS, **(settings or {})}
         if found is None:
             raise RuntimeError(unavailable() or "no PostgreSQL binaries")
         self.bin = found
@@ -208,7 +214,7 @@ class PostgresServer:
 
     def _pg_ctl_start(self) -> None:
         assert self.dir is not None
-        options = " ".join(f"-c {k}={v}" for k, v in _SETTINGS.items())
+        options = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
         log = self.dir / "server.log"
         try:
             self._run(
