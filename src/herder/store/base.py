@@ -111,7 +111,9 @@ class Store(abc.ABC):
                 self.set_task_state(task_id, state)
 
     def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
-        """`finish_task` for many, in one transaction (tasks already final are left alone)."""
+        """`finish_task` for many, in one transaction (tasks already final are left alone).
+        The master names a task once (it ends a task once); of a task named twice, one item
+        finishes it, which one is the backend's."""
         with self.transaction():
             for task_id, state, finished_at, result, error in items:
                 self.finish_task(task_id, state, finished_at, result, error)

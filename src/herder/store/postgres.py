@@ -309,9 +309,19 @@ class PostgresStore(Store):
             rows.append(
                 (task_id, state.value, finished_at, encode_nullable(result), encode_error(error))
             )
-        # Each row is one statement that returns how many tasks it finished (0 or 1).
-        with self._atomic(len(rows)) as conn:
-            return [bool(row["finished"]) for row in _each_row(conn, self._q["finish_task"], rows)]
+        # One statement for the batch. A task named twice (the master does not) is finished by
+        # its first item at most: the later ones find it final, as one after the other would.
+        if not rows:
+            return []
+        first: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            first.setdefault(row[0], i)
+        batch = [rows[i] for i in first.values()]
+        columns = ("ids", "states", "finished_at", "results", "errors")
+        params = {name: [row[c] for row in batch] for c, name in enumerate(columns)}
+        with self._atomic(1) as conn:
+            done = {row["id"] for row in conn.execute(self._q["finish_tasks"], params)}
+        return [first[row[0]] == i and row[0] in done for i, row in enumerate(rows)]
 
     # -- subtasks --------------------------------------------------------------------------
 
@@ -338,8 +348,20 @@ class PostgresStore(Store):
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
         if not items:
             return []
-        with self._atomic(len(items)) as conn:  # the items are record_result's parameters
-            return _each_changed(conn, self._q["record_result"], items)
+        # One statement for the batch. A subtask named twice takes its first item's result at
+        # most: the later ones find it final, as they would one after the other.
+        first: dict[tuple[str, int], int] = {}
+        for i, item in enumerate(items):
+            first.setdefault((item[0], item[1]), i)
+        batch = [items[i] for i in first.values()]
+        columns = ("task_ids", "idxs", "attempts", "results", "finished_at", "workers",
+                   "started_at")
+        params = {name: [item[c] for item in batch] for c, name in enumerate(columns)}
+        with self._atomic(1) as conn:
+            rows = conn.execute(self._q["record_results"], params)
+            changed = {(row["task_id"], row["idx"]) for row in rows}
+        return [first[(item[0], item[1])] == i and (item[0], item[1]) in changed
+                for i, item in enumerate(items)]
 
     @_again_if_disconnected
     def record_failure(

@@ -81,13 +81,16 @@ INSERT INTO subtasks (task_id, idx, part, state) VALUES (%s, %s, %s, 'queued');
 -- Only from a state that may move to the new one (set_task_states lists them).
 UPDATE tasks SET state = %(state)s WHERE id = %(id)s AND state = ANY (%(from_states)s::text[]);
 
--- name: finish_task
--- (id, state, finished_at, result, error). The state guard makes finishing happen once: a second
--- call matches no row, and `finished` says 0. A task that finished here unsuccessfully has its
--- queued and running subtasks cancelled by the same statement, so one statement is the whole of
--- it (atomic by itself, one round trip).
+-- name: finish_tasks
+-- A batch in one statement: arrays of ids, states, finished_at, results and errors, one element
+-- per task (ids distinct: the caller answers a repeated id itself). The state guard makes
+-- finishing happen once: a task already final is not among the ids returned. A task that
+-- finished here unsuccessfully has its queued and running subtasks cancelled by the same
+-- statement, so one statement is the whole of it (atomic by itself, one round trip, one plan
+-- for the batch instead of one execution per task).
 WITH v (id, state, finished_at, result, error) AS (
-    VALUES (%s::text, %s::text, %s::float8, %s::text, %s::text)
+    SELECT * FROM unnest(%(ids)s::text[], %(states)s::text[], %(finished_at)s::float8[],
+                         %(results)s::text[], %(errors)s::text[])
 ), finished AS (
     UPDATE tasks AS t
     SET state = v.state, finished_at = v.finished_at, result = v.result, error = v.error
@@ -99,7 +102,7 @@ WITH v (id, state, finished_at, result, error) AS (
     FROM finished AS f
     WHERE s.task_id = f.id AND f.state <> 'succeeded' AND s.state IN ('queued', 'running')
 )
-SELECT count(*) AS finished FROM finished;
+SELECT id FROM finished;
 
 -- name: start_attempt
 -- (task_id, idx, attempt, worker, started_at). GREATEST: the attempt number is a fencing token
@@ -111,18 +114,23 @@ FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8))
      AS v (task_id, idx, attempt, worker, started_at)
 WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running');
 
--- name: record_result
--- (task_id, idx, attempt, result, finished_at, worker, started_at). Changes nothing (row count
--- 0) for an unknown or already final subtask: a result is recorded once, and a late one cannot
--- make a failed or cancelled subtask look succeeded. `worker` and `started_at` are the
--- attempt's start when it was not written before (else NULL, and the stored one stays).
+-- name: record_results
+-- A batch in one statement: arrays of (task_id, idx, attempt, result, finished_at, worker,
+-- started_at), one element per subtask (distinct: the caller answers a repeated one itself).
+-- Changes nothing for an unknown or already final subtask, which is then not among the keys
+-- returned: a result is recorded once, and a late one cannot make a failed or cancelled subtask
+-- look succeeded. `worker` and `started_at` are the attempt's start when it was not written
+-- before (else NULL, and the stored one stays).
 UPDATE subtasks AS s
 SET state = 'succeeded', result = v.result, result_attempt = v.attempt,
     attempts = GREATEST(s.attempts, v.attempt), finished_at = v.finished_at,
     worker = coalesce(v.worker, s.worker), started_at = coalesce(v.started_at, s.started_at)
-FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8, %s::text, %s::float8))
+FROM unnest(%(task_ids)s::text[], %(idxs)s::bigint[], %(attempts)s::bigint[],
+            %(results)s::text[], %(finished_at)s::float8[], %(workers)s::text[],
+            %(started_at)s::float8[])
      AS v (task_id, idx, attempt, result, finished_at, worker, started_at)
-WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running');
+WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running')
+RETURNING s.task_id, s.idx;
 
 -- name: fail_subtask
 UPDATE subtasks
