@@ -9,7 +9,8 @@ W1-split: one `sleep` task of `--parts` subtasks of 0 s. W2: `--rounds` sequenti
 `Client.run` of a no-op task (p50 and p99 in ms; 0 skips it). All on 2 workers with `--slots`
 each, on a SQLite file in a temporary directory, or on the store `--db` names, or with
 `--postgres` on a database of a throwaway PostgreSQL server started for the run (the tests' own,
-`tests/pgserver.py`, with PostgreSQL's durable defaults: fsync and synchronous commits on).
+`tests/pgserver.py`, with PostgreSQL's durable defaults, fsync and synchronous commits on, and
+its files on the disk, not on a RAM disk).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _store(db: str | None, postgres: bool) -> Iterator[str | None]:
         return
     from tests.pgserver import DURABLE, PostgresServer  # the repository's root is on the path
 
-    with PostgresServer(settings=DURABLE) as server:
+    with PostgresServer(settings=DURABLE, on_disk=True) as server:
         yield server.create_database("herder_bench")
 
 

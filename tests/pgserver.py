@@ -108,12 +108,14 @@ def free_port() -> int:
 class PostgresServer:
     """`with PostgresServer() as server: url = server.create_database()`."""
 
-    def __init__(self, bin_path: Path | None = None, settings: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, bin_path: Path | None = None, settings: dict[str, str] | None = None,
+                 on_disk: bool = False) -> None:
         """`settings`: server settings over the tests' own (_SETTINGS: no fsync), e.g. a
-        benchmark's durable ones (`DURABLE`)."""
+        benchmark's durable ones (`DURABLE`). `on_disk`: the files in the system's temporary
+        directory, never on a RAM disk, where an fsync costs nothing."""
         found = bin_path or bin_dir()
         self.settings = {**_SETTINGS, **(settings or {})}
+        self.on_disk = on_disk
         if found is None:
             raise RuntimeError(unavailable() or "no PostgreSQL binaries")
         self.bin = found
@@ -127,7 +129,8 @@ class PostgresServer:
     def start(self) -> None:
         # Not under pytest's tmp_path: that is private to root (0700), and the server's user
         # must be able to reach its directory.
-        self.dir = Path(tempfile.mkdtemp(prefix="herder-pg-", dir=scratch_dir()))
+        where = None if self.on_disk else scratch_dir()
+        self.dir = Path(tempfile.mkdtemp(prefix="herder-pg-", dir=where))
         try:
             self._own(self.dir)
             self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
