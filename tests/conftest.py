@@ -8,20 +8,16 @@ machine cannot pass by running nothing (as the dashboard's Chromium).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.needs import require
 from tests.pgserver import PostgresServer, unavailable
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    reason = unavailable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the PostgreSQL tests cannot run: {reason}")
-        pytest.skip(reason)
+    require(unavailable(), "the PostgreSQL tests")
     with PostgresServer() as server:
         yield server

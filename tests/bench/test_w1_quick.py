@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import require
 from tests.pgserver import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +43,5 @@ def test_it_measures_herder_on_sqlite() -> None:
 
 @pytest.mark.timeout(120)
 def test_it_measures_herder_on_a_postgresql_server_of_its_own() -> None:
-    reason = unavailable()
-    if reason is not None:  # the policy of tests/conftest.py's postgres_server
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the PostgreSQL tests cannot run: {reason}")
-        pytest.skip(reason)
+    require(unavailable(), "the PostgreSQL tests")
     _check(_run("--postgres"))

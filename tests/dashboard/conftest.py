@@ -15,6 +15,7 @@ import pytest
 from bench.chromium import CHROMIUM, LAUNCH_ARGS
 
 from herder import LocalCluster
+from tests.needs import require
 
 TEST_TASKS = ("tests.tasktypes",)
 #: how long a UI expectation may take (a loaded CI machine is slow, a broken page never passes)
@@ -35,11 +36,7 @@ def _missing() -> str | None:
 # while it is open, and later tests that call asyncio.run() must not find one.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the dashboard tests cannot run: {reason}")
-        pytest.skip(reason)
+    require(_missing(), "the dashboard tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
