@@ -1,1 +1,2 @@
-"""Wire formats, sans I/O: worker-channel frames (`frames`) and HTTP schemas (`api`)."""
+"""Wire formats, sans I/O, each fact once: the paths (`paths`), HTTP requests (`api`) and
+answers (`answers`, with the states), and the worker channel's frames (`frames`)."""

@@ -1,0 +1,183 @@
+"""The HTTP API's answers as types: what the master writes and what the client and the CLI
+read. TypedDicts, so that an answer stays the plain dict its JSON decodes to (no copy, no
+validation on the way of every task) while both ends are checked against one definition.
+
+The states a task and a subtask can be in are `model.TaskState` / `SubtaskState`, re-exported
+here with the set of final states: the one definition of each. Imports `model` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from herder.model import FINAL_TASK_STATES, SubtaskState, TaskState
+
+__all__ = [
+    "FINAL_STATE_NAMES",
+    "FINAL_TASK_STATES",
+    "BatchItemAnswer",
+    "ErrorAnswer",
+    "HealthAnswer",
+    "LogLine",
+    "LogsPage",
+    "ProgressView",
+    "ResultAnswer",
+    "StatsAnswer",
+    "SubtaskState",
+    "SubtaskView",
+    "SubtasksAnswer",
+    "TaskErrorView",
+    "TaskPage",
+    "TaskState",
+    "TaskView",
+    "TasksAnswer",
+    "TypeView",
+    "TypesAnswer",
+    "WorkerView",
+    "WorkersAnswer",
+]
+
+#: the final states as the text the wire carries
+FINAL_STATE_NAMES: frozenset[str] = frozenset(s.value for s in FINAL_TASK_STATES)
+
+
+class ProgressView(TypedDict):
+    fraction: float
+    subtasks_total: int
+    subtasks_done: int
+    subtasks_running: int
+    subtasks_failed: int
+
+
+class TaskErrorView(TypedDict):
+    message: str
+    subtask: int | None
+    worker: str | None
+    attempt: int | None
+    traceback: str | None
+
+
+class TaskView(TypedDict):
+    """One task: `GET /tasks/{id}`, each item of a page, the answer to a submission."""
+
+    id: str
+    type: str
+    params: dict[str, Any]
+    priority: int
+    timeout: float | None
+    state: str
+    progress: ProgressView
+    eta_seconds: float | None
+    result: Any
+    error: TaskErrorView | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class TaskPage(TypedDict):
+    """`GET /tasks`: a page, and the cursor of the next one (None: the last)."""
+
+    tasks: list[TaskView]
+    next_cursor: str | None
+
+
+class TasksAnswer(TypedDict):
+    """`POST /tasks/lookup`."""
+
+    tasks: list[TaskView]
+
+
+class BatchItemAnswer(TypedDict):
+    """One item of `POST /tasks/batch`'s answer, in the order of the request's items."""
+
+    status: int
+    task: TaskView | None
+    detail: str | None
+
+
+class ResultAnswer(TypedDict):
+    result: Any
+
+
+class LogLine(TypedDict):
+    seq: int
+    ts: float
+    level: str
+    message: str
+    subtask: int | None
+    attempt: int | None
+    worker: str | None
+
+
+class LogsPage(TypedDict):
+    """`GET /tasks/{id}/logs`: lines after `since`, and how many the per-task bound dropped."""
+
+    logs: list[LogLine]
+    dropped: int
+
+
+class SubtaskView(TypedDict):
+    index: int
+    state: str
+    attempts: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    message: str | None
+    fraction: float | None
+    error: str | None
+
+
+class SubtasksAnswer(TypedDict):
+    subtasks: list[SubtaskView]
+
+
+class WorkerView(TypedDict):
+    id: str
+    name: str
+    slots: int
+    busy: int
+    pool: str
+    types: list[str]
+    labels: list[str]
+    state: str
+    connected_at: float
+    last_heartbeat: float
+    failure_rate: float | None
+    deprioritised: bool
+
+
+class WorkersAnswer(TypedDict):
+    workers: list[WorkerView]
+
+
+class TypeView(TypedDict):
+    name: str
+    params_schema: dict[str, Any]
+    max_retries: int
+    subtask_timeout: float | None
+    doc: str | None
+
+
+class TypesAnswer(TypedDict):
+    types: list[TypeView]
+
+
+class StatsAnswer(TypedDict):
+    #: [unix second, subtasks finished in it] pairs, oldest first
+    throughput: list[list[int]]
+    queue_depth: dict[str, int]
+    tasks: dict[str, int]
+
+
+class HealthAnswer(TypedDict):
+    status: str
+    workers: int
+
+
+class ErrorAnswer(TypedDict):
+    """Every 4xx and 5xx answer: what was wrong, naming the field where there is one."""
+
+    detail: str
