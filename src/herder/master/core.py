@@ -672,7 +672,7 @@ class Master:
                 recorded = await self.store.commit(self.store.store.record_results, items)
                 now = time.monotonic()
                 decisions: list[sch.Decision] = []
-                acks: list[tuple[WorkerSession, dict[str, Any]]] = []
+                acks: list[tuple[WorkerSession, frames.AckMap]] = []
                 done = 0
                 for (session, frame, text), stored in zip(batch, recorded, strict=True):
                     task_id, index, attempt = frame.task_id, frame.index, frame.attempt
@@ -953,7 +953,7 @@ def _code_error(where: str, exc: BaseException) -> TaskError:
     return TaskError(message=f"{where}: {type(exc).__name__}: {exc}", traceback=tb)
 
 
-def _ack(frame: frames.ResultFrame) -> dict[str, Any]:
+def _ack(frame: frames.ResultFrame) -> frames.AckMap:
     return frames.ack_map(frame.task_id, frame.index, frame.attempt)
 
 

@@ -42,6 +42,7 @@ from herder.protocol.frames import (
     LogFrame,
     MasterFrame,
     ProgressFrame,
+    ResultMap,
     Welcome,
     WorkerOutgoing,
     decode_master_frames,
@@ -177,7 +178,7 @@ class Agent:
         #: attempts assigned and waiting for a free slot, in arrival order
         self._backlog: OrderedDict[AttemptKey, Job] = OrderedDict()
         #: results sent (or to send) and not yet acknowledged, in the order they ended
-        self._unacked: dict[AttemptKey, dict[str, Any]] = {}  # result maps
+        self._unacked: dict[AttemptKey, ResultMap] = {}
         #: running attempts the master no longer wants (missing from a welcome's keep)
         self._silent: set[AttemptKey] = set()
         self._outbox: Outbox | None = None
