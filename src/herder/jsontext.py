@@ -1,15 +1,15 @@
 """JSON text: compact encoders made once, and the type of a value encoded already.
 
 `json.dumps` with any argument builds a new `JSONEncoder` per call, and `JSONEncoder.encode`
-builds its C encoder per call too: ~3.6 us to encode a small dict on this host, against ~0.8 us
-for the same C encoder built once (the master encodes a part, a result and the params of every
-task). The output and the errors are those of `json.dumps(value, separators=(",", ":"))`
+builds its C encoder per call too, several times the cost of encoding a small dict with an
+encoder built once (the master encodes a part, a result and the params of every task).
+The output and the errors are those of `json.dumps(value, separators=(",", ":"))`
 (TypeError naming a type json cannot encode; with `strict`, ValueError for NaN and infinities),
 except that a value that contains itself raises RecursionError: the check for cycles would cost
 a dict per call.
 
-`loads` reads JSON with pydantic_core's parser: ~4 us for a finished task's event against ~11 us
-for `json.loads` (a client reads one per task it waits for). Imports the stdlib and pydantic_core.
+`loads` reads JSON with pydantic_core's parser, faster than `json.loads` on the small objects a
+client reads once per task it waits for (docs/decisions.md). Imports the stdlib and pydantic_core.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ _SHORT_TEXT = MAX_FRAME_BYTES - _FRAME_OVERHEAD
 def check_result(value: Any) -> tuple[Any, str | None]:
     """(the value as plain JSON data, None) or (None, why it cannot be sent)."""
     # Plain values known to pack are sent as they are, without the conversion and the trial
-    # packing (~3 us of a no-op subtask's cost on the worker).
+    # packing, a visible share of a no-op subtask's cost on the worker.
     kind = type(value)
     if (
         value is None

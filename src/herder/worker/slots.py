@@ -250,7 +250,7 @@ _EVENT_MADE = threading.Lock()
 class LazyCancelFlag:
     """An attempt's cancel flag (`ctx.cancelled`) that makes its `threading.Event` only when
     someone waits on it. Most attempts are never cancelled and never wait (`ctx.sleep` does):
-    an Event per attempt (a Condition and its lock) was ~5 us of a no-op subtask's ~100.
+    an Event per attempt (a Condition and its lock) is a real share of a no-op subtask's cost.
 
     `set` writes the flag before it looks for the Event; `wait` publishes the Event before it
     looks at the flag: under the GIL one of them sees the other, so no wake-up is lost."""
