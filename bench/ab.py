@@ -11,12 +11,12 @@ master and workers are all its own). Prints, per workload and figure, the median
 
 Why alternate: this host's speed drifts within minutes, so the half of a sequence of pairs
 that runs in a faster stretch favours whichever system runs there; pairs that always ran the new
-code first gave contradictory answers in the sixth session (docs/benchmarks.md).
+code first gave contradictory answers (docs/decisions.md, "Benchmark method").
 
 `--together` runs the two of a pair at the same time instead, each on its own cluster (start
 order still alternating): both see the same drift, so their CPU per item compares within a
-pair even when the drift is larger than the change (the ninth session: the same code measured
-268-366 us of master CPU per W1 task in pairs run one after the other). Only the CPU figures
+pair even when the drift is larger than the change (the same code's master CPU per W1 task
+moved by a third between pairs run one after the other). Only the CPU figures
 mean something then: rates and latencies are those of two systems sharing the cores (use
 `--rounds 0`). Imports `bench.w1_quick`'s output only (stdlib).
 """

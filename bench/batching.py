@@ -1,5 +1,5 @@
-"""How much the master batches, and how much of the time it is busy: the measurements behind the
-tenth session's two changes (docs/benchmarks.md), for one version of herder at a time:
+"""How much the master batches, and how much of the time it is busy, for one version of herder
+at a time:
 
     .venv/bin/python -m bench.batching [--tasks 10000] [--parts 400] [--rounds 3] [--json]
 
