@@ -119,7 +119,7 @@ class Results:
             )
         if final:
             task.progress.subtasks_failed += 1
-            # after this frame's own decisions are carried out, as before
+            # once this frame's own decisions are carried out
             asyncio.get_running_loop().call_soon(self._fail, task.id, err)
 
     async def _commit(self) -> None:
