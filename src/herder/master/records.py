@@ -34,6 +34,8 @@ class Records:
         self._thread = StoreThread(store)
         self._starts = UnwrittenStarts(self._thread, store)
         self._journal = Journal(self._thread, store, publish, max_logs_per_task)
+        #: is the store called on the event loop (SQLite), not on a thread of its own?
+        self.inline = self._thread.inline
         # Bound once: they are on the way of every attempt and every task.
         #: an attempt's start: written with its result, or on its own a moment later
         self.start_attempt: Callable[[AttemptStart], None] = self._starts.add
@@ -44,11 +46,6 @@ class Records:
         self.append_journal = self._journal.append
         #: the journal's count of a finished task's log lines is not needed any more
         self.forget_logs: Callable[[str], None] = self._journal.forget
-
-    @property
-    def inline(self) -> bool:
-        """Is the store called on the event loop (SQLite), not on a thread of its own?"""
-        return self._thread.inline
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -277,4 +277,6 @@ class Submissions:
             ),
             time.monotonic(),
         )
-        self._dispatcher.decided(decisions)
+        dispatcher = self._dispatcher
+        dispatcher.carry_out(decisions)
+        dispatcher.kick()
