@@ -8,8 +8,8 @@ followers see, `Reads` answers the API's reads and `Streams` its live streams. T
 core decides; the `Dispatcher` carries out its decisions; `Records` is the one way to the store.
 Everything runs on the event loop. The HTTP layer holds a `Master` and calls its parts.
 
-Imports `config`, `protocol.frames`, `store.base`, `tasktype`, the scheduling core and the
-master's parts.
+Imports `config`, `errors`, `protocol.frames`, `store.base`, `tasktype`, the scheduling core and
+the master's parts.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ read of subtasks posts the starts waiting, and every read of tasks makes the wri
 before it. What waits for a commit before it goes on (an acknowledgement) awaits a write that
 commits (`insert_tasks`, `record_results`), or the future of one (`insert_tasks_later`).
 
-Imports the master's `storethread`, `starts`, `journal` and `events`, `store.base` and `model`.
+Imports the master's `storethread`, `starts`, `journal` and `events`, `store.base`, `model` and
+`jsontext`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ taken (409). `submit_and_wait` dispatches a task whose id the master makes befor
 committed, and answers after that commit. A type's split known to be quick runs before the task
 is stored, so that the task is stored running, its subtasks with it, in the commit of its row.
 
-Imports the scheduling core, `model`, `tasktype`, `jsontext` and the master's `live`, `records`,
-`tasks`, `taskcode`, `dispatch`, `liveevents`, `background`, `rejected` and `ids`.
+Imports the scheduling core, `errors`, `model`, `tasktype`, `jsontext` and the master's `live`,
+`records`, `tasks`, `taskcode`, `dispatch`, `liveevents`, `background`, `rejected` and `ids`.
 """
 
 from __future__ import annotations
