@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 
 from herder.jsontext import JSONText
-from herder.master.core import new_task_id
+from herder.master.ids import new_task_id
 from herder.model import LogRecord, TaskRecord, TaskState
 from herder.store.sqlite import SqliteStore
 

@@ -133,7 +133,7 @@ def test_a_slow_aggregate_is_listed_as_aggregating(pg_client: Client) -> None:
 
 def test_aggregates_read_the_results_back_from_postgres(postgres_server: PostgresServer) -> None:
     # Past --results-in-memory (40 bytes) results are not kept: the aggregate reads them from
-    # the store, on the store's thread, then runs (Master._read_results_then_aggregate).
+    # the store, on the store's thread, then runs (Aggregation._read_results_then_aggregate).
     url = postgres_server.create_database()
     with LocalCluster(workers=1, slots=2, tasks=TEST_TASKS, db=url,
                       extra_master_args=["--results-in-memory", "40"]) as client:

@@ -40,7 +40,7 @@ def test_a_taken_start_is_never_written_alone_and_the_result_carries_it() -> Non
 
     async def main() -> None:
         thread = StoreThread(store)
-        starts = UnwrittenStarts(thread)
+        starts = UnwrittenStarts(thread, store)
         starts.add((task_id, 0, 1, "w1", 2.0))
         start = starts.take(task_id, 0, 1)
         assert start == (task_id, 0, 1, "w1", 2.0) and len(starts) == 0
@@ -64,7 +64,7 @@ def test_starts_left_waiting_are_written_after_a_while_in_one_call() -> None:
 
     async def main() -> None:
         thread = StoreThread(store)
-        starts = UnwrittenStarts(thread)
+        starts = UnwrittenStarts(thread, store)
         for index in range(3):
             starts.add((task_id, index, 1, f"w{index}", 2.0))
         deadline = time.monotonic() + 5
@@ -86,7 +86,7 @@ def test_post_writes_them_before_what_is_posted_after_it() -> None:
 
     async def main() -> None:
         thread = StoreThread(store)
-        starts = UnwrittenStarts(thread)
+        starts = UnwrittenStarts(thread, store)
         starts.add((task_id, 0, 1, "lost", 2.0))
         starts.post()
         thread.post(store.requeue_subtask, task_id, 0)

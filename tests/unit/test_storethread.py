@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from herder.master import core
+from herder.master import ids as task_ids
 from herder.master.storethread import FLUSH_DELAY, StoreThread
 from herder.model import TaskRecord, TaskState
 from herder.store.base import TaskFinish
@@ -244,8 +244,8 @@ def test_on_the_thread_items_posted_while_it_is_busy_share_one_call_in_order() -
 
 def test_task_ids_sort_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter(range(1_700_000_000_000_000_000, 1_700_000_001_000_000_000, 1_000_000))
-    monkeypatch.setattr(core.time, "time_ns", lambda: next(clock))
-    ids = [core.new_task_id() for _ in range(200)]  # one per millisecond
+    monkeypatch.setattr(task_ids.time, "time_ns", lambda: next(clock))
+    ids = [task_ids.new_task_id() for _ in range(200)]  # one per millisecond
     assert ids == sorted(ids)
     assert len(set(ids)) == 200
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
@@ -278,20 +278,20 @@ def test_a_task_cancelled_while_its_results_are_read_back_is_not_aggregated() ->
 
     async def main() -> list[str]:
         master = Master(MasterSettings(), store, Registry.from_modules([]))
-        states = master.hub.subscribe("t", frozenset({"state"}))
+        states = master.live.hub.subscribe("t", frozenset({"state"}))
         await master.start()  # recovers the task: its results are being read
         loop = asyncio.get_running_loop()
         assert await loop.run_in_executor(None, store.reading.wait, 10)
-        cancelling = asyncio.ensure_future(master.cancel("t"))
+        cancelling = asyncio.ensure_future(master.tasks.cancel("t"))
         await asyncio.sleep(0)  # ended in its first step; its answer waits for the thread
-        assert "t" not in master.active
+        assert "t" not in master.tasks.active
         store.release.set()
         await cancelling
         deadline = loop.time() + 10
-        while master._background and loop.time() < deadline:  # the read and what follows
+        while len(master.background) and loop.time() < deadline:  # the read and what follows
             await asyncio.sleep(0.01)
-        await master.journal.flush()
-        stored = await master.store.call(store.get_task, "t")
+        await master.records.commit_waiting()
+        stored = await master.records.task("t")
         await master.stop()
         assert stored is not None and stored.state is TaskState.CANCELLED
         seen = []

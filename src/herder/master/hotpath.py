@@ -9,7 +9,7 @@ which still declares both routes (for the OpenAPI document) with handlers that c
 `submit_one` / `submit_items` below. Bad input gets the same answers either way: 401 without the
 token, 413 over --max-body, 422 naming the field, 409, 429 with Retry-After.
 
-Imports the master's `core` and `intake`, `protocol.api` and `tasktype`.
+Imports the master's `core`, `protocol.api` and `tasktype`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from urllib.parse import parse_qsl
 import pydantic
 from pydantic_core import to_json
 
-from herder.master import intake
 from herder.master.core import Master, Rejected, Submission
 from herder.protocol.api import MAX_BATCH, SubmitRequest, batch_adapter, submit_adapter
 from herder.tasktype import describe_validation_error
@@ -46,8 +45,8 @@ async def submit_one(master: Master, body: SubmitRequest, wait: float) -> dict[s
     """Submit one task; with `wait` > 0 answer when it finishes (or after `wait` s), so that a
     call and its result take one round trip. Raises Rejected."""
     if wait > 0:
-        return await intake.submit_and_wait(master, submission(body), wait)
-    (answer,) = await intake.submit_many(master, [submission(body)])
+        return await master.submissions.submit_and_wait(submission(body), wait)
+    (answer,) = await master.submissions.submit_many([submission(body)])
     if isinstance(answer, Rejected):
         raise answer
     return answer
@@ -73,7 +72,7 @@ async def _submit_batch(
     master: Master, subs: list[Submission | Rejected]
 ) -> list[dict[str, Any]]:
     answers = iter(
-        await intake.submit_many(master, [s for s in subs if isinstance(s, Submission)])
+        await master.submissions.submit_many([s for s in subs if isinstance(s, Submission)])
     )
     out: list[dict[str, Any]] = []
     for s in subs:

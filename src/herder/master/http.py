@@ -20,8 +20,6 @@ from pydantic_core import to_json
 from starlette.websockets import WebSocketDisconnect
 
 from herder.errors import HerderError, ProtocolError
-from herder.master import follow as streams
-from herder.master import reads
 from herder.master.core import Master, Rejected
 from herder.master.hotpath import MAX_WAIT, Front, submit_items, submit_one, token_ok
 from herder.master.sessions import WorkerSession
@@ -170,7 +168,7 @@ async def list_tasks(
 ) -> JSONResponse:
     # A Response, not a dict: FastAPI would walk a page of a thousand tasks through pydantic
     # before encoding it (~9 us per task, 1.5 % of the master's time on W1).
-    tasks, next_cursor = await reads.list_tasks(master, state, type, limit, cursor)
+    tasks, next_cursor = await master.reads.list_tasks(state, type, limit, cursor)
     return TaskJSON({"tasks": tasks, "next_cursor": next_cursor})
 
 
@@ -178,7 +176,7 @@ async def list_tasks(
 async def lookup(body: LookupRequest, master: MasterDep) -> JSONResponse:
     """Many tasks by id in one request (a read, in a POST for the length of its list): those
     that exist, in the order asked. What `gather` reads the results of thousands of tasks with."""
-    return TaskJSON({"tasks": await reads.lookup(master, body.ids, body.finished_only)})
+    return TaskJSON({"tasks": await master.reads.lookup(body.ids, body.finished_only)})
 
 
 @api.get("/tasks/{task_id}")
@@ -188,13 +186,13 @@ async def get_task(
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
 ) -> JSONResponse:
     """With `wait`, a long poll: the answer comes when the task finishes, or after `wait` s."""
-    finished = await master.wait_finished(task_id, wait) if wait > 0 else None
+    finished = await master.tasks.wait_finished(task_id, wait) if wait > 0 else None
     return TaskJSON(finished or await _task_or_404(master, task_id))
 
 
 @api.post("/tasks/{task_id}/cancel", status_code=202)
 async def cancel(task_id: str, master: MasterDep) -> dict[str, Any]:
-    return await master.cancel(task_id)
+    return await master.tasks.cancel(task_id)
 
 
 @api.get("/tasks/{task_id}/result")
@@ -215,9 +213,9 @@ async def logs(
 ) -> dict[str, Any] | StreamingResponse:
     await _task_or_404(master, task_id)
     if follow:
-        return _sse(streams.follow_logs(master, task_id, since))
-    records = [r.to_json() for r in await reads.logs(master, task_id, since, limit)]
-    dropped = await reads.logs_dropped(master, task_id)
+        return _sse(master.streams.follow_logs(task_id, since))
+    records = [r.to_json() for r in await master.reads.logs(task_id, since, limit)]
+    dropped = await master.reads.logs_dropped(task_id)
     if dropped and records and since < int(records[0]["seq"]) - 1:
         first = int(records[0]["seq"])
         marker = {
@@ -232,7 +230,7 @@ async def logs(
 @api.get("/tasks/{task_id}/subtasks")
 async def subtasks(task_id: str, master: MasterDep) -> dict[str, Any]:
     await _task_or_404(master, task_id)
-    return {"subtasks": await reads.subtasks(master, task_id)}
+    return {"subtasks": await master.reads.subtasks(task_id)}
 
 
 @api.get("/tasks/{task_id}/events")
@@ -244,7 +242,7 @@ async def task_events(
 ) -> StreamingResponse:
     last = _last_event_id(request, last_event_id)
     await _task_or_404(master, task_id)
-    return _sse(streams.task_events(master, task_id, last))
+    return _sse(master.streams.task_events(task_id, last))
 
 
 @api.get("/events")
@@ -256,21 +254,21 @@ async def events(
 ) -> StreamingResponse:
     """All tasks' events; with `finished=true`, only the final state event of each task."""
     last = _last_event_id(request, last_event_id)
-    return _sse(streams.all_events(master, last, finished_only=finished))
+    return _sse(master.streams.all_events(last, finished_only=finished))
 
 
 @api.get("/stats")
 async def stats(master: MasterDep) -> dict[str, Any]:
     return {
-        "throughput": master.throughput(),
-        "queue_depth": {str(p): n for p, n in master.sched.queue_depth().items()},
-        "tasks": master.tasks_by_state(),
+        "throughput": master.reads.throughput(),
+        "queue_depth": {str(p): n for p, n in master.reads.queue_depth().items()},
+        "tasks": master.reads.tasks_by_state(),
     }
 
 
 @api.get("/workers")
 async def workers(master: MasterDep) -> dict[str, Any]:
-    return {"workers": reads.workers(master)}
+    return {"workers": master.reads.workers()}
 
 
 @api.get("/types")
@@ -359,7 +357,7 @@ async def _close(ws: WebSocket, reason: str) -> None:
 
 
 async def _task_or_404(master: Master, task_id: str) -> dict[str, Any]:
-    task = await master.get(task_id)
+    task = await master.tasks.get(task_id)
     if task is None:
         raise Rejected(404, f"task {task_id!r} not found")
     return task

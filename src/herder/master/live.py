@@ -1,6 +1,6 @@
 """What the master keeps in memory about a task while it is not finished, and the task's JSON view.
 
-Imports `model` and `tasktype` only.
+Imports `model` only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class ActiveTask:
     parts: list[JSON] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
     deadline_handle: asyncio.TimerHandle | None = None
-    #: stores the state `aggregating` if the aggregate is still running then (core._aggregate)
+    #: stores the state `aggregating` if the aggregate is still running then (`aggregation`)
     aggregating_handle: asyncio.TimerHandle | None = None
     #: each result committed so far, for the aggregate to read here rather than from the
     #: store; None when some are only in the store (a task resumed after a restart, or results
@@ -49,6 +49,42 @@ class ActiveTask:
         current = min(self.progress.fraction, 0.999)
         self.shown_fraction = max(self.shown_fraction, current)
         return self.shown_fraction
+
+
+class KeptResults:
+    """The results kept in memory for the aggregates, under --results-in-memory.
+
+    A task whose results would pass the budget forgets them all: its aggregate reads them
+    from the store."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        #: bytes of result JSON held in ActiveTask.results
+        self._bytes = 0
+
+    def keep(self, task: ActiveTask, index: int, value: JSON, size: int) -> None:
+        """Keep a result (as decoded from the frame: it passed as JSON); `size` is its JSON
+        text's, what the budget counts."""
+        if task.results is None:
+            return
+        if self._bytes + size > self._budget:
+            self.forget(task)
+            return
+        task.results[index] = value
+        task.results_bytes += size
+        self._bytes += size
+
+    def forget(self, task: ActiveTask) -> None:
+        self._bytes -= task.results_bytes
+        task.results, task.results_bytes = None, 0
+
+    @staticmethod
+    def in_order(task: ActiveTask) -> list[JSON] | None:
+        """The task's results in part order, when all of them were kept."""
+        kept = task.results
+        if kept is None or len(kept) != len(task.parts):
+            return None
+        return [kept[i] for i in range(len(task.parts))]
 
 
 class EtaEstimator:
@@ -104,6 +140,17 @@ def active_view(task: ActiveTask) -> dict[str, JSON]:
     """The JSON of a task the master is running, with its progress and ETA of the moment."""
     fraction = task.fraction()
     return task_json(task.record, task.progress, fraction, eta_seconds(task, fraction))
+
+
+def progress_view(task: ActiveTask) -> dict[str, JSON]:
+    """A task's progress event: its state, progress and ETA of the moment."""
+    view = active_view(task)
+    return {
+        "task_id": task.id,
+        "state": view["state"],
+        "progress": view["progress"],
+        "eta_seconds": view["eta_seconds"],
+    }
 
 
 def stored_view(record: TaskRecord, progress: Progress | None = None) -> dict[str, JSON]:

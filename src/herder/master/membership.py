@@ -1,9 +1,9 @@
-"""The workers the master knows: joining, coming back within their lease, disconnecting, and
-being declared lost, by the lease watch or at once after a clean stop.
+"""The workers the master knows: joining, coming back within their lease, their heartbeats and
+drains, disconnecting, and being declared lost, by the lease watch or at once after a clean stop.
 
-Each change goes to the scheduling core; its decisions (attempts to queue again, to stop) go back
-to the master through `carry_out`. Imports the scheduling core, `config`, `protocol.frames` and
-the master's `sessions`.
+Each change goes to the scheduling core; its decisions (attempts to queue again, to stop) go to
+the dispatcher. Imports the scheduling core, `config`, `protocol.frames` and the master's
+`sessions`, `dispatch` and `stats`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
 
 from herder import scheduling as sch
 from herder.config import MasterSettings
+from herder.master.dispatch import Dispatcher
 from herder.master.sessions import WorkerSession
+from herder.master.stats import Stats
 from herder.protocol import frames
 
 log = logging.getLogger(__name__)
@@ -27,21 +28,18 @@ class Membership:
         self,
         settings: MasterSettings,
         sched: sch.Scheduler,
+        sessions: dict[str, WorkerSession],
         type_names: frozenset[str],
-        carry_out: Callable[[Sequence[sch.Decision]], None],
-        adopted: Callable[[str], None],
-        lost_one: Callable[[], None],
+        dispatcher: Dispatcher,
+        stats: Stats,
     ) -> None:
-        """`carry_out`: the master's for the core's decisions (it also kicks the dispatcher);
-        `adopted(task_id)`: an attempt of that task was taken back from a reconnecting worker;
-        `lost_one()`: a worker was lost while holding attempts."""
+        """`sessions`: the table of workers it keeps, by session id (the dispatcher reads it)."""
         self._settings = settings
         self._sched = sched
         self._type_names = type_names
-        self._carry_out = carry_out
-        self._adopted = adopted
-        self._lost_one = lost_one
-        self.sessions: dict[str, WorkerSession] = {}
+        self._dispatcher = dispatcher
+        self._stats = stats
+        self.sessions = sessions
         self._by_uid: dict[str, str] = {}  # worker process uid -> session id
 
     def joined(self, hello: frames.Hello) -> tuple[WorkerSession, frames.Welcome]:
@@ -102,10 +100,10 @@ class Membership:
             key = (ref.task_id, ref.index, ref.attempt)
             if key in held or self._sched.adopt(session.id, *key, now=now):
                 if key not in held:
-                    self._adopted(ref.task_id)
+                    self._dispatcher.adopted(ref.task_id)
                 if ref in running:
                     keep.append(ref)
-        self._carry_out(decisions)
+        self._dispatcher.decided(decisions)
         return keep
 
     def disconnected(self, session: WorkerSession, connection: int, why: str) -> None:
@@ -118,7 +116,21 @@ class Membership:
         if session.draining and not self._sched.held_by(session.id):
             self.lost(session, "stopped")  # a clean stop: nothing to wait for
             return
-        self._carry_out(self._sched.handle(sch.WorkerDisconnected(session.id), time.monotonic()))
+        self._dispatcher.decided(
+            self._sched.handle(sch.WorkerDisconnected(session.id), time.monotonic())
+        )
+
+    def heartbeat(self, session: WorkerSession, frame: frames.Heartbeat) -> None:
+        session.last_heartbeat = time.time()
+        if frame.unavailable != session.unavailable:
+            session.unavailable = frame.unavailable
+            self._sched.handle(sch.WorkerCapacity(session.id, frame.unavailable), time.monotonic())
+            self._dispatcher.kick()
+
+    def draining(self, session: WorkerSession) -> None:
+        """The worker takes no new attempts; it stops once those it holds are over."""
+        session.draining = True
+        self._sched.handle(sch.WorkerDraining(session.id), time.monotonic())
 
     def lost(self, session: WorkerSession, why: str) -> None:
         if self.sessions.pop(session.id, None) is None:
@@ -130,8 +142,8 @@ class Membership:
         log.log(level, "worker %s (%s) gone: %s", session.name, session.id, why)
         decisions = self._sched.handle(sch.WorkerLeft(session.id), time.monotonic())
         if any(isinstance(d, sch.Requeue) for d in decisions):
-            self._lost_one()
-        self._carry_out(decisions)
+            self._stats.lost_workers.inc()
+        self._dispatcher.decided(decisions)
 
     async def watch_leases(self) -> None:
         """Declare lost a worker silent, or disconnected, for longer than --lease-timeout."""

@@ -3,8 +3,8 @@
 An attempt's start (its subtask running, on which worker, since when) must reach the store: a
 master that restarts holds running subtasks for their workers instead of running them again.
 But a short attempt's result comes back within milliseconds, and the write that stores the
-result can store the start too, in the same row update: one row write instead of two (the
-subtask's row was written twice per W1 task). So starts wait here:
+result can store the start too, in the same row update: one row write instead of two. So
+starts wait here:
 
 - a result takes its attempt's start (`take`) and its write carries it;
 - what still waits WRITE_AFTER seconds after the first of them is posted to the store;
@@ -12,7 +12,7 @@ subtask's row was written twice per W1 task). So starts wait here:
   subtask stay in the order they were made. Reads of subtasks do too, so they never miss a start.
   A task's end need not: a start written after it finds its subtask final and changes nothing.
 
-Imports the master's `storethread` and `store.base`.
+Part of the store's facade (`records`). Imports the master's `storethread` and `store.base`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 
 from herder.master.storethread import StoreThread
-from herder.store.base import AttemptStart
+from herder.store.base import AttemptStart, Store
 
 #: seconds a start may wait for its result before it is posted alone (the store's own write-
 #: behind then adds up to its FLUSH_DELAY)
@@ -28,8 +28,9 @@ WRITE_AFTER = 0.05
 
 
 class UnwrittenStarts:
-    def __init__(self, store: StoreThread) -> None:
-        self._store = store
+    def __init__(self, thread: StoreThread, store: Store) -> None:
+        self._thread = thread
+        self._write = store.start_attempts
         self._waiting: dict[tuple[str, int, int], AttemptStart] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -50,7 +51,7 @@ class UnwrittenStarts:
             self._timer = None
         if self._waiting:
             starts, self._waiting = list(self._waiting.values()), {}
-            self._store.post(self._store.store.start_attempts, starts)
+            self._thread.post(self._write, starts)
 
     def __len__(self) -> int:
         return len(self._waiting)

@@ -75,9 +75,9 @@ class LoopHistogram(Collector):
     """A histogram observed on the event loop only, by one optional label.
 
     prometheus_client's Histogram takes a lock for its bucket and one for its sum on every
-    observation; at one observation per dispatch and one per result that was ~5 % of the
-    master's time on no-op subtasks. Here an observation is a bisect and two additions, and the
-    cumulative buckets are made when /metrics is scraped, in the same exposition format.
+    observation, and there is one observation per dispatch and one per result
+    (docs/decisions.md). Here an observation is a bisect and two additions, and the cumulative
+    buckets are made when /metrics is scraped, in the same exposition format.
     """
 
     def __init__(
@@ -119,9 +119,9 @@ class LoopCounter(Collector):
     """A counter incremented on the event loop only, by zero or more labels.
 
     prometheus_client's Counter takes a lock on every increment (and `labels()` another, with a
-    key built each time); two per W1 task were ~3 % of the master's time. Here an increment is
-    a dict update, and the samples are made when /metrics is scraped, in the same exposition
-    format.
+    key built each time), and there are two increments per task (docs/decisions.md). Here an
+    increment is a dict update, and the samples are made when /metrics is scraped, in the same
+    exposition format.
     """
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:

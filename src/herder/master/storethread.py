@@ -1,18 +1,20 @@
 """Runs the synchronous store either inline on the event loop or on one dedicated thread.
 
 SQLite in WAL mode answers in microseconds, and handing each call to a thread costs more than the
-call itself: the wake-up of the other thread and the fight for the GIL afterwards (measured:
-~150 us per hand-off against ~30 us for a batched commit). So a store that says
-`runs_inline = True` is called directly. A store whose calls wait on a network (PostgreSQL) runs on
-one thread, so the event loop never waits on it: every call, read or write, awaited or posted,
-goes to that one thread, so the store is never called from two threads at once.
+call itself: the wake-up of the other thread and the fight for the GIL afterwards
+(docs/decisions.md). So a store that says `runs_inline = True` is called directly. A store whose
+calls wait on a network (PostgreSQL) runs on one thread, so the event loop never waits on it:
+every call, read or write, awaited or posted, goes to that one thread, so the store is never
+called from two threads at once.
 
 Either way calls happen in the order they were made, whether or not the caller awaits them: a
 fire-and-forget `start_attempts` is always written before a later awaited `record_results` for
 the same subtask. On the thread, items given to `post_item` while the thread is busy join the
 call still waiting for it, when it is the last one made and of the same method: a thousand tasks
 finishing together are a few calls, not a thousand round trips to the database. Other writes
-are not grouped into one transaction there (inline ones are: `FLUSH_DELAY`). Imports `store`
+are not grouped into one transaction there (inline ones are: `FLUSH_DELAY`).
+
+Part of the store's facade (`records`): nothing else in the master calls it. Imports `store`
 only.
 """
 
@@ -42,7 +44,7 @@ FLUSH_DELAY = 0.02
 
 class StoreThread:
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self._store = store
         self.inline = store.runs_inline
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="herder-store")
         #: writes posted inline and not yet made: they go in one transaction, soon; a `write`'s
@@ -160,8 +162,8 @@ class StoreThread:
         transaction commits."""
         pending, self._pending = self._pending, []
         # Their flush is this one: a timer left armed would flush the writes posted next
-        # sooner than FLUSH_DELAY after them, in a transaction of their own (W2: one more
-        # commit per round trip).
+        # sooner than FLUSH_DELAY after them, in a transaction of their own (a request and its
+        # answer would pay one more commit).
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -185,7 +187,7 @@ class StoreThread:
         or its failure."""
         made: list[tuple[asyncio.Future[Any], object]] = []
         try:
-            with self.store.transaction():
+            with self._store.transaction():
                 yield made
         except Exception as exc:
             for future, _ in made:
@@ -199,7 +201,7 @@ class StoreThread:
     def close(self) -> None:
         self.flush()
         self._pool.shutdown(wait=True)
-        self.store.close()
+        self._store.close()
 
 
 class _ThreadBatch:

@@ -1,0 +1,282 @@
+"""Submissions: each checked against its type, admitted under --max-pending, stored, split, and
+its subtasks handed to the scheduling core.
+
+`submit_many` commits the batch before it answers: an insert is what tells that a given id is
+taken (409). `submit_and_wait` dispatches a task whose id the master makes before its row is
+committed, and answers after that commit. A type's split known to be quick runs before the task
+is stored, so that the task is stored running, its subtasks with it, in the commit of its row.
+
+Imports the scheduling core, `errors`, `model`, `tasktype`, `jsontext` and the master's `live`,
+`records`, `tasks`, `taskcode`, `dispatch`, `liveevents`, `background`, `rejected` and `ids`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from herder import scheduling as sch
+from herder.errors import HerderError
+from herder.jsontext import JSONText
+from herder.master.background import Background
+from herder.master.dispatch import Dispatcher
+from herder.master.ids import new_task_id
+from herder.master.live import ActiveTask, active_view
+from herder.master.liveevents import LiveEvents
+from herder.master.records import Records
+from herder.master.rejected import Rejected
+from herder.master.taskcode import TaskCode, checked_parts, code_error
+from herder.master.tasks import Tasks
+from herder.model import JSON, TaskError, TaskRecord, TaskState
+from herder.tasktype import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    type: str
+    params: dict[str, JSON]
+    priority: int = 0
+    timeout: float | None = None
+    id: str | None = None
+    retries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EarlySplit:
+    """A task's parts, split before its row was stored (`split_now`), and their JSON texts, as
+    stored."""
+
+    parts: list[JSON]
+    texts: list[JSONText]
+
+
+class Submissions:
+    def __init__(
+        self,
+        registry: Registry,
+        sched: sch.Scheduler,
+        records: Records,
+        tasks: Tasks,
+        code: TaskCode,
+        dispatcher: Dispatcher,
+        live: LiveEvents,
+        background: Background,
+    ) -> None:
+        self._registry = registry
+        self._sched = sched
+        self._records = records
+        self._tasks = tasks
+        self._active = tasks.active
+        self._code = code
+        self._dispatcher = dispatcher
+        self._live = live
+        self._background = background
+
+    async def submit_many(self, subs: Sequence[Submission]) -> list[dict[str, JSON] | Rejected]:
+        """Validate, admit and commit; each item is the task's JSON or why it was refused.
+
+        Admission is all-or-nothing for the batch: if it does not fit under --max-pending the
+        whole call raises Rejected(429) and nothing is stored.
+        """
+        checked: list[tuple[TaskRecord, Any] | Rejected] = []
+        for sub in subs:
+            try:
+                checked.append(self.validate(sub))
+            except Rejected as exc:
+                checked.append(exc)
+        seen: set[str] = set()
+        for i, c in enumerate(checked):
+            if isinstance(c, Rejected):
+                continue
+            if c[0].id in seen or c[0].id in self._active:
+                checked[i] = Rejected(409, f"id: task {c[0].id!r} already exists")
+            seen.add(c[0].id)
+        valid = [c for c in checked if not isinstance(c, Rejected)]
+        tasks = self._tasks
+        tasks.reserve(len(valid))
+        # A quick split runs now, and its task is stored running with its subtasks.
+        splits = [self.split_now(record, params) for record, params in valid]
+        try:
+            inserted = await self._records.insert_tasks(
+                [record for record, _ in valid],
+                [s.texts if isinstance(s, EarlySplit) else None for s in splits],
+            )
+        except BaseException:
+            tasks.unreserve(len(valid))
+            raise
+        results: list[dict[str, JSON] | Rejected] = []
+        ok = iter(zip(valid, splits, inserted, strict=True))
+        for c in checked:
+            if isinstance(c, Rejected):
+                results.append(c)
+                continue
+            (record, params), split, was_inserted = next(ok)
+            if not was_inserted:
+                tasks.unreserve(1)
+                results.append(Rejected(409, f"id: task {record.id!r} already exists"))
+                continue
+            task = tasks.admit(record, params)
+            self.take_up(task, split)
+            # as submitted: running with none dispatched yet, or pending while it splits
+            results.append(active_view(task))
+        # Dispatch now, not at the next turn of the loop: the workers get the new subtasks
+        # before the answer to this submission is even encoded.
+        self._dispatcher.pump()
+        return results
+
+    async def submit_and_wait(self, sub: Submission, wait: float) -> dict[str, JSON]:
+        """Submit one task and answer when it has finished, or after `wait` seconds with its
+        JSON then. Raises Rejected.
+
+        A task whose id the master makes cannot clash with a stored one, so it is dispatched
+        before its row is committed: the row goes in the next transaction, usually the one that
+        commits its result, and the answer waits for that commit. The promise is the same (no
+        answer before the commit) with one commit fewer on the way of a call and its result.
+        """
+        tasks = self._tasks
+        stored: asyncio.Future[list[bool]] | None = None
+        if sub.id is not None:  # a given id may be taken: its insert says so, first
+            (answer,) = await self.submit_many([sub])
+            if isinstance(answer, Rejected):
+                raise answer
+            task_id = str(answer["id"])
+        else:
+            record, params = self.validate(sub)
+            tasks.reserve(1)
+            split = self.split_now(record, params)
+            texts = split.texts if isinstance(split, EarlySplit) else None
+            # a copy: the row is made later, and this record is the live one, soon finished
+            stored = self._records.insert_tasks_later([replace(record)], [texts])
+            # no answer made now: it comes at the end
+            self.take_up(tasks.admit(record, params), split)
+            self._dispatcher.pump()
+            # While a worker runs it, commit the writes waiting (this task's row, the journal)
+            # in one transaction: else they would go in the commit of its result, which the
+            # answer waits for. Started after the dispatch, so its frames go out first.
+            self._background.spawn(self._records.commit_waiting())
+            task_id = record.id
+        finished = await tasks.wait_finished(task_id, wait)
+        if stored is not None:
+            try:
+                await stored
+            except Exception as exc:
+                tasks.fail(task_id, TaskError(message=f"the task could not be stored: {exc}"))
+                raise
+        task = finished or await tasks.get(task_id)
+        if task is None:  # cannot happen: a task once stored stays
+            raise Rejected(404, f"task {task_id!r} not found")
+        return task
+
+    def validate(self, sub: Submission) -> tuple[TaskRecord, Any]:
+        """The task's record and its parsed params; Rejected(422) naming what is wrong."""
+        try:
+            task_type = self._registry.get(sub.type)
+            params = task_type.parse_params(sub.params)
+        except HerderError as exc:
+            raise Rejected(422, str(exc)) from None
+        task_id = sub.id if sub.id is not None else new_task_id()
+        record = TaskRecord(
+            id=task_id,
+            type=sub.type,
+            params=sub.params,
+            priority=sub.priority,
+            timeout=sub.timeout,
+            created_at=time.time(),
+            max_retries=sub.retries,
+        )
+        return record, params
+
+    def split_now(self, record: TaskRecord, params: Any) -> EarlySplit | TaskError | None:
+        """Split a task about to be stored, when its type's split is known to be quick (it runs
+        inline): the task is then stored running, its subtasks with it, in the commit of its
+        row, and the update that started the row afterwards is saved. None: its split runs
+        after it is stored (`start_split`). The split's error, to fail the task with once it
+        is stored."""
+        kind = f"{record.type}.split"
+        if not self._code.runs_inline(kind):
+            return None
+        split = self._registry.instance(record.type).split
+        try:
+            parts, texts = checked_parts(self._code.call_inline(kind, split, params))
+        except Exception as exc:
+            return code_error("split", exc)
+        record.state = TaskState.RUNNING
+        record.started_at = time.time()
+        record.subtasks_total = len(parts)
+        return EarlySplit(parts, texts)
+
+    def take_up(self, task: ActiveTask, split: EarlySplit | TaskError | None) -> None:
+        """After `admit`, given what `split_now` made of it: schedule the subtasks of a task
+        split already, fail one whose split raised, or split it now (`start_split`)."""
+        if isinstance(split, EarlySplit):
+            self._live.state(task.id, TaskState.RUNNING, task.record.started_at or time.time())
+            self.begin(task, split.parts, list(range(len(split.parts))), {}, {})
+        elif split is None:
+            self.start_split(task)
+        else:
+            self._tasks.fail(task.id, split)
+
+    def start_split(self, task: ActiveTask) -> None:
+        """Split the task (its subtasks are dispatched at the next pump)."""
+        split = self._registry.instance(task.record.type).split
+        kind = f"{task.record.type}.split"
+        self._code.run(task, "split", kind, split, (task.params,), self._split_done)
+
+    def _split_done(self, task: ActiveTask, parts: Any) -> None:
+        try:
+            parts, texts = checked_parts(parts)
+        except Exception as exc:
+            self._tasks.fail(task.id, code_error("split", exc))
+            return
+        if task.id not in self._active:
+            return  # cancelled or timed out while splitting
+        self.begin(task, parts, list(range(len(parts))), {}, {}, stored_parts=texts)
+
+    def begin(
+        self,
+        task: ActiveTask,
+        parts: list[JSON],
+        todo: list[int],
+        attempts: dict[int, int],
+        failures: dict[int, int],
+        held: frozenset[int] = frozenset(),
+        stored_parts: Sequence[JSONText] | None = None,
+    ) -> None:
+        """Schedule the task's subtasks `todo`; a pending task starts running and its parts are
+        stored (as `stored_parts`, their JSON texts, when the caller has them)."""
+        record = task.record
+        if record.state is TaskState.PENDING:
+            record.started_at = time.time()
+            self._records.start_task(
+                record.id, parts if stored_parts is None else stored_parts, record.started_at
+            )
+            record.state = TaskState.RUNNING
+            self._live.state(record.id, record.state, record.started_at)
+        record.subtasks_total = len(parts)
+        task.parts = parts
+        task.progress.subtasks_total = len(parts)
+        task.progress.subtasks_done = len(parts) - len(todo)
+        if task.id not in self._active:
+            return
+        type_cls = self._registry.get(record.type)
+        max_retries = record.max_retries if record.max_retries is not None else type_cls.max_retries
+        decisions = self._sched.handle(
+            sch.TaskReady(
+                record.id,
+                record.type,
+                record.priority,
+                todo,
+                max_retries=max_retries,
+                attempts_made=attempts,
+                failures_made=failures,
+                held=held,
+                speculative=type_cls.speculative,
+            ),
+            time.monotonic(),
+        )
+        dispatcher = self._dispatcher
+        dispatcher.carry_out(decisions)
+        dispatcher.kick()
