@@ -34,7 +34,8 @@ from herder.protocol.frames import (
     encode,
 )
 from herder.tasktype import Registry
-from herder.worker.agent import Agent, Backoff, channel_url
+from herder.worker.agent import Agent
+from herder.worker.channel import Backoff, channel_url
 
 REGISTRY = Registry.from_modules(["tests.tasktypes"])
 

@@ -1,6 +1,6 @@
-"""What the scheduler core (`herder.scheduling`) is told and what it decides: its events in and
-its decisions out, as plain frozen values. Kept apart from the state machine so that each reads
-on its own; `herder.scheduling` re-exports every name here. Imports only the stdlib.
+"""What the scheduler core is told and what it decides: its events in (past-tense facts) and
+its decisions out (imperatives), as plain frozen values. `herder.scheduling` re-exports every
+name here. Imports only the stdlib.
 """
 
 from __future__ import annotations

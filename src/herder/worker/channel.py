@@ -1,0 +1,239 @@
+"""The worker's channel to the master: one WebSocket at a time, connected and reconnected
+(jittered exponential backoff) forever, each connection opened with the hello/welcome handshake
+and then read, written and kept alive with heartbeats.
+
+What the frames mean is the attempts' book's business (`worker.attempts`): the channel hands it
+every frame it reads and gives it the outbox of each connection. Imports `config`, `errors`,
+`protocol.{frames,paths}`, `worker.{attempts,execute,outbox}` and websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import urllib.parse
+import uuid
+from collections.abc import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from herder.config import WorkerSettings
+from herder.errors import ProtocolError
+from herder.protocol.frames import (
+    MAX_FRAME_BYTES,
+    MAX_FRAMES_PER_MESSAGE,
+    Drain,
+    Hello,
+    Welcome,
+    decode_master_frames,
+    encode,
+    encode_many,
+)
+from herder.protocol.paths import WORKER_CHANNEL
+from herder.worker.attempts import AttemptBook, ref_of
+from herder.worker.execute import truncate
+from herder.worker.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+#: seconds the master has to answer a hello with a welcome
+WELCOME_TIMEOUT = 10.0
+#: before its first connection, a worker retries this often, this many times (then backs off)
+STARTUP_RETRY = 0.01
+STARTUP_RETRIES = 500
+
+
+def channel_url(master: str) -> str:
+    """The worker channel's ws(s):// URL for the master's http(s):// URL."""
+    parts = urllib.parse.urlsplit(master)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"master: expected an http:// or https:// URL, got {master!r}")
+    path = parts.path.rstrip("/") + WORKER_CHANNEL
+    return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, "", ""))
+
+
+class Backoff:
+    """Jittered exponential delays between `first` and `cap`."""
+
+    def __init__(self, first: float, cap: float, rng: Callable[[], float] = random.random) -> None:
+        self.first = max(0.0, first)
+        self.cap = max(self.first, cap)
+        self._rng = rng
+        self._tries = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.first * 2.0**self._tries)
+        self._tries = min(self._tries + 1, 64)
+        # Jitter within the upper half, so that workers cut off together do not return together.
+        return max(self.first, ceiling * (0.5 + 0.5 * self._rng()))
+
+    def reset(self) -> None:
+        self._tries = 0
+
+
+class Channel:
+    """The connection to the master, for as long as the worker runs."""
+
+    def __init__(self, settings: WorkerSettings, types: list[str], book: AttemptBook) -> None:
+        self._settings = settings
+        self._name = settings.name
+        self._types = types
+        self._book = book
+        self.url = channel_url(settings.master)
+        #: this process's identity across reconnects (the name may be shared by mistake)
+        self.uid = uuid.uuid4().hex
+        #: set by the master's welcome; None before the first one
+        self.worker_id: str | None = None
+        #: connections that got as far as a welcome, and attempts that did not (for tests, logs)
+        self.sessions = 0
+        self.failed_connects = 0
+        self.hello()  # a bad name or slot count is refused here, not on every reconnect
+
+    @property
+    def connected(self) -> bool:
+        return self._book.outbox is not None
+
+    def hello(self) -> Hello:
+        settings = self._settings
+        return Hello(
+            name=self._name,
+            slots=settings.slots,
+            types=self._types,
+            labels=list(settings.labels),
+            pool="process" if settings.pool == "process" else "thread",
+            uid=self.uid,
+            running=[ref_of(k) for k in self._book.held()],
+            results=[ref_of(k) for k in self._book.unacked()],
+        )
+
+    async def run(self) -> None:
+        """Connect, and connect again whenever the connection ends, until cancelled."""
+        backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max)
+        token = self._settings.token
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        while True:
+            welcomed_before = self.sessions
+            try:
+                async with connect(
+                    self.url,
+                    additional_headers=headers,
+                    max_size=MAX_FRAME_BYTES,
+                    # frames are small and mostly unique: compressing them costs more CPU
+                    # than it saves on a LAN
+                    compression=None,
+                    open_timeout=WELCOME_TIMEOUT,
+                    close_timeout=2.0,
+                ) as ws:
+                    await self._session(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+                # Before the first connection, a refused one is the master still starting.
+                level = logging.DEBUG if self.sessions == 0 else logging.WARNING
+                reason = exc or repr(exc)
+                log.log(level, "worker %s: channel to %s: %s", self._name, self.url, reason)
+            except Exception:  # a bug here must cost a reconnect, not the worker
+                log.exception("worker %s: channel to %s failed", self._name, self.url)
+            finally:
+                self._book.outbox = None
+            if self.sessions > welcomed_before:
+                backoff.reset()
+            else:
+                self.failed_connects += 1
+            if self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
+                # A worker started with its master (`herder up`) finds it still starting: try
+                # again soon, so that it is there within STARTUP_RETRY of the master.
+                await asyncio.sleep(STARTUP_RETRY)
+            else:
+                await asyncio.sleep(backoff.next())
+
+    async def _session(self, ws: ClientConnection) -> None:
+        book = self._book
+        hello = self.hello()
+        await ws.send(encode(hello))
+        # The master may send its first assigns in the same message as the welcome.
+        raw = await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT)
+        if isinstance(raw, str):
+            raise ProtocolError("frame: expected a binary frame, got text")
+        welcome, *early = decode_master_frames(raw)
+        if not isinstance(welcome, Welcome):
+            raise ProtocolError(f"frame {welcome.t!r}: expected 'welcome' first")
+        self.sessions += 1
+        self.worker_id = welcome.worker_id
+        book.keep_only(hello.running, welcome.keep)
+        outbox = Outbox()
+        if book.draining:
+            outbox.put(Drain())
+        for frame in book.unacked_results():
+            outbox.put(frame)
+        book.outbox = outbox
+        log.info("worker %s: connected to %s as %s", self._name, self.url, welcome.worker_id)
+        for early_frame in early:
+            book.handle(early_frame)
+        tasks = [
+            asyncio.create_task(self._write(ws, outbox)),
+            asyncio.create_task(self._beat(outbox, max(0.05, welcome.heartbeat))),
+        ]
+        if welcome.hand_back_after is not None:
+            tasks.append(asyncio.create_task(self._watch_overruns(welcome.hand_back_after)))
+        try:
+            await self._read(ws)
+        finally:
+            book.outbox = None
+            if outbox.dropped:
+                log.warning(
+                    "worker %s: %d progress/log frame(s) dropped: the master did not keep up",
+                    self._name,
+                    outbox.dropped,
+                )
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        handle = self._book.handle
+        async for raw in ws:
+            try:
+                if isinstance(raw, str):
+                    raise ProtocolError("frame: expected a binary frame, got text")
+                batch = decode_master_frames(raw)
+            except ProtocolError as exc:
+                log.error("worker %s: bad frame from master, reconnecting: %s", self._name, exc)
+                await ws.close(CloseCode.PROTOCOL_ERROR, truncate(str(exc), 120))
+                return
+            for frame in batch:
+                handle(frame)
+
+    async def _write(self, ws: ClientConnection, outbox: Outbox) -> None:
+        try:
+            while True:
+                batch = await outbox.get_batch(MAX_FRAMES_PER_MESSAGE)
+                try:
+                    data = encode_many(list(batch))
+                except Exception:
+                    data = b""
+                    for frame in batch:  # find and drop the frame that cannot be encoded
+                        try:
+                            await ws.send(encode(frame))
+                        except (TypeError, ValueError):
+                            kind = frame["t"] if isinstance(frame, dict) else frame.t
+                            log.exception("worker %s: cannot encode a %s frame", self._name, kind)
+                if data:
+                    await ws.send(data)
+        except ConnectionClosed:
+            pass  # the reader sees it too and ends the session
+
+    async def _beat(self, outbox: Outbox, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            outbox.put(self._book.heartbeat())
+
+    async def _watch_overruns(self, after: float) -> None:
+        """See AttemptBook.hand_back_if_overrun; `after` is the welcome's hand_back_after."""
+        while True:
+            await asyncio.sleep(max(0.02, after / 4))
+            self._book.hand_back_if_overrun(after)
