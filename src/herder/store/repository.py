@@ -48,6 +48,8 @@ FinishRow = tuple[str, str, float, str | None, str | None]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: the final states, by themselves or their values (finish_tasks)
+_FINAL_VALUES: dict[str, str] = {state: state.value for state in FINAL_TASK_STATES}
 #: the states a task may move to each non-final state from (set_task_states)
 _SOURCES: dict[TaskState, tuple[TaskState, ...]] = {
     target: tuple(s for s, t in TASK_TRANSITIONS if t is target)
@@ -221,15 +223,17 @@ class Repository(Store, Generic[D]):
         if not rows:
             return []
         db = self._driver
-        with db.atomic(len(rows) + any(row[1] != "succeeded" for row in rows)):
+        unsuccessful = any(row[1] != "succeeded" for row in rows)
+        with db.atomic(len(rows) + unsuccessful):
             finished = db.each_changed("finish_task", rows)
-            cancels = [
-                {"task_id": row[0], "finished_at": row[2]}
-                for row, was_finished in zip(rows, finished, strict=True)
-                if was_finished and row[1] != "succeeded"
-            ]
-            if cancels:
-                db.write_many("cancel_open_subtasks", cancels)
+            if unsuccessful:
+                cancels = [
+                    {"task_id": row[0], "finished_at": row[2]}
+                    for row, was_finished in zip(rows, finished, strict=True)
+                    if was_finished and row[1] != "succeeded"
+                ]
+                if cancels:
+                    db.write_many("cancel_open_subtasks", cancels)
         return finished
 
     # -- subtasks --------------------------------------------------------------------------
@@ -322,10 +326,8 @@ def finish_rows(items: Sequence[TaskFinish]) -> list[FinishRow]:
     final."""
     rows: list[FinishRow] = []
     for task_id, state, finished_at, result, error in items:
-        state = TaskState(state)
-        if state not in FINAL_TASK_STATES:
-            raise ValueError(f"finish_task: {state.value!r} is not a final state")
-        rows.append(
-            (task_id, state.value, finished_at, encode_nullable(result), encode_error(error))
-        )
+        value = _FINAL_VALUES.get(state)  # (a TaskState is a str: its value finds it too)
+        if value is None:
+            raise ValueError(f"finish_task: {TaskState(state).value!r} is not a final state")
+        rows.append((task_id, value, finished_at, encode_nullable(result), encode_error(error)))
     return rows
