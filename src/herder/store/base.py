@@ -1,13 +1,13 @@
 """The store contract: every query the master makes, as one narrow synchronous interface.
 
-The writes take batches; a single-item form exists only where the master asks for one item
-(`get_task`), as a wrapper over its batch. `repository.Repository` writes the methods once for
-every backend over a driver; each backend module (`sqlite`, `postgres`) adds its driver and
-what it does its own way. Methods are synchronous; the master calls them on the event loop (a
-store that `runs_inline`) or from one dedicated thread, never from two threads at once, so a
-backend needs no locking of its own beyond what its driver does. Every method that changes
-state commits before it returns: the master acknowledges nothing the store has not committed.
-Imports `model` and `errors` only.
+Every write takes a batch, and so do the lookups by id (`get_tasks`); the single-item forms the
+master uses (`get_task`, `record_failure`, `requeue_subtask`) are wrappers over them.
+`repository.Repository` writes the methods once for every backend over a driver; each backend
+module (`sqlite`, `postgres`) adds its driver and what it does its own way. Methods are
+synchronous; the master calls them on the event loop (a store that `runs_inline`) or from one
+dedicated thread, never from two threads at once, so a backend needs no locking of its own
+beyond what its driver does. Every method that changes state commits before it returns: the
+master acknowledges nothing the store has not committed. Imports `model` only.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ AttemptStart = tuple[str, int, int, str, float]
 #: encodes the result, since it has to check that it is JSON anyway. `worker` and `started_at`
 #: are the attempt's start when it was not written yet (else None: what is stored stays).
 AttemptResult = tuple[str, int, int, str, float, str | None, float | None]
+#: (task_id, index, attempt, error, final, finished_at): final=True fails the subtask, else it
+#: goes back to queued
+AttemptFailure = tuple[str, int, int, TaskError, bool, float]
+#: (task_id, index)
+SubtaskKey = tuple[str, int]
 #: (task_id, parts, started_at)
 TaskStart = tuple[str, Sequence[JSON], float]
 #: (task_id, final state, finished_at, result, error)
@@ -127,6 +132,12 @@ class Store(abc.ABC):
         succeeded). Of a subtask named twice, the first item records its result."""
 
     @abc.abstractmethod
+    def record_failures(self, items: Sequence[AttemptFailure]) -> None:
+        """Attempts failed, in one transaction, in order. A final failure makes its subtask
+        failed; any other sends it back to queued, keeping its error as the last one seen. A
+        subtask that is already final is left alone: a failure of one attempt cannot undo the
+        result of another."""
+
     def record_failure(
         self,
         task_id: str,
@@ -136,14 +147,17 @@ class Store(abc.ABC):
         final: bool,
         finished_at: float,
     ) -> None:
-        """An attempt failed. final=True: subtask -> failed; else it goes back to queued,
-        keeping its error as the last one seen. A subtask that is already final is left
-        alone: a failure of one attempt cannot undo the result of another."""
+        """`record_failures` for one attempt."""
+        self.record_failures([(task_id, index, attempt, error, final, finished_at)])
 
     @abc.abstractmethod
+    def requeue_subtasks(self, items: Sequence[SubtaskKey]) -> None:
+        """Running subtasks go back to queued without counting a failure (worker lost, handed
+        back on drain), in one transaction; the others are left alone."""
+
     def requeue_subtask(self, task_id: str, index: int) -> None:
-        """A running subtask goes back to queued without counting a failure (worker lost,
-        handed back on drain)."""
+        """`requeue_subtasks` for one subtask."""
+        self.requeue_subtasks([(task_id, index)])
 
     @abc.abstractmethod
     def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:

@@ -6,7 +6,7 @@ rows back into records (`rows`). A driver only runs a named query on its connect
 statements into a transaction and hands back rows indexed by column name. A backend module
 subclasses `Repository` with its driver, adds its migrations and journal appends, and replaces
 a method where its database has a better way to make the same batch (PostgreSQL: one statement
-over arrays). Imports `model`, `errors`, `store.base`, `store.rows` only.
+over arrays). Imports `model`, `store.base` and `store.rows` only.
 """
 
 from __future__ import annotations
@@ -22,11 +22,18 @@ from herder.model import (
     TASK_TRANSITIONS,
     LogRecord,
     SubtaskRecord,
-    TaskError,
     TaskRecord,
     TaskState,
 )
-from herder.store.base import AttemptResult, AttemptStart, Store, TaskFinish, TaskStart
+from herder.store.base import (
+    AttemptFailure,
+    AttemptResult,
+    AttemptStart,
+    Store,
+    SubtaskKey,
+    TaskFinish,
+    TaskStart,
+)
 from herder.store.rows import (
     MAX_PAGE,
     Row,
@@ -89,8 +96,8 @@ class Driver(Protocol):
         ...
 
     def atomic(self, statements: int) -> AbstractContextManager[object]:
-        """Make the next `statements` statements atomic: inside a caller's transaction they
-        are part of it; else one alone is its own, and more take a transaction."""
+        """Make the `statements` statements run inside atomic: in a caller's transaction they
+        are part of it; else one alone is atomic by itself, and more take a transaction."""
         ...
 
     def transaction(self) -> AbstractContextManager[object]:
@@ -252,27 +259,26 @@ class Repository(Store, Generic[D]):
             return self._driver.each_changed("record_result", items)
 
     @repeatable
-    def record_failure(
-        self,
-        task_id: str,
-        index: int,
-        attempt: int,
-        error: TaskError,
-        final: bool,
-        finished_at: float,
-    ) -> None:
-        params: dict[str, Any] = {
-            "task_id": task_id, "idx": index, "attempt": attempt, "error": encode_error(error)
-        }
-        if final:
-            params["finished_at"] = finished_at
-        with self._driver.atomic(1):
-            self._driver.write("fail_subtask" if final else "retry_subtask", params)
+    def record_failures(self, items: Sequence[AttemptFailure]) -> None:
+        if not items:
+            return
+        db = self._driver
+        with db.atomic(len(items)):
+            # consecutive items of one kind in one batch, so that the order holds
+            for final, run in itertools.groupby(items, key=lambda item: item[4]):
+                rows = [
+                    {"task_id": task_id, "idx": index, "attempt": attempt,
+                     "error": encode_error(error), "finished_at": finished_at}
+                    for task_id, index, attempt, error, _, finished_at in run
+                ]
+                db.write_many("fail_subtask" if final else "retry_subtask", rows)
 
     @repeatable
-    def requeue_subtask(self, task_id: str, index: int) -> None:
-        with self._driver.atomic(1):
-            self._driver.write("requeue_subtask", {"task_id": task_id, "idx": index})
+    def requeue_subtasks(self, items: Sequence[SubtaskKey]) -> None:
+        if items:
+            with self._driver.atomic(len(items)):
+                rows = [{"task_id": task_id, "idx": index} for task_id, index in items]
+                self._driver.write_many("requeue_subtask", rows)
 
     @repeatable
     def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
