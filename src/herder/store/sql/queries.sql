@@ -24,6 +24,9 @@ INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, cr
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: get_task
+SELECT * FROM tasks WHERE id = :id;
+
 -- name: get_tasks
 -- "?ids" is replaced by as many "?" as there are ids (get_tasks binds them in chunks).
 SELECT * FROM tasks WHERE id IN (?ids);

@@ -32,6 +32,9 @@ INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, cr
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: get_task
+SELECT * FROM tasks WHERE id = %(id)s;
+
 -- name: get_tasks
 -- Any number of ids in one array.
 SELECT * FROM tasks WHERE id = ANY (%(ids)s::text[]);
