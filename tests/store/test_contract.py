@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from herder.errors import HerderError
 from herder.jsontext import JSONText
 from herder.model import (
+    JSON,
     LogRecord,
     SubtaskRecord,
     SubtaskState,
@@ -35,6 +36,7 @@ from herder.model import (
 )
 from herder.store import sqlite as sqlite_backend
 from herder.store.base import Store
+from herder.store.rows import encode
 from herder.store.sqlite import SqliteStore
 
 StoreFactory = Callable[[], Store]  # as in conftest.py
@@ -58,8 +60,46 @@ def started(store: Store, parts: int = 3, **fields: object) -> TaskRecord:
     """A task stored and split into `parts` subtasks whose parts are their index."""
     task = new_task(**fields)
     assert store.insert_tasks([task]) == [True]
-    store.start_task(task.id, list(range(parts)), started_at=1001.0)
+    start_task(store, task.id, list(range(parts)), started_at=1001.0)
     return task
+
+
+# The single-item forms the tests use, over the contract's batches.
+
+
+def start_task(store: Store, task_id: str, parts: list[JSON], started_at: float) -> None:
+    store.start_tasks([(task_id, parts, started_at)])
+
+
+def set_task_state(store: Store, task_id: str, state: TaskState) -> None:
+    store.set_task_states([(task_id, state)])
+
+
+def finish_task(
+    store: Store,
+    task_id: str,
+    state: TaskState,
+    finished_at: float,
+    result: JSON = None,
+    error: TaskError | None = None,
+) -> bool:
+    (finished,) = store.finish_tasks([(task_id, state, finished_at, result, error)])
+    return finished
+
+
+def start_attempt(
+    store: Store, task_id: str, index: int, attempt: int, worker: str, started_at: float
+) -> None:
+    store.start_attempts([(task_id, index, attempt, worker, started_at)])
+
+
+def record_result(
+    store: Store, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
+) -> bool:
+    (recorded,) = store.record_results(
+        [(task_id, index, attempt, encode(result), finished_at, None, None)]
+    )
+    return recorded
 
 
 def states(store: Store, task_id: str) -> list[SubtaskState]:
@@ -230,7 +270,7 @@ def test_list_takes_any_digit_cursor(store: Store) -> None:
 def test_get_tasks_finds_the_ids_that_exist_however_many(store: Store) -> None:
     tasks = [new_task(params={"n": i}) for i in range(1203)]  # more than one query's worth
     assert all(store.insert_tasks(tasks))
-    store.finish_task(tasks[5].id, TaskState.SUCCEEDED, 1002.0, result={"r": 5})
+    finish_task(store, tasks[5].id, TaskState.SUCCEEDED, 1002.0, result={"r": 5})
     asked = [t.id for t in reversed(tasks)] + ["nobody", tasks[0].id]
     got = {t.id: t for t in store.get_tasks(asked)}
     assert set(got) == {t.id for t in tasks}
@@ -247,7 +287,7 @@ def test_count_unfinished_counts_pending_running_and_aggregating(store: Store) -
     pending = new_task()
     store.insert_tasks([pending])
     assert store.count_unfinished() == 4
-    store.finish_task(pending.id, TaskState.CANCELLED, finished_at=2000.0)
+    finish_task(store, pending.id, TaskState.CANCELLED, finished_at=2000.0)
     assert store.count_unfinished() == 3
 
 
@@ -270,7 +310,7 @@ def test_start_task_stores_subtasks_in_index_order(store: Store) -> None:
     store.insert_tasks([task])
     parts = [{"range": [i * 10, i * 10 + 10]} for i in range(12)]
 
-    store.start_task(task.id, parts, started_at=1234.5)
+    start_task(store, task.id, parts, started_at=1234.5)
 
     got = store.get_task(task.id)
     assert got is not None
@@ -312,7 +352,7 @@ def test_json_text_is_stored_as_the_value_it_encodes(store: Store) -> None:
     # as they are, not encoded again as strings; a plain str is still a JSON string.
     task = new_task()
     store.insert_tasks([task])
-    store.start_task(task.id, [JSONText('{"a":[1,2]}'), '{"a":[1,2]}'], started_at=1.0)
+    start_task(store, task.id, [JSONText('{"a":[1,2]}'), '{"a":[1,2]}'], started_at=1.0)
     assert [s.part for s in store.get_subtasks(task.id)] == [{"a": [1, 2]}, '{"a":[1,2]}']
     store.finish_tasks([(task.id, TaskState.SUCCEEDED, 2.0, JSONText('{"sum":3}'), None)])
     got = store.get_task(task.id)
@@ -324,7 +364,7 @@ def test_start_task_with_no_parts(store: Store) -> None:
     task = new_task()
     store.insert_tasks([task])
 
-    store.start_task(task.id, [], started_at=1.0)
+    start_task(store, task.id, [], started_at=1.0)
 
     got = store.get_task(task.id)
     assert got is not None
@@ -336,8 +376,8 @@ def test_start_task_does_nothing_unless_pending(store: Store) -> None:
     # Cancelled while its split ran: the split's late outcome must not revive it.
     task = new_task()
     store.insert_tasks([task])
-    store.finish_task(task.id, TaskState.CANCELLED, finished_at=5.0)
-    store.start_task(task.id, [1, 2], started_at=6.0)
+    finish_task(store, task.id, TaskState.CANCELLED, finished_at=5.0)
+    start_task(store, task.id, [1, 2], started_at=6.0)
     got = store.get_task(task.id)
     assert got is not None
     assert (got.state, got.started_at) == (TaskState.CANCELLED, None)
@@ -345,7 +385,7 @@ def test_start_task_does_nothing_unless_pending(store: Store) -> None:
 
     # Started twice (a restart that split again): the first subtasks stay.
     twice = started(store, parts=2)
-    store.start_task(twice.id, ["x", "y", "z"], started_at=9.0)
+    start_task(store, twice.id, ["x", "y", "z"], started_at=9.0)
     assert [s.part for s in store.get_subtasks(twice.id)] == [0, 1]
     again = store.get_task(twice.id)
     assert again is not None
@@ -355,7 +395,7 @@ def test_start_task_does_nothing_unless_pending(store: Store) -> None:
 def test_set_task_state_moves_running_to_aggregating(store: Store) -> None:
     task = started(store)
 
-    store.set_task_state(task.id, TaskState.AGGREGATING)
+    set_task_state(store, task.id, TaskState.AGGREGATING)
 
     got = store.get_task(task.id)
     assert got is not None
@@ -364,9 +404,9 @@ def test_set_task_state_moves_running_to_aggregating(store: Store) -> None:
 
 def test_set_task_state_leaves_a_finished_task_alone(store: Store) -> None:
     task = started(store)
-    store.finish_task(task.id, TaskState.TIMED_OUT, finished_at=9.0)
+    finish_task(store, task.id, TaskState.TIMED_OUT, finished_at=9.0)
 
-    store.set_task_state(task.id, TaskState.AGGREGATING)
+    set_task_state(store, task.id, TaskState.AGGREGATING)
 
     got = store.get_task(task.id)
     assert got is not None
@@ -376,7 +416,7 @@ def test_set_task_state_leaves_a_finished_task_alone(store: Store) -> None:
 def test_set_task_state_refuses_a_final_state(store: Store) -> None:
     task = started(store)
     with pytest.raises(ValueError):
-        store.set_task_state(task.id, TaskState.SUCCEEDED)
+        set_task_state(store, task.id, TaskState.SUCCEEDED)
     got = store.get_task(task.id)
     assert got is not None
     assert got.state is TaskState.RUNNING
@@ -384,12 +424,12 @@ def test_set_task_state_refuses_a_final_state(store: Store) -> None:
 
 def test_finish_task_stores_result_and_happens_once(store: Store) -> None:
     task = started(store, parts=2)
-    store.record_result(task.id, 0, 1, "a", finished_at=10.0)
-    store.record_result(task.id, 1, 1, "b", finished_at=11.0)
-    store.set_task_state(task.id, TaskState.AGGREGATING)
+    record_result(store, task.id, 0, 1, "a", finished_at=10.0)
+    record_result(store, task.id, 1, 1, "b", finished_at=11.0)
+    set_task_state(store, task.id, TaskState.AGGREGATING)
 
-    assert store.finish_task(task.id, TaskState.SUCCEEDED, 12.0, result=["a", "b"]) is True
-    assert store.finish_task(task.id, TaskState.FAILED, 13.0, error=BOOM) is False
+    assert finish_task(store, task.id, TaskState.SUCCEEDED, 12.0, result=["a", "b"]) is True
+    assert finish_task(store, task.id, TaskState.FAILED, 13.0, error=BOOM) is False
 
     got = store.get_task(task.id)
     assert got is not None
@@ -404,7 +444,7 @@ def test_finish_task_stores_result_and_happens_once(store: Store) -> None:
 def test_finish_task_stores_the_error(store: Store) -> None:
     task = started(store)
 
-    assert store.finish_task(task.id, TaskState.FAILED, 20.0, error=BOOM) is True
+    assert finish_task(store, task.id, TaskState.FAILED, 20.0, error=BOOM) is True
 
     got = store.get_task(task.id)
     assert got is not None
@@ -412,25 +452,25 @@ def test_finish_task_stores_the_error(store: Store) -> None:
 
 
 def test_finish_task_of_an_unknown_task_is_false(store: Store) -> None:
-    assert store.finish_task("nope", TaskState.CANCELLED, 1.0) is False
+    assert finish_task(store, "nope", TaskState.CANCELLED, 1.0) is False
 
 
 def test_finish_task_refuses_a_non_final_state(store: Store) -> None:
     task = started(store)
     with pytest.raises(ValueError):
-        store.finish_task(task.id, TaskState.AGGREGATING, 1.0)
+        finish_task(store, task.id, TaskState.AGGREGATING, 1.0)
 
 
 @pytest.mark.parametrize("end", [TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT])
 def test_finishing_unsuccessfully_cancels_open_subtasks(store: Store, end: TaskState) -> None:
     task = started(store, parts=4)
-    store.start_attempt(task.id, 1, 1, "w1", started_at=2.0)
-    store.start_attempt(task.id, 2, 1, "w1", started_at=2.0)
-    store.record_result(task.id, 2, 1, "done", finished_at=3.0)
-    store.start_attempt(task.id, 3, 1, "w2", started_at=2.0)
+    start_attempt(store, task.id, 1, 1, "w1", started_at=2.0)
+    start_attempt(store, task.id, 2, 1, "w1", started_at=2.0)
+    record_result(store, task.id, 2, 1, "done", finished_at=3.0)
+    start_attempt(store, task.id, 3, 1, "w2", started_at=2.0)
     store.record_failure(task.id, 3, 1, BOOM, final=True, finished_at=4.0)
 
-    assert store.finish_task(task.id, end, finished_at=50.0) is True
+    assert finish_task(store, task.id, end, finished_at=50.0) is True
 
     subtasks = store.get_subtasks(task.id)
     assert [s.state for s in subtasks] == [
@@ -447,7 +487,7 @@ def test_the_batched_calls_do_what_one_call_each_would(store: Store) -> None:
     pending = [new_task() for _ in range(3)]
     cancelled = new_task()
     store.insert_tasks([*pending, cancelled])
-    store.finish_task(cancelled.id, TaskState.CANCELLED, finished_at=5.0)
+    finish_task(store, cancelled.id, TaskState.CANCELLED, finished_at=5.0)
 
     store.start_tasks(
         [(pending[0].id, ["a"], 10.0), (cancelled.id, [1], 10.0), (pending[1].id, [1, 2], 11.0)]
@@ -462,7 +502,7 @@ def test_the_batched_calls_do_what_one_call_each_would(store: Store) -> None:
     with pytest.raises(ValueError, match="non-final"):
         store.set_task_states([(pending[1].id, TaskState.SUCCEEDED)])
 
-    store.start_attempt(pending[1].id, 0, 1, "w1", started_at=12.0)
+    start_attempt(store, pending[1].id, 0, 1, "w1", started_at=12.0)
     store.finish_tasks(
         [
             (pending[0].id, TaskState.SUCCEEDED, 20.0, {"n": 1}, None),
@@ -483,17 +523,17 @@ def test_the_batched_calls_do_what_one_call_each_would(store: Store) -> None:
 
 def test_finishing_successfully_leaves_subtasks_alone(store: Store) -> None:
     task = started(store, parts=2)
-    store.record_result(task.id, 0, 1, 0, finished_at=3.0)
+    record_result(store, task.id, 0, 1, 0, finished_at=3.0)
 
-    assert store.finish_task(task.id, TaskState.SUCCEEDED, 5.0, result=0) is True
+    assert finish_task(store, task.id, TaskState.SUCCEEDED, 5.0, result=0) is True
     assert states(store, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
 
 
 def test_a_refused_finish_changes_no_subtask(store: Store) -> None:
     task = started(store, parts=2)
-    store.finish_task(task.id, TaskState.SUCCEEDED, 5.0, result=None)
+    finish_task(store, task.id, TaskState.SUCCEEDED, 5.0, result=None)
 
-    assert store.finish_task(task.id, TaskState.CANCELLED, 6.0) is False
+    assert finish_task(store, task.id, TaskState.CANCELLED, 6.0) is False
     assert states(store, task.id) == [SubtaskState.QUEUED, SubtaskState.QUEUED]
 
 
@@ -503,7 +543,7 @@ def test_a_refused_finish_changes_no_subtask(store: Store) -> None:
 def test_start_attempt_marks_the_subtask_running(store: Store) -> None:
     task = started(store)
 
-    store.start_attempt(task.id, 1, attempt=1, worker="w1", started_at=7.5)
+    start_attempt(store, task.id, 1, attempt=1, worker="w1", started_at=7.5)
 
     sub = store.get_subtasks(task.id)[1]
     assert (sub.state, sub.attempts, sub.worker, sub.started_at, sub.finished_at) == (
@@ -518,9 +558,9 @@ def test_start_attempt_marks_the_subtask_running(store: Store) -> None:
 
 def test_a_second_attempt_takes_over_and_attempts_never_go_back(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
-    store.start_attempt(task.id, 0, 2, "w2", started_at=2.0)
-    store.start_attempt(task.id, 0, 1, "w3", started_at=3.0)  # a stale call, crossed in flight
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0)
+    start_attempt(store, task.id, 0, 2, "w2", started_at=2.0)
+    start_attempt(store, task.id, 0, 1, "w3", started_at=3.0)  # a stale call, crossed in flight
 
     sub = store.get_subtasks(task.id)[0]
     assert sub.attempts == 2
@@ -529,10 +569,10 @@ def test_a_second_attempt_takes_over_and_attempts_never_go_back(store: Store) ->
 
 def test_start_attempt_leaves_a_finished_subtask_alone(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
-    store.record_result(task.id, 0, 1, "r", finished_at=2.0)
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0)
+    record_result(store, task.id, 0, 1, "r", finished_at=2.0)
 
-    store.start_attempt(task.id, 0, 2, "w2", started_at=3.0)
+    start_attempt(store, task.id, 0, 2, "w2", started_at=3.0)
 
     sub = store.get_subtasks(task.id)[0]
     assert (sub.state, sub.worker, sub.result) == (SubtaskState.SUCCEEDED, "w1", "r")
@@ -540,12 +580,12 @@ def test_start_attempt_leaves_a_finished_subtask_alone(store: Store) -> None:
 
 def test_a_result_is_recorded_exactly_once(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 1, 1, "w1", started_at=1.0)
-    store.start_attempt(task.id, 1, 2, "w2", started_at=2.0)  # a speculative second attempt
+    start_attempt(store, task.id, 1, 1, "w1", started_at=1.0)
+    start_attempt(store, task.id, 1, 2, "w2", started_at=2.0)  # a speculative second attempt
 
-    assert store.record_result(task.id, 1, 2, {"n": 2}, finished_at=3.0) is True
-    assert store.record_result(task.id, 1, 1, {"n": 1}, finished_at=4.0) is False
-    assert store.record_result(task.id, 1, 2, {"n": 2}, finished_at=5.0) is False
+    assert record_result(store, task.id, 1, 2, {"n": 2}, finished_at=3.0) is True
+    assert record_result(store, task.id, 1, 1, {"n": 1}, finished_at=4.0) is False
+    assert record_result(store, task.id, 1, 2, {"n": 2}, finished_at=5.0) is False
 
     sub = store.get_subtasks(task.id)[1]
     assert (sub.state, sub.result, sub.finished_at, sub.attempts) == (
@@ -590,7 +630,7 @@ def test_a_result_carries_the_start_of_its_attempt_when_it_was_not_written(store
     # The master writes a short attempt's start with its result (one row write): the subtask
     # ends as it would after a start_attempt and a record_result.
     task = started(store, parts=3)
-    store.start_attempt(task.id, 1, 1, "w-written", 1.0)
+    start_attempt(store, task.id, 1, 1, "w-written", 1.0)
     recorded = store.record_results(
         [
             (task.id, 0, 1, '"a"', 2.5, "w-carried", 2.0),  # never started in the store
@@ -605,15 +645,15 @@ def test_a_result_carries_the_start_of_its_attempt_when_it_was_not_written(store
         (SubtaskState.QUEUED, 0, None, None, None),
     ]
     # a late start of another attempt changes nothing once the subtask has its result
-    store.start_attempt(task.id, 0, 2, "w-late", 4.0)
+    start_attempt(store, task.id, 0, 2, "w-late", 4.0)
     assert store.get_subtasks(task.id)[0].worker == "w-carried"
 
 
 def test_a_null_result_is_still_a_result(store: Store) -> None:
     task = started(store, parts=1)
 
-    assert store.record_result(task.id, 0, 1, None, finished_at=1.0) is True
-    assert store.record_result(task.id, 0, 1, "late", finished_at=2.0) is False
+    assert record_result(store, task.id, 0, 1, None, finished_at=1.0) is True
+    assert record_result(store, task.id, 0, 1, "late", finished_at=2.0) is False
     assert store.get_results(task.id) == [None]
     assert states(store, task.id) == [SubtaskState.SUCCEEDED]
 
@@ -621,23 +661,23 @@ def test_a_null_result_is_still_a_result(store: Store) -> None:
 def test_a_result_for_a_requeued_subtask_counts(store: Store) -> None:
     # The worker was lost, its subtask queued again, then the worker came back with the result.
     task = started(store, parts=1)
-    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0)
     store.requeue_subtask(task.id, 0)
 
-    assert store.record_result(task.id, 0, 1, 42, finished_at=2.0) is True
+    assert record_result(store, task.id, 0, 1, 42, finished_at=2.0) is True
     assert store.get_results(task.id) == [42]
 
 
 def test_no_result_for_an_unknown_or_finished_subtask(store: Store) -> None:
     task = started(store, parts=2)
-    assert store.record_result(task.id, 7, 1, "x", finished_at=1.0) is False
-    assert store.record_result("nope", 0, 1, "x", finished_at=1.0) is False
+    assert record_result(store, task.id, 7, 1, "x", finished_at=1.0) is False
+    assert record_result(store, "nope", 0, 1, "x", finished_at=1.0) is False
 
     store.record_failure(task.id, 0, 1, BOOM, final=True, finished_at=2.0)
-    assert store.record_result(task.id, 0, 1, "late", finished_at=3.0) is False
+    assert record_result(store, task.id, 0, 1, "late", finished_at=3.0) is False
 
-    store.finish_task(task.id, TaskState.CANCELLED, finished_at=4.0)
-    assert store.record_result(task.id, 1, 1, "late", finished_at=5.0) is False
+    finish_task(store, task.id, TaskState.CANCELLED, finished_at=4.0)
+    assert record_result(store, task.id, 1, 1, "late", finished_at=5.0) is False
 
     assert store.get_results(task.id) == [None, None]
     assert states(store, task.id) == [SubtaskState.FAILED, SubtaskState.CANCELLED]
@@ -645,7 +685,7 @@ def test_no_result_for_an_unknown_or_finished_subtask(store: Store) -> None:
 
 def test_a_non_final_failure_queues_the_subtask_again_with_its_error(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 2, 1, "w1", started_at=1.0)
+    start_attempt(store, task.id, 2, 1, "w1", started_at=1.0)
 
     store.record_failure(task.id, 2, 1, BOOM, final=False, finished_at=2.0)
 
@@ -658,8 +698,8 @@ def test_a_non_final_failure_queues_the_subtask_again_with_its_error(store: Stor
     )
 
     # The retry succeeds; the error stays as the last one seen.
-    store.start_attempt(task.id, 2, 2, "w2", started_at=3.0)
-    assert store.record_result(task.id, 2, 2, "ok", finished_at=4.0) is True
+    start_attempt(store, task.id, 2, 2, "w2", started_at=3.0)
+    assert record_result(store, task.id, 2, 2, "ok", finished_at=4.0) is True
     sub = store.get_subtasks(task.id)[2]
     assert (sub.state, sub.result, sub.attempts, sub.worker, sub.error) == (
         SubtaskState.SUCCEEDED,
@@ -672,7 +712,7 @@ def test_a_non_final_failure_queues_the_subtask_again_with_its_error(store: Stor
 
 def test_a_final_failure_fails_the_subtask(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 0, 4, "w1", started_at=1.0)
+    start_attempt(store, task.id, 0, 4, "w1", started_at=1.0)
 
     store.record_failure(task.id, 0, 4, BOOM, final=True, finished_at=9.0)
 
@@ -687,9 +727,9 @@ def test_a_final_failure_fails_the_subtask(store: Store) -> None:
 
 def test_a_failure_cannot_undo_a_result(store: Store) -> None:
     task = started(store, parts=1)
-    store.start_attempt(task.id, 0, 1, "w1", started_at=1.0)
-    store.start_attempt(task.id, 0, 2, "w2", started_at=1.5)
-    store.record_result(task.id, 0, 2, "won", finished_at=2.0)
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0)
+    start_attempt(store, task.id, 0, 2, "w2", started_at=1.5)
+    record_result(store, task.id, 0, 2, "won", finished_at=2.0)
 
     store.record_failure(task.id, 0, 1, BOOM, final=False, finished_at=3.0)
     store.record_failure(task.id, 0, 1, BOOM, final=True, finished_at=3.0)
@@ -700,7 +740,7 @@ def test_a_failure_cannot_undo_a_result(store: Store) -> None:
 
 def test_requeue_puts_a_running_subtask_back_without_a_failure(store: Store) -> None:
     task = started(store)
-    store.start_attempt(task.id, 1, 3, "w1", started_at=1.0)
+    start_attempt(store, task.id, 1, 3, "w1", started_at=1.0)
 
     store.requeue_subtask(task.id, 1)
 
@@ -710,7 +750,7 @@ def test_requeue_puts_a_running_subtask_back_without_a_failure(store: Store) -> 
 
 def test_requeue_leaves_subtasks_that_are_not_running_alone(store: Store) -> None:
     task = started(store, parts=2)
-    store.record_result(task.id, 0, 1, "r", finished_at=1.0)
+    record_result(store, task.id, 0, 1, "r", finished_at=1.0)
 
     store.requeue_subtask(task.id, 0)
     store.requeue_subtask(task.id, 1)
@@ -721,7 +761,7 @@ def test_requeue_leaves_subtasks_that_are_not_running_alone(store: Store) -> Non
 def test_results_are_in_index_order_with_gaps(store: Store) -> None:
     task = started(store, parts=5)
     for index in (3, 0, 4):
-        store.record_result(task.id, index, 1, {"i": index}, finished_at=float(index))
+        record_result(store, task.id, index, 1, {"i": index}, finished_at=float(index))
 
     assert store.get_results(task.id) == [{"i": 0}, None, None, {"i": 3}, {"i": 4}]
     assert store.get_results("nope") == []
@@ -818,13 +858,13 @@ def test_trim_logs_keeps_the_newest_and_counts_the_dropped(store: Store) -> None
 def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> None:
     first = store_factory()
     task = started(first, parts=3, priority=3, timeout=9.5)
-    first.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
-    first.record_result(task.id, 0, 1, [1, 2], finished_at=3.0)
+    start_attempt(first, task.id, 0, 1, "w1", started_at=2.0)
+    record_result(first, task.id, 0, 1, [1, 2], finished_at=3.0)
     first.record_failure(task.id, 1, 1, BOOM, final=False, finished_at=3.5)
     logs = first.append_logs([log(task.id, "kept")])
     done = new_task()
     first.insert_tasks([done])
-    first.finish_task(done.id, TaskState.FAILED, 4.0, error=BOOM)
+    finish_task(first, done.id, TaskState.FAILED, 4.0, error=BOOM)
     before = (first.get_task(task.id), first.get_task(done.id), first.get_subtasks(task.id))
     first.close()
 
@@ -836,7 +876,7 @@ def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> No
     assert second.get_results(task.id) == [[1, 2], None, None]
     assert second.get_logs(task.id) == logs
     assert [t.id for t in second.unfinished_tasks()] == [task.id]
-    assert second.record_result(task.id, 0, 2, "again", finished_at=5.0) is False
+    assert record_result(second, task.id, 0, 2, "again", finished_at=5.0) is False
     assert second.insert_tasks([new_task(id=task.id)]) == [False]
     assert second.append_logs([log(task.id, "next")])[0].seq > logs[0].seq
 
@@ -867,7 +907,7 @@ def test_two_connections_never_record_two_results(store_factory: StoreFactory) -
         try:
             go.wait(timeout=10)
             for index in range(40):
-                if stores[n].record_result(task.id, index, n + 1, n, finished_at=1.0):
+                if record_result(stores[n], task.id, index, n + 1, n, finished_at=1.0):
                     wins[n].append(index)
         except BaseException as exc:
             errors.append(exc)
@@ -921,9 +961,9 @@ def test_a_transaction_commits_its_calls_together_at_its_end(store_factory: Stor
     task = new_task()
     with store.transaction():
         assert store.insert_tasks([task]) == [True]
-        store.start_task(task.id, [1, 2], started_at=2.0)
+        start_task(store, task.id, [1, 2], started_at=2.0)
         with store.transaction():  # a nested one joins it
-            assert store.record_result(task.id, 0, 1, "r", finished_at=3.0) is True
+            assert record_result(store, task.id, 0, 1, "r", finished_at=3.0) is True
         # its own reads see its writes; another connection sees none of them yet
         assert states(store, task.id) == [SubtaskState.SUCCEEDED, SubtaskState.QUEUED]
         assert other.get_task(task.id) is None
@@ -938,7 +978,7 @@ def test_a_transaction_that_raises_leaves_nothing(store_factory: StoreFactory) -
     task = new_task()
     with pytest.raises(RuntimeError, match="changed my mind"), store.transaction():
         store.insert_tasks([task])
-        store.record_result(kept.id, 0, 1, "r", finished_at=3.0)
+        record_result(store, kept.id, 0, 1, "r", finished_at=3.0)
         with store.transaction():
             store.append_logs([log(kept.id, "never")])
         raise RuntimeError("changed my mind")
@@ -961,7 +1001,7 @@ def test_a_nul_character_fails_no_batch_and_finds_nothing(store: Store) -> None:
     task = started(store, parts=1)
     stored = store.append_logs([log(task.id, "before"), log(task.id, "a\x00b", worker="w\x00"),
                                 log(task.id, "after")])
-    store.start_attempt(task.id, 0, 1, "w\x00", started_at=1.0)
+    start_attempt(store, task.id, 0, 1, "w\x00", started_at=1.0)
 
     got = store.get_logs(task.id)
     assert [r.seq for r in got] == [r.seq for r in stored]
@@ -970,7 +1010,7 @@ def test_a_nul_character_fails_no_batch_and_finds_nothing(store: Store) -> None:
     assert store.get_subtasks(task.id)[0].worker in ("w\x00", "w\ufffd")
     assert store.get_task(task.id + "\x00") is None
     assert store.get_tasks([task.id + "\x00", task.id]) == [store.get_task(task.id)]
-    assert store.finish_task(task.id + "\x00", TaskState.CANCELLED, 1.0) is False
+    assert finish_task(store, task.id + "\x00", TaskState.CANCELLED, 1.0) is False
 
 
 # -- followers -------------------------------------------------------------------------------
@@ -1050,12 +1090,12 @@ def test_interleavings_record_at_most_one_result_per_subtask(
 
     for step, (kind, index, arg) in enumerate(ops):
         if kind == "start":
-            store.start_attempt(task.id, index, arg, "w", started_at=float(step))
+            start_attempt(store, task.id, index, arg, "w", started_at=float(step))
             if expect[index] in OPEN:
                 expect[index] = SubtaskState.RUNNING
         elif kind == "result":
             value = {"step": step}
-            recorded = store.record_result(task.id, index, arg, value, float(step))
+            recorded = record_result(store, task.id, index, arg, value, float(step))
             assert recorded is (expect[index] in OPEN)
             if recorded:
                 first[index] = value
@@ -1094,8 +1134,8 @@ def migrated(tmp_path: Path) -> Iterator[SqliteStore]:
 
 
 def test_sqlite_runs_in_wal_mode(migrated: SqliteStore) -> None:
-    assert migrated._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert migrated._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert _db(migrated).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert _db(migrated).execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
 
 
 def test_sqlite_in_memory_works() -> None:
@@ -1150,8 +1190,13 @@ def test_sqlite_a_commit_survives_kill_9(tmp_path: Path) -> None:
         store.close()
 
 
+def _db(store: SqliteStore) -> sqlite3.Connection:
+    """The store's connection, for the checks that go around the contract."""
+    return store._driver.db
+
+
 def _versions(store: SqliteStore) -> list[int]:
-    return [row[0] for row in store._db.execute("SELECT version FROM schema_version")]
+    return [row[0] for row in _db(store).execute("SELECT version FROM schema_version")]
 
 
 def test_sqlite_applies_a_later_migration_once_and_in_order(
@@ -1172,7 +1217,7 @@ def test_sqlite_applies_a_later_migration_once_and_in_order(
         store.migrate()
         store.migrate()
         assert _versions(store) == [*_KNOWN, _NEXT]
-        assert store._db.execute("SELECT count(*) FROM extra").fetchone()[0] == 1
+        assert _db(store).execute("SELECT count(*) FROM extra").fetchone()[0] == 1
     finally:
         store.close()
 
@@ -1191,7 +1236,7 @@ def test_sqlite_a_failing_migration_leaves_nothing_behind(
         with pytest.raises(sqlite3.OperationalError, match="nowhere"):
             store.migrate()
         assert _versions(store) == _KNOWN
-        tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master")}
+        tables = {row[0] for row in _db(store).execute("SELECT name FROM sqlite_master")}
         assert "tasks" in tables
         assert "half" not in tables
     finally:
@@ -1202,7 +1247,7 @@ def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "m.db"))
     try:
         store.migrate()
-        store._db.execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
+        _db(store).execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
         with pytest.raises(HerderError, match="schema version 99"):
             store.migrate()
     finally:
@@ -1218,14 +1263,14 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store = SqliteStore(path)
     store.migrate()
     task = started(store, parts=3)
-    store.start_attempt(task.id, 0, 1, "w1", started_at=2.0)
+    start_attempt(store, task.id, 0, 1, "w1", started_at=2.0)
     # a result as the code of that schema wrote it (today's query uses the columns of 0006)
-    store._db.execute(
+    _db(store).execute(
         "INSERT INTO subtask_results (task_id, idx, attempt, result, recorded_at) "
         """VALUES (?, 0, 1, '{"r":0}', 3.0)""",
         (task.id,),
     )
-    store._db.execute(
+    _db(store).execute(
         "UPDATE subtasks SET state = 'succeeded', finished_at = 3.0 WHERE task_id = ? AND idx = 0",
         (task.id,),
     )
@@ -1233,8 +1278,8 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     stored = store.get_task(task.id)
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
     store.insert_tasks([gone])
-    high_water = store._db.execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
-    store._db.execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
+    high_water = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
+    _db(store).execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
     # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial)
@@ -1246,7 +1291,7 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         assert store.get_task(task.id) == stored
         later = new_task()
         store.insert_tasks([later])
-        seq = store._db.execute("SELECT seq FROM tasks WHERE id = ?", (later.id,)).fetchone()[0]
+        seq = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (later.id,)).fetchone()[0]
         assert seq == high_water + 1
         assert states(store, task.id) == [
             SubtaskState.SUCCEEDED, SubtaskState.QUEUED, SubtaskState.QUEUED
@@ -1257,11 +1302,11 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
             {"r": 0}, "w1", 2.0, 3.0
         )
         recorded_by = "SELECT result_attempt FROM subtasks WHERE task_id = ? AND idx = 0"
-        assert store._db.execute(recorded_by, (task.id,)).fetchone()[0] == 1
+        assert _db(store).execute(recorded_by, (task.id,)).fetchone()[0] == 1
         assert [r.message for r in store.get_logs(task.id)] == ["hi"]
         # and takes new results, once each
-        assert store.record_result(task.id, 1, 1, "b", finished_at=4.0) is True
-        assert store.record_result(task.id, 1, 2, "again", finished_at=5.0) is False
+        assert record_result(store, task.id, 1, 1, "b", finished_at=4.0) is True
+        assert record_result(store, task.id, 1, 2, "again", finished_at=5.0) is False
     finally:
         store.close()
 
@@ -1279,12 +1324,12 @@ def test_sqlite_schema_refuses_a_state_it_does_not_know(
 ) -> None:
     task = started(migrated, parts=1)
     with pytest.raises(sqlite3.IntegrityError, match=r"CHECK|NOT NULL"):
-        migrated._db.execute(statement, (bad, task.id))
+        _db(migrated).execute(statement, (bad, task.id))
     # every state the code writes is taken
     for state in TaskState:
-        migrated._db.execute("UPDATE tasks SET state = ? WHERE id = ?", (state.value, task.id))
+        _db(migrated).execute("UPDATE tasks SET state = ? WHERE id = ?", (state.value, task.id))
     for sub_state in SubtaskState:
-        migrated._db.execute(
+        _db(migrated).execute(
             "UPDATE subtasks SET state = ? WHERE task_id = ?", (sub_state.value, task.id)
         )
 
@@ -1294,7 +1339,8 @@ def test_sqlite_queries_by_state_walk_the_partial_indexes(migrated: SqliteStore)
     # only when its WHERE implies the index's: these plans fail if a query or an index is
     # written so that it does not (an IN list, say), and each would scan the whole table.
     def plan(name: str, **params: object) -> str:
-        rows = migrated._db.execute("EXPLAIN QUERY PLAN " + migrated._q[name], params).fetchall()
+        query = migrated._driver.queries[name]
+        rows = _db(migrated).execute("EXPLAIN QUERY PLAN " + query, params).fetchall()
         return " | ".join(str(row[3]) for row in rows)
 
     assert "tasks_open_state_seq" in plan("count_unfinished")
@@ -1324,7 +1370,7 @@ def test_sqlite_queries_by_state_walk_the_partial_indexes(migrated: SqliteStore)
 def test_sqlite_subtasks_still_need_their_task(migrated: SqliteStore) -> None:
     # 0005 rebuilt both tables: the foreign key must point at the new tasks table
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        migrated._db.execute(
+        _db(migrated).execute(
             "INSERT INTO subtasks (task_id, idx, part, state) VALUES ('nobody', 0, '1', "
             "'queued')"
         )

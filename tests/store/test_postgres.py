@@ -16,11 +16,13 @@ import pytest
 
 from herder.errors import HerderError
 from herder.model import LogRecord, SubtaskState, TaskState
-from herder.store.base import open_store, redact
+from herder.store import open_store, redact
 from tests.pgserver import PostgresServer
-from tests.store.test_contract import new_task, started
+from tests.store.test_contract import new_task, record_result, started
 
 psycopg = pytest.importorskip("psycopg")
+
+from psycopg.rows import DictRow  # noqa: E402
 
 from herder.store import postgres as postgres_backend  # noqa: E402 - psycopg checked first
 from herder.store.postgres import PostgresStore  # noqa: E402
@@ -45,13 +47,18 @@ def migrated(url: str) -> Iterator[PostgresStore]:
         store.close()
 
 
+def _conn(store: PostgresStore) -> psycopg.Connection[DictRow]:
+    """The store's connection, for the checks that go around the contract."""
+    return store._driver.conn
+
+
 def _versions(store: PostgresStore) -> list[int]:
-    rows = store._conn.execute("SELECT version FROM schema_version ORDER BY version")
+    rows = _conn(store).execute("SELECT version FROM schema_version ORDER BY version")
     return [row["version"] for row in rows]
 
 
 def _exists(store: PostgresStore, table: str) -> bool:
-    row = store._conn.execute("SELECT to_regclass(%s) IS NOT NULL AS found", (table,)).fetchone()
+    row = _conn(store).execute("SELECT to_regclass(%s) IS NOT NULL AS found", (table,)).fetchone()
     return bool(row and row["found"])
 
 
@@ -75,7 +82,7 @@ def test_applies_a_later_migration_once_and_in_order(
         store.migrate()
         store.migrate()
         assert _versions(store) == [*_KNOWN, _NEXT]
-        row = store._conn.execute("SELECT count(*) AS n FROM extra").fetchone()
+        row = _conn(store).execute("SELECT count(*) AS n FROM extra").fetchone()
         assert row is not None and row["n"] == 1
     finally:
         store.close()
@@ -103,7 +110,7 @@ def test_a_failing_migration_leaves_nothing_behind(
 
 
 def test_refuses_a_schema_newer_than_it_knows(migrated: PostgresStore) -> None:
-    migrated._conn.execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
+    _conn(migrated).execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
     with pytest.raises(HerderError, match="schema version 99"):
         migrated.migrate()
 
@@ -118,7 +125,7 @@ def test_the_first_migration_makes_the_shape_sqlite_has(migrated: PostgresStore)
         lite.migrate()
 
         def sqlite_columns(table: str) -> list[str]:
-            return [row[1] for row in lite._db.execute(f"PRAGMA table_info({table})")]
+            return [row[1] for row in lite._driver.db.execute(f"PRAGMA table_info({table})")]
 
         expected = {t: sqlite_columns(t) for t in ("tasks", "subtasks", "logs")}
     finally:
@@ -126,7 +133,7 @@ def test_the_first_migration_makes_the_shape_sqlite_has(migrated: PostgresStore)
     got = {
         table: [
             row["column_name"]
-            for row in migrated._conn.execute(
+            for row in _conn(migrated).execute(
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND table_name = %s "
                 "ORDER BY ordinal_position",
@@ -154,19 +161,19 @@ def test_schema_refuses_a_state_it_does_not_know(
 ) -> None:
     task = started(migrated, parts=1)
     with pytest.raises(getattr(psycopg.errors, error)):
-        migrated._conn.execute(statement, (bad, task.id))
+        _conn(migrated).execute(statement, (bad, task.id))
     # every state the code writes is taken
     for state in TaskState:
-        migrated._conn.execute("UPDATE tasks SET state = %s WHERE id = %s", (state.value, task.id))
+        _conn(migrated).execute("UPDATE tasks SET state = %s WHERE id = %s", (state.value, task.id))
     for sub_state in SubtaskState:
-        migrated._conn.execute(
+        _conn(migrated).execute(
             "UPDATE subtasks SET state = %s WHERE task_id = %s", (sub_state.value, task.id)
         )
 
 
 def test_subtasks_need_their_task(migrated: PostgresStore) -> None:
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        migrated._conn.execute(
+        _conn(migrated).execute(
             "INSERT INTO subtasks (task_id, idx, part, state) VALUES ('nobody', 0, '1', 'queued')"
         )
 
@@ -175,11 +182,11 @@ def test_queries_by_state_walk_the_partial_indexes(migrated: PostgresStore) -> N
     # As SQLite's 0007: the state index holds open and failed-like tasks only. With sequential
     # scans priced out (the tables are tiny), each plan shows the index the query can use; a
     # query written so that its WHERE does not imply the index's would show none.
-    conn = migrated._conn
+    conn = _conn(migrated)
     conn.execute("SET enable_seqscan = off")
 
     def plan(name: str, **params: object) -> str:
-        rows = conn.execute("EXPLAIN " + migrated._q[name], params)
+        rows = conn.execute("EXPLAIN " + migrated._driver.queries[name], params)
         return " | ".join(row["QUERY PLAN"] for row in rows)
 
     assert "tasks_open_state_seq" in plan("count_unfinished")
@@ -241,7 +248,7 @@ def test_a_read_or_a_guarded_write_goes_on_over_a_new_connection(
     assert migrated.get_results(task.id) == ["r", None]
     retried = [r.getMessage() for r in caplog.records if "again on a new one" in r.getMessage()]
     assert [m.rsplit(";", 1)[1] for m in retried] == [
-        " get_task again on a new one", " record_results again on a new one",
+        " get_tasks again on a new one", " record_results again on a new one",
     ]
 
 
@@ -271,7 +278,7 @@ def test_a_failed_call_inside_a_transaction_undoes_only_itself(migrated: Postgre
         with pytest.raises(ValueError, match="longer"):
             # its insert runs, then its parts do not match its tasks: the call fails
             migrated.insert_tasks([new_task()], [[1], [2]])
-        migrated.record_result(task.id, 0, 1, "r", finished_at=2.0)
+        record_result(migrated, task.id, 0, 1, "r", finished_at=2.0)
     assert migrated.get_task(other.id) == other
     assert migrated.get_results(task.id) == ["r"]
     assert migrated.count_unfinished() == 2
@@ -286,7 +293,7 @@ def test_a_statement_that_failed_inside_a_transaction_is_not_committed_quietly(
     with pytest.raises(HerderError, match="rolled back"), migrated.transaction():
         migrated.insert_tasks([task])
         with pytest.raises(psycopg.errors.UndefinedTable):
-            migrated._conn.execute("SELECT * FROM nowhere")
+            _conn(migrated).execute("SELECT * FROM nowhere")
     assert migrated.get_task(task.id) is None
 
 
@@ -355,9 +362,9 @@ def test_the_connection_names_itself_and_keeps_alive_unless_the_url_says(
     ]:
         store = PostgresStore(given)
         try:
-            params = store._conn.info.get_parameters()
+            params = _conn(store).info.get_parameters()
             assert {k: params.get(k) for k in expected} == expected
-            row = store._conn.execute("SELECT current_setting('application_name') AS a").fetchone()
+            row = _conn(store).execute("SELECT current_setting('application_name') AS a").fetchone()
             assert row is not None and row["a"] == expected["application_name"]
         finally:
             store.close()

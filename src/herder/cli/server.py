@@ -23,7 +23,7 @@ from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
-from herder.store.base import redact
+from herder.store import redact
 
 if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master and worker skip
     from herder.cluster import LocalCluster

@@ -14,7 +14,7 @@ import uvicorn
 from herder.config import MasterSettings
 from herder.master.core import Master
 from herder.master.http import create_app
-from herder.store.base import open_store
+from herder.store import open_store
 from herder.tasktype import Registry
 
 #: collections of the youngest generations as Python's defaults; the oldest one only after 100

@@ -1,10 +1,13 @@
 """The store contract: every query the master makes, as one narrow synchronous interface.
 
-Backends implement it in their own module (`sqlite`, `postgres`). Methods are synchronous; the
-master calls them on the event loop (a store that `runs_inline`) or from one dedicated thread,
-never from two threads at once, so a backend needs no locking of its own beyond what its driver
-does. Every method that changes state commits before it returns: the master
-acknowledges nothing the store has not committed. Imports `model` and `errors` only.
+Every write takes a batch, and so do the lookups by id (`get_tasks`); the single-item forms the
+master uses (`get_task`, `record_failure`, `requeue_subtask`) are wrappers over them.
+`repository.Repository` writes the methods once for every backend over a driver; each backend
+module (`sqlite`, `postgres`) adds its driver and what it does its own way. Methods are
+synchronous; the master calls them on the event loop (a store that `runs_inline`) or from one
+dedicated thread, never from two threads at once, so a backend needs no locking of its own
+beyond what its driver does. Every method that changes state commits before it returns: the
+master acknowledges nothing the store has not committed. Imports `model` only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from herder.errors import HerderError
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
 
 #: (task_id, index, attempt, worker, started_at)
@@ -23,20 +25,22 @@ AttemptStart = tuple[str, int, int, str, float]
 #: encodes the result, since it has to check that it is JSON anyway. `worker` and `started_at`
 #: are the attempt's start when it was not written yet (else None: what is stored stays).
 AttemptResult = tuple[str, int, int, str, float, str | None, float | None]
+#: (task_id, index, attempt, error, final, finished_at): final=True fails the subtask, else it
+#: goes back to queued
+AttemptFailure = tuple[str, int, int, TaskError, bool, float]
+#: (task_id, index)
+SubtaskKey = tuple[str, int]
 #: (task_id, parts, started_at)
 TaskStart = tuple[str, Sequence[JSON], float]
 #: (task_id, final state, finished_at, result, error)
 TaskFinish = tuple[str, TaskState, float, JSON, TaskError | None]
 
 
-class DuplicateTask(HerderError):
-    """A task id that is already stored."""
-
-
 class Store(abc.ABC):
     #: True when calls are local and fast enough to make on the event loop itself (SQLite);
     #: False when they wait on a network (PostgreSQL): then the master uses a thread.
     runs_inline: bool = False
+
     # -- life ------------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -62,14 +66,16 @@ class Store(abc.ABC):
 
         `parts`, when given, holds per task its parts or None: a task given its parts was split
         before it was stored (its record says running) and its subtasks are stored with it,
-        queued, as `start_task` would store them."""
-
-    @abc.abstractmethod
-    def get_task(self, task_id: str) -> TaskRecord | None: ...
+        queued, as `start_tasks` would store them."""
 
     @abc.abstractmethod
     def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tasks of these ids that exist, in no particular order."""
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        """The task of this id, or None."""
+        found = self.get_tasks([task_id])
+        return found[0] if found else None
 
     @abc.abstractmethod
     def list_tasks(
@@ -79,7 +85,8 @@ class Store(abc.ABC):
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
-        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
+        """Newest first. Returns the page and the cursor of the next page (None at the end).
+        Raises ValueError for a cursor that list_tasks did not hand out."""
 
     @abc.abstractmethod
     def count_unfinished(self) -> int:
@@ -90,71 +97,47 @@ class Store(abc.ABC):
         """Tasks in pending, running or aggregating, oldest first (for recovery at start)."""
 
     @abc.abstractmethod
-    def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
-        """Store the subtasks (index = position in `parts`, state queued), set subtasks_total,
-        state running and started_at, in one transaction."""
-
     def start_tasks(self, items: Sequence[TaskStart]) -> None:
-        """`start_task` for many, in one transaction. Backends batch the statements."""
-        with self.transaction():
-            for task_id, parts, started_at in items:
-                self.start_task(task_id, parts, started_at)
+        """For each task: store its subtasks (index = position in its parts, state queued), set
+        subtasks_total, state running and started_at; in one transaction. A task that is not
+        pending is left alone (one cancelled during its split stays so)."""
 
     @abc.abstractmethod
-    def set_task_state(self, task_id: str, state: TaskState) -> None:
-        """A non-final transition (running -> aggregating)."""
-
     def set_task_states(self, items: Sequence[tuple[str, TaskState]]) -> None:
-        """`set_task_state` for many, in one transaction."""
-        with self.transaction():
-            for task_id, state in items:
-                self.set_task_state(task_id, state)
-
-    def finish_tasks(self, items: Sequence[TaskFinish]) -> None:
-        """`finish_task` for many, in one transaction (tasks already final are left alone).
-        The master names a task once (it ends a task once); of a task named twice, one item
-        finishes it, which one is the backend's."""
-        with self.transaction():
-            for task_id, state, finished_at, result, error in items:
-                self.finish_task(task_id, state, finished_at, result, error)
+        """Non-final transitions (running -> aggregating), in one transaction. A task whose
+        current state cannot legally move to its new one (it was finished meanwhile, say) is
+        left alone. Raises ValueError for a final state: use finish_tasks."""
 
     @abc.abstractmethod
-    def finish_task(
-        self,
-        task_id: str,
-        state: TaskState,
-        finished_at: float,
-        result: JSON = None,
-        error: TaskError | None = None,
-    ) -> bool:
-        """Move a task to a final state with its result or error. Queued and running subtasks
-        become cancelled unless `state` is succeeded. Returns False, changing nothing, when the
-        task is already final (so a task finishes exactly once)."""
+    def finish_tasks(self, items: Sequence[TaskFinish]) -> list[bool]:
+        """Move tasks to a final state with their result or error, in one transaction. Queued
+        and running subtasks of a task that did not succeed become cancelled. Returns, per
+        item, False when it changed nothing because its task was already final (so a task
+        finishes exactly once). Of a task named twice, the first item finishes it.
+        Raises ValueError for a state that is not final."""
 
     # -- subtasks --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def start_attempt(
-        self, task_id: str, index: int, attempt: int, worker: str, started_at: float
-    ) -> None:
-        """Subtask -> running with this attempt number and worker (attempts = attempt)."""
-
-    @abc.abstractmethod
     def start_attempts(self, items: Sequence[AttemptStart]) -> None:
-        """`start_attempt` for many, in one transaction."""
+        """Each subtask -> running with this attempt number and worker, in one transaction.
+        A subtask that is already final is left alone; `attempts` never decreases."""
 
     @abc.abstractmethod
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
-        """`record_result` for many, in one transaction (group commit); one bool each."""
+        """Each subtask -> succeeded with its result, in one transaction (group commit); one
+        bool each. Exactly once: False, changing nothing, for a subtask that already has a
+        result (enforced by the schema, not only by this check), an unknown one, or one that
+        is failed or cancelled (its task is over: a late result must not make it look
+        succeeded). Of a subtask named twice, the first item records its result."""
 
     @abc.abstractmethod
-    def record_result(
-        self, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
-    ) -> bool:
-        """Subtask -> succeeded with its result. Exactly once: returns False and changes nothing
-        if the subtask already has a result (enforced by the schema, not only by this check)."""
+    def record_failures(self, items: Sequence[AttemptFailure]) -> None:
+        """Attempts failed, in one transaction, in order. A final failure makes its subtask
+        failed; any other sends it back to queued, keeping its error as the last one seen. A
+        subtask that is already final is left alone: a failure of one attempt cannot undo the
+        result of another."""
 
-    @abc.abstractmethod
     def record_failure(
         self,
         task_id: str,
@@ -164,13 +147,17 @@ class Store(abc.ABC):
         final: bool,
         finished_at: float,
     ) -> None:
-        """An attempt failed. final=True: subtask -> failed; else it goes back to queued,
-        keeping its error as the last one seen."""
+        """`record_failures` for one attempt."""
+        self.record_failures([(task_id, index, attempt, error, final, finished_at)])
 
     @abc.abstractmethod
+    def requeue_subtasks(self, items: Sequence[SubtaskKey]) -> None:
+        """Running subtasks go back to queued without counting a failure (worker lost, handed
+        back on drain), in one transaction; the others are left alone."""
+
     def requeue_subtask(self, task_id: str, index: int) -> None:
-        """A running subtask goes back to queued without counting a failure (worker lost,
-        handed back on drain)."""
+        """`requeue_subtasks` for one subtask."""
+        self.requeue_subtasks([(task_id, index)])
 
     @abc.abstractmethod
     def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
@@ -215,28 +202,3 @@ def redact(url: str) -> str:
     """The store's URL as it may be shown (messages, logs): without a password, in its user
     part or as a parameter. (Better still, give it in PGPASSWORD or ~/.pgpass.)"""
     return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1@", url))
-
-
-def open_store(url: str) -> Store:
-    """Open and migrate the store `url` names: `postgresql://...` or `postgres://...` ->
-    PostgreSQL; `path/to/file.db`, `sqlite:///path`, or `:memory:` -> SQLite.
-
-    Raises HerderError with one line saying what is wrong when PostgreSQL's driver is missing or
-    its server cannot be reached (the CLI prints it as it is)."""
-    if url.startswith(("postgres://", "postgresql://")):
-        try:  # the backend chosen by URL, imported on demand: psycopg is an extra
-            from herder.store.postgres import open_postgres
-        except ImportError as exc:
-            if not (exc.name or "").startswith("psycopg"):
-                raise
-            raise HerderError(
-                f"--db: PostgreSQL needs the psycopg driver, which cannot be imported ({exc}); "
-                "install herder[postgres] (pip install 'herder[postgres]')"
-            ) from None
-        return open_postgres(url)
-    from herder.store.sqlite import SqliteStore
-
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    store = SqliteStore(path)
-    store.migrate()
-    return store

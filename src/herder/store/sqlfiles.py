@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
+from collections.abc import Iterable, Sequence
 from importlib.resources.abc import Traversable
 
 from herder.errors import HerderError
@@ -47,3 +48,15 @@ def migrations(folder: str) -> tuple[Migration, ...]:
     if versions != list(range(1, len(found) + 1)):
         raise HerderError(f"store migrations must be numbered 1, 2, 3, ...; found {versions}")
     return tuple(found)
+
+
+def refuse_newer_schema(where: str, applied: Iterable[int], known: Sequence[Migration]) -> None:
+    """Raise HerderError when the store `where` has a schema version newer than the migrations
+    this herder knows: a newer herder made it, and this one would misread it."""
+    newest = max(applied, default=0)
+    latest = max((version for version, _, _ in known), default=0)
+    if newest > latest:
+        raise HerderError(
+            f"store {where} has schema version {newest}, newer than the {latest} this herder "
+            "knows; upgrade herder"
+        )

@@ -1,10 +1,9 @@
 -- The state checks of tasks and subtasks, written as comparisons joined by OR instead of
 -- `state IN (...)`. SQLite evaluates an IN list of more than two constants by building a
 -- temporary B-tree of the list once per execution of the statement, and a CHECK is evaluated on
--- every insert and on every update of the column: that was ~5 us per row written, about a third
--- of the cost of inserting a task (measured: bench/store_cost.py). The checks refuse the same
--- values as before. SQLite cannot alter a CHECK, so both tables are rebuilt, keys, ids and rows
--- as they were.
+-- every insert and on every update of the column: a large share of the cost of writing a row
+-- (docs/decisions.md). The checks refuse the same values as before. SQLite cannot alter a
+-- CHECK, so both tables are rebuilt, keys, ids and rows as they were.
 
 -- The new subtasks table references the new tasks table, so that no row points at nothing
 -- while the old ones are dropped (the check of foreign keys is on); the rename of tasks_new

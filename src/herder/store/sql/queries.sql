@@ -1,7 +1,7 @@
--- Every query SqliteStore makes, by name (SQLite dialect). Parameters are named (:name), except
--- in the writes made for every task and subtask, whose parameters are numbered (?1, ?2, ...; the
--- comment above each says what they are) and bound from tuples: binding a row by name costs
--- about twice as much (the dict per row, then a lookup per parameter; bench.store_cost).
+-- Every query of the SQLite backend, by name (SQLite dialect); herder.store.repository makes
+-- them. Parameters are named (:name), except in the writes made for every task and subtask,
+-- whose parameters are numbered (?1, ?2, ...; the comment above each says what they are) and
+-- bound from tuples, which spares a dict per row and a lookup per parameter.
 -- A block runs from its "-- name:" line to the next one. Columns are read by name, not position.
 
 -- name: create_schema_version
@@ -51,7 +51,7 @@ ORDER BY seq DESC LIMIT :limit;
 
 -- name: count_unfinished
 -- (ORs, as in the partial index of open states: an IN list would not use it)
-SELECT count(*) FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating';
+SELECT count(*) AS n FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating';
 
 -- name: unfinished_tasks
 SELECT * FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating'
@@ -73,7 +73,7 @@ UPDATE tasks SET state = :state WHERE id = :id AND state = :from_state;
 -- name: finish_task
 -- (id, state, finished_at, result, error). The state guard makes finishing happen once: a
 -- second call matches no row. (ORs, not `state IN` three constants: SQLite builds a temporary
--- B-tree for such a list at each execution, which cost more than the rest of the update.)
+-- B-tree for such a list at each execution.)
 UPDATE tasks SET state = ?2, finished_at = ?3, result = ?4, error = ?5
 WHERE id = ?1 AND (state = 'pending' OR state = 'running' OR state = 'aggregating');
 
@@ -142,7 +142,7 @@ SELECT * FROM logs WHERE task_id = :task_id AND seq > :since ORDER BY seq LIMIT 
 SELECT * FROM logs WHERE seq > :since ORDER BY seq LIMIT :limit;
 
 -- name: count_logs
-SELECT count(*) FROM logs WHERE kind = 'log' AND task_id = :task_id;
+SELECT count(*) AS n FROM logs WHERE kind = 'log' AND task_id = :task_id;
 
 -- Deletes every log line of the task but the newest :keep.
 -- name: trim_logs

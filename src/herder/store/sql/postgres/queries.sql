@@ -1,4 +1,4 @@
--- Every query PostgresStore makes, by name (PostgreSQL dialect, psycopg's placeholders). The
+-- Every query of the PostgreSQL backend, by name (PostgreSQL dialect, psycopg's placeholders). The
 -- writes made for every task and subtask take their parameters by position (%s) from tuples laid
 -- out as herder.store.base's AttemptStart, AttemptResult... say: those whose SQL needs them in
 -- another order, or more than once, read them from a one-row VALUES list, `v`, whose columns
@@ -78,8 +78,8 @@ WHERE t.id = v.id AND t.state = 'pending';
 INSERT INTO subtasks (task_id, idx, part, state) VALUES (%s, %s, %s, 'queued');
 
 -- name: set_task_state
--- Only from a state that may move to the new one (set_task_states lists them).
-UPDATE tasks SET state = %(state)s WHERE id = %(id)s AND state = ANY (%(from_states)s::text[]);
+-- Only from a state that may move to the new one (one row per such state).
+UPDATE tasks SET state = %(state)s WHERE id = %(id)s AND state = %(from_state)s;
 
 -- name: finish_tasks
 -- A batch in one statement: arrays of ids, states, finished_at, results and errors, one element
