@@ -14,7 +14,6 @@ import asyncio
 import logging
 import random
 import signal
-import sys
 import time
 import urllib.parse
 import uuid
@@ -57,8 +56,6 @@ from herder.worker.slots import SlotPool, ThreadSlotPool
 log = logging.getLogger(__name__)
 
 CHANNEL_PATH = "/api/v1/workers/connect"
-#: seconds between forced GIL hand-offs in a worker process (Python's default is 0.005)
-SWITCH_INTERVAL = 0.0005
 #: seconds the master has to answer a hello with a welcome
 WELCOME_TIMEOUT = 10.0
 #: seconds a drain waits for the master to acknowledge the last results
@@ -621,10 +618,6 @@ def run_worker(settings: WorkerSettings) -> int:
     except (TaskTypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         log.error("worker %s: %s", settings.name, exc)
         return 2
-    # The event loop and the slot threads hand the GIL back and forth for every attempt; at the
-    # default 5 ms switch interval a slot thread may wait that long for it while the loop is
-    # busy, which caps a worker at a few hundred short subtasks a second.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         return _run_loop(_run_with_signals(agent))
     except TaskTypeError as exc:  # the process pool's children could not load the modules

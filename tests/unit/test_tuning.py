@@ -1,4 +1,4 @@
-"""The master's garbage collector settings (herder.master.serve.settle_garbage_collector)."""
+"""The interpreter settings of `herder master` and `herder worker` (herder.cli.tuning)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from herder.master.serve import GC_THRESHOLDS, settle_garbage_collector
+from herder.cli.tuning import GC_THRESHOLDS, settle_garbage_collector
 
 
 @pytest.fixture
