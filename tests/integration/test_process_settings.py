@@ -1,23 +1,35 @@
-"""Process-wide interpreter settings: `herder master` and `herder worker` set them in their own
-process (herder.cli.tuning); a program that embeds herder keeps its own."""
+"""Process-wide interpreter settings: `herder master` sets them in its own process
+(herder.cli.tuning); a program that embeds herder keeps its own."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from herder import LocalCluster
-from herder.cli.tuning import GC_THRESHOLDS, SWITCH_INTERVAL
+from herder.cli.tuning import FULL_COLLECTION_EVERY
 
 
-def test_herder_master_and_worker_tune_their_own_process() -> None:
+def python_defaults() -> dict[str, Any]:
+    """The settings of a fresh interpreter (they differ between versions)."""
+    code = "import json, tests.processtypes as t; print(json.dumps(t.interpreter_settings()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    settings: dict[str, Any] = json.loads(done.stdout)
+    return settings
+
+
+def test_herder_master_tunes_its_own_process() -> None:
+    defaults = python_defaults()
     with LocalCluster(workers=1, tasks=["tests.processtypes"], log_level="warning") as client:
         seen = client.submit("process_settings").result(timeout=60)
-    assert seen["master"]["switch_interval"] == SWITCH_INTERVAL
-    assert tuple(seen["master"]["gc_threshold"]) == GC_THRESHOLDS
-    assert seen["master"]["gc_frozen"] > 1000
-    assert seen["worker"]["switch_interval"] == SWITCH_INTERVAL
+    assert seen["master"] == {
+        **defaults, "gc_threshold": [*defaults["gc_threshold"][:2], FULL_COLLECTION_EVERY]
+    }
+    assert seen["worker"] == defaults  # nothing measured worth setting there
 
 
 # A program that embeds herder, in a fresh interpreter: it serves a master and runs a worker on
@@ -52,9 +64,7 @@ threading.Thread(target=run_worker, args=(worker,), daemon=True).start()
 wait_for_workers(url, 1)
 with LocalCluster(workers=1, log_level="warning") as client:
     client.health()
-print((sys.getswitchinterval(), gc.get_threshold(), gc.get_freeze_count()), defaults)
 assert (sys.getswitchinterval(), gc.get_threshold()) == defaults
-assert gc.get_freeze_count() == 0
 """
 
 

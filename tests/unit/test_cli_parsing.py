@@ -7,7 +7,6 @@ import gc
 import json
 import math
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,10 +170,8 @@ def test_non_loopback_host_needs_a_token(command: str) -> None:
 @pytest.fixture
 def restored_interpreter_settings() -> Iterator[None]:
     """`herder master` tunes the interpreter of its process, here the test's: undone after."""
-    switch_interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    thresholds = gc.get_threshold()
     yield
-    sys.setswitchinterval(switch_interval)
-    gc.unfreeze()
     gc.set_threshold(*thresholds)
 
 

@@ -1,4 +1,4 @@
-"""The interpreter settings of `herder master` and `herder worker` (herder.cli.tuning)."""
+"""The interpreter settings of `herder master` (herder.cli.tuning)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,27 @@ from collections.abc import Iterator
 
 import pytest
 
-from herder.cli.tuning import GC_THRESHOLDS, settle_garbage_collector
+from herder.cli.tuning import FULL_COLLECTION_EVERY, tune_master_process
 
 
 @pytest.fixture
-def restored_gc() -> Iterator[None]:
+def restored_gc() -> Iterator[tuple[int, int, int]]:
     thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
+    yield thresholds
     gc.set_threshold(*thresholds)
 
 
-@pytest.mark.usefixtures("restored_gc")
-def test_what_exists_is_left_out_of_collections_and_full_ones_come_rarely() -> None:
-    settle_garbage_collector()
-    assert gc.get_freeze_count() > 1000  # the modules, classes and functions loaded so far
-    assert gc.get_threshold() == GC_THRESHOLDS
-    assert GC_THRESHOLDS[2] > 10 and GC_THRESHOLDS[:2] == (700, 10)
+def test_full_collections_come_rarely_and_young_ones_as_python_makes_them(
+    restored_gc: tuple[int, int, int],
+) -> None:
+    tune_master_process()
+    assert gc.get_threshold() == (*restored_gc[:2], FULL_COLLECTION_EVERY)
+    assert restored_gc[2] < FULL_COLLECTION_EVERY
 
 
 @pytest.mark.usefixtures("restored_gc")
 def test_cycles_made_afterwards_are_still_collected() -> None:
-    settle_garbage_collector()
+    tune_master_process()
 
     class Node:
         pass

@@ -1,6 +1,6 @@
 """The server commands: `master`, `worker` and `up`. Each builds a frozen settings object and
-hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`; `master` and
-`worker` also tune the interpreter (`tuning`), since their process is ours.
+hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`; `master` also
+tunes the interpreter (`tuning`), since its process is ours.
 
 Imports `cluster`, `forked`, `config`, `errors`, `store.base` (to show a URL without its
 password) and the CLI's `options` and `tuning` (and, inside the commands, `master` or `worker`,
@@ -23,7 +23,7 @@ import typer
 
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
-from herder.cli.tuning import tune_master_process, tune_worker_process
+from herder.cli.tuning import tune_master_process
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
 from herder.forked import ForkStarter
@@ -129,7 +129,6 @@ def worker(
     _import_from_cwd()
     from herder.worker import run_worker  # here for the same reason as in `master`
 
-    tune_worker_process()
     try:
         code = run_worker(settings)
     except HerderError as exc:
