@@ -3,8 +3,8 @@ hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`;
 tunes the interpreter (`tuning`), since its process is ours.
 
 Imports `cluster`, `forked`, `config`, `errors`, `store.base` (to show a URL without its
-password) and the CLI's `options` and `tuning` (and, inside the commands, `master` or `worker`,
-so that client commands do not pay for the server's imports).
+password) and the CLI's `options` and `tuning`; inside functions, `master`, `worker`, `examples`
+and `store.sqlite`, so that client commands do not pay for the server's imports.
 """
 
 from __future__ import annotations
