@@ -8,15 +8,17 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.herder-run.stamp
 DEV_STAMP := $(VENV)/.herder-dev.stamp
 
-.PHONY: demo test test-deps lint typecheck pytest clean
+.PHONY: demo test test-deps lint typecheck pytest pytest-newer clean
 
 demo: $(RUN_STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: test-deps lint typecheck pytest
+test: test-deps lint typecheck pytest pytest-newer
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter])
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -51,10 +53,40 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m compileall -q src
 	touch $@ $(RUN_STAMP)
 
-clean:
-	rm -rf $(VENV) src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+# herder claims Python >= 3.11 and the rest of `make test` runs on 3.11: the unit tests and one
+# end-to-end test (a real master and workers) also run under each newer version, in a venv of
+# its own (.venv-3.12, ...) with the `test` extra. A version whose interpreter is missing is
+# skipped with a message, or fails the run under CI.
+NEWER_PYTHONS := 3.12 3.13
+NEWER_TESTS   := tests/unit \
+	tests/integration/test_lifecycle.py::test_exception_in_execute_is_retried_then_reported
 
-# Benchmarks (issue 5; docs/benchmarks.md). `bench` prepares Debian's redis-server and the peers'
+# pythonX.Y that runs (a pyenv shim may exist for a version it does not select), else pyenv's own
+find_python = $(shell for p in python$(1) $$(pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1); \
+	do "$$p" -c '' >/dev/null 2>&1 && command -v "$$p" && break; done)
+
+pytest-newer: $(addprefix pytest-,$(NEWER_PYTHONS))
+
+pytest-%: pyproject.toml
+	@if [ -z "$(call find_python,$*)" ]; then \
+		if [ "$${CI:-}" = true ]; then echo "error: python$* not found; CI must test it" >&2; exit 1; fi; \
+		echo "SKIPPED: the tests under Python $*: no python$* found (install it, or pyenv's $*)"; \
+		exit 0; \
+	fi; \
+	$(MAKE) --no-print-directory .venv-$*/.herder-test.stamp NEWER_PYTHON="$(call find_python,$*)" \
+	&& .venv-$*/bin/python -m pytest -q -p no:cacheprovider $(NEWER_TESTS)
+
+.venv-%/.herder-test.stamp: pyproject.toml
+	$(NEWER_PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	.venv-$*/bin/python -m compileall -q src
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(addprefix .venv-,$(NEWER_PYTHONS)) src/*.egg-info .mypy_cache .pytest_cache \
+		.ruff_cache .import_linter_cache .grimp_cache
+
+# Benchmarks (docs/benchmarks.md). `bench` prepares Debian's redis-server and the peers'
 # virtualenv (bench/.venv-peers), then runs herder and its peers side by side, 3 repeats;
 # `bench-quick` runs herder alone (and W3's bound) at small sizes in under a minute.
 .PHONY: bench bench-quick

@@ -11,7 +11,8 @@ For fault-injection tests it also kills (SIGKILL), stops (SIGTERM) and restarts 
 `start_worker(i)` (same name, so the same identity) and `add_worker(...)`. A command prefix (such as
 `ip netns exec NS`) runs a child inside a network namespace.
 
-Imports `client` and `config`; never `master` or `worker` (they run in the child processes).
+Imports `client`, `config` and `forked`; never `cli`, `master` or `worker`: they run in the child
+processes, and a forked child runs what the caller's `ForkStarter` hands in.
 """
 
 from __future__ import annotations
@@ -32,17 +33,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from herder import forked
 from herder.config import env_token
 from herder.errors import ClientError, HerderError
-from herder.forked import ForkedProcess
+from herder.forked import ForkedProcess, ForkStarter
 
 if TYPE_CHECKING:
-    # Imported where used: `herder up` forks its master before it needs a client, and httpx
-    # with the client took ~150 ms of the start (a third of it on the way to the master's fork).
+    # Imported where used: `herder up` forks its master before it needs a client, and importing
+    # httpx before the fork would delay the master's start.
     from herder.client import Client
 
-#: a child process of the cluster: a new interpreter, or a fork of this one (`fork=True`)
+#: a child process of the cluster: a new interpreter, or a fork of this one (`fork=`)
 ChildProcess = subprocess.Popen[bytes] | ForkedProcess
 
 READY_TIMEOUT = 20.0
@@ -151,7 +151,7 @@ class LocalCluster:
         stop_timeout: float = 10.0,
         command_prefix: Sequence[str] = (),
         output: str | None = None,
-        fork: bool = False,
+        fork: ForkStarter | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers: must be >= 0")
@@ -172,8 +172,8 @@ class LocalCluster:
         self.command_prefix = tuple(command_prefix)
         #: a file the children's stdout and stderr are appended to; None: ours
         self.output = output
-        #: start the first master and workers as forks of this process (`herder.forked`); only
-        #: for a parent with no other threads
+        #: start the first master and workers as forks of this process, running what it hands in
+        #: (`herder.forked`); only for a parent with no other threads. None: new interpreters
         self.fork = fork
         self.master_process: ChildProcess | None = None
         #: one per worker ever started, by index; a stopped worker's process stays until restarted
@@ -243,16 +243,16 @@ class LocalCluster:
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + self.ready_timeout
-            if self.fork:
-                forked.preload_master()
-            self.master_process = self._spawn(self.master_argv(), fork=self.fork)
-            if self.fork:
-                forked.preload_worker()  # while the master starts
+            if self.fork is not None:
+                self.fork.preload_master()
+            self.master_process = self._spawn(self.master_argv(), may_fork=True)
+            if self.fork is not None:
+                self.fork.preload_worker()  # while the master starts
             # Workers start with the master, not after it: both spend most of their start
             # importing, which then happens at once; a worker retries (quietly) until the
             # master answers.
             self.worker_processes = [
-                self._spawn(self.worker_argv(i), self.worker_specs[i].env, fork=self.fork)
+                self._spawn(self.worker_argv(i), self.worker_specs[i].env, may_fork=True)
                 for i in range(len(self.worker_specs))
             ]
             # after the forks: a child must not inherit the client's sockets
@@ -266,12 +266,14 @@ class LocalCluster:
         return self._client
 
     def _spawn(
-        self, argv: list[str], env: Mapping[str, str] | None = None, fork: bool = False
+        self, argv: list[str], env: Mapping[str, str] | None = None, may_fork: bool = False
     ) -> ChildProcess:
+        """A child running `argv`: with `may_fork` and a ForkStarter, a fork of this process
+        when argv is `python -m herder ...` (not behind a command prefix), else a new one."""
         herder_cli = [sys.executable, "-m", "herder"]
-        if fork and argv[:3] == herder_cli:  # not behind a command prefix
+        if may_fork and self.fork is not None and argv[:3] == herder_cli:
             out = self._out.fileno() if self._out is not None else None
-            return ForkedProcess(argv[3:], {**self._env, **(env or {})}, out)
+            return self.fork.start(argv[3:], {**self._env, **(env or {})}, out)
         # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
         # children in order (workers, then master) instead of all at once.
         return subprocess.Popen(

@@ -1,16 +1,16 @@
 """Children made with `os.fork()` instead of a new interpreter: how `herder up` starts fast.
 
-A new interpreter spends about a second importing the master (FastAPI, uvicorn, pydantic) and
-half a second importing a worker, and `herder up --workers 2` starts three of them at once on
-what may be two cores. A parent that imported all of that once and then forks its children
-hands each one a warm interpreter: the time to the first finished task halves (the "Start"
-figure of docs/benchmarks.md).
+A new interpreter spends most of its start importing the master (FastAPI, uvicorn, pydantic) or
+a worker, and `herder up --workers 2` would start three of them at once on what may be two
+cores. A parent that has imported all of that once and then forks hands each child a warm
+interpreter instead (docs/decisions.md, "Forked children").
 
-`ForkedProcess` runs `herder <args>` (the CLI) in the child and offers the part of
-`subprocess.Popen` that `LocalCluster` uses. Forking is only safe in a parent with no other
-threads and no event loop, which is what `herder up` is when it starts its cluster; everything
-else (tests, restarts of single processes) starts children with `subprocess.Popen`.
-Imports `cli` in the child only.
+What a child runs is handed in, not imported: a `ForkStarter` carries the program (`run(args)`,
+which the CLI makes run `herder <args>`) and what to import before forking a master or a worker.
+`ForkedProcess` is one child, with the part of `subprocess.Popen` that `LocalCluster` uses.
+Forking is only safe in a parent with no other threads and no event loop, which is what `herder
+up` is when it starts its cluster; everything else starts children with `subprocess.Popen`.
+Imports nothing of herder.
 """
 
 from __future__ import annotations
@@ -21,36 +21,44 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 #: how often `wait` looks at a child that has not exited yet
 _WAIT_POLL = 0.01
 
 
-def preload_master() -> None:
-    """Import what the master imports, so that a forked master finds it loaded (uvicorn's
-    protocols and the store are imported only when the master starts: here too)."""
-    import uvicorn.lifespan.on
-    import uvicorn.loops.uvloop
-    import uvicorn.protocols.http.httptools_impl
-    import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
-
-    import herder.examples
-    import herder.master.serve
-    import herder.store.sqlite  # noqa: F401
+def _nothing() -> None:
+    pass
 
 
-def preload_worker() -> None:
-    """Import what a worker imports (done while a forked master starts: it overlaps)."""
-    import herder.worker  # noqa: F401
+@dataclass(frozen=True, slots=True)
+class ForkStarter:
+    """How to run `herder <args>` in a forked child, and what to import before forking one."""
+
+    #: runs the command line `args` in the child and returns its exit code (SystemExit counts too)
+    run: Callable[[Sequence[str]], int]
+    #: imports what a master needs, so that a master forked afterwards finds it loaded
+    preload_master: Callable[[], None] = _nothing
+    #: the same for a worker (the cluster calls it while the forked master starts)
+    preload_worker: Callable[[], None] = _nothing
+
+    def start(
+        self, args: Sequence[str], env: Mapping[str, str], output_fd: int | None = None
+    ) -> ForkedProcess:
+        return ForkedProcess(self.run, args, env, output_fd)
 
 
 class ForkedProcess:
-    """`herder <args>` in a forked child: in its own process group, with `env` as its whole
+    """`run(args)` in a forked child: in its own process group, with `env` as its whole
     environment and its stdout and stderr on `output_fd` (None: ours)."""
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str], output_fd: int | None = None
+        self,
+        run: Callable[[Sequence[str]], int],
+        args: Sequence[str],
+        env: Mapping[str, str],
+        output_fd: int | None = None,
     ) -> None:
         self.args = list(args)
         self.returncode: int | None = None
@@ -59,7 +67,7 @@ class ForkedProcess:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; its coverage is in the tests' children
-            os._exit(_run_child(self.args, env, output_fd))
+            os._exit(_run_child(run, self.args, env, output_fd))
         self.pid = pid
 
     def poll(self) -> int | None:
@@ -92,7 +100,12 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-def _run_child(args: list[str], env: Mapping[str, str], output_fd: int | None) -> int:
+def _run_child(
+    run: Callable[[Sequence[str]], int],
+    args: list[str],
+    env: Mapping[str, str],
+    output_fd: int | None,
+) -> int:
     code = 1
     try:
         os.setpgid(0, 0)  # as Popen(process_group=0): a Ctrl-C reaches only the parent
@@ -107,11 +120,8 @@ def _run_child(args: list[str], env: Mapping[str, str], output_fd: int | None) -
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["herder", *args]
-        from herder.cli import app
-
         try:
-            app(args=args, prog_name="herder")
-            code = 0
+            code = run(args)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:

@@ -3,9 +3,11 @@ error. (End-to-end CLI runs against a real master live in the integration tests.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,15 @@ def test_non_loopback_host_needs_a_token(command: str) -> None:
     assert "without a token" in result.stderr
 
 
+@pytest.fixture
+def restored_interpreter_settings() -> Iterator[None]:
+    """`herder master` tunes the interpreter of its process, here the test's: undone after."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_interpreter_settings")
 def test_duration_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 

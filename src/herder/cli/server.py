@@ -1,9 +1,10 @@
 """The server commands: `master`, `worker` and `up`. Each builds a frozen settings object and
-hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`.
+hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`; `master` also
+tunes the interpreter (`tuning`), since its process is ours.
 
-Imports `cluster`, `config`, `errors`, `store.base` (to show a URL without its password) and the
-CLI's `options` (and, inside the commands, `master` or `worker`, so that client commands do not
-pay for the server's imports).
+Imports `cluster`, `forked`, `config`, `errors`, `store.base` (to show a URL without its
+password) and the CLI's `options` and `tuning`; inside functions, `master`, `worker`, `examples`
+and `store.sqlite`, so that client commands do not pay for the server's imports.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,8 +23,10 @@ import typer
 
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
+from herder.cli.tuning import tune_master_process
 from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
 from herder.errors import HerderError
+from herder.forked import ForkStarter
 from herder.store import redact
 
 if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master and worker skip
@@ -30,6 +34,7 @@ if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master 
 
 _M = MasterSettings()
 _W = WorkerSettings()
+
 
 def _require_token_off_loopback(host: str, token: str | None) -> None:
     if not token and not is_loopback(host):
@@ -51,8 +56,6 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-
-
 
 
 def master(
@@ -91,6 +94,7 @@ def master(
     # Imported here so that client commands do not pay for the server's imports.
     from herder.master import serve
 
+    tune_master_process()
     try:
         serve(settings)
     except HerderError as exc:
@@ -137,6 +141,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def up(
+    ctx: typer.Context,
     workers: Annotated[int, typer.Option(envvar="HERDER_WORKERS", min=0)] = 2,
     slots: opt.Slots = _W.slots,
     port: Annotated[int, typer.Option(envvar="HERDER_PORT", min=0, max=65535)] = _M.port,
@@ -164,8 +169,8 @@ def up(
     _import_from_cwd()
     from herder.cluster import ClusterError, LocalCluster
 
-    # fork=True: the master and workers are forks of this process, which imports their code
-    # once, instead of three interpreters importing it at the same time (herder.forked).
+    # The master and workers are forks of this process, which imports their code once, instead
+    # of three interpreters importing it at the same time (herder.forked).
     cluster = LocalCluster(
         workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db, token=token,
         extra_master_args=[
@@ -182,7 +187,7 @@ def up(
         ],
         host=host, log_level=log_level,
         # Draining workers may take drain-timeout plus cancel-grace; do not kill them sooner.
-        stop_timeout=drain_timeout + cancel_grace + 5.0, fork=True,
+        stop_timeout=drain_timeout + cancel_grace + 5.0, fork=_fork_starter(ctx),
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
@@ -204,6 +209,35 @@ def up(
     finally:
         _stop(cluster, cancel_grace)
     raise typer.Exit(code)
+
+
+def _fork_starter(ctx: typer.Context) -> ForkStarter:
+    """What `up`'s forked children run: the command line `up` itself runs under (the `herder`
+    command; its `master` and `worker`), after this process has imported their code."""
+    herder_command = ctx.find_root().command
+
+    def run(args: Sequence[str]) -> int:
+        herder_command.main(args=list(args), prog_name="herder")
+        return 0  # not reached: in standalone mode, click ends with SystemExit and its code
+
+    return ForkStarter(run, _preload_master, _preload_worker)
+
+
+def _preload_master() -> None:
+    """Import what `herder master` imports, and what the master imports only when it starts
+    (uvicorn's protocols, the store, the examples), so that a forked master finds it loaded."""
+    import uvicorn.lifespan.on
+    import uvicorn.loops.uvloop
+    import uvicorn.protocols.http.httptools_impl
+    import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
+
+    import herder.examples
+    import herder.master
+    import herder.store.sqlite  # noqa: F401
+
+
+def _preload_worker() -> None:
+    import herder.worker  # noqa: F401
 
 
 def _stop(cluster: LocalCluster, cancel_grace: float) -> None:

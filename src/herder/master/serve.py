@@ -5,9 +5,7 @@ Imports `config`, `store`, `tasktype` and the master's `core` and `http`.
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 
 import uvicorn
 
@@ -16,10 +14,6 @@ from herder.master.core import Master
 from herder.master.http import create_app
 from herder.store import open_store
 from herder.tasktype import Registry
-
-#: collections of the youngest generations as Python's defaults; the oldest one only after 100
-#: of the middle one's (default 10): see settle_garbage_collector
-GC_THRESHOLDS = (700, 10, 100)
 
 
 def build_master(settings: MasterSettings) -> Master:
@@ -33,11 +27,7 @@ def serve(settings: MasterSettings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # split and aggregate run on threads; at Python's default 5 ms switch interval each hand-off
-    # to and from them can wait that long for the GIL while the event loop is busy.
-    sys.setswitchinterval(0.0005)
     app = create_app(build_master(settings))
-    settle_garbage_collector()
     uvicorn.run(
         app,
         host=settings.host,
@@ -47,18 +37,3 @@ def serve(settings: MasterSettings) -> None:
         ws_max_size=16 * 1024 * 1024,
         ws_per_message_deflate=False,
     )
-
-
-def settle_garbage_collector() -> None:
-    """Keep the cyclic garbage collector's full collections off the master's busy moments.
-
-    A full collection walks every object that lives long; under a burst of submissions those
-    are the tasks in flight too, and each one took 70-120 ms of the event loop (four per 10,000
-    W1 tasks: ~40 us per task, a tenth of the master's CPU, measured with gc.callbacks). What
-    exists once the master is built (modules, classes, the app, the registry: ~60,000 objects)
-    is frozen out of every collection (`gc.freeze`; refcounting still frees it), and the full
-    collections come after 100 collections of the middle generation instead of 10. The young
-    generations are collected as usual, so short-lived cycles are freed as soon as before.
-    No collection first: it found nothing to free at this point and took ~60 ms of the start."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -30,8 +29,6 @@ from herder.worker.slots import SlotPool, ThreadSlotPool
 
 log = logging.getLogger(__name__)
 
-#: seconds between forced GIL hand-offs in a worker process (Python's default is 0.005)
-SWITCH_INTERVAL = 0.0005
 #: seconds a drain waits for the master to acknowledge the last results
 ACK_WAIT = 2.0
 #: seconds pool.close() may take at the end of a drain, and after a second signal
@@ -214,10 +211,6 @@ def run_worker(settings: WorkerSettings) -> int:
     except (TaskTypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         log.error("worker %s: %s", settings.name, exc)
         return 2
-    # The event loop and the slot threads hand the GIL back and forth for every attempt; at the
-    # default 5 ms switch interval a slot thread may wait that long for it while the loop is
-    # busy, which caps a worker at a few hundred short subtasks a second.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         return _run_loop(_run_with_signals(agent))
     except TaskTypeError as exc:  # the process pool's children could not load the modules
