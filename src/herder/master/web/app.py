@@ -1,8 +1,7 @@
 """The master's ASGI app, assembled: every route, the worker channel and the dashboard in one
 FastAPI app, behind one `Guard` (token, body size) and one set of error handlers.
 
-The submission routes come first in the router, so that the most frequent requests are matched
-first. Imports the web layer's modules, the master's `core`, `dashboard` and `protocol`.
+Imports the web layer's modules, the master's `core`, `dashboard` and `protocol`.
 """
 
 from __future__ import annotations
@@ -46,6 +45,11 @@ def create_app(master: Master) -> FastAPI:
         await master.stop()
 
     app = FastAPI(
+        # first in the router: the most frequent requests are matched first
+        routes=list(submissions.ROUTES),
+        # herder's metrics are its own (/metrics); FastAPI's OpenTelemetry hooks would look
+        # for a configured provider on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title=TITLE,
         version=VERSION,
         lifespan=lifespan,
@@ -58,7 +62,6 @@ def create_app(master: Master) -> FastAPI:
     settings = master.settings
     app.add_middleware(Guard, tokens=Tokens.single(settings.token), max_body=settings.max_body)
     install_error_handlers(app)
-    app.router.routes.extend(submissions.ROUTES)
     app.include_router(tasks.router)
     app.include_router(status.router)
     app.add_api_websocket_route(paths.WORKER_CHANNEL, channel.worker_channel)
