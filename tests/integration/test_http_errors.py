@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.testclient import TestClient, WebSocketDenialResponse
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -24,6 +24,10 @@ from herder.master import build_master
 from herder.master.web import create_app
 from herder.protocol import paths
 from tests.integration.conftest import TEST_TASKS, assert_healthy, wait_until
+
+with warnings.catch_warnings():  # its advice to install httpx2: herder's client is httpx
+    warnings.simplefilter("ignore", UserWarning)
+    from starlette.testclient import TestClient, WebSocketDenialResponse
 
 
 @pytest.fixture(scope="module")
