@@ -16,7 +16,6 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herder.errors import HerderError, ProtocolError
-from herder.master.core import Master
 from herder.master.sessions import WorkerSession
 from herder.master.web.handlers import master_of
 from herder.protocol import frames
@@ -30,11 +29,8 @@ WRITER_GRACE = 2.0
 
 
 async def worker_channel(ws: WebSocket) -> None:
-    await serve_worker(ws, master_of(ws))
-
-
-async def serve_worker(ws: WebSocket, master: Master) -> None:
     """One worker connection: hello, then frames until it closes or sends something malformed."""
+    master = master_of(ws)
     await ws.accept()
     try:
         hello = frames.decode_hello(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT))

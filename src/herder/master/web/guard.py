@@ -28,7 +28,7 @@ class Guard:
             return
         authorization = length = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
                 authorization = value
             elif name == b"content-length":
                 length = value

@@ -10,6 +10,7 @@ Imports the web layer's `handlers`, `errors` and `responses`, and `protocol`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,9 +50,9 @@ async def submit(request: Request) -> Response:
 async def submit_batch(request: Request) -> Response:
     """Each item is answered on its own ({status, task, detail}), in the order of the items."""
     body = await request.body()
-    items: list[SubmitRequest | Rejected]
+    items: Sequence[SubmitRequest | Rejected]
     try:
-        items = list(batch_adapter.validate_json(body))
+        items = batch_adapter.validate_json(body)
     except pydantic.ValidationError:  # each item is checked on its own, to say which
         items = [_item(i, item) for i, item in enumerate(_batch_items(body))]
     master = handlers.master_of(request)
