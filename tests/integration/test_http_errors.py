@@ -344,11 +344,13 @@ PUBLIC = {"/healthz", "/", "/static", "/docs", "/docs/oauth2-redirect", "/redoc"
 REFUSED: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]
 #: with the token, a stream of events would not end: a bad Last-Event-ID makes it a 422
 GRANTED = {"Authorization": "Bearer s3cret", "Last-Event-ID": "none"}
+MAX_BODY = 1000
 
 
-def test_every_route_of_the_app_needs_the_token(tmp_path: Path) -> None:
+def test_every_route_of_the_app_needs_the_token_and_limits_bodies(tmp_path: Path) -> None:
     # The app itself, in this process: every route it has, however it was added.
-    app = create_app(build_master(MasterSettings(db=str(tmp_path / "h.db"), token="s3cret")))
+    settings = MasterSettings(db=str(tmp_path / "h.db"), token="s3cret", max_body=MAX_BODY)
+    app = create_app(build_master(settings))
     seen = set()
     with TestClient(app) as http:
         for context in iter_route_contexts(app.routes):  # those of included routers too
@@ -378,6 +380,9 @@ def _check_http(http: TestClient, method: str, template: str, public: bool) -> N
         assert r.headers["www-authenticate"] == "Bearer"
     r = http.request(method, path, headers=GRANTED)
     assert r.status_code != 401, (method, path, r.text)
+    r = http.request(method, path, headers=GRANTED, content=b"x" * (MAX_BODY + 1))
+    assert r.status_code == 413, (method, path, r.text)
+    assert method == "HEAD" or "max-body" in r.json()["detail"]
 
 
 def _check_channel(http: TestClient, path: str) -> None:
