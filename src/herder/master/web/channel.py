@@ -30,7 +30,7 @@ WRITER_GRACE = 2.0
 
 async def worker_channel(ws: WebSocket) -> None:
     """One worker connection: hello, then frames until it closes or sends something malformed."""
-    master = master_of(ws)
+    master = master_of(ws.scope)
     await ws.accept()
     try:
         hello = frames.decode_hello(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT))

@@ -13,6 +13,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from herder.master import follow, intake, reads
 from herder.master.core import Master, Rejected, Submission
@@ -36,14 +37,15 @@ from herder.protocol.answers import (
 from herder.protocol.api import SubmitRequest
 
 
-def master_of(connection: HTTPConnection) -> Master:
-    master: Master = connection.app.state.master
+def master_of(scope: Scope) -> Master:
+    """The master of the app serving this request (`create_app` puts it in the app's state)."""
+    master: Master = scope["app"].state.master
     return master
 
 
 async def _master_dependency(connection: HTTPConnection) -> Master:
     # async on purpose: FastAPI runs a plain `def` dependency on a thread pool
-    return master_of(connection)
+    return master_of(connection.scope)
 
 
 #: a route's parameter that FastAPI fills with the app's master

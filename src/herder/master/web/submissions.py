@@ -1,8 +1,9 @@
 """The two submission endpoints, `POST /tasks` and `POST /tasks/batch`, on every task's way.
 
 They read and validate their body themselves (pydantic straight from the bytes), so that no
-framework machinery runs per submission beyond the app's middleware and router: plain
-Starlette routes in the app, behind the same `Guard` and error handlers as every route. Their
+framework machinery runs per submission beyond the app's middleware and router: plain ASGI
+endpoints on Starlette routes in the app, behind the same `Guard` and error handlers as every
+route. Their
 operations in the OpenAPI document are written here, from `SubmitRequest`'s schema.
 Imports the web layer's `handlers`, `errors` and `responses`, and `protocol`.
 """
@@ -10,14 +11,15 @@ Imports the web layer's `handlers`, `errors` and `responses`, and `protocol`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pydantic
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from herder.master.core import Rejected
 from herder.master.web import handlers
@@ -34,35 +36,56 @@ from herder.protocol.api import (
 )
 
 
-async def submit(request: Request) -> Response:
+async def submit(scope: Scope, body: bytes) -> Response:
     """With `?wait=`, a long poll as well: the answer comes when the task finishes (or after
     `wait` s), so that a call and its result take one round trip."""
-    body = await request.body()
-    wait = _wait_of(request.scope["query_string"])
+    wait = _wait_of(scope["query_string"])
     try:
         submission = submit_adapter.validate_json(body)
     except pydantic.ValidationError as exc:
         raise Rejected(422, describe_problems(exc.errors(), "body")) from None
-    master = handlers.master_of(request)
-    return json_answer(await handlers.submit(master, submission, wait), 201)
+    return json_answer(await handlers.submit(handlers.master_of(scope), submission, wait), 201)
 
 
-async def submit_batch(request: Request) -> Response:
+async def submit_batch(scope: Scope, body: bytes) -> Response:
     """Each item is answered on its own ({status, task, detail}), in the order of the items."""
-    body = await request.body()
     items: Sequence[SubmitRequest | Rejected]
     try:
         items = batch_adapter.validate_json(body)
     except pydantic.ValidationError:  # each item is checked on its own, to say which
         items = [_item(i, item) for i, item in enumerate(_batch_items(body))]
-    master = handlers.master_of(request)
-    return json_answer(await handlers.submit_batch(master, items))
+    return json_answer(await handlers.submit_batch(handlers.master_of(scope), items))
+
+
+class BodyEndpoint:
+    """A plain ASGI endpoint that answers from the request's scope and whole body: the router
+    hands it the request as it is, with no Request object made. What it raises is answered by
+    the app's error handlers, as any route's."""
+
+    def __init__(self, answer: Callable[[Scope, bytes], Awaitable[Response]]) -> None:
+        self.answer = answer
+        self.__doc__ = answer.__doc__
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(scope, await _read_body(receive))
+        await response(scope, receive, send)
 
 
 ROUTES = [
-    Route(paths.TASKS, submit, methods=["POST"], name="submit"),
-    Route(paths.TASKS_BATCH, submit_batch, methods=["POST"], name="submit_batch"),
+    Route(paths.TASKS, BodyEndpoint(submit), methods=["POST"], name="submit"),
+    Route(paths.TASKS_BATCH, BodyEndpoint(submit_batch), methods=["POST"], name="submit_batch"),
 ]
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _item(index: int, item: Any) -> SubmitRequest | Rejected:
