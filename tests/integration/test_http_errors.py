@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount, Route, WebSocketRoute
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from herder import Client, LocalCluster
+from herder.config import MasterSettings
+from herder.master import build_master
+from herder.master.web import create_app
+from herder.protocol import paths
 from tests.integration.conftest import TEST_TASKS, assert_healthy, wait_until
+
+with warnings.catch_warnings():  # its advice to install httpx2: herder's client is httpx
+    warnings.simplefilter("ignore", UserWarning)
+    from starlette.testclient import TestClient, WebSocketDenialResponse
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +234,7 @@ def test_a_body_over_max_body_is_413(tiny_queue: LocalCluster) -> None:
     assert_healthy(tiny_queue.client)
 
 
-# The two submission endpoints are answered in front of FastAPI (master/hotpath.py); the same
+# The two submission endpoints read their bodies themselves (plain Starlette routes): the same
 # inputs must get the same answers as the other endpoints', and the OpenAPI document lists them.
 
 
@@ -322,3 +337,73 @@ def test_lookup_answers_the_tasks_that_exist_in_the_order_asked(
     assert r.status_code == 422 and "ids" in r.json()["detail"]
     r = http.post("/api/v1/tasks/lookup", json={"ids": "x"})
     assert r.status_code == 422
+
+
+#: what anyone who reaches the server may read: health, the dashboard, the API's description
+PUBLIC = {"/healthz", "/", "/static", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+REFUSED: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]
+#: with the token, a stream of events would not end: a bad Last-Event-ID makes it a 422
+GRANTED = {"Authorization": "Bearer s3cret", "Last-Event-ID": "none"}
+MAX_BODY = 1000
+
+
+def test_every_route_of_the_app_needs_the_token_and_limits_bodies(tmp_path: Path) -> None:
+    # The app itself, in this process: every route it has, however it was added.
+    settings = MasterSettings(db=str(tmp_path / "h.db"), token="s3cret", max_body=MAX_BODY)
+    app = create_app(build_master(settings))
+    seen = set()
+    with TestClient(app) as http:
+        for context in iter_route_contexts(app.routes):  # those of included routers too
+            route = context.original_route
+            assert isinstance(route, Route | WebSocketRoute | Mount), route
+            seen.add(route.path)
+            if isinstance(route, WebSocketRoute):
+                _check_channel(http, route.path)
+            elif isinstance(route, Mount):
+                _check_http(http, "GET", f"{route.path}/index.html", route.path in PUBLIC)
+            else:
+                for method in sorted(route.methods or ()):
+                    _check_http(http, method, route.path, route.path in PUBLIC)
+    routes = {paths.TASKS, paths.TASKS_BATCH, paths.TASK, paths.WORKER_CHANNEL, paths.METRICS}
+    assert routes | PUBLIC <= seen
+
+
+def _check_http(http: TestClient, method: str, template: str, public: bool) -> None:
+    path = re.sub(r"\{[^}]+\}", "x", template)
+    for headers in REFUSED:
+        r = http.request(method, path, headers=headers)
+        if public:
+            assert r.status_code != 401, (method, path)
+            continue
+        assert r.status_code == 401, (method, path, headers, r.text)
+        assert "token" in r.json()["detail"]
+        assert r.headers["www-authenticate"] == "Bearer"
+    r = http.request(method, path, headers=GRANTED)
+    assert r.status_code != 401, (method, path, r.text)
+    r = http.request(method, path, headers=GRANTED, content=b"x" * (MAX_BODY + 1))
+    assert r.status_code == 413, (method, path, r.text)
+    assert method == "HEAD" or "max-body" in r.json()["detail"]
+
+
+def _check_channel(http: TestClient, path: str) -> None:
+    for headers in REFUSED:
+        with pytest.raises(WebSocketDenialResponse) as denied, http.websocket_connect(
+            path, headers=headers
+        ):
+            pass
+        assert denied.value.status_code == 401
+        assert "worker token" in denied.value.json()["detail"]
+    with http.websocket_connect(path, headers=GRANTED) as ws:
+        ws.close()
+
+
+def test_the_worker_channel_tells_a_worker_without_the_token_why(
+    with_token: LocalCluster,
+) -> None:
+    url = with_token.url.replace("http://", "ws://") + paths.WORKER_CHANNEL
+    for headers in (None, {"Authorization": "Bearer wrong"}):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == 401
+        assert "worker token" in json.loads(refused.value.response.body or b"{}")["detail"]
+    assert_healthy(with_token.client)

@@ -33,18 +33,15 @@ from herder.master.membership import Membership
 from herder.master.reads import Reads, count_by_state, slots_in_use
 from herder.master.records import Records
 from herder.master.recovery import Recovery
-from herder.master.rejected import Rejected
 from herder.master.results import Results
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Gauges, Stats
-from herder.master.submissions import Submission, Submissions
+from herder.master.submissions import Submissions
 from herder.master.taskcode import TaskCode
 from herder.master.tasks import Tasks
 from herder.protocol import frames
 from herder.store.base import Store
 from herder.tasktype import Registry
-
-__all__ = ["Master", "Rejected", "Submission"]
 
 #: how often running subtasks are checked for stragglers
 SPECULATE_EVERY = 0.5

@@ -1,6 +1,6 @@
 """Start a master: open the store, load the task types, run the ASGI app on uvicorn.
 
-Imports `config`, `store`, `tasktype` and the master's `core` and `http`.
+Imports `config`, `store`, `tasktype` and the master's `core` and `web`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uvicorn
 
 from herder.config import MasterSettings
 from herder.master.core import Master
-from herder.master.http import create_app
+from herder.master.web import create_app
 from herder.store import open_store
 from herder.tasktype import Registry
 

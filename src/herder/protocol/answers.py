@@ -3,12 +3,17 @@ read. TypedDicts, so that an answer stays the plain dict its JSON decodes to (no
 validation on the way of every task) while both ends are checked against one definition.
 
 The states a task and a subtask can be in are `model.TaskState` / `SubtaskState`, re-exported
-here with the set of final states: the one definition of each. Imports `model` only.
+here with the set of final states: the one definition of each. Imports `model` only
+(and typing_extensions).
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+# typing_extensions' (pydantic's own dependency): pydantic reads typing's TypedDict only from
+# Python 3.12, and the server documents its answers in the OpenAPI document with these types
+from typing_extensions import TypedDict
 
 from herder.model import FINAL_TASK_STATES, SubtaskState, TaskState
 

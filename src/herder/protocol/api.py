@@ -7,7 +7,10 @@ from typing import Annotated, Any
 import pydantic
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+#: the most items a batch submission or a lookup may carry
 MAX_BATCH = 10_000
+#: the longest a request may wait for its task to finish (`?wait=`), in seconds
+MAX_WAIT = 60.0
 
 
 class SubmitRequest(pydantic.BaseModel):
@@ -34,8 +37,8 @@ class LookupRequest(pydantic.BaseModel):
 
 
 submit_adapter: pydantic.TypeAdapter[SubmitRequest] = pydantic.TypeAdapter(SubmitRequest)
-#: a whole batch's body at once, from its bytes: ~2 us per item where decoding the JSON, then
-#: validating item by item, took ~5 (the way taken when an item is bad, to name it)
+#: a whole batch's body validated at once, from its bytes (an item-by-item pass follows only
+#: when an item is bad, to name it)
 batch_adapter: pydantic.TypeAdapter[list[SubmitRequest]] = pydantic.TypeAdapter(
     Annotated[list[SubmitRequest], pydantic.Field(max_length=MAX_BATCH)]
 )

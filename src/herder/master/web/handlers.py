@@ -1,0 +1,210 @@
+"""What each HTTP route asks of the master, and the typed answer it makes of it.
+
+The one module of the HTTP layer that calls the master's API for the routes (submissions,
+reads, cancel, streams, status); the routes parse the request and encode the answer, the
+worker channel talks to the master's membership itself. Imports the master's `core`,
+`rejected` and `submissions`, `model` and `protocol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, cast
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from herder.master.core import Master
+from herder.master.rejected import Rejected
+from herder.master.submissions import Submission
+from herder.model import TaskState
+from herder.protocol.answers import (
+    BatchItemAnswer,
+    HealthAnswer,
+    LogLine,
+    LogsPage,
+    ResultAnswer,
+    StatsAnswer,
+    SubtasksAnswer,
+    SubtaskView,
+    TaskPage,
+    TasksAnswer,
+    TaskView,
+    TypesAnswer,
+    WorkersAnswer,
+    WorkerView,
+)
+from herder.protocol.api import SubmitRequest
+
+
+def master_of(scope: Scope) -> Master:
+    """The master of the app serving this request (`create_app` puts it in the app's state)."""
+    master: Master = scope["app"].state.master
+    return master
+
+
+async def _master_dependency(connection: HTTPConnection) -> Master:
+    # async on purpose: FastAPI runs a plain `def` dependency on a thread pool
+    return master_of(connection.scope)
+
+
+#: a route's parameter that FastAPI fills with the app's master
+MasterDep = Annotated[Master, Depends(_master_dependency)]
+
+
+# -- submissions ---------------------------------------------------------------------------
+
+
+async def submit(master: Master, request: SubmitRequest, wait: float) -> TaskView:
+    """Submit one task; with `wait` > 0 answer when it finishes (or after `wait` s), so that a
+    call and its result take one round trip. Raises Rejected."""
+    if wait > 0:
+        return cast(TaskView, await master.submissions.submit_and_wait(_submission(request), wait))
+    (answer,) = await master.submissions.submit_many([_submission(request)])
+    if isinstance(answer, Rejected):
+        raise answer
+    return cast(TaskView, answer)
+
+
+async def submit_batch(
+    master: Master, items: Sequence[SubmitRequest | Rejected]
+) -> list[BatchItemAnswer]:
+    """Submit the valid items of a batch; an answer for each item, in their order (an item that
+    failed validation is given as the Rejected that says why)."""
+    valid = [_submission(i) for i in items if not isinstance(i, Rejected)]
+    answers = iter(await master.submissions.submit_many(valid))
+    out: list[BatchItemAnswer] = []
+    for item in items:
+        answer = item if isinstance(item, Rejected) else next(answers)
+        if isinstance(answer, Rejected):
+            out.append({"status": answer.status, "task": None, "detail": answer.message})
+        else:
+            out.append({"status": 201, "task": cast(TaskView, answer), "detail": None})
+    return out
+
+
+def _submission(request: SubmitRequest) -> Submission:
+    return Submission(
+        type=request.type,
+        params=request.params,
+        priority=request.priority,
+        timeout=request.timeout,
+        id=request.id,
+        retries=request.retries,
+    )
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+async def task(master: Master, task_id: str, wait: float = 0.0) -> TaskView:
+    """One task; with `wait` > 0, once it has finished or after `wait` s. Raises Rejected(404)."""
+    finished = await master.tasks.wait_finished(task_id, wait) if wait > 0 else None
+    if finished is not None:
+        return cast(TaskView, finished)
+    view = await master.tasks.get(task_id)
+    if view is None:
+        raise Rejected(404, f"task {task_id!r} not found")
+    return cast(TaskView, view)
+
+
+async def task_page(
+    master: Master, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
+) -> TaskPage:
+    tasks, next_cursor = await master.reads.list_tasks(state, type_, limit, cursor)
+    return {"tasks": cast(list[TaskView], tasks), "next_cursor": next_cursor}
+
+
+async def lookup(master: Master, task_ids: Sequence[str], finished_only: bool) -> TasksAnswer:
+    return {"tasks": cast(list[TaskView], await master.reads.lookup(task_ids, finished_only))}
+
+
+async def cancel(master: Master, task_id: str) -> TaskView:
+    return cast(TaskView, await master.tasks.cancel(task_id))
+
+
+async def result(master: Master, task_id: str) -> ResultAnswer:
+    view = await task(master, task_id)
+    if view["state"] != TaskState.SUCCEEDED.value:
+        raise Rejected(409, f"task {task_id!r} is {view['state']}; it has no result")
+    return {"result": view["result"]}
+
+
+async def logs_page(master: Master, task_id: str, since: int, limit: int) -> LogsPage:
+    """The log lines after `since`; where the per-task bound dropped older lines between
+    `since` and the first kept one, a line saying how many comes first."""
+    await task(master, task_id)
+    lines = [cast(LogLine, r.to_json()) for r in await master.reads.logs(task_id, since, limit)]
+    dropped = await master.reads.logs_dropped(task_id)
+    if dropped and lines and since < lines[0]["seq"] - 1:
+        first = lines[0]
+        marker: LogLine = {
+            "seq": first["seq"] - 1, "ts": first["ts"], "level": "WARNING",
+            "message": f"{dropped} older log records were dropped",
+            "subtask": None, "attempt": None, "worker": None,
+        }
+        lines.insert(0, marker)
+    return {"logs": lines, "dropped": dropped}
+
+
+async def subtasks(master: Master, task_id: str) -> SubtasksAnswer:
+    await task(master, task_id)
+    return {"subtasks": cast(list[SubtaskView], await master.reads.subtasks(task_id))}
+
+
+# -- streams (Server-Sent Events) -------------------------------------------------------------
+
+
+async def task_events(master: Master, task_id: str, last_id: int | None) -> AsyncIterator[bytes]:
+    """Raises Rejected(404) before the stream starts if there is no such task."""
+    await task(master, task_id)
+    return master.streams.task_events(task_id, last_id)
+
+
+async def logs_followed(master: Master, task_id: str, since: int) -> AsyncIterator[bytes]:
+    await task(master, task_id)
+    return master.streams.follow_logs(task_id, since)
+
+
+def all_events(master: Master, last_id: int | None, finished_only: bool) -> AsyncIterator[bytes]:
+    return master.streams.all_events(last_id, finished_only=finished_only)
+
+
+# -- the master's state --------------------------------------------------------------------
+
+
+def health(master: Master) -> HealthAnswer:
+    return {"status": "ok", "workers": len(master.sessions)}
+
+
+def metrics(master: Master) -> bytes:
+    """The Prometheus exposition of the master's metrics."""
+    return master.stats.exposition()
+
+
+def stats(master: Master) -> StatsAnswer:
+    return {
+        "throughput": master.reads.throughput(),
+        "queue_depth": {str(p): n for p, n in master.reads.queue_depth().items()},
+        "tasks": master.reads.tasks_by_state(),
+    }
+
+
+def workers(master: Master) -> WorkersAnswer:
+    return {"workers": cast(list[WorkerView], master.reads.workers())}
+
+
+def types(master: Master) -> TypesAnswer:
+    return {
+        "types": [
+            {
+                "name": t.name,
+                "params_schema": t.params_schema(),
+                "max_retries": t.max_retries,
+                "subtask_timeout": t.subtask_timeout,
+                "doc": (t.__doc__ or "").strip() or None,
+            }
+            for t in master.registry
+        ]
+    }

@@ -1,0 +1,43 @@
+"""The routes about the master itself: health, Prometheus metrics, stats, workers, types.
+
+Imports the web layer's `handlers` and `responses`, and `protocol`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from herder.master.web import handlers
+from herder.master.web.handlers import MasterDep
+from herder.master.web.responses import json_answer
+from herder.protocol import paths
+from herder.protocol.answers import HealthAnswer, StatsAnswer, TypesAnswer, WorkersAnswer
+
+router = APIRouter()
+
+
+@router.get(paths.HEALTHZ, response_model=HealthAnswer)
+async def healthz(master: MasterDep) -> Response:
+    return json_answer(handlers.health(master))
+
+
+@router.get(paths.METRICS, response_class=Response)
+async def metrics(master: MasterDep) -> Response:
+    return Response(handlers.metrics(master), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(paths.STATS, response_model=StatsAnswer)
+async def stats(master: MasterDep) -> Response:
+    return json_answer(handlers.stats(master))
+
+
+@router.get(paths.WORKERS, response_model=WorkersAnswer)
+async def workers(master: MasterDep) -> Response:
+    return json_answer(handlers.workers(master))
+
+
+@router.get(paths.TYPES, response_model=TypesAnswer)
+async def types(master: MasterDep) -> Response:
+    return json_answer(handlers.types(master))
