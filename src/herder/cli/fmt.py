@@ -1,6 +1,6 @@
 """How the CLI writes tasks, times and log records as text. Pure functions of their arguments.
 
-Imports only the stdlib.
+Imports `protocol.answers` (the states) and the stdlib.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from herder.model import FINAL_TASK_STATES
+from herder.protocol.answers import FINAL_STATE_NAMES, TaskState
 
-STATES = ("pending", "running", "aggregating", "succeeded", "failed", "cancelled", "timed_out")
-FINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+#: every task state's name, in the order a task passes them
+STATES = tuple(state.value for state in TaskState)
+FINAL = FINAL_STATE_NAMES
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                "timed_out": "yellow", "running": "cyan", "aggregating": "cyan"}
 LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
@@ -118,7 +119,4 @@ def log_text(record: dict[str, Any]) -> str:
 
 def is_final(task: dict[str, Any]) -> bool:
     """True when the task JSON is in a state it will never leave."""
-    return task.get("state") in _FINAL
-
-
-_FINAL = frozenset(s.value for s in FINAL_TASK_STATES)
+    return task.get("state") in FINAL
