@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -406,4 +409,30 @@ def test_the_worker_channel_tells_a_worker_without_the_token_why(
             connect(url, additional_headers=headers, open_timeout=10)
         assert refused.value.response.status_code == 401
         assert "worker token" in json.loads(refused.value.response.body or b"{}")["detail"]
+    assert_healthy(with_token.client)
+
+
+def test_a_worker_with_a_wrong_token_logs_why_it_was_refused(
+    with_token: LocalCluster, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERDER_")}
+    env["HERDER_TOKEN"] = "not-the-token"
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "herder", "worker", "--master", with_token.url,
+             "--name", "intruder"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(
+                lambda: "refused the channel (401): authorization: a valid worker token"
+                in log_path.read_text(errors="replace"),
+                timeout=20,
+            )
+            assert worker.poll() is None  # it keeps trying, as after any refused connection
+        finally:
+            worker.kill()
+            worker.wait(10)
+    assert "Traceback" not in log_path.read_text(errors="replace")
     assert_healthy(with_token.client)

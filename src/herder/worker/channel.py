@@ -10,6 +10,7 @@ every frame it reads and gives it the outbox of each connection. Imports `config
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import urllib.parse
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode
 
 from herder.config import WorkerSettings
@@ -131,6 +132,11 @@ class Channel:
                     await self._session(ws)
             except asyncio.CancelledError:
                 raise
+            except InvalidStatus as exc:  # refused before the upgrade: the body says why
+                log.error(
+                    "worker %s: the master at %s refused the channel (%s): %s", self._name,
+                    self.url, exc.response.status_code, _refusal(exc.response.body),
+                )
             except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 # Before the first connection, a refused one is the master still starting.
                 level = logging.DEBUG if self.sessions == 0 else logging.WARNING
@@ -237,3 +243,13 @@ class Channel:
         while True:
             await asyncio.sleep(max(0.02, after / 4))
             self._book.hand_back_if_overrun(after)
+
+
+def _refusal(body: bytes | bytearray | None) -> str:
+    """The `detail` of the master's error answer, else the body as text."""
+    text = bytes(body or b"").decode(errors="replace")
+    try:
+        detail = json.loads(text).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else text[:200] or "no reason given"
