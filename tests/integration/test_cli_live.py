@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import aclosing, closing
 from typing import Any
 
-import httpx
+import httpcore
 import pytest
 
 from herder import AsyncClient, Client, LocalCluster, TaskHandle
@@ -281,12 +281,14 @@ def test_logs_show_the_dropped_records_marker_first() -> None:
             assert lines[-1].endswith("part 0 line 11")
 
 
-class _NoStreams(httpx.HTTPTransport):
+class _NoStreams(httpcore.ConnectionPool):
     """A master as an older one, or one behind a proxy that will not stream, would answer."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/events") or request.url.params.get("follow") == "true":
-            return httpx.Response(404, json={"detail": "Not Found"})
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        path, _, query = request.url.target.partition(b"?")
+        if path.endswith(b"/events") or b"follow=true" in query:
+            return httpcore.Response(404, headers=[(b"Content-Type", b"application/json")],
+                                     content=b'{"detail": "Not Found"}')
         return super().handle_request(request)
 
 
