@@ -95,8 +95,8 @@ def test_calls_and_streams_over_https_with_the_right_ca(https_url: str, ca_file:
         handle = client.submit("noop", {"value": 6})
         kinds = [event.kind for event in handle.events()]
         assert kinds[0] == "snapshot" and handle.result(timeout=30) == 6
-        assert client.gather(client.submit_many([{"type": "noop", "params": {"value": i}}
-                                                 for i in range(20)]), timeout=30) == list(range(20))
+        handles = client.submit_many([{"type": "noop", "params": {"value": i}} for i in range(20)])
+        assert client.gather(handles, timeout=30) == list(range(20))
 
 
 def test_the_ca_file_may_come_from_the_environment(
@@ -131,5 +131,5 @@ def test_the_system_store_refuses_a_private_ca(
 
 
 def test_a_ca_file_that_does_not_exist_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.pem"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pem"):
         Client("https://localhost:1", ca=str(tmp_path / "nope.pem"))
