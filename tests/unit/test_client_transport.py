@@ -381,3 +381,23 @@ def test_no_proxy_hosts_are_reached_directly(
     with Client(server.url) as client:
         client.health()
     assert [r[1] for r in other.requests] == [f"{server.url}/healthz"]
+
+
+def test_the_async_client_fails_over_by_the_same_rules(server: _Server, other: _Server) -> None:
+    import asyncio
+
+    from herder.client import AsyncClient
+
+    async def main() -> None:
+        async with AsyncClient([_dead_url(), server.url, other.url]) as client:
+            await client.health()
+            assert client.url == server.url
+            server.drop_next = 1
+            with pytest.raises(MasterUnreachable):
+                await client.submit("noop")  # no id: not sent again
+            server.status = 503
+            assert (await client.submit("noop", id="x")).id == "t1"
+            assert client.url == other.url
+
+    asyncio.run(main())
+    assert server.posts() == 2 and other.posts() == 1

@@ -22,7 +22,7 @@ import os
 import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -216,12 +216,14 @@ class Transport:
         """Open `request`'s answer: its head (with the body read when it is an error) and an
         iterator of its body's bytes as they arrive."""
         response, content = self._send(request, stream=True)
+        chunks = self._chunks(response)
         try:
-            yield Answer(response.status, response.headers, content), self._chunks(response)
+            yield Answer(response.status, response.headers, content), chunks
         finally:
+            chunks.close()
             response.close()
 
-    def _chunks(self, response: httpcore.Response) -> Iterator[bytes]:
+    def _chunks(self, response: httpcore.Response) -> Generator[bytes, None, None]:
         try:
             yield from response.iter_stream()
         except UNREACHABLE as exc:
@@ -276,12 +278,14 @@ class AsyncTransport:
     @contextlib.asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[tuple[Answer, AsyncIterator[bytes]]]:
         response, content = await self._send(request, stream=True)
+        chunks = self._chunks(response)
         try:
-            yield Answer(response.status, response.headers, content), self._chunks(response)
+            yield Answer(response.status, response.headers, content), chunks
         finally:
+            await chunks.aclose()
             await response.aclose()
 
-    async def _chunks(self, response: httpcore.Response) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: httpcore.Response) -> AsyncGenerator[bytes, None]:
         try:
             async for chunk in response.aiter_stream():
                 yield chunk
