@@ -41,7 +41,7 @@ from herder.client.plan import (
     task_body,
 )
 from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
-from herder.client.transport import AsyncTransport, Connection
+from herder.client.transport import AsyncTransport, TransportConfig
 from herder.errors import HerderError
 from herder.protocol.answers import (
     HealthAnswer,
@@ -69,18 +69,18 @@ class AsyncClient:
         ca: str | None = None,
         transport: httpcore.AsyncConnectionPool | None = None,
     ) -> None:
-        self._connection = Connection(url, token, timeout, ca)
-        self._transport = AsyncTransport(self._connection, transport)
-        self.token = self._connection.token
+        self._config = TransportConfig(url, token, timeout, ca)
+        self._transport = AsyncTransport(self._config, transport)
+        self.token = self._config.token
 
     @property
     def url(self) -> str:
         """The URL of the master this client talks to (of several: the one that answered)."""
-        return self._connection.url
+        return self._config.url
 
     @property
     def urls(self) -> list[str]:
-        return list(self._connection.urls)
+        return list(self._config.urls)
 
     async def _call(self, request: Request) -> Any:
         return read_answer(await self._transport.call(request))

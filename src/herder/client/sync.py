@@ -41,7 +41,7 @@ from herder.client.plan import (
     task_body,
 )
 from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
-from herder.client.transport import Connection, Transport
+from herder.client.transport import Transport, TransportConfig
 from herder.errors import HerderError
 from herder.protocol.answers import (
     HealthAnswer,
@@ -72,18 +72,18 @@ class Client:
         ca: str | None = None,
         transport: httpcore.ConnectionPool | None = None,
     ) -> None:
-        self._connection = Connection(url, token, timeout, ca)
-        self._transport = Transport(self._connection, transport)
-        self.token = self._connection.token
+        self._config = TransportConfig(url, token, timeout, ca)
+        self._transport = Transport(self._config, transport)
+        self.token = self._config.token
 
     @property
     def url(self) -> str:
         """The URL of the master this client talks to (of several: the one that answered)."""
-        return self._connection.url
+        return self._config.url
 
     @property
     def urls(self) -> list[str]:
-        return list(self._connection.urls)
+        return list(self._config.urls)
 
     def _call(self, request: Request) -> Any:
         return read_answer(self._transport.call(request))

@@ -1,5 +1,5 @@
 """The client's one HTTP transport, over httpcore's connection pools: `Transport` for `Client`,
-`AsyncTransport` for `AsyncClient`, both built from one `Connection` (the masters and the
+`AsyncTransport` for `AsyncClient`, both built from one `TransportConfig` (the masters and the
 failover plan of `masters`, the token, the timeout, TLS and proxies). Why httpcore, and what it
 costs against the alternatives: docs/decisions.md, "The client's transport".
 
@@ -35,7 +35,7 @@ from herder.client.plan import Answer, Request
 from herder.config import env_ca, env_token, env_url
 from herder.jsontext import compact
 
-__all__ = ["AsyncTransport", "Connection", "Transport", "proxy_for", "tls_context"]
+__all__ = ["AsyncTransport", "Transport", "TransportConfig", "proxy_for", "tls_context"]
 
 #: errors of reaching a master (none of its answers)
 UNREACHABLE = (
@@ -102,10 +102,11 @@ class _Prepared:
         return None if self.proxy is None else (bytes(self.proxy.url), self.proxy.auth)
 
 
-class Connection:
-    """What both transports are made of: the masters (`route`), the token, the default
-    timeout, the TLS context and each master's proxy. `urls`: a URL, a comma list, a sequence;
-    None: HERDER_URL. `token` None: HERDER_TOKEN. `ca` None: HERDER_CA."""
+class TransportConfig:
+    """The configuration both transports share: the masters (`route`, with the one the client
+    sticks to), the token, the default timeout, the TLS context and each master's proxy.
+    `urls`: a URL, a comma list, a sequence; None: HERDER_URL. `token` None: HERDER_TOKEN.
+    `ca` None: HERDER_CA."""
 
     def __init__(
         self, urls: str | Sequence[str] | None, token: str | None, timeout: float,
@@ -196,14 +197,16 @@ class Transport:
     """Sends requests to the masters over kept-alive connections (httpcore.ConnectionPool, one
     per proxy). `pool`, when given, carries every request instead (tests, custom networks)."""
 
-    def __init__(self, connection: Connection, pool: httpcore.ConnectionPool | None = None) -> None:
-        self.connection = connection
+    def __init__(
+        self, config: TransportConfig, pool: httpcore.ConnectionPool | None = None
+    ) -> None:
+        self.config = config
         pools: dict[object, httpcore.ConnectionPool] = {}
         self._pools = []
-        for master in connection.prepared:
+        for master in config.prepared:
             if pool is None and master.proxy_key not in pools:
                 pools[master.proxy_key] = httpcore.ConnectionPool(
-                    **connection.pool_args(master.proxy))
+                    **config.pool_args(master.proxy))
             self._pools.append(pool or pools[master.proxy_key])
 
     def call(self, request: Request) -> Answer:
@@ -227,14 +230,14 @@ class Transport:
         try:
             yield from response.iter_stream()
         except UNREACHABLE as exc:
-            raise MasterUnreachable(self.connection.url, _reason(exc)) from exc
+            raise MasterUnreachable(self.config.url, _reason(exc)) from exc
 
     def _send(self, request: Request, stream: bool) -> tuple[httpcore.Response, bytes]:
-        connection = self.connection
-        attempts = connection.route.attempts(request.idempotent or request.method == "GET")
+        config = self.config
+        attempts = config.route.attempts(request.idempotent or request.method == "GET")
         while (index := attempts.next()) is not None:
             try:
-                response = self._pools[index].handle_request(connection.request(index, request))
+                response = self._pools[index].handle_request(config.request(index, request))
                 try:
                     content = b"" if stream and response.status < 400 else response.read()
                 except BaseException:
@@ -260,15 +263,15 @@ class AsyncTransport:
     """`Transport` for asyncio (httpcore.AsyncConnectionPool)."""
 
     def __init__(
-        self, connection: Connection, pool: httpcore.AsyncConnectionPool | None = None
+        self, config: TransportConfig, pool: httpcore.AsyncConnectionPool | None = None
     ) -> None:
-        self.connection = connection
+        self.config = config
         pools: dict[object, httpcore.AsyncConnectionPool] = {}
         self._pools = []
-        for master in connection.prepared:
+        for master in config.prepared:
             if pool is None and master.proxy_key not in pools:
                 pools[master.proxy_key] = httpcore.AsyncConnectionPool(
-                    **connection.pool_args(master.proxy))
+                    **config.pool_args(master.proxy))
             self._pools.append(pool or pools[master.proxy_key])
 
     async def call(self, request: Request) -> Answer:
@@ -290,15 +293,15 @@ class AsyncTransport:
             async for chunk in response.aiter_stream():
                 yield chunk
         except UNREACHABLE as exc:
-            raise MasterUnreachable(self.connection.url, _reason(exc)) from exc
+            raise MasterUnreachable(self.config.url, _reason(exc)) from exc
 
     async def _send(self, request: Request, stream: bool) -> tuple[httpcore.Response, bytes]:
-        connection = self.connection
-        attempts = connection.route.attempts(request.idempotent or request.method == "GET")
+        config = self.config
+        attempts = config.route.attempts(request.idempotent or request.method == "GET")
         while (index := attempts.next()) is not None:
             try:
                 response = await self._pools[index].handle_async_request(
-                    connection.request(index, request))
+                    config.request(index, request))
                 try:
                     content = b"" if stream and response.status < 400 else await response.aread()
                 except BaseException:
