@@ -46,7 +46,8 @@ _NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeou
              httpcore.ProxyError)
 #: ... and these when the connection broke (rather than went silent)
 _BROKEN = (httpcore.ReadError, httpcore.WriteError, httpcore.RemoteProtocolError)
-# A request goes out in as few packets as it can: each write is sent at once.
+# h11 writes a request's head and its body apart: the body must follow at once, not wait for
+# the server's (delayed) ACK of the head as Nagle's algorithm would have it.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 #: uvicorn closes a connection idle for 5 s; closing ours first keeps a request from crossing
 #: the server's close on the wire
