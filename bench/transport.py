@@ -12,15 +12,17 @@ the calling thread spent per call (µs).
 
 The candidates: the hand-written HTTP/1.1 client that herder had until `--reference` (its
 `keepalive.py`, read from git, the reference), httpx as the client used it, httpx with a tuned
-transport, an httpx transport called directly, httpcore's pools (sync and async), urllib3 when
-installed, and `herder.Client` itself (whatever this tree's client is). Imports herder's public
-API, `bench`'s helpers and the libraries it compares.
+transport, an httpx transport called directly, httpcore's pools (sync and async), urllib3 and
+pycurl when installed, and `herder.Client` / `herder.AsyncClient` themselves (whatever this
+tree's client is). Imports herder's public API and the libraries it compares.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import io
 import socket
 import statistics
 import subprocess
@@ -228,6 +230,38 @@ class Urllib3:
         self.pool.close()
 
 
+class Pycurl:
+    """libcurl through pycurl: one easy handle, kept (and its connection with it); sync only
+    here (an asyncio client would drive a CurlMulti from the event loop)."""
+
+    def __init__(self, url: str) -> None:
+        import pycurl
+
+        self.pycurl = pycurl
+        self.url = url
+        self.curl = pycurl.Curl()
+        self.curl.setopt(pycurl.TCP_NODELAY, 1)
+        self.headers = [f"{k}: {v}" for k, v in HEADERS.items()]
+        self.json_headers = [*self.headers, "Content-Type: application/json", "Expect:"]
+
+    def call(self, method: str, target: str, body: Any) -> tuple[int, bytes]:
+        pycurl, curl = self.pycurl, self.curl
+        buffer = io.BytesIO()
+        curl.setopt(pycurl.URL, self.url + target)
+        if body is None:
+            curl.setopt(pycurl.HTTPGET, 1)
+            curl.setopt(pycurl.HTTPHEADER, self.headers)
+        else:
+            curl.setopt(pycurl.POSTFIELDS, compact(body))
+            curl.setopt(pycurl.HTTPHEADER, self.json_headers)
+        curl.setopt(pycurl.WRITEDATA, buffer)
+        curl.perform()
+        return int(curl.getinfo(pycurl.RESPONSE_CODE)), buffer.getvalue()
+
+    def close(self) -> None:
+        self.curl.close()
+
+
 class HerderClient:
     """`herder.Client` itself: W2 is `run`, the read is `get`."""
 
@@ -275,12 +309,13 @@ def candidates(url: str, reference: str) -> dict[str, Callable[[], Candidate]]:
         "herder.Client": lambda: HerderClient(url),
         "herder.AsyncClient": lambda: herder_async(url),
     }
-    try:
-        import urllib3  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        made["urllib3"] = lambda: Urllib3(url)
+    optional: dict[str, Callable[[str], Candidate]] = {"urllib3": Urllib3, "pycurl": Pycurl}
+    for name, make in optional.items():
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        made[name] = functools.partial(make, url)
     return made
 
 
