@@ -106,14 +106,14 @@ class _Prepared:
 class TransportConfig:
     """The configuration both transports share: the masters (`route`, with the one the client
     sticks to), the token, the default timeout, the TLS context and each master's proxy.
-    `urls`: a URL, a comma list, a sequence; None: HERDER_URL. `token` None: HERDER_TOKEN.
+    `urls`: a URL, a comma list, a sequence; None or empty: HERDER_URL. `token` None: HERDER_TOKEN.
     `ca` None: HERDER_CA."""
 
     def __init__(
         self, urls: str | Sequence[str] | None, token: str | None, timeout: float,
         ca: str | None,
     ) -> None:
-        self.urls = parse_urls(env_url() if urls is None else urls)
+        self.urls = parse_urls(urls or env_url())
         self.route = Route(self.urls)
         self.token = token if token is not None else env_token()
         self.timeout = timeout
