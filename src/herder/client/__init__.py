@@ -3,8 +3,8 @@
 `Client` / `TaskHandle` (`sync`) and their asyncio twins `AsyncClient` / `AsyncTaskHandle`
 (`aio`) follow the same sans-I/O plans (`plan`: requests, answers, paging, polling; `streams`:
 followed event and log streams; `bulk`: waiting for many tasks) and send them through one
-transport (`transport`, over httpcore, with TLS, proxies and failover between several masters,
-`masters`). Errors: `errors`; the Server-Sent Events parser: `sse`.
+transport (`transport`, over libcurl through `curl`, with TLS, proxies and failover between
+several masters, `masters`). Errors: `errors`; the Server-Sent Events parser: `sse`.
 """
 
 from herder.client.aio import AsyncClient, AsyncTaskHandle

@@ -1,6 +1,5 @@
 """`AsyncClient` and `AsyncTaskHandle`: `Client` and `TaskHandle` for asyncio, the same plans
-awaited over `transport.AsyncTransport`. Imports httpcore (for the type of a given pool),
-`errors` and the client's modules.
+awaited over `transport.AsyncTransport`. Imports `errors` and the client's modules.
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from collections.abc import AsyncGenerator, Coroutine, Iterable, Mapping, Sequen
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, cast, overload
 
-import httpcore
-
 from herder.client.bulk import BulkWait, Lookup
+from herder.client.curl import AsyncLink
 from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
 from herder.client.plan import (
     HEALTH,
@@ -57,7 +55,7 @@ T = TypeVar("T")
 
 
 class AsyncClient:
-    """The async twin of `Client` (the same arguments; `transport` an httpcore async pool).
+    """The async twin of `Client` (the same arguments; `transport` a `curl.AsyncLink`).
     Use `async with`, or `aclose()`."""
 
     def __init__(
@@ -67,7 +65,7 @@ class AsyncClient:
         timeout: float = 30.0,
         *,
         ca: str | None = None,
-        transport: httpcore.AsyncConnectionPool | None = None,
+        transport: AsyncLink | None = None,
     ) -> None:
         self._config = TransportConfig(url, token, timeout, ca)
         self._transport = AsyncTransport(self._config, transport)

@@ -1,8 +1,8 @@
 """`Client` and `TaskHandle`: the HTTP API from blocking code.
 
 Each method follows a plan of `plan`, `streams` or `bulk` and sends its requests through
-`transport.Transport`; `aio` is the same for asyncio. Imports httpcore (for the type of a
-given pool), `errors` and the client's modules.
+`transport.Transport`; `aio` is the same for asyncio. Imports `errors` and the client's
+modules.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, cast, overload
 
-import httpcore
-
 from herder.client.bulk import BulkWait, Lookup
+from herder.client.curl import Link
 from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
 from herder.client.plan import (
     HEALTH,
@@ -60,7 +59,7 @@ class Client:
     """Talks to a master: `url` is its URL, a comma list of several (failover: see
     `herder.client.masters`) or a sequence of them; None reads HERDER_URL. `token` None reads
     HERDER_TOKEN; `ca`, a CA file for https:// masters, None reads HERDER_CA (else the system's
-    CA store). `transport`: an httpcore pool to send through instead of the client's own.
+    CA store). `transport`: a `curl.Link` to send through instead of libcurl (a test's network).
     Use it as a context manager, or call `close()`."""
 
     def __init__(
@@ -70,7 +69,7 @@ class Client:
         timeout: float = 30.0,
         *,
         ca: str | None = None,
-        transport: httpcore.ConnectionPool | None = None,
+        transport: Link | None = None,
     ) -> None:
         self._config = TransportConfig(url, token, timeout, ca)
         self._transport = Transport(self._config, transport)

@@ -1,0 +1,614 @@
+"""Glue between the client's transport and libcurl (through pycurl): libcurl writes the requests,
+reads the answers and keeps the connections; this module hands it prepared requests and takes
+back answers, chunks and failures.
+
+- `CurlLink` sends from blocking code: a plain call on an easy handle of the master's (one per
+  thread at a time, kept with its connection); a stream on a `CurlMulti` of its own, driven
+  with `perform`/`select` so that its chunks come out as they arrive.
+- `AsyncCurlLink` sends from asyncio: one `CurlMulti` driven by the event loop (libcurl's
+  sockets watched with `add_reader`/`add_writer`, its timer with `call_later`).
+
+Both take an `Outgoing` (one request, made ready by `transport`) and raise `Unreached` when
+libcurl fails, saying whether the request may have been sent. A request that must not go twice
+(`Outgoing.resend` false) gives libcurl its body through a read callback and no seek callback,
+so that libcurl cannot rewind it to send it again on another connection by itself.
+Imports pycurl and the client's `plan`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import select
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pycurl
+
+from herder.client.plan import Answer
+
+__all__ = ["AsyncCurlLink", "AsyncLink", "CurlLink", "Link", "Outgoing", "Target", "Unreached"]
+
+_WEIRD_SERVER_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY, which pycurl does not name
+#: libcurl's failures that happen before any byte of the request went out
+_NOT_SENT = frozenset({
+    pycurl.E_COULDNT_RESOLVE_PROXY, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT,
+    pycurl.E_SSL_CONNECT_ERROR, pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_SSL_CACERT_BADFILE,
+    pycurl.E_SSL_CERTPROBLEM, pycurl.E_SSL_CIPHER,
+})
+#: ... and those of a connection that broke (rather than went silent)
+_BROKEN = frozenset({
+    pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_PARTIAL_FILE,
+    pycurl.E_SEND_FAIL_REWIND, _WEIRD_SERVER_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL,
+})
+#: uvicorn closes a connection idle for 5 s; dropping ours first keeps a request from crossing
+#: the server's close on the wire
+_MAX_IDLE_SECONDS = 4
+#: idle easy handles (each with its connection) kept per master
+_KEEP = 20
+
+
+class Unreached(Exception):
+    """libcurl could not complete the exchange: `reason`, whether the request may have reached
+    the master (`sent`) and whether its connection broke (`broken`, rather than went silent)."""
+
+    def __init__(self, reason: str, *, sent: bool, broken: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.sent, self.broken = reason, sent, broken
+
+
+def unreached(exc: pycurl.error, handle: Any = None) -> Unreached:
+    """The `Unreached` of libcurl's error `exc` (of `handle`'s transfer, when known)."""
+    code, message = exc.args[0], exc.args[1] if len(exc.args) > 1 else str(exc)
+    return failure(code, message, handle)
+
+
+def failure(code: int, message: str, handle: Any = None) -> Unreached:
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        started = handle is not None and handle.getinfo(pycurl.PRETRANSFER_TIME_T) > 0
+        return Unreached(f"no answer in time ({message})", sent=started, broken=False)
+    if code == pycurl.E_PEER_FAILED_VERIFICATION:
+        message = (f"CERTIFICATE_VERIFY_FAILED: {message} (the master's certificate is not "
+                   "signed by a CA this client trusts: name the CA file with ca= or HERDER_CA)")
+    return Unreached(message or f"libcurl error {code}", sent=code not in _NOT_SENT,
+                     broken=code in _BROKEN)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Target:
+    """One master as libcurl reaches it, prepared once: the URL its paths follow, the header
+    lines of every request, the proxy (None: directly) and the CA file and directory."""
+
+    index: int
+    base: str
+    headers: list[str]
+    proxy: str | None
+    cainfo: str | None = None
+    capath: str | None = None
+    #: the header lines of a request with a JSON body
+    json_headers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One request for libcurl: `timeout` is the seconds its answer may take (a stream's: the
+    longest silence), `connect_timeout` those of connecting; `resend` true when libcurl may
+    send it again by itself (it is idempotent)."""
+
+    target: Target
+    method: str
+    url: str
+    headers: list[str]
+    body: bytes | None
+    timeout: float
+    connect_timeout: float
+    resend: bool
+
+
+class Link(Protocol):
+    """What `transport.Transport` sends through (`CurlLink`, or a test's network)."""
+
+    def call(self, out: Outgoing) -> Answer: ...
+
+    def stream(self, out: Outgoing) -> contextlib.AbstractContextManager[
+        tuple[Answer, Iterator[bytes]]]: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncLink(Protocol):
+    """What `transport.AsyncTransport` sends through (`AsyncCurlLink`, or a test's network)."""
+
+    async def call(self, out: Outgoing) -> Answer: ...
+
+    def stream(self, out: Outgoing) -> contextlib.AbstractAsyncContextManager[
+        tuple[Answer, AsyncIterator[bytes]]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _head(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The header pairs of the last head in `lines` (a proxy's or a 100's may come first)."""
+    start = 0
+    for i, line in enumerate(lines):
+        if line.startswith(b"HTTP/"):
+            start = i + 1
+    pairs = []
+    for line in lines[start:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+class _Easy:
+    """An easy handle for one master's requests, with the buffers its callbacks fill and the
+    options last set (a list or timeout that did not change is not set again)."""
+
+    __slots__ = ("body", "curl", "fresh", "head", "headers", "timeouts")
+
+    def __init__(self, target: Target) -> None:
+        self.curl = curl = pycurl.Curl()
+        self.head: list[bytes] = []
+        self.body: list[bytes] = []
+        self.headers: list[str] | None = None
+        self.timeouts = (-1.0, -1.0)
+        self.fresh = False
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        # the request's head and body go out in separate writes: neither may wait for the
+        # server's delayed ACK of the other, as Nagle's algorithm would have it
+        curl.setopt(pycurl.TCP_NODELAY, 1)
+        curl.setopt(pycurl.MAXAGE_CONN, _MAX_IDLE_SECONDS)
+        # the proxy Python's rules chose, and no other (libcurl reads the environment itself)
+        curl.setopt(pycurl.PROXY, target.proxy or "")
+        curl.setopt(pycurl.NOPROXY, "")
+        if target.cainfo:
+            curl.setopt(pycurl.CAINFO, target.cainfo)
+        if target.capath:
+            curl.setopt(pycurl.CAPATH, target.capath)
+        curl.setopt(pycurl.HEADERFUNCTION, self.head.append)
+        curl.setopt(pycurl.WRITEFUNCTION, self.body.append)
+
+    def prepare(self, out: Outgoing, fresh: bool = False) -> None:
+        """Set the options of `out`; `fresh`: on a new connection."""
+        curl = self.curl
+        if fresh is not self.fresh:
+            curl.setopt(pycurl.FRESH_CONNECT, fresh)
+            self.fresh = fresh
+        curl.setopt(pycurl.URL, out.url)
+        if out.headers is not self.headers:
+            curl.setopt(pycurl.HTTPHEADER, out.headers)
+            self.headers = out.headers
+        timeouts = (out.timeout, out.connect_timeout)
+        if timeouts != self.timeouts:
+            curl.setopt(pycurl.TIMEOUT_MS, max(1, int(out.timeout * 1000)))
+            curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(out.connect_timeout * 1000)))
+            self.timeouts = timeouts
+        if out.method == "GET":
+            curl.setopt(pycurl.HTTPGET, 1)
+            return
+        body = io.BytesIO(out.body or b"")
+        curl.setopt(pycurl.POST, 1)
+        curl.setopt(pycurl.POSTFIELDSIZE, len(out.body or b""))
+        curl.setopt(pycurl.READFUNCTION, body.read)
+        curl.setopt(pycurl.SEEKFUNCTION, _rewinder(body) if out.resend else None)
+        if out.method != "POST":
+            curl.setopt(pycurl.CUSTOMREQUEST, out.method)
+
+    def answer(self, content: bytes | None = None) -> Answer:
+        """The answer the callbacks collected (`content` instead of the body, when given);
+        the buffers are emptied for the next request."""
+        status = self.curl.getinfo(pycurl.RESPONSE_CODE)
+        body = self.body
+        if content is None:
+            content = body[0] if len(body) == 1 else b"".join(body)
+            body.clear()
+        answer = Answer(status, _head(self.head), content)
+        self.head.clear()
+        return answer
+
+    def reset(self) -> None:
+        self.head.clear()
+        self.body.clear()
+
+
+def _closed(fd: int) -> bool:
+    """True when the kept connection on socket `fd` has something to read: the server closed it
+    (or wrote out of turn), so a request must not go out on it.
+
+    libcurl looks for this itself only on connections idle for a while; a request it may not
+    send twice is better sent on a new connection than failed."""
+    if fd < 0:
+        return False
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _rewinder(body: io.BytesIO) -> Any:
+    def seek(offset: int, origin: int) -> int:
+        body.seek(offset, origin)
+        return pycurl.SEEKFUNC_OK  # type: ignore[no-any-return]
+
+    return seek
+
+
+class CurlLink:
+    """Sends from blocking code. Thread-safe: each call takes an idle easy handle of its master
+    (or a new one) and gives it back, so the threads sharing a client share its connections."""
+
+    def __init__(self) -> None:
+        self._idle: dict[Target, list[_Easy]] = {}
+        self._streams: dict[Target, list[_Stream]] = {}
+
+    def call(self, out: Outgoing) -> Answer:
+        idle = self._idle.get(out.target)
+        try:
+            easy = idle.pop() if idle else _Easy(out.target)
+        except IndexError:  # another thread took the last one
+            easy = _Easy(out.target)
+        easy.prepare(out, not out.resend and _closed(easy.curl.getinfo(pycurl.ACTIVESOCKET)))
+        try:
+            easy.curl.perform()
+        except pycurl.error as exc:
+            easy.reset()
+            self._give_back(self._idle, out.target, easy)
+            raise unreached(exc, easy.curl) from None
+        answer = easy.answer()
+        self._give_back(self._idle, out.target, easy)
+        return answer
+
+    @contextlib.contextmanager
+    def stream(self, out: Outgoing) -> Iterator[tuple[Answer, Iterator[bytes]]]:
+        idle = self._streams.get(out.target)
+        try:
+            stream = idle.pop() if idle else _Stream(out.target)
+        except IndexError:
+            stream = _Stream(out.target)
+        try:
+            yield stream.open(out), stream.chunks(out.timeout)
+        finally:
+            if stream.close():
+                self._give_back(self._streams, out.target, stream)
+
+    @staticmethod
+    def _give_back(idle: dict[Target, list[Any]], target: Target, item: Any) -> None:
+        kept = idle.setdefault(target, [])
+        if len(kept) < _KEEP:
+            kept.append(item)
+        else:
+            item.curl.close()
+
+    def close(self) -> None:
+        for kept in (*self._idle.values(), *self._streams.values()):
+            while kept:
+                kept.pop().curl.close()
+
+
+class _Stream:
+    """A stream from blocking code: an easy handle in a `CurlMulti` of its own (kept, with its
+    connection, for the master's next stream), driven until its head is in, then chunk by
+    chunk as the caller reads."""
+
+    __slots__ = ("curl", "easy", "error", "head_done", "multi", "running")
+
+    def __init__(self, target: Target) -> None:
+        self.easy = _Easy(target)
+        self.curl = self.easy.curl
+        self.multi = pycurl.CurlMulti()
+        self.curl.setopt(pycurl.HEADERFUNCTION, self._header)
+        self.head_done = self.running = False
+        self.error: Unreached | None = None
+
+    def _header(self, line: bytes) -> None:
+        self.easy.head.append(line)
+        if line == b"\r\n" and self.curl.getinfo(pycurl.RESPONSE_CODE) >= 200:
+            self.head_done = True
+
+    def open(self, out: Outgoing) -> Answer:
+        """Send `out` and read its answer's head: with the body when it is an error (>= 400)."""
+        _start_stream(self.easy, out)
+        self.head_done, self.error, self.running = False, None, True
+        self.multi.add_handle(self.curl)
+        if not self._step(out.timeout, lambda: self.head_done) and self.error is not None:
+            raise self.error
+        if self.curl.getinfo(pycurl.RESPONSE_CODE) < 400:
+            return self.easy.answer(b"")
+        while self._step(out.timeout, lambda: False):
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.easy.answer()
+
+    def chunks(self, timeout: float) -> Iterator[bytes]:
+        """The body's chunks as they arrive; Unreached when the connection breaks or is silent
+        for `timeout` seconds."""
+        body = self.easy.body
+        while body or self._step(timeout, lambda: bool(body)):
+            arrived = body[:]
+            body.clear()
+            yield from arrived
+        if self.error is not None:
+            raise self.error
+
+    def _step(self, timeout: float, ready: Any) -> bool:
+        """Let libcurl move the transfer on, waiting on its sockets, until `ready()`: True then,
+        False once the transfer has ended (`error` set if it failed, or was silent for
+        `timeout` seconds)."""
+        multi = self.multi
+        deadline = time.monotonic() + timeout
+        while self.running:
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            _, done, failed = multi.info_read()
+            if failed:
+                self.error = failure(failed[0][1], failed[0][2], self.curl)
+            if done or failed:
+                self.running = False
+                break
+            if ready():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.error = _silent()
+                self.running = False
+                break
+            wanted = multi.timeout()
+            multi.select(min(left, 1.0) if wanted < 0 else min(left, wanted / 1000))
+        return bool(ready())
+
+    def close(self) -> bool:
+        """Take the handle out of its multi; True when it may serve the next stream."""
+        self.multi.remove_handle(self.curl)
+        self.easy.reset()
+        return True
+
+
+def _silent() -> Unreached:
+    return Unreached("no answer in time (the stream was silent)", sent=True, broken=False)
+
+
+def _start_stream(easy: _Easy, out: Outgoing) -> None:
+    easy.prepare(out)
+    easy.curl.setopt(pycurl.TIMEOUT_MS, 0)  # a stream lasts: its silences are timed instead
+    easy.timeouts = (-1.0, -1.0)
+
+
+class _Transfer:
+    """One transfer of `AsyncCurlLink`'s multi: `done` resolves (to None, or its Unreached)
+    when libcurl has finished it. A stream's also says when its head is in (`head`) and wakes
+    its reader at each chunk (`arrived`)."""
+
+    __slots__ = ("arrived", "done", "easy", "head", "target")
+
+    def __init__(
+        self, easy: _Easy, target: Target, loop: asyncio.AbstractEventLoop, stream: bool
+    ) -> None:
+        self.easy, self.target = easy, target
+        self.done: asyncio.Future[Unreached | None] = loop.create_future()
+        self.head: asyncio.Future[None] | None = loop.create_future() if stream else None
+        self.arrived = asyncio.Event() if stream else None
+        if stream:
+            easy.curl.setopt(pycurl.HEADERFUNCTION, self._header)
+            easy.curl.setopt(pycurl.WRITEFUNCTION, self._write)
+
+    def _header(self, line: bytes) -> None:
+        self.easy.head.append(line)
+        if (line == b"\r\n" and self.head is not None and not self.head.done()
+                and self.easy.curl.getinfo(pycurl.RESPONSE_CODE) >= 200):
+            self.head.set_result(None)
+
+    def _write(self, chunk: bytes) -> None:
+        self.easy.body.append(chunk)
+        if self.arrived is not None:
+            self.arrived.set()
+
+    def finish(self, error: Unreached | None) -> None:
+        if not self.done.done():
+            self.done.set_result(error)
+        if self.head is not None and not self.head.done():
+            self.head.set_result(None)
+        if self.arrived is not None:
+            self.arrived.set()
+
+    async def chunks(self, timeout: float) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive; Unreached when the connection breaks or is silent
+        for `timeout` seconds."""
+        body, arrived = self.easy.body, self.arrived
+        assert arrived is not None
+        while True:
+            if body:
+                taken = body[:]
+                body.clear()
+                for chunk in taken:
+                    yield chunk
+                continue
+            if self.done.done():
+                break
+            arrived.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await arrived.wait()
+            except TimeoutError:
+                raise _silent() from None
+        if (error := self.done.result()) is not None:
+            raise error
+
+
+class AsyncCurlLink:
+    """Sends from asyncio: one `CurlMulti` (which keeps the connections) driven by the running
+    event loop, bound to it at the first request (and to a new loop, should the client be used
+    from another one later)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._multi: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._transfers: dict[Any, _Transfer] = {}
+        self._watched: set[int] = set()
+        self._idle: dict[Target, list[_Easy]] = {}
+        #: the sockets of each master's connections that the multi may have kept
+        self._kept: dict[Target, set[int]] = {}
+
+    def _bind(self) -> tuple[Any, asyncio.AbstractEventLoop]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._close_multi()
+            self._loop, self._multi = loop, pycurl.CurlMulti()
+            self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+            self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        return self._multi, loop
+
+    def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
+        """libcurl's wish for socket `fd`: to hear when it can be read, written, or no more."""
+        loop = self._loop
+        assert loop is not None
+        if fd in self._watched:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+            self._watched.discard(fd)
+        if event == pycurl.POLL_REMOVE:
+            return
+        if event & pycurl.POLL_IN:
+            loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
+        if event & pycurl.POLL_OUT:
+            loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
+        self._watched.add(fd)
+
+    def _on_timer(self, milliseconds: int) -> None:
+        """libcurl's wish to be called again in `milliseconds` (-1: no more)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if milliseconds >= 0 and self._loop is not None:
+            self._timer = self._loop.call_later(
+                milliseconds / 1000, self._act, pycurl.SOCKET_TIMEOUT, 0)
+
+    def _act(self, fd: int, events: int) -> None:
+        multi = self._multi
+        while multi.socket_action(fd, events)[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, done, failed = multi.info_read()
+            for curl in done:
+                self._finish(curl, None)
+            for curl, code, message in failed:
+                self._finish(curl, failure(code, message, curl))
+            if not queued:
+                break
+
+    def _finish(self, curl: Any, error: Unreached | None) -> None:
+        self._multi.remove_handle(curl)
+        transfer = self._transfers.pop(curl, None)
+        if transfer is not None:
+            if error is None:
+                self._kept.setdefault(transfer.target, set()).add(
+                    curl.getinfo(pycurl.ACTIVESOCKET))
+            transfer.finish(error)
+
+    def _start(self, out: Outgoing, stream: bool) -> _Transfer:
+        multi, loop = self._bind()
+        idle = None if stream else self._idle.get(out.target)
+        easy = idle.pop() if idle else _Easy(out.target)
+        if stream:
+            _start_stream(easy, out)
+        else:
+            easy.prepare(out, not out.resend and self._any_closed(out.target))
+        transfer = self._transfers[easy.curl] = _Transfer(easy, out.target, loop, stream)
+        multi.add_handle(easy.curl)
+        return transfer
+
+    def _any_closed(self, target: Target) -> bool:
+        """True when a connection the multi may reuse for `target` was closed (see `_closed`):
+        the multi cannot be told which to avoid, so the request takes a new one."""
+        kept = self._kept.get(target)
+        closed = {fd for fd in kept if _closed(fd)} if kept else None
+        if closed:
+            kept -= closed  # type: ignore[operator]
+        return bool(closed)
+
+    def _drop(self, transfer: _Transfer) -> None:
+        """Stop `transfer` if it still runs, and close its handle (its connection, if kept,
+        stays with the multi)."""
+        curl = transfer.easy.curl
+        if self._transfers.pop(curl, None) is not None:
+            self._multi.remove_handle(curl)
+        curl.close()
+
+    async def call(self, out: Outgoing) -> Answer:
+        transfer = self._start(out, stream=False)
+        try:
+            error = await transfer.done
+        except BaseException:
+            self._drop(transfer)
+            raise
+        easy = transfer.easy
+        if error is not None:
+            easy.reset()
+            self._give_back(out.target, easy)
+            raise error
+        answer = easy.answer()
+        self._give_back(out.target, easy)
+        return answer
+
+    def _give_back(self, target: Target, easy: _Easy) -> None:
+        kept = self._idle.setdefault(target, [])
+        if len(kept) < _KEEP:
+            kept.append(easy)
+        else:
+            easy.curl.close()
+
+    @contextlib.asynccontextmanager
+    async def stream(self, out: Outgoing) -> AsyncIterator[tuple[Answer, AsyncIterator[bytes]]]:
+        transfer = self._start(out, stream=True)
+        assert transfer.head is not None
+        easy = transfer.easy
+        try:
+            try:
+                async with asyncio.timeout(out.timeout):
+                    await transfer.head
+                    if easy.curl.getinfo(pycurl.RESPONSE_CODE) >= 400:
+                        await transfer.done
+            except TimeoutError:
+                raise _silent() from None
+            if transfer.done.done() and (error := transfer.done.result()) is not None:
+                raise error
+            if easy.curl.getinfo(pycurl.RESPONSE_CODE) >= 400:
+                yield easy.answer(), _no_chunks()
+            else:
+                yield easy.answer(b""), transfer.chunks(out.timeout)
+        finally:
+            self._drop(transfer)
+
+    def _close_multi(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._loop is not None and not self._loop.is_closed():
+            for fd in self._watched:
+                self._loop.remove_reader(fd)
+                self._loop.remove_writer(fd)
+        self._watched.clear()
+        self._kept.clear()
+        for curl, transfer in list(self._transfers.items()):
+            self._multi.remove_handle(curl)
+            transfer.finish(Unreached("the client was closed", sent=True, broken=False))
+        self._transfers.clear()
+        for kept in self._idle.values():
+            while kept:
+                kept.pop().curl.close()
+        if self._multi is not None:
+            self._multi.close()
+        self._loop = self._multi = None
+
+    async def aclose(self) -> None:
+        self._close_multi()
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield
