@@ -306,7 +306,7 @@ class _Stream:
 
     def _header(self, line: bytes) -> None:
         self.easy.head.append(line)
-        if line == b"\r\n" and self.curl.getinfo(pycurl.RESPONSE_CODE) >= 200:
+        if line == b"\r\n" and _final(self.easy.head):
             self.head_done = True
 
     def open(self, out: Outgoing) -> Answer:
@@ -368,6 +368,16 @@ class _Stream:
         return True
 
 
+def _final(head: list[bytes]) -> bool:
+    """True when the head just ended in `head` is the answer's, not a "100 Continue" (libcurl
+    cannot be asked for the status from within its callbacks)."""
+    for line in reversed(head):
+        if line.startswith(b"HTTP/"):
+            parts = line.split(None, 2)
+            return len(parts) > 1 and not parts[1].startswith(b"1")
+    return True
+
+
 def _silent() -> Unreached:
     return Unreached("no answer in time (the stream was silent)", sent=True, broken=False)
 
@@ -399,7 +409,7 @@ class _Transfer:
     def _header(self, line: bytes) -> None:
         self.easy.head.append(line)
         if (line == b"\r\n" and self.head is not None and not self.head.done()
-                and self.easy.curl.getinfo(pycurl.RESPONSE_CODE) >= 200):
+                and _final(self.easy.head)):
             self.head.set_result(None)
 
     def _write(self, chunk: bytes) -> None:
