@@ -284,9 +284,14 @@ class CurlLink:
             item.curl.close()
 
     def close(self) -> None:
-        for kept in (*self._idle.values(), *self._streams.values()):
-            while kept:
-                kept.pop().curl.close()
+        for handles in self._idle.values():
+            while handles:
+                handles.pop().curl.close()
+        for streams in self._streams.values():
+            while streams:
+                stream = streams.pop()
+                stream.curl.close()
+                stream.multi.close()
 
 
 class _Stream:
@@ -536,9 +541,10 @@ class AsyncCurlLink:
         """True when a connection the multi may reuse for `target` was closed (see `_closed`):
         the multi cannot be told which to avoid, so the request takes a new one."""
         kept = self._kept.get(target)
-        closed = {fd for fd in kept if _closed(fd)} if kept else None
-        if closed:
-            kept -= closed  # type: ignore[operator]
+        if not kept:
+            return False
+        closed = {fd for fd in kept if _closed(fd)}
+        kept -= closed
         return bool(closed)
 
     def _drop(self, transfer: _Transfer) -> None:
