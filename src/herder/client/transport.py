@@ -11,7 +11,7 @@ costs against the alternatives: docs/decisions.md, "The client's transport".
 - Failover: `masters.Attempts`.
 
 Each master's URL and header lines are made once; a request adds its path and body. Imports
-`config`, `jsontext` and the client's `curl`, `errors`, `masters` and `plan`.
+`config`, `jsontext` and the client's `curl`, `curl_aio`, `errors`, `masters` and `plan`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, 
 from urllib.parse import urlencode, urlsplit
 
 from herder.client.curl import (
-    AsyncCurlLink,
     AsyncLink,
     CurlLink,
     Link,
@@ -32,6 +31,7 @@ from herder.client.curl import (
     Target,
     Unreached,
 )
+from herder.client.curl_aio import AsyncCurlLink
 from herder.client.errors import MasterUnreachable
 from herder.client.masters import Attempts, Master, Route, parse_urls
 from herder.client.plan import Answer, Request
@@ -190,7 +190,7 @@ class Transport:
 
 
 class AsyncTransport:
-    """`Transport` for asyncio (`curl.AsyncCurlLink`)."""
+    """`Transport` for asyncio (`curl_aio.AsyncCurlLink`)."""
 
     def __init__(self, config: TransportConfig, link: AsyncLink | None = None) -> None:
         self.config = config
