@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import urllib.request
 from typing import Any
-
-import httpx
 
 from bench import work
 from bench.w1_quick import cpu_seconds
@@ -30,7 +29,9 @@ from herder import Client, LocalCluster
 def results_per_commit(url: str) -> tuple[float, float]:
     """The master's (sum, count) of results per group commit so far."""
     samples: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    for line in metrics.splitlines():
         if line.startswith("herder_results_per_commit_") and "bucket" not in line:
             name, value = line.split()[:2]
             samples[name] = float(value)

@@ -12,9 +12,8 @@ import os
 import shutil
 import sys
 import time
+import urllib.request
 from typing import Any
-
-import httpx
 
 from bench.procstat import Proc, descends
 from bench.systems import base
@@ -97,7 +96,8 @@ class System(base.System):
     def seconds_worked(self) -> float:
         # the master's histogram of successful attempts' run times (as the workers time them)
         assert self.cluster is not None
-        metrics = httpx.get(f"{self.cluster.url}/metrics", timeout=30).text
+        with urllib.request.urlopen(f"{self.cluster.url}/metrics", timeout=30) as answer:
+            metrics = answer.read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                    if line.startswith("herder_subtask_duration_seconds_sum{"))
 

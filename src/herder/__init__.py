@@ -5,8 +5,8 @@ The public API in one place: the TaskType API (`TaskType`, `Context`, `Registry`
 does not import the master or the worker; they load only in their own processes.
 
 The client and LocalCluster are imported on first use (module `__getattr__`): a worker process
-imports `herder` for the TaskType API and should not pay for importing httpx, which it never
-uses.
+imports `herder` for the TaskType API and should not pay for the client's HTTP library, which
+it never uses.
 """
 
 from __future__ import annotations

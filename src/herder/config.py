@@ -82,7 +82,13 @@ def env_token() -> str | None:
 
 
 def env_url() -> str:
+    """The master's URL, or a comma list of the URLs of several."""
     return os.environ.get("HERDER_URL") or DEFAULT_URL
+
+
+def env_ca() -> str | None:
+    """A CA file to verify https:// masters with, instead of the system's CA store."""
+    return os.environ.get("HERDER_CA") or None
 
 
 def parse_speculate_after(value: str) -> tuple[float | None, float | None]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import os
@@ -16,11 +17,12 @@ from collections.abc import Iterator
 from contextlib import aclosing, closing
 from typing import Any
 
-import httpx
 import pytest
 
 from herder import AsyncClient, Client, LocalCluster, TaskHandle
 from herder.client import Event
+from herder.client.curl import CurlLink, Outgoing
+from herder.client.plan import Answer
 from tests.integration.conftest import wait_until
 
 PROGRESS = re.compile(r"^(\d+)% (\d+)/(\d+) done, (\d+) running, (\d+) failed(, eta \S+)?$")
@@ -281,13 +283,26 @@ def test_logs_show_the_dropped_records_marker_first() -> None:
             assert lines[-1].endswith("part 0 line 11")
 
 
-class _NoStreams(httpx.HTTPTransport):
+class _NoStreams(CurlLink):
     """A master as an older one, or one behind a proxy that will not stream, would answer."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/events") or request.url.params.get("follow") == "true":
-            return httpx.Response(404, json={"detail": "Not Found"})
-        return super().handle_request(request)
+    _REFUSED = Answer(404, [(b"Content-Type", b"application/json")], b'{"detail": "Not Found"}')
+
+    @staticmethod
+    def _refused(out: Outgoing) -> bool:
+        path, _, query = out.url.partition("?")
+        return path.endswith("/events") or "follow=true" in query
+
+    def call(self, out: Outgoing) -> Answer:
+        return self._REFUSED if self._refused(out) else super().call(out)
+
+    @contextlib.contextmanager
+    def stream(self, out: Outgoing) -> Iterator[tuple[Answer, Iterator[bytes]]]:
+        if self._refused(out):
+            yield self._REFUSED, iter(())
+            return
+        with super().stream(out) as opened:
+            yield opened
 
 
 def test_watch_falls_back_to_polling_when_the_stream_is_refused(cluster: LocalCluster) -> None:

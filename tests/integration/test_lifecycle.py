@@ -147,8 +147,8 @@ def test_fair_share_between_equal_priorities(one_slot: LocalCluster) -> None:
 def test_run_submits_and_answers_with_the_result_in_one_round_trip(client: Client) -> None:
     assert client.run("primes", {"limit": 10_000}) == 1229
     # the HTTP of it: the POST answers with the finished task when given `wait`
-    raw = client._http.post("/api/v1/tasks", params={"wait": 10},
-                            json={"type": "noop", "params": {"value": 7}})
+    raw = httpx.post(f"{client.url}/api/v1/tasks", params={"wait": 10},
+                     json={"type": "noop", "params": {"value": 7}}, timeout=30)
     assert raw.status_code == 201
     assert (raw.json()["state"], raw.json()["result"]) == ("succeeded", 7)
     with pytest.raises(TaskFailed) as failed:

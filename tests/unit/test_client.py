@@ -1,5 +1,5 @@
-"""The client against httpx.MockTransport: errors mapped to exceptions, batches, paging, the wait
-deadline, and following streams (events and logs) across dropped connections."""
+"""The client against a fake network (`handlerpool`): errors mapped to exceptions, batches,
+paging, the wait deadline, and following streams (events and logs) across dropped connections."""
 
 from __future__ import annotations
 
@@ -22,20 +22,22 @@ from herder.client import (
     StreamUnavailable,
     TaskHandle,
 )
-from herder.clientplan import _LogPager, _Stream
+from herder.client.plan import LogPager
+from herder.client.streams import Stream
 from herder.errors import ClientError, TaskFailed
+from tests.unit.handlerpool import AsyncHandlerPool, HandlerPool
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 @pytest.fixture(autouse=True)
 def fast_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_Stream, "FIRST", 0.001)
-    monkeypatch.setattr(_Stream, "CAP", 0.002)
+    monkeypatch.setattr(Stream, "FIRST", 0.001)
+    monkeypatch.setattr(Stream, "CAP", 0.002)
 
 
 def client(handler: Handler) -> Client:
-    return Client("http://master.test", token="s3cret", transport=httpx.MockTransport(handler))
+    return Client("http://master.test", token="s3cret", transport=HandlerPool(handler))
 
 
 def task(state: str = "running", **extra: Any) -> dict[str, Any]:
@@ -194,7 +196,7 @@ def test_list_tasks_follows_the_cursor_up_to_the_limit() -> None:
 def test_logs_pages_until_a_short_page_and_keeps_the_marker_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_LogPager, "PAGE", 3)
+    monkeypatch.setattr(LogPager, "PAGE", 3)
     marker = {"seq": 4, "level": "WARNING", "message": "4 older log records were dropped",
               "subtask": None}
     stored: list[dict[str, Any]] = [
@@ -392,7 +394,7 @@ def test_logs_follow_resumes_with_since_and_ends_when_the_task_has() -> None:
 
 
 def async_client(handler: Handler) -> AsyncClient:
-    return AsyncClient("http://master.test", transport=httpx.MockTransport(handler))
+    return AsyncClient("http://master.test", transport=AsyncHandlerPool(handler))
 
 
 def async_stream(chunks: list[bytes], drop: bool = False) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""`as_completed` and `gather` against a fake master (httpx.MockTransport): one event stream for
+"""`as_completed` and `gather` against a fake master (over `handlerpool`): one event stream for
 all the tasks, the stored states read once after subscribing (in bulk, by id), results taken
 from live events or read in bulk, long polls for a handful, reconnects, timeouts, and the async
 twins."""
@@ -22,18 +22,20 @@ from herder.client import (
     MasterUnreachable,
     TaskHandle,
 )
-from herder.clientplan import _BulkWait, _Lookup, _Stream
+from herder.client.bulk import BulkWait, Lookup
+from herder.client.streams import Stream
 from herder.errors import TaskFailed
+from tests.unit.handlerpool import AsyncHandlerPool, HandlerPool
 
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 
 @pytest.fixture(autouse=True)
 def fast_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_Stream, "FIRST", 0.001)
-    monkeypatch.setattr(_Stream, "CAP", 0.002)
-    monkeypatch.setattr(_BulkWait, "POLL_FIRST", 0.001)
-    monkeypatch.setattr(_BulkWait, "POLL_CAP", 0.002)
+    monkeypatch.setattr(Stream, "FIRST", 0.001)
+    monkeypatch.setattr(Stream, "CAP", 0.002)
+    monkeypatch.setattr(BulkWait, "POLL_FIRST", 0.001)
+    monkeypatch.setattr(BulkWait, "POLL_CAP", 0.002)
 
 
 def sse(kind: str, data: dict[str, Any], id: int | None = None) -> bytes:
@@ -142,11 +144,11 @@ class FakeMaster:
 
 
 def client_of(master: FakeMaster) -> Client:
-    return Client("http://master.test", transport=httpx.MockTransport(master.handler))
+    return Client("http://master.test", transport=HandlerPool(master.handler))
 
 
 def async_client_of(master: FakeMaster) -> AsyncClient:
-    return AsyncClient("http://master.test", transport=httpx.MockTransport(master.ahandler))
+    return AsyncClient("http://master.test", transport=AsyncHandlerPool(master.ahandler))
 
 
 # -- the sans-I/O lookup ------------------------------------------------------------------------
@@ -154,7 +156,7 @@ def async_client_of(master: FakeMaster) -> AsyncClient:
 
 def test_lookup_asks_for_exactly_its_ids_in_chunks() -> None:
     ids = [f"t{i:04d}" for i in range(2500)]
-    lookup = _Lookup(ids + ids[:10])  # twice the same id: asked once
+    lookup = Lookup(ids + ids[:10])  # twice the same id: asked once
     asked: list[list[str]] = []
     while (request := lookup.next_request()) is not None:
         assert (request.method, request.path) == ("POST", "/api/v1/tasks/lookup")
@@ -236,7 +238,7 @@ def test_as_completed_reconnects_with_last_event_id_and_looks_up_again() -> None
 
 
 def test_a_silent_stream_is_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_BulkWait, "RECHECK", 0.0)
+    monkeypatch.setattr(BulkWait, "RECHECK", 0.0)
     master = FakeMaster(20)
     with client_of(master) as c:
         handles = master.handles(c)
@@ -279,7 +281,7 @@ def test_a_master_without_event_streams_is_polled_in_bulk() -> None:
             finished += 5
         return master.handler(request)
 
-    with Client("http://m.test", transport=httpx.MockTransport(finish_more)) as c:
+    with Client("http://m.test", transport=HandlerPool(finish_more)) as c:
         done = [h.id for h in c.as_completed(master.handles(c), timeout=10)]
     assert sorted(done) == sorted(master.tasks)
     paths = master.paths()

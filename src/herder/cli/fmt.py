@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +67,7 @@ def pct(fraction: Any) -> str:
     return f"{math.floor(value * 100 + 1e-6)}%"
 
 
-def fmt_progress(task: dict[str, Any]) -> str:
+def fmt_progress(task: Mapping[str, Any]) -> str:
     p = task.get("progress") or {}
     text = f"{pct(p.get('fraction'))} {p.get('subtasks_done', 0)}/{p.get('subtasks_total', 0)}"
     if p.get("subtasks_running"):
@@ -95,12 +96,12 @@ def styled_state(state: Any) -> str:
     return f"[{style}]{state}[/]" if style else str(state)
 
 
-def is_marker(record: dict[str, Any]) -> bool:
+def is_marker(record: Mapping[str, Any]) -> bool:
     """The master's "N older log records were dropped" record."""
     return record.get("subtask") is None and bool(_MARKER.fullmatch(str(record.get("message"))))
 
 
-def log_where(record: dict[str, Any]) -> str:
+def log_where(record: Mapping[str, Any]) -> str:
     """`#3 a1 local-1`: subtask, attempt and worker, those that are known."""
     return " ".join(x for x in (
         f"#{record['subtask']}" if record.get("subtask") is not None else "",
@@ -109,7 +110,7 @@ def log_where(record: dict[str, Any]) -> str:
     ) if x)
 
 
-def log_text(record: dict[str, Any]) -> str:
+def log_text(record: Mapping[str, Any]) -> str:
     """One log record as one plain line: `12:00:01.250 INFO    [#3 a1 local-1] message`."""
     level = str(record.get("level") or "").upper()
     if is_marker(record):
@@ -117,6 +118,6 @@ def log_text(record: dict[str, Any]) -> str:
     return f"{fmt_clock(record.get('ts'))} {level:<7} [{log_where(record)}] {record.get('message')}"
 
 
-def is_final(task: dict[str, Any]) -> bool:
+def is_final(task: Mapping[str, Any]) -> bool:
     """True when the task JSON is in a state it will never leave."""
     return task.get("state") in FINAL

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -33,7 +33,7 @@ LOG_LINES = 8
 PLAIN_INTERVAL = 1.0  # seconds between two plain progress lines, at least
 POLL_FIRST, POLL_CAP = 0.05, 0.5  # the polling fallback's interval grows from 50 to 500 ms
 
-Record = dict[str, Any]
+Record = Mapping[str, Any]
 
 
 class TaskView:
@@ -41,7 +41,7 @@ class TaskView:
     `state` events), its latest log lines, and when its ETA was last heard (so that the ETA
     counts down between updates)."""
 
-    def __init__(self, task: dict[str, Any], now: float, lines: int = LOG_LINES) -> None:
+    def __init__(self, task: Mapping[str, Any], now: float, lines: int = LOG_LINES) -> None:
         self.task = dict(task)
         self.logs: deque[Record] = deque(maxlen=lines)
         self.log_since = 0  # the highest log seq seen: the polling fallback reads on from here
@@ -62,11 +62,11 @@ class TaskView:
             return self.add_logs([event.data])
         return []
 
-    def set_task(self, task: dict[str, Any], now: float) -> None:
+    def set_task(self, task: Mapping[str, Any], now: float) -> None:
         self.task = dict(task)
         self._eta_at = now
 
-    def add_logs(self, records: list[Record]) -> list[Record]:
+    def add_logs(self, records: Sequence[Record]) -> list[Record]:
         fresh = [r for r in records if int(r.get("seq") or 0) > self.log_since]
         for record in fresh:
             self.logs.append(record)
@@ -214,7 +214,9 @@ class RichDisplay:
         self._live.refresh()
 
 
-def follow(handle: TaskHandle, console: Console = err, plain: bool | None = None) -> dict[str, Any]:
+def follow(
+    handle: TaskHandle, console: Console = err, plain: bool | None = None
+) -> Mapping[str, Any]:
     """Show the task live until it has finished; return its final JSON.
 
     `plain` (default: when `console` is not a terminal) prints lines instead of redrawing.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -49,7 +49,7 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
 
 
-def report_outcome(handle: TaskHandle, task: dict[str, Any]) -> int:
+def report_outcome(handle: TaskHandle, task: Mapping[str, Any]) -> int:
     """Print the result (stdout) or the error (stderr) of a finished task; return the exit code."""
     if task.get("state") == "succeeded":
         _print_json(handle.result(timeout=0))
@@ -121,7 +121,7 @@ def status(
 ) -> None:
     """Show a task's state, progress and error."""
     with _client(url, token) as client:
-        task = client.get(task_id).status()
+        task: Mapping[str, Any] = client.get(task_id).status()
     if as_json:
         _print_json(task)
         return
@@ -194,7 +194,7 @@ def cancel(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None) -> None
     out.print(f"{task.get('id')} {fmt.styled_state(task.get('state'))}")
 
 
-def _print_log(record: dict[str, Any]) -> None:
+def _print_log(record: Mapping[str, Any]) -> None:
     out.print(fmt.log_text(record), markup=False, style="yellow" if fmt.is_marker(record) else None)
 
 

@@ -10,7 +10,7 @@ the `id` field of *that* event (None when it had none), while the standard's "la
 which persists from one event to the next, is `SSEParser.last_event_id` — herder marks only its
 durable events with an id, and a caller wants to know which events those are.
 
-Imports only the stdlib.
+Imports only the stdlib. Only the client reads event streams, so it lives in the client.
 """
 
 from __future__ import annotations

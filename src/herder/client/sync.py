@@ -1,0 +1,359 @@
+"""`Client` and `TaskHandle`: the HTTP API from blocking code.
+
+Each method follows a plan of `plan`, `streams` or `bulk` and sends its requests through
+`transport.Transport`; `aio` is the same for asyncio. Imports `errors` and the client's
+modules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, cast, overload
+
+from herder.client.bulk import BulkWait, Lookup
+from herder.client.curl import Link
+from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
+from herder.client.plan import (
+    HEALTH,
+    STATS,
+    TYPES,
+    WORKERS,
+    LogPager,
+    Pager,
+    Poll,
+    Request,
+    batch_body,
+    batch_outcome,
+    batch_request,
+    cancel_request,
+    first_wait,
+    is_final,
+    raise_unless_succeeded,
+    read_answer,
+    result_of,
+    result_request,
+    status_request,
+    submit_request,
+    subtasks_request,
+    task_body,
+)
+from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
+from herder.client.transport import Transport, TransportConfig
+from herder.errors import HerderError
+from herder.protocol.answers import (
+    HealthAnswer,
+    LogLine,
+    StatsAnswer,
+    SubtaskView,
+    TaskView,
+    TypeView,
+    WorkerView,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """Talks to a master: `url` is its URL, a comma list of several (failover: see
+    `herder.client.masters`) or a sequence of them; None reads HERDER_URL. `token` None reads
+    HERDER_TOKEN; `ca`, a CA file for https:// masters, None reads HERDER_CA (else the system's
+    CA store). `transport`: a `curl.Link` to send through instead of libcurl (a test's network).
+    Use it as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        url: str | Sequence[str] | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        *,
+        ca: str | None = None,
+        transport: Link | None = None,
+    ) -> None:
+        self._config = TransportConfig(url, token, timeout, ca)
+        self._transport = Transport(self._config, transport)
+        self.token = self._config.token
+
+    @property
+    def url(self) -> str:
+        """The URL of the master this client talks to (of several: the one that answered)."""
+        return self._config.url
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._config.urls)
+
+    def _call(self, request: Request) -> Any:
+        return read_answer(self._transport.call(request))
+
+    def submit(
+        self,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        id: str | None = None,
+        retries: int | None = None,
+    ) -> TaskHandle:
+        body = task_body(type, params, priority, timeout, id, retries)
+        task = self._call(submit_request(body))
+        return TaskHandle(self, task["id"], task)
+
+    def run(
+        self,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        timeout: float | None = None,
+        id: str | None = None,
+        retries: int | None = None,
+        *,
+        wait: float | None = None,
+    ) -> Any:
+        """Submit a task and return its result: one round trip when it finishes within a long
+        poll (`POST /tasks?wait=`). TaskFailed if it does not succeed; TimeoutError when it is
+        still unfinished after `wait` seconds (it goes on; find it with `list_tasks`)."""
+        started = time.monotonic()
+        body = task_body(type, params, priority, timeout, id, retries)
+        task = self._call(submit_request(body, first_wait(wait)))
+        handle = TaskHandle(self, task["id"], task)
+        if not is_final(task):
+            left = None if wait is None else max(0.0, wait - (time.monotonic() - started))
+            task = handle.wait(left)
+        return handle.result(timeout=0)
+
+    def submit_many(self, items: Sequence[Mapping[str, Any]]) -> list[TaskHandle]:
+        """Submit in one request; each item is a dict of `submit`'s arguments.
+
+        Raises BatchSubmitError if any item was refused (the others were submitted) and
+        QueueFull if the whole batch did not fit.
+        """
+        answer = self._call(batch_request(batch_body(items)))
+        tasks, statuses, details = batch_outcome(answer)
+        handles = [TaskHandle(self, t["id"], t) if t else None for t in tasks]
+        if any(s != 201 for s in statuses):
+            raise BatchSubmitError(handles, statuses, details)
+        return [h for h in handles if h is not None]
+
+    def get(self, task_id: str) -> TaskHandle:
+        task = self._call(status_request(task_id))
+        return TaskHandle(self, task["id"], task)
+
+    def list_tasks(
+        self, state: str | None = None, type: str | None = None, limit: int = 100
+    ) -> list[TaskView]:
+        pager = Pager(state, type, limit)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self._call(request))
+        return pager.tasks
+
+    def workers(self) -> list[WorkerView]:
+        return list(self._call(WORKERS)["workers"])
+
+    def types(self) -> list[TypeView]:
+        return list(self._call(TYPES)["types"])
+
+    def health(self) -> HealthAnswer:
+        return cast(HealthAnswer, self._call(HEALTH))
+
+    def stats(self) -> StatsAnswer:
+        return cast(StatsAnswer, self._call(STATS))
+
+    def events(
+        self, task_id: str | None = None, last_event_id: int | str | None = None,
+        *, retries: int = STREAM_RETRIES,
+    ) -> Generator[Event, None, None]:
+        """Follow the events of one task (or, without `task_id`, of all tasks) as they happen.
+
+        A task's stream starts with a `snapshot` of the task and ends after its final `state`
+        event; the all-tasks stream does not end. A dropped connection is reopened with
+        Last-Event-ID, so no durable event (a log line, a final state) is missed or repeated;
+        the states on the way (pending, running, aggregating) are live only, and a task's
+        reopened stream starts with a new snapshot. After `retries` failed
+        reconnections in a row the last error is raised (MasterUnreachable, ClientError).
+        StreamUnavailable if the master refuses the stream (unknown task, older master).
+        """
+        return self._follow(EventStream(task_id, last_event_id, retries))
+
+    # -- waiting for many tasks --
+
+    def as_completed(
+        self, handles: Iterable[TaskHandle], timeout: float | None = None
+    ) -> Generator[TaskHandle, None, None]:
+        """Yield each handle once its task is finished (in whatever state), in the order they
+        finish, waiting over one event stream for all of them. A handle whose task's final JSON
+        was read on the way has it in `task`; for the others `task` may still be stale.
+        TimeoutError once `timeout` seconds have passed with tasks still unfinished."""
+        return self._as_completed(BulkWait(handles, timeout))
+
+    def gather(self, handles: Iterable[TaskHandle], timeout: float | None = None) -> list[Any]:
+        """Wait for every task; return their results in the order of `handles`. TaskFailed for
+        the first task found to have ended other than succeeded; TimeoutError after `timeout`
+        seconds. Results are read in bulk (pages of the finished-task lists)."""
+        wait = BulkWait(handles, timeout)
+        finished = self._long_polls(wait) if wait.few() else self._as_completed(wait)
+        for handle in finished:
+            if wait.states[handle.id] != "succeeded":
+                raise_unless_succeeded(wait.tasks.get(handle.id) or handle.status())
+        self._look_up(wait.results_lookup(), wait)
+        return wait.results()
+
+    def _as_completed(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        yield from wait.take()
+        if len(wait.pending) == 1:  # one task: its long poll is all it takes
+            yield from self._long_polls(wait)
+            return
+        try:
+            yield from self._completions(wait)
+        except StreamUnavailable:
+            while wait.pending:  # a master without event streams: poll, in bulk
+                self._look_up(wait.lookup(), wait)
+                yield from wait.take()
+                if wait.pending:
+                    wait.raise_if_expired()
+                    time.sleep(wait.next_poll())
+            wait.raise_if_expired()
+
+    def _long_polls(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        yield from wait.take()
+        while (request := wait.long_poll()) is not None:
+            wait.polled(self._call(request))
+            yield from wait.take()
+
+    def _look_up(self, lookup: Lookup, wait: BulkWait[TaskHandle]) -> None:
+        while (request := lookup.next_request()) is not None:
+            lookup.feed(self._call(request))
+        wait.looked_up(lookup)
+
+    def _completions(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
+        stream = wait.stream
+        while wait.pending:
+            try:
+                with self._transport.stream(wait.stream_request()) as (answer, chunks):
+                    stream.opened(answer)
+                    self._look_up(wait.lookup(), wait)  # subscribed: what finished before?
+                    yield from wait.take()
+                    for chunk in chunks:
+                        if wait.on_events(stream.feed(chunk)):
+                            self._look_up(wait.lookup(), wait)
+                        yield from wait.take()
+                        if not wait.pending:
+                            return
+                        wait.raise_if_expired()
+                error: HerderError = MasterUnreachable(self.url, "the event stream ended")
+            except Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the event stream ended")
+            except MasterUnreachable as exc:
+                wait.raise_if_expired()
+                error = exc
+            time.sleep(wait.capped(stream.failed(error)))
+            wait.raise_if_expired()
+
+    def _logs(self, task_id: str, since: int) -> list[LogLine]:
+        pager = LogPager(task_id, since)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self._call(request))
+        return pager.logs
+
+    def _follow(self, stream: Stream[T]) -> Generator[T, None, None]:
+        while not stream.done:
+            try:
+                yield from self._connect(stream)
+                continue
+            except Retry as exc:
+                error = exc.error or MasterUnreachable(self.url, "the stream kept closing early")
+            except MasterUnreachable as exc:
+                error = exc
+            time.sleep(stream.failed(error))
+
+    def _connect(self, stream: Stream[T]) -> Generator[T, None, None]:
+        with self._transport.stream(stream.request()) as (answer, chunks):
+            stream.opened(answer)
+            for chunk in chunks:
+                yield from stream.feed(chunk)
+                if stream.done:
+                    return
+            yield from stream.close()
+        if not stream.done:
+            end = stream.end_request()
+            stream.ended(None if end is None else self._call(end))
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+
+class TaskHandle:
+    """One submitted task. `task` is the last task JSON this handle saw (it may be stale)."""
+
+    def __init__(self, client: Client, task_id: str, task: TaskView | None = None) -> None:
+        self.client = client
+        self.id = task_id
+        self.task = task
+
+    def status(self) -> TaskView:
+        task: TaskView = self.client._call(status_request(self.id))
+        self.task = task
+        return task
+
+    def wait(self, timeout: float | None = None) -> TaskView:
+        """Poll until the task is finished; return its JSON. TimeoutError after `timeout` s."""
+        poll = Poll(self.id, timeout)
+        task: TaskView | None = None
+        while task is None or not is_final(task):
+            task = self.client._call(status_request(self.id, poll.next_wait(task)))
+            self.task = task
+        return task
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait, then return the result; TaskFailed if the task did not succeed."""
+        task = self.task if self.task is not None and is_final(self.task) else self.wait(timeout)
+        held, value = result_of(task)
+        return value if held else self.client._call(result_request(self.id))["result"]
+
+    def cancel(self) -> TaskView:
+        task: TaskView = self.client._call(cancel_request(self.id))
+        self.task = task
+        return task
+
+    @overload
+    def logs(self, since: int = 0, follow: Literal[False] = False) -> list[LogLine]: ...
+
+    @overload
+    def logs(self, since: int = 0, *, follow: Literal[True]) -> Generator[LogLine, None, None]: ...
+
+    def logs(
+        self, since: int = 0, follow: bool = False
+    ) -> list[LogLine] | Generator[LogLine, None, None]:
+        """The stored log records after seq `since`, oldest first (a WARNING marker record
+        stands for records dropped by the per-task bound). With `follow=True`, an iterator that
+        also yields new records as they arrive, until the task is finished."""
+        if follow:
+            return self.client._follow(LogStream(self.id, since, STREAM_RETRIES))
+        return self.client._logs(self.id, since)
+
+    def events(self, last_event_id: int | str | None = None) -> Generator[Event, None, None]:
+        """`Client.events` of this task; each snapshot also refreshes `task`."""
+        for event in self.client.events(self.id, last_event_id):
+            if event.kind == "snapshot":
+                self.task = cast(TaskView, event.data)
+            yield event
+
+    def subtasks(self) -> list[SubtaskView]:
+        """Each subtask's state, attempts, worker, times and last progress message."""
+        return list(self.client._call(subtasks_request(self.id))["subtasks"])
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.id!r})"
