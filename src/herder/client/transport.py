@@ -17,6 +17,7 @@ Each master's URL and header lines are made once; a request adds its path and bo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import ssl
 import urllib.request
@@ -115,7 +116,7 @@ class TransportConfig:
         target = self.targets[index]
         url = target.base + request.path
         if request.params:
-            url += "?" + urlencode(request.params)
+            url += "?" + _query(tuple(request.params.items()))
         body = None
         headers = target.headers
         if request.json is not None:
@@ -235,3 +236,9 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         await self._link.aclose()
+
+
+@functools.lru_cache(maxsize=256)
+def _query(params: tuple[tuple[str, object], ...]) -> str:
+    """A query string, made once per set of parameters: most calls repeat theirs (`?wait=`)."""
+    return urlencode(params)
