@@ -156,8 +156,8 @@ class Easy:
         self.timeouts = (-1.0, -1.0)
         self.fresh = False
         curl.setopt(pycurl.NOSIGNAL, 1)
-        # the request's head and body go out in separate writes: neither may wait for the
-        # server's delayed ACK of the other, as Nagle's algorithm would have it
+        # a request must not wait for the server's delayed ACK of the one before, as Nagle's
+        # algorithm would have it on a kept-alive connection
         curl.setopt(pycurl.TCP_NODELAY, 1)
         curl.setopt(pycurl.MAXAGE_CONN, _MAX_IDLE_SECONDS)
         # the proxy Python's rules chose, and no other (libcurl reads the environment itself)
