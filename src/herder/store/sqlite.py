@@ -67,13 +67,12 @@ class SqliteStore(Repository["SqliteDriver"]):
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
             return []
-        # One executemany; the seqs are then known without a round trip per row: AUTOINCREMENT
+        # One insert of the rows; their seqs are then known without a query per row: AUTOINCREMENT
         # gives each new row the largest rowid ever used plus one, and the write lock held by
         # the transaction keeps any other writer out between the rows.
         db = self._driver
         with db.atomic(len(records)):
-            db.write_many("insert_log", [log_row(r) for r in records])
-            seq = db.last_rowid() - len(records)
+            seq = db.insert_many("insert_log", [log_row(r) for r in records]) - len(records)
         for r in records:
             seq += 1
             r.seq = seq
@@ -181,7 +180,12 @@ class SqliteDriver:
     def applied_versions(self) -> set[int]:
         return {row["version"] for row in self.rows("applied_versions")}
 
-    def last_rowid(self) -> int:
+    def insert_many(self, query: str, rows: Sequence[Params]) -> int:
+        """Insert `rows` (at least one); the rowid of the last. One row is one execute, whose
+        cursor knows its rowid; executemany's does not, so more rows take a query for it."""
+        if len(rows) == 1:
+            return int(self.db.execute(self.queries[query], rows[0]).lastrowid or 0)
+        self.db.executemany(self.queries[query], rows)
         return int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def checkpoint_in_the_background(self) -> None:
