@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from herder import Client, LocalCluster
+from herder.client import QueueFull
 from herder.config import MasterSettings
 from herder.master import build_master
 from herder.master.web import create_app
@@ -201,6 +202,11 @@ def test_full_queue_is_429_with_retry_after(tiny_queue: LocalCluster) -> None:
         assert http.get("/api/v1/tasks/refused").status_code == 404  # nothing half-stored
         r = http.post("/api/v1/tasks/batch", json=[{"type": "noop"}])
         assert r.status_code == 429
+        # herder's own client reads the header as libcurl parsed it
+        with pytest.raises(QueueFull) as full:
+            client.submit("noop")
+        assert full.value.retry_after is not None and full.value.retry_after >= 1
+        assert "max-pending" in str(full.value)
         a.cancel()
         r = http.post("/api/v1/tasks", json={"type": "noop", "id": "accepted"})
         assert r.status_code == 201

@@ -167,7 +167,8 @@ class Easy:
             curl.setopt(pycurl.CAINFO, target.cainfo)
         if target.capath:
             curl.setopt(pycurl.CAPATH, target.capath)
-        curl.setopt(pycurl.HEADERFUNCTION, self.head.append)
+        # no header callback: a plain call's answer takes the two headers it reads from libcurl
+        # (`answer`), and only a stream, which must see its head end, sets one
         curl.setopt(pycurl.WRITEFUNCTION, self.body.append)
 
     def prepare(self, out: Outgoing, fresh: bool = False) -> None:
@@ -204,9 +205,22 @@ class Easy:
         if content is None:
             content = body[0] if len(body) == 1 else b"".join(body)
             body.clear()
-        answer = Answer(status, _head(self.head), content)
-        self.head.clear()
-        return answer
+        if self.head:
+            answer = Answer(status, _head(self.head), content)
+            self.head.clear()
+            return answer
+        return Answer(status, self._read_headers() if status >= 400 else (), content)
+
+    def _read_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers an error answer is read for, as libcurl parsed them."""
+        curl, pairs = self.curl, []
+        kind = curl.getinfo(pycurl.CONTENT_TYPE)
+        if kind:
+            pairs.append((b"content-type", kind.encode("latin-1")))
+        retry_after = curl.getinfo(pycurl.RETRY_AFTER)
+        if retry_after > 0:
+            pairs.append((b"retry-after", str(retry_after).encode()))
+        return pairs
 
     def reset(self) -> None:
         self.head.clear()
