@@ -130,7 +130,9 @@ class LocalCluster:
 
     `with LocalCluster(workers=2, tasks=["mymod"]) as client: client.submit(...)`. Without `port`
     (or with 0) a free port is used; without `db` a SQLite file in a temporary directory that is
-    removed on stop. Process output goes to this process's stdout/stderr.
+    removed on stop. Process output goes to this process's stdout/stderr. With `tls_cert` (and
+    `tls_key`) the master serves https:// and wss://, which the workers and the client verify
+    against the CA file `ca` (None: HERDER_CA, else the system's CA store).
     """
 
     def __init__(
@@ -152,6 +154,9 @@ class LocalCluster:
         command_prefix: Sequence[str] = (),
         output: str | None = None,
         fork: ForkStarter | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        ca: str | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers: must be >= 0")
@@ -175,6 +180,7 @@ class LocalCluster:
         #: start the first master and workers as forks of this process, running what it hands in
         #: (`herder.forked`); only for a parent with no other threads. None: new interpreters
         self.fork = fork
+        self.tls_cert, self.tls_key, self.ca = tls_cert, tls_key, ca
         self.master_process: ChildProcess | None = None
         #: one per worker ever started, by index; a stopped worker's process stays until restarted
         self.worker_processes: list[ChildProcess] = []
@@ -192,7 +198,8 @@ class LocalCluster:
     def url(self) -> str:
         if self.port is None:
             raise ClusterError("the cluster is not started")
-        return f"http://{connect_host(self.host)}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{connect_host(self.host)}:{self.port}"
 
     @property
     def client(self) -> Client:
@@ -208,11 +215,15 @@ class LocalCluster:
             args += ["--log-level", self.log_level]
         return args
 
+    def _tls_args(self) -> list[str]:
+        args = ["--tls-cert", self.tls_cert] if self.tls_cert else []
+        return args + (["--tls-key", self.tls_key] if self.tls_key else [])
+
     def master_argv(self) -> list[str]:
         return [
             *self.command_prefix, sys.executable, "-m", "herder", "master",
             "--host", self.host, "--port", str(self.port), "--db", str(self.db),
-            *self._common_args(), *self.extra_master_args,
+            *self._common_args(), *self._tls_args(), *self.extra_master_args,
         ]  # fmt: skip
 
     def worker_argv(self, index: int) -> list[str]:
@@ -222,6 +233,7 @@ class LocalCluster:
             *prefix, sys.executable, "-m", "herder", "worker",
             "--master", spec.master_url or self.url, "--slots", str(self.slots),
             "--pool", self.pool, "--name", spec.name,
+            *(["--ca", self.ca] if self.ca else []),
             *self._common_args(), *self.extra_worker_args, *spec.extra_args,
         ]  # fmt: skip
 
@@ -258,7 +270,7 @@ class LocalCluster:
             # after the forks: a child must not inherit the client's sockets
             from herder.client import Client
 
-            self._client = Client(self.url, self.token)
+            self._client = Client(self.url, self.token, ca=self.ca)
             self._wait_ready(deadline, workers=len(self.worker_specs))
         except BaseException:
             self.stop()

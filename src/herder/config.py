@@ -53,6 +53,11 @@ class MasterSettings:
     #: log lines kept per task; older ones are dropped (and counted)
     max_logs_per_task: int = 10_000
     log_level: str = "info"
+    # -- TLS (docs/security.md, "TLS") --
+    #: PEM certificate (chain) served for https:// and wss://; None: plain http
+    tls_cert: str | None = None
+    #: PEM private key of tls_cert; None: read from the tls_cert file
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,9 @@ class WorkerSettings:
     log_level: str = "info"
     #: send what subtasks print to stdout/stderr to the master as log lines
     capture_output: bool = False
+    # -- TLS (docs/security.md, "TLS") --
+    #: CA file that verifies a wss:// master's certificate; None: the system's CA store
+    ca: str | None = None
 
 
 def env_token() -> str | None:

@@ -16,6 +16,7 @@ import trustme
 
 from herder import AsyncClient, Client, LocalCluster
 from herder.client import MasterUnreachable
+from tests.tlsfiles import SERVER_NAMES, write_ca
 
 TEST_TASKS = ("tests.tasktypes",)
 
@@ -73,7 +74,7 @@ def ca() -> trustme.CA:
 @pytest.fixture(scope="module")
 def https_url(ca: trustme.CA) -> Iterator[str]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    ca.issue_cert(*SERVER_NAMES).configure_cert(context)
     cluster = LocalCluster(workers=1, tasks=TEST_TASKS)
     with cluster:
         assert cluster.port is not None
@@ -83,9 +84,7 @@ def https_url(ca: trustme.CA) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("tls") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
+    return write_ca(ca, tmp_path_factory.mktemp("tls") / "ca.pem")
 
 
 def test_calls_and_streams_over_https_with_the_right_ca(https_url: str, ca_file: str) -> None:
@@ -112,10 +111,9 @@ def test_the_ca_file_may_come_from_the_environment(
 
 
 def test_another_ca_is_refused_clearly(https_url: str, tmp_path: Path) -> None:
-    stranger = tmp_path / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(stranger))
+    stranger = write_ca(trustme.CA(), tmp_path / "other-ca.pem")
     with (
-        Client(https_url, ca=str(stranger)) as client,
+        Client(https_url, ca=stranger) as client,
         pytest.raises(MasterUnreachable, match="CERTIFICATE_VERIFY_FAILED") as caught,
     ):
         client.health()

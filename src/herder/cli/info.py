@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from herder.cli import fmt
-from herder.cli.options import Token, Url, out
+from herder.cli.options import Ca, Token, Url, out
 from herder.cli.tasks import _client, _print_json
 from herder.config import DEFAULT_URL
 
@@ -19,9 +19,10 @@ def workers(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """List connected workers: busy/slots, pool, types, labels and last heartbeat."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         found = client.workers()
     if as_json:
         _print_json(found)
@@ -60,9 +61,10 @@ def types(
     as_json: Annotated[bool, typer.Option("--json", help="Include params JSON schemas.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """List the task types the master knows, with their params."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         found = client.types()
     if as_json:
         _print_json(found)

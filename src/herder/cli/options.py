@@ -165,3 +165,15 @@ Db = Annotated[str, typer.Option(
 CaptureOutput = Annotated[bool, typer.Option(
     "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
     help="Send what subtasks print (stdout, stderr) to the master as log lines.")]
+
+# -- TLS (docs/security.md, "TLS") -------------------------------------------------------------
+
+TlsCert = Annotated[str | None, typer.Option(
+    "--tls-cert", envvar="HERDER_TLS_CERT", metavar="FILE", show_default=False,
+    help="Serve https:// and wss:// with this PEM certificate (chain).")]
+TlsKey = Annotated[str | None, typer.Option(
+    "--tls-key", envvar="HERDER_TLS_KEY", metavar="FILE", show_default=False,
+    help="The PEM private key of --tls-cert (default: read from the --tls-cert file).")]
+Ca = Annotated[str | None, typer.Option(
+    "--ca", envvar="HERDER_CA", metavar="FILE", show_default=False,
+    help="CA file that verifies an https:// master (default: the system's CA store).")]

@@ -75,6 +75,8 @@ def master(
     speculate_min: opt.SpeculateMin = _M.speculate_min,
     max_body: opt.MaxBody = _M.max_body,
     log_level: opt.LogLevel = "info",
+    tls_cert: opt.TlsCert = None,
+    tls_key: opt.TlsKey = None,
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     _require_token_off_loopback(host, token)
@@ -88,6 +90,7 @@ def master(
         token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
+        tls_cert=tls_cert, tls_key=tls_key,
     )
     _setup_logging(log_level)
     _import_from_cwd()
@@ -116,12 +119,13 @@ def worker(
     cancel_grace: opt.CancelGrace = _W.cancel_grace,
     capture_output: opt.CaptureOutput = False,
     log_level: opt.LogLevel = "info",
+    ca: opt.Ca = None,
 ) -> None:
     """Run a worker: connect to the master and run subtasks in SLOTS slots."""
     settings = WorkerSettings(
         master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
         token=token, drain_timeout=drain_timeout, cancel_grace=cancel_grace, log_level=log_level,
-        capture_output=capture_output,
+        capture_output=capture_output, ca=ca,
     )
     if name:
         settings = dataclasses.replace(settings, name=name)
@@ -163,6 +167,9 @@ def up(
     cancel_grace: opt.CancelGrace = _W.cancel_grace,
     capture_output: opt.CaptureOutput = False,
     log_level: opt.LogLevel = "info",
+    tls_cert: opt.TlsCert = None,
+    tls_key: opt.TlsKey = None,
+    ca: opt.Ca = None,
 ) -> None:
     """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
     _require_token_off_loopback(host, token)
@@ -185,7 +192,7 @@ def up(
             *(["--capture-output"] if capture_output else []),
             *(a for lab in label for a in ("--label", lab)),
         ],
-        host=host, log_level=log_level,
+        host=host, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, ca=ca,
         # Draining workers may take drain-timeout plus cancel-grace; do not kill them sooner.
         stop_timeout=drain_timeout + cancel_grace + 5.0, fork=_fork_starter(ctx),
     )  # fmt: skip

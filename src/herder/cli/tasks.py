@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from herder.cli import fmt
-from herder.cli.options import Token, Url, build_params, err, fail, out, parse_duration
+from herder.cli.options import Ca, Token, Url, build_params, err, fail, out, parse_duration
 from herder.config import DEFAULT_URL
 from herder.errors import ClientError
 
@@ -32,15 +32,17 @@ Plain = Annotated[bool, typer.Option(
 
 
 @contextlib.contextmanager
-def _client(url: str, token: str | None) -> Iterator[Client]:
+def _client(url: str, token: str | None, ca: str | None) -> Iterator[Client]:
     """A client whose errors end the command with `error: ...` and exit code 1."""
     from herder.client import Client, MasterUnreachable
 
     try:
-        with Client(url, token) as client:
+        with Client(url, token, ca=ca) as client:
             yield client
     except MasterUnreachable as exc:
         fail(f"{exc} (is it running? set --url or HERDER_URL)")
+    except FileNotFoundError as exc:  # the --ca file
+        fail(str(exc))
     except ClientError as exc:
         fail(exc.message)
 
@@ -95,10 +97,11 @@ def submit(
     plain: Plain = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """Submit a task; print its id (and with --watch, its progress and result)."""
     values = build_params(params, param)
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         handle = client.submit(type, values, priority=priority, timeout=timeout, id=id)
         print(handle.id, flush=True)
         if watch:
@@ -106,10 +109,10 @@ def submit(
 
 
 def watch(task_id: TaskId, plain: Plain = False, url: Url = DEFAULT_URL,
-          token: Token = None) -> None:
+          token: Token = None, ca: Ca = None) -> None:
     """Follow a task live (progress, subtasks, elapsed time, ETA, latest log lines), then print
     its result; exit 1 unless it succeeded."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         raise typer.Exit(_watch(client.get(task_id), plain))
 
 
@@ -118,9 +121,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="The task as JSON.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """Show a task's state, progress and error."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         task: Mapping[str, Any] = client.get(task_id).status()
     if as_json:
         _print_json(task)
@@ -152,9 +156,10 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """List tasks, newest first, with their progress and ETA."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         tasks = client.list_tasks(state=state, type=type, limit=limit)
     if as_json:
         _print_json(tasks)
@@ -175,9 +180,10 @@ def result(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """Print a succeeded task's result as JSON; exit 1 (with the error) if it did not succeed."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         handle = client.get(task_id)
         task = handle.wait() if wait else (handle.task or handle.status())
         if not fmt.is_final(task):
@@ -185,11 +191,11 @@ def result(
         raise typer.Exit(report_outcome(handle, task))
 
 
-def cancel(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None) -> None:
+def cancel(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None, ca: Ca = None) -> None:
     """Cancel a task: queued subtasks are dropped, running ones told to stop."""
     from herder.client import TaskHandle
 
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         task = TaskHandle(client, task_id).cancel()
     out.print(f"{task.get('id')} {fmt.styled_state(task.get('state'))}")
 
@@ -206,11 +212,12 @@ def logs(
     ] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    ca: Ca = None,
 ) -> None:
     """Print a task's log lines (time, level, [subtask attempt worker], message)."""
     from herder.client import StreamUnavailable, TaskHandle
 
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         handle = TaskHandle(client, task_id)
         # The stored lines first, as a list: it starts with the dropped-records marker if the
         # master's bound dropped some (the live stream only has the lines themselves).

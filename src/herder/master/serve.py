@@ -1,15 +1,18 @@
-"""Start a master: open the store, load the task types, run the ASGI app on uvicorn.
+"""Start a master: open the store, load the task types, run the ASGI app on uvicorn, over TLS
+when given a certificate (checked here first, so that a bad one is an error naming the file).
 
-Imports `config`, `store`, `tasktype` and the master's `core` and `web`.
+Imports `config`, `errors`, `store`, `tasktype` and the master's `core` and `web`.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 
 import uvicorn
 
 from herder.config import MasterSettings
+from herder.errors import HerderError
 from herder.master.core import Master
 from herder.master.web import create_app
 from herder.store import open_store
@@ -21,8 +24,43 @@ def build_master(settings: MasterSettings) -> Master:
     return Master(settings, open_store(settings.db), registry)
 
 
+def check_tls(cert: str | None, key: str | None) -> None:
+    """Refuse a certificate or key that uvicorn could not serve, naming the file at fault,
+    instead of uvicorn's traceback (or its password prompt, for an encrypted key)."""
+    if cert is None:
+        if key is not None:
+            raise HerderError("--tls-key needs --tls-cert")
+        return
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise HerderError(f"{flag}: cannot read {path!r}: {exc.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=cert)
+    except ssl.SSLError:
+        raise HerderError(f"--tls-cert: no PEM certificate in {cert!r}") from None
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise HerderError(
+                f"--tls-key: the key in {key or cert!r} is not the key of the certificate in "
+                f"{cert!r}"
+            ) from None
+        flag = "--tls-key" if key else "--tls-cert (no --tls-key given)"
+        raise HerderError(
+            f"{flag}: no unencrypted PEM private key in {key or cert!r}"
+        ) from None
+
+
 def serve(settings: MasterSettings) -> None:
     """Run the master in the foreground until SIGINT/SIGTERM."""
+    check_tls(settings.tls_cert, settings.tls_key)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -36,4 +74,6 @@ def serve(settings: MasterSettings) -> None:
         access_log=False,
         ws_max_size=16 * 1024 * 1024,
         ws_per_message_deflate=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )

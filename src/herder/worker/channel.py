@@ -1,6 +1,7 @@
 """The worker's channel to the master: one WebSocket at a time, connected and reconnected
 (jittered exponential backoff) forever, each connection opened with the hello/welcome handshake
-and then read, written and kept alive with heartbeats.
+and then read, written and kept alive with heartbeats. A wss:// master's certificate is verified
+against the CA file of the settings, else the system's CA store.
 
 What the frames mean is the attempts' book's business (`worker.attempts`): the channel hands it
 every frame it reads and gives it the outbox of each connection. Imports `config`, `errors`,
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -57,6 +59,19 @@ def channel_url(master: str) -> str:
     return urllib.parse.urlunsplit((schemes[parts.scheme], parts.netloc, path, "", ""))
 
 
+def tls_context(url: str, ca: str | None) -> ssl.SSLContext | None:
+    """What verifies the master's certificate for a wss:// `url` (None for ws://): the CA file
+    `ca`, else the system's CA store. A CA file that cannot be read is a ValueError naming it,
+    with ws:// too: it was given for a reason."""
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except ssl.SSLError:
+        raise ValueError(f"--ca: no PEM certificate in {ca!r}") from None
+    except OSError as exc:
+        raise ValueError(f"--ca: cannot read {ca!r}: {exc.strerror}") from None
+    return context if url.startswith("wss://") else None
+
+
 class Backoff:
     """Jittered exponential delays between `first` and `cap`."""
 
@@ -85,6 +100,7 @@ class Channel:
         self._types = types
         self._book = book
         self.url = channel_url(settings.master)
+        self._tls = tls_context(self.url, settings.ca)
         #: this process's identity across reconnects (the name may be shared by mistake)
         self.uid = uuid.uuid4().hex
         #: set by the master's welcome; None before the first one
@@ -118,9 +134,11 @@ class Channel:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         while True:
             welcomed_before = self.sessions
+            master_starting = True  # what a failed connect may mean, until shown otherwise
             try:
                 async with connect(
                     self.url,
+                    ssl=self._tls,
                     additional_headers=headers,
                     max_size=MAX_FRAME_BYTES,
                     # frames are small and mostly unique: compressing them costs more CPU
@@ -137,6 +155,13 @@ class Channel:
                     "worker %s: the master at %s refused the channel (%s): %s", self._name,
                     self.url, exc.response.status_code, _refusal(exc.response.body),
                 )
+            except ssl.SSLCertVerificationError as exc:  # no retry fixes it: say so, and how
+                master_starting = False
+                log.error(
+                    "worker %s: the master at %s has a certificate this worker does not trust "
+                    "(%s): name the CA that signed it with --ca or HERDER_CA", self._name,
+                    self.url, exc.verify_message,
+                )
             except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 # Before the first connection, a refused one is the master still starting.
                 level = logging.DEBUG if self.sessions == 0 else logging.WARNING
@@ -150,7 +175,7 @@ class Channel:
                 backoff.reset()
             else:
                 self.failed_connects += 1
-            if self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
+            if master_starting and self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
                 # A worker started with its master (`herder up`) finds it still starting: try
                 # again soon, so that it is there within STARTUP_RETRY of the master.
                 await asyncio.sleep(STARTUP_RETRY)
