@@ -81,6 +81,9 @@ def test_the_cli_takes_ca(cluster: LocalCluster, tls: TLSFiles, stranger_ca: str
     assert "Traceback" not in refused.stderr
     from_env = _herder("workers", "--url", cluster.url, env={**env, "HERDER_CA": tls.ca})
     assert from_env.returncode == 0 and "local-1" in from_env.stdout
+    missing = _herder("types", "--url", cluster.url, "--ca", "nope.pem", env=env)
+    assert missing.returncode == 1 and "'nope.pem' does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 @pytest.mark.parametrize("trust", ["stranger", "system store"])
