@@ -4,7 +4,7 @@ and then read, written and kept alive with heartbeats.
 
 What the frames mean is the attempts' book's business (`worker.attempts`): the channel hands it
 every frame it reads and gives it the outbox of each connection. Imports `config`, `errors`,
-`protocol.{frames,paths}`, `worker.{attempts,execute,outbox}` and websockets.
+`protocol.{frames,paths,redact}`, `worker.{attempts,execute,outbox}` and websockets.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from herder.protocol.frames import (
     encode_many,
 )
 from herder.protocol.paths import WORKER_CHANNEL
+from herder.protocol.redact import hide_authorization
 from herder.worker.attempts import AttemptBook, ref_of
 from herder.worker.execute import truncate
 from herder.worker.outbox import Outbox
@@ -116,6 +117,8 @@ class Channel:
         backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max)
         token = self._settings.token
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        logger = logging.getLogger("websockets.client")
+        hide_authorization(logger)  # websockets logs the handshake's headers at debug level
         while True:
             welcomed_before = self.sessions
             try:
@@ -128,6 +131,7 @@ class Channel:
                     compression=None,
                     open_timeout=WELCOME_TIMEOUT,
                     close_timeout=2.0,
+                    logger=logger,
                 ) as ws:
                     await self._session(ws)
             except asyncio.CancelledError:
