@@ -24,13 +24,12 @@ import typer
 
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
-from herder.cli.tokens import OPTION_OF, ROLES, RoleTokens, role_tokens
+from herder.cli.tokens import RoleTokens, role_tokens
 from herder.cli.tuning import tune_master_process
 from herder.config import (
     DEFAULT_URL,
     MasterSettings,
     WorkerSettings,
-    check_token,
     parse_speculate_after,
 )
 from herder.errors import HerderError
@@ -57,13 +56,10 @@ def _tokens(
 ) -> RoleTokens:
     """The tokens of the options and the token file, each long enough (else exit 2)."""
     try:
-        tokens = role_tokens(RoleTokens(token, worker_token, admin_token), token_file)
-        for role in ROLES:
-            check_token(OPTION_OF[role], getattr(tokens, role))
+        return role_tokens(RoleTokens(token, worker_token, admin_token), token_file)
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
-    return tokens
 
 
 def _import_from_cwd() -> None:

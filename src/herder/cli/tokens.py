@@ -3,7 +3,7 @@
 A token file holds `role=token` lines (roles: client, worker, admin); blank lines and lines
 starting with `#` are skipped. It must be of mode 0600 or stricter: a token others can read is
 no secret. A role given both by an option and by the file is an error, not a silent choice.
-Imports only the stdlib.
+Imports `config`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from herder.config import check_token
 
 ROLES = ("client", "worker", "admin")
 #: the option (and environment variable) that gives each role's token
@@ -63,10 +65,9 @@ def read_token_file(path: Path) -> dict[str, str]:
 
 
 def role_tokens(given: RoleTokens, token_file: Path | None) -> RoleTokens:
-    """The options' tokens, with those of the token file for the roles they do not give."""
-    if token_file is None:
-        return given
-    found = read_token_file(token_file)
+    """The options' tokens, with those of the token file for the roles they do not give;
+    ValueError naming where a token came from if it is too short."""
+    found = read_token_file(token_file) if token_file is not None else {}
     merged = {}
     for role in ROLES:
         option = getattr(given, role)
@@ -75,5 +76,9 @@ def role_tokens(given: RoleTokens, token_file: Path | None) -> RoleTokens:
                 f"--token-file: {token_file} gives the {role} token, and so does "
                 f"{OPTION_OF[role]} (or its environment variable): give it once"
             )
+        if option is not None:
+            check_token(OPTION_OF[role], option)
+        elif role in found:
+            check_token(f"--token-file: the {role} token", found[role])
         merged[role] = option if option is not None else found.get(role)
     return RoleTokens(**merged)
