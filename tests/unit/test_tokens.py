@@ -164,7 +164,8 @@ def test_the_master_command_checks_its_token_file(tmp_path: Path) -> None:
     assert "chmod 600" in result.stderr
     short = token_file(tmp_path, "admin=short\n")
     result = runner.invoke(app, ["master", "--token-file", str(short)], env={"HERDER_TOKEN": ""})
-    assert result.exit_code == 2 and "--token-file: the admin token: a token must be at least 16" in result.stderr
+    assert result.exit_code == 2
+    assert "--token-file: the admin token: a token must be at least 16" in result.stderr
     # a worker token alone does not make a public address safe: the API would be open
     only_worker = token_file(tmp_path, f"worker={WORKER}\n")
     result = runner.invoke(
