@@ -3,6 +3,7 @@ worker as admin, and tokens kept out of the logs (docs/security.md, "Roles and t
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from herder import LocalCluster
+from herder import AsyncClient, Client, LocalCluster
 from herder.config import MasterSettings
 from herder.errors import ClientError
 from herder.master import build_master
@@ -201,12 +202,16 @@ def test_an_admin_drains_a_worker(roles: LocalCluster) -> None:
     with pytest.raises(ClientError) as refused:
         client.drain_worker("local-1")
     assert refused.value.status == 403
-    from herder import Client
 
+    async def drain_missing() -> ClientError:
+        async with AsyncClient(roles.url, ADMIN_TOKEN) as admin:
+            with pytest.raises(ClientError) as missing:
+                await admin.drain_worker("no-such-worker")
+            return missing.value
+
+    missing = asyncio.run(drain_missing())
+    assert missing.status == 404 and "no-such-worker" in missing.message
     with Client(roles.url, ADMIN_TOKEN) as admin:
-        with pytest.raises(ClientError) as missing:
-            admin.drain_worker("no-such-worker")
-        assert missing.value.status == 404 and "no-such-worker" in missing.value.message
         running = admin.submit("sleep", {"seconds": 2, "parts": 2})
         wait_until(lambda: sum(w["busy"] for w in admin.workers()) == 2)
         (asked,) = admin.drain_worker("local-1")
