@@ -8,7 +8,8 @@ SIGTERM, then SIGKILL after a deadline. This is the only code that manages herde
 
 For fault-injection tests it also kills (SIGKILL), stops (SIGTERM) and restarts single processes:
 `kill_master()` / `start_master()` (same port and store), `kill_worker(i)`, `stop_worker(i)`,
-`start_worker(i)` (same name, so the same identity) and `add_worker(...)`. A command prefix (such as
+`start_worker(i)` (same name, so the same identity) and `add_worker(...)`. Its workers get a
+worker token the cluster makes (`worker_token`), unless one is given. A command prefix (such as
 `ip netns exec NS`) runs a child inside a network namespace.
 
 Imports `client`, `config` and `forked`; never `cli`, `master` or `worker`: they run in the child
@@ -21,6 +22,7 @@ import atexit
 import contextlib
 import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,19 +76,27 @@ def connect_host(host: str) -> str:
     return host
 
 
-def child_env(token: str | None) -> dict[str, str]:
+#: the environment variables of the roles' tokens (docs/security.md)
+TOKEN_ENV = ("HERDER_TOKEN", "HERDER_WORKER_TOKEN", "HERDER_ADMIN_TOKEN")
+
+
+def child_env(
+    token: str | None, worker_token: str | None = None, admin_token: str | None = None
+) -> dict[str, str]:
     """The environment of the children: ours, with our sys.path in front of PYTHONPATH (so that
-    a --tasks module importable here is importable there) and the token, which goes through the
-    environment rather than argv so that `ps` does not show it."""
+    a --tasks module importable here is importable there) and the tokens, which go through the
+    environment rather than argv so that `ps` does not show them."""
     env = dict(os.environ)
     paths = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop("HERDER_TOKEN", None)
-    if token:
-        env["HERDER_TOKEN"] = token
+    env.pop("HERDER_TOKEN_FILE", None)
+    for name, value in zip(TOKEN_ENV, (token, worker_token, admin_token), strict=True):
+        env.pop(name, None)
+        if value:
+            env[name] = value
     return env
 
 
@@ -157,6 +167,8 @@ class LocalCluster:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         ca: str | None = None,
+        worker_token: str | None = None,
+        admin_token: str | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers: must be >= 0")
@@ -168,6 +180,10 @@ class LocalCluster:
         self.port = port
         self.db = db
         self.token = token if token is not None else env_token()
+        #: the master's worker channel takes this token only; made here unless given, so that
+        #: no one else (another local user, a web page) can join as a worker
+        self.worker_token = worker_token or secrets.token_urlsafe(32)
+        self.admin_token = admin_token
         self.extra_master_args = tuple(extra_master_args)
         self.extra_worker_args = tuple(extra_worker_args)
         self.log_level = log_level
@@ -249,7 +265,7 @@ class LocalCluster:
         if self.db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="herder-")
             self.db = os.path.join(self._tmpdir, "herder.db")
-        self._env = child_env(self.token)
+        self._env = child_env(self.token, self.worker_token, self.admin_token)
         if self.output is not None:
             self._out = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
         atexit.register(self.stop)

@@ -32,7 +32,11 @@ class MasterSettings:
     #: bytes of result JSON kept in memory for the aggregates of running tasks (past it, an
     #: aggregate reads its results from the store)
     results_in_memory: int = 64 * 2**20
-    token: str | None = None
+    #: bearer tokens of the three roles (docs/security.md); the worker and admin roles take the
+    #: client token where they have none. Kept out of repr, so that no log shows them
+    token: str | None = field(default=None, repr=False)
+    worker_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
     #: seconds `split` and `aggregate` may run before the task fails
     split_timeout: float = 60.0
     #: how often workers send heartbeats (told to them in `welcome`)
@@ -59,6 +63,11 @@ class MasterSettings:
     #: PEM private key of tls_cert; None: read from the tls_cert file
     tls_key: str | None = None
 
+    def __post_init__(self) -> None:
+        check_token("--token", self.token)
+        check_token("--worker-token", self.worker_token)
+        check_token("--admin-token", self.admin_token)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -69,7 +78,7 @@ class WorkerSettings:
     tasks: tuple[str, ...] = ()
     name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     labels: tuple[str, ...] = ()
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     #: seconds running subtasks get to finish after SIGTERM before they are cancelled
     drain_timeout: float = 30.0
     #: seconds a cancelled process-pool subtask gets before its process is killed
@@ -83,6 +92,23 @@ class WorkerSettings:
     # -- TLS (docs/security.md, "TLS") --
     #: CA file that verifies a wss:// master's certificate; None: the system's CA store
     ca: str | None = None
+
+    def __post_init__(self) -> None:
+        check_token("--token", self.token)
+
+
+#: the shortest token accepted: a guessable token is no lock
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token(option: str, token: str | None) -> None:
+    """ValueError naming `option` if `token` is too short to be a secret (without showing it)."""
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"{option}: a token must be at least {MIN_TOKEN_LENGTH} characters, not "
+            f"{len(token)} (make one with: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
 
 
 def env_token() -> str | None:

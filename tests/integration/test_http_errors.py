@@ -217,7 +217,7 @@ def test_full_queue_is_429_with_retry_after(tiny_queue: LocalCluster) -> None:
 
 @pytest.fixture(scope="module")
 def with_token() -> Iterator[LocalCluster]:
-    c = LocalCluster(workers=1, slots=1, tasks=TEST_TASKS, token="s3cret")
+    c = LocalCluster(workers=1, slots=1, tasks=TEST_TASKS, token="s3cret-s3cret-s3cret")
     with c:
         yield c
 
@@ -350,15 +350,16 @@ def test_lookup_answers_the_tasks_that_exist_in_the_order_asked(
 
 #: what anyone who reaches the server may read: health, the dashboard, the API's description
 PUBLIC = {"/healthz", "/", "/static", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-REFUSED: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]
+TOKEN = "s3cret-s3cret-s3cret"
+REFUSED: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
 #: with the token, a stream of events would not end: a bad Last-Event-ID makes it a 422
-GRANTED = {"Authorization": "Bearer s3cret", "Last-Event-ID": "none"}
+GRANTED = {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": "none"}
 MAX_BODY = 1000
 
 
 def test_every_route_of_the_app_needs_the_token_and_limits_bodies(tmp_path: Path) -> None:
     # The app itself, in this process: every route it has, however it was added.
-    settings = MasterSettings(db=str(tmp_path / "h.db"), token="s3cret", max_body=MAX_BODY)
+    settings = MasterSettings(db=str(tmp_path / "h.db"), token=TOKEN, max_body=MAX_BODY)
     app = create_app(build_master(settings))
     seen = set()
     with TestClient(app) as http:
@@ -422,7 +423,7 @@ def test_a_worker_with_a_wrong_token_logs_why_it_was_refused(
     with_token: LocalCluster, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERDER_")}
-    env["HERDER_TOKEN"] = "not-the-token"
+    env["HERDER_TOKEN"] = "not-the-token-at-all"
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as out:
         worker = subprocess.Popen(

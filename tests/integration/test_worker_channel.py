@@ -16,6 +16,11 @@ def _ws_url(cluster: LocalCluster) -> str:
     return cluster.url.replace("http://", "ws://") + "/api/v1/workers/connect"
 
 
+def _auth(cluster: LocalCluster) -> dict[str, str]:
+    """The worker token the cluster made for its workers: the channel takes no other."""
+    return {"Authorization": f"Bearer {cluster.worker_token}"}
+
+
 def _hello() -> bytes:
     return frames.encode(frames.Hello(name="raw", slots=1, types=["noop"]))
 
@@ -37,7 +42,7 @@ def test_bad_frames_close_only_that_connection(
     cluster: LocalCluster, first: bytes | None, then: bytes | str | None, reason: str
 ) -> None:
     client = cluster.client
-    with connect(_ws_url(cluster)) as ws:
+    with connect(_ws_url(cluster), additional_headers=_auth(cluster)) as ws:
         ws.send(first if first is not None else _hello())
         if then is not None:
             welcome = frames.decode_master_frame(ws.recv(timeout=5))  # type: ignore[arg-type]
@@ -54,7 +59,7 @@ def test_bad_frames_close_only_that_connection(
 
 
 def test_a_stale_result_is_acked_and_ignored(cluster: LocalCluster) -> None:
-    with connect(_ws_url(cluster)) as ws:
+    with connect(_ws_url(cluster), additional_headers=_auth(cluster)) as ws:
         ws.send(_hello())
         frames.decode_master_frame(ws.recv(timeout=5))  # type: ignore[arg-type]
         ws.send(

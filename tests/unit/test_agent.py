@@ -145,7 +145,7 @@ def settings(port: int, **kw: Any) -> WorkerSettings:
         "master": f"http://127.0.0.1:{port}",
         "slots": 1,
         "name": "w-test",
-        "token": "s3cret",
+        "token": "s3cret-s3cret-s3cret",
         "reconnect_min": 0.02,
         "reconnect_max": 0.1,
         "drain_timeout": 5.0,
@@ -177,7 +177,7 @@ def test_handshake_assign_result_ack_and_heartbeats() -> None:
         hello = await master.next(Hello)
         assert (hello.name, hello.slots, hello.pool, hello.running) == ("w-test", 1, "thread", [])
         assert {"primes", "sleep", "fail", "logs"} <= set(hello.types)
-        assert master.auth == ["Bearer s3cret"]
+        assert master.auth == ["Bearer s3cret-s3cret-s3cret"]
         await master.send(assign("primes", [0, 1000]))
         result = await master.next(ResultFrame)
         assert (result.outcome, result.result) == ("ok", 168)

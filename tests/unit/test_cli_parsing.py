@@ -22,7 +22,7 @@ from herder.client import normalize_url
 runner = CliRunner()
 
 COMMANDS = ["master", "worker", "up", "submit", "watch", "status", "list", "result", "cancel",
-            "logs", "workers", "types"]
+            "logs", "workers", "drain", "types"]
 
 
 # -- durations ---------------------------------------------------------------------------------

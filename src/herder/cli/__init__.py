@@ -1,10 +1,10 @@
 """The `herder` command: parse, build settings or a client, call one entry point, print.
 
-The commands live in `server` (master, worker, up), `tasks` (submit, watch, status, list,
-result, cancel, logs) and `info` (workers, types); the live display of a task in `live`; shared
-options and parsing in `options`, text formatting in `fmt`. This module only registers the
-commands on `app`, in help order. Every option has a HERDER_* environment twin. Only the CLI
-prints. Imports `cluster`, `client`, `config`, `errors`, typer and rich.
+The commands live in `server` (master, worker, up), `tasks` (submit, watch, status, list, result,
+cancel, logs) and `info` (workers, drain, types); the live display of a task in `live`; shared
+options and parsing in `options`, text formatting in `fmt`. This module only registers the commands
+on `app`, in help order. Every option has a HERDER_* environment twin. Only the CLI prints.
+Imports `cluster`, `client`, `config`, `errors`, typer and rich.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str | None]] = [
     ("Tasks", tasks.submit, None), ("Tasks", tasks.watch, None), ("Tasks", tasks.status, None),
     ("Tasks", tasks.list_, "list"), ("Tasks", tasks.result, None), ("Tasks", tasks.cancel, None),
     ("Tasks", tasks.logs, None),
-    ("Cluster", info.workers, None), ("Cluster", info.types, None),
+    ("Cluster", info.workers, None), ("Cluster", info.drain, None), ("Cluster", info.types, None),
 ]
 for panel, command, name in _COMMANDS:
     app.command(name, rich_help_panel=panel)(command)

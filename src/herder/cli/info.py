@@ -1,4 +1,4 @@
-"""The cluster commands: `workers` and `types`. Imports `client`, typer, rich and the CLI's
+"""The cluster commands: `workers`, `drain` and `types`. Imports `client`, typer, rich and the CLI's
 `fmt`, `options` and `tasks` (for its client wrapper)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from herder.cli import fmt
-from herder.cli.options import Ca, Token, Url, out
+from herder.cli.options import AdminCallToken, Ca, Token, Url, out
 from herder.cli.tasks import _client, _print_json
 from herder.config import DEFAULT_URL
 
@@ -43,6 +43,18 @@ def workers(
                       fmt.fmt_age(now - beat) if isinstance(beat, int | float)
                       else fmt.fmt_time(beat))
     out.print(table)
+
+
+def drain(
+    name: Annotated[str, typer.Argument(help="The worker's name (or id), as `workers` lists it.")],
+    url: Url = DEFAULT_URL,
+    token: AdminCallToken = None,
+) -> None:
+    """Ask a worker to finish what it runs, take no more and stop (needs the admin token)."""
+    with _client(url, token) as client:
+        asked = client.drain_worker(name)
+    for w in asked:
+        out.print(f"{w.get('name')} ({w.get('id')}) {fmt.styled_state(w.get('state'))}")
 
 
 def _describe_params(schema: dict[str, Any]) -> str:

@@ -177,3 +177,23 @@ TlsKey = Annotated[str | None, typer.Option(
 Ca = Annotated[str | None, typer.Option(
     "--ca", envvar="HERDER_CA", metavar="FILE", show_default=False,
     help="CA file that verifies an https:// master (default: the system's CA store).")]
+
+# -- tokens of the roles (docs/security.md, "Roles and tokens") -------------------------------
+
+WorkerToken = Annotated[str | None, typer.Option(
+    "--worker-token", envvar="HERDER_WORKER_TOKEN", metavar="TOKEN", show_default=False,
+    help="Token of the worker channel (default: --token).")]
+AdminToken = Annotated[str | None, typer.Option(
+    "--admin-token", envvar="HERDER_ADMIN_TOKEN", metavar="TOKEN", show_default=False,
+    help="Token of the admin routes, which also grants the client's (default: --token).")]
+TokenFile = Annotated[Path | None, typer.Option(
+    "--token-file", envvar="HERDER_TOKEN_FILE", metavar="PATH", show_default=False,
+    help="File of 'role=token' lines (client, worker, admin), of mode 0600 or stricter.")]
+#: a worker's own token: the worker token, else the client one
+WorkerOwnToken = Annotated[str | None, typer.Option(
+    "--token", envvar=["HERDER_WORKER_TOKEN", "HERDER_TOKEN"], metavar="TOKEN",
+    show_default=False, help="The master's worker token.")]
+#: what admin commands send: the admin token, else the client one
+AdminCallToken = Annotated[str | None, typer.Option(
+    "--token", envvar=["HERDER_ADMIN_TOKEN", "HERDER_TOKEN"], metavar="TOKEN",
+    show_default=False, help="The master's admin token.")]

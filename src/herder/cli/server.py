@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,8 +24,14 @@ import typer
 
 from herder.cli import options as opt
 from herder.cli.options import err, fail, is_loopback, out
+from herder.cli.tokens import RoleTokens, role_tokens
 from herder.cli.tuning import tune_master_process
-from herder.config import DEFAULT_URL, MasterSettings, WorkerSettings, parse_speculate_after
+from herder.config import (
+    DEFAULT_URL,
+    MasterSettings,
+    WorkerSettings,
+    parse_speculate_after,
+)
 from herder.errors import HerderError
 from herder.forked import ForkStarter
 from herder.store import redact
@@ -39,8 +46,20 @@ _W = WorkerSettings()
 def _require_token_off_loopback(host: str, token: str | None) -> None:
     if not token and not is_loopback(host):
         err.print(f"error: refusing to listen on {host} without a token: anyone who can reach "
-                  "it could run tasks. Pass --token (or set HERDER_TOKEN), or bind to 127.0.0.1.")
+                  "it could run tasks. Pass --token (or set HERDER_TOKEN, or give a client "
+                  "token in --token-file), or bind to 127.0.0.1.")
         raise typer.Exit(2)
+
+
+def _tokens(
+    token: str | None, worker_token: str | None, admin_token: str | None, token_file: Path | None
+) -> RoleTokens:
+    """The tokens of the options and the token file, each long enough (else exit 2)."""
+    try:
+        return role_tokens(RoleTokens(token, worker_token, admin_token), token_file)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
 
 
 def _import_from_cwd() -> None:
@@ -68,6 +87,9 @@ def master(
     pipeline_below: opt.PipelineBelow = _M.pipeline_below,
     results_in_memory: opt.ResultsInMemory = _M.results_in_memory,
     token: opt.Token = None,
+    worker_token: opt.WorkerToken = None,
+    admin_token: opt.AdminToken = None,
+    token_file: opt.TokenFile = None,
     heartbeat: opt.Heartbeat = _M.heartbeat,
     lease_timeout: opt.LeaseTimeout = _M.lease_timeout,
     max_logs_per_task: opt.MaxLogs = _M.max_logs_per_task,
@@ -79,7 +101,8 @@ def master(
     tls_key: opt.TlsKey = None,
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
-    _require_token_off_loopback(host, token)
+    tokens = _tokens(token, worker_token, admin_token, token_file)
+    _require_token_off_loopback(host, tokens.client)
     try:
         factor, after = parse_speculate_after(speculate_after)
     except ValueError as exc:
@@ -87,7 +110,8 @@ def master(
     settings = MasterSettings(
         host=host, port=port, db=db, tasks=tuple(tasks), max_pending=max_pending,
         prefetch=prefetch, pipeline_below=pipeline_below, results_in_memory=results_in_memory,
-        token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
+        token=tokens.client, worker_token=tokens.worker, admin_token=tokens.admin,
+        heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
         tls_cert=tls_cert, tls_key=tls_key,
@@ -114,7 +138,7 @@ def worker(
     name: Annotated[str | None, typer.Option(
         envvar="HERDER_WORKER_NAME", show_default=False, help="Default: host-pid.")] = None,
     label: opt.Labels = [],  # noqa: B006
-    token: opt.Token = None,
+    token: opt.WorkerOwnToken = None,
     drain_timeout: opt.DrainTimeout = _W.drain_timeout,
     cancel_grace: opt.CancelGrace = _W.cancel_grace,
     capture_output: opt.CaptureOutput = False,
@@ -122,11 +146,14 @@ def worker(
     ca: opt.Ca = None,
 ) -> None:
     """Run a worker: connect to the master and run subtasks in SLOTS slots."""
-    settings = WorkerSettings(
-        master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
-        token=token, drain_timeout=drain_timeout, cancel_grace=cancel_grace, log_level=log_level,
-        capture_output=capture_output, ca=ca,
-    )
+    try:
+        settings = WorkerSettings(
+            master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
+            token=token, drain_timeout=drain_timeout, cancel_grace=cancel_grace,
+            log_level=log_level, capture_output=capture_output, ca=ca,
+        )
+    except ValueError as exc:  # a token too short
+        fail(str(exc), 2)
     if name:
         settings = dataclasses.replace(settings, name=name)
     _setup_logging(log_level)
@@ -155,6 +182,8 @@ def up(
     pool: opt.Pool = "thread",
     label: opt.Labels = [],  # noqa: B006
     token: opt.Token = None,
+    admin_token: opt.AdminToken = None,
+    token_file: opt.TokenFile = None,
     max_pending: opt.MaxPending = _M.max_pending,
     prefetch: opt.Prefetch = _M.prefetch,
     pipeline_below: opt.PipelineBelow = _M.pipeline_below,
@@ -171,15 +200,18 @@ def up(
     tls_key: opt.TlsKey = None,
     ca: opt.Ca = None,
 ) -> None:
-    """Run a master and WORKERS workers here, in the foreground, until Ctrl-C."""
-    _require_token_off_loopback(host, token)
+    """Run a master and WORKERS workers here, in the foreground, until Ctrl-C. It makes the
+    worker token itself and hands it to its workers."""
+    tokens = _tokens(token, None, admin_token, token_file)
+    _require_token_off_loopback(host, tokens.client)
     _import_from_cwd()
     from herder.cluster import ClusterError, LocalCluster
 
     # The master and workers are forks of this process, which imports their code once, instead
     # of three interpreters importing it at the same time (herder.forked).
     cluster = LocalCluster(
-        workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db, token=token,
+        workers=workers, slots=slots, tasks=tasks, pool=pool, port=port, db=db,
+        token=tokens.client, admin_token=tokens.admin, worker_token=tokens.worker,
         extra_master_args=[
             "--max-pending", str(max_pending), "--prefetch", str(prefetch),
             "--pipeline-below", str(pipeline_below),

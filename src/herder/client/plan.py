@@ -130,6 +130,13 @@ def subtasks_request(task_id: str) -> Request:
     return Request("GET", task_path(paths.TASK_SUBTASKS, task_id))
 
 
+def drain_request(name: str) -> Request:
+    # asking a draining worker to drain again changes nothing
+    return Request(
+        "POST", paths.WORKER_DRAIN.format(name=quote(name, safe="")), idempotent=True
+    )
+
+
 WORKERS = Request("GET", paths.WORKERS)
 TYPES = Request("GET", paths.TYPES)
 HEALTH = Request("GET", paths.HEALTHZ)

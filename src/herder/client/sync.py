@@ -28,6 +28,7 @@ from herder.client.plan import (
     batch_outcome,
     batch_request,
     cancel_request,
+    drain_request,
     first_wait,
     is_final,
     raise_unless_succeeded,
@@ -150,6 +151,12 @@ class Client:
 
     def workers(self) -> list[WorkerView]:
         return list(self._call(WORKERS)["workers"])
+
+    def drain_worker(self, name: str) -> list[WorkerView]:
+        """Ask the connected worker `name` (a name, or an id) to finish what it runs, take no
+        more and stop; the workers asked. Needs the admin token; ClientError 404 if none is
+        connected."""
+        return list(self._call(drain_request(name))["workers"])
 
     def types(self) -> list[TypeView]:
         return list(self._call(TYPES)["types"])

@@ -132,6 +132,18 @@ class Membership:
         session.draining = True
         self._sched.handle(sch.WorkerDraining(session.id), time.monotonic())
 
+    def drain(self, name: str) -> list[WorkerSession]:
+        """Ask the connected workers named `name` (or of that id) to finish what they run,
+        take no more and stop; those asked. Taking none from now on does not wait for them."""
+        asked = [
+            s for s in self.sessions.values() if s.connected and name in (s.name, s.id)
+        ]
+        for session in asked:
+            log.info("worker %s (%s): drain asked", session.name, session.id)
+            self.draining(session)
+            session.send(frames.Drain())
+        return asked
+
     def lost(self, session: WorkerSession, why: str) -> None:
         if self.sessions.pop(session.id, None) is None:
             return

@@ -1,7 +1,8 @@
 """Start a master: open the store, load the task types, run the ASGI app on uvicorn, over TLS
 when given a certificate (checked here first, so that a bad one is an error naming the file).
 
-Imports `config`, `errors`, `store`, `tasktype` and the master's `core` and `web`.
+Imports `config`, `errors`, `store`, `tasktype`, `protocol.redact` and the master's `core` and
+`web`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from herder.config import MasterSettings
 from herder.errors import HerderError
 from herder.master.core import Master
 from herder.master.web import create_app
+from herder.protocol.redact import hide_authorization
 from herder.store import open_store
 from herder.tasktype import Registry
+
+log = logging.getLogger(__name__)
 
 
 def build_master(settings: MasterSettings) -> Master:
@@ -65,7 +69,14 @@ def serve(settings: MasterSettings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not settings.token:
+        log.warning(
+            "no --token: any local user (and any program on this machine) can submit, read and "
+            "cancel tasks here; give --token (docs/security.md)"
+        )
     app = create_app(build_master(settings))
+    # uvicorn logs the worker channel's handshake at debug level through its error logger
+    hide_authorization(logging.getLogger("uvicorn.error"))
     uvicorn.run(
         app,
         host=settings.host,

@@ -94,7 +94,8 @@ class ResultFrame(AttemptRef):
 
 
 class Drain(_Frame):
-    """The worker stops taking work (it was asked to stop)."""
+    """From a worker: it stops taking work (it was asked to stop). From the master: asks the
+    worker to do so, as on SIGTERM (an admin drained it)."""
 
     t: Literal["drain"] = "drain"
 
@@ -133,7 +134,7 @@ class Ack(AttemptRef):
 
 
 WorkerFrame = Hello | Heartbeat | ProgressFrame | LogFrame | ResultFrame | Drain
-MasterFrame = Welcome | Assign | Cancel | Ack
+MasterFrame = Welcome | Assign | Cancel | Ack | Drain
 Frame = WorkerFrame | MasterFrame
 class AssignMap(TypedDict):
     """An `Assign` as the map it is sent as (`assign_map`)."""

@@ -26,6 +26,8 @@ WORKERS = f"{API_PREFIX}/workers"
 TYPES = f"{API_PREFIX}/types"
 #: the worker channel's WebSocket
 WORKER_CHANNEL = f"{API_PREFIX}/workers/connect"
+#: `POST`: a worker (by name or id) finishes what it runs, takes no more, and stops (admin only)
+WORKER_DRAIN = f"{API_PREFIX}/workers/{{name}}/drain"
 
 #: outside the API: no token needed for health, the rest as the API
 HEALTHZ = "/healthz"

@@ -2,9 +2,10 @@
 
 It composes the slot pool (where attempts run: `slots`, `procslot`), the attempts' book (what
 this worker holds for the master: `worker.attempts`) and the channel (the connection to the
-master: `worker.channel`), runs them until stop() or a signal, then drains: it tells the master,
-hands back what waits, lets what runs finish (or cancels it past the drain timeout), and waits
-briefly for the last results to be acknowledged. `run_worker` is the entry point.
+master: `worker.channel`), runs them until stop(), a signal or the master's drain frame, then
+drains: it tells the master, hands back what waits, lets what runs finish (or cancels it past
+the drain timeout), and waits briefly for the last results to be acknowledged. `run_worker` is
+the entry point.
 
 Imports `config`, `errors`, `protocol.frames`, `tasktype` and `worker.*`.
 """
@@ -60,7 +61,7 @@ class Agent:
         self.settings = settings
         self.registry = registry
         self.pool = pool if pool is not None else make_pool(settings, registry)
-        self.book = AttemptBook(settings, registry, self.pool)
+        self.book = AttemptBook(settings, registry, self.pool, self.stop)
         self.channel = Channel(settings, registry.names(), self.book)
         self._aborted = False
         self._stop_requested = asyncio.Event()

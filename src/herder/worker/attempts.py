@@ -1,7 +1,7 @@
 """The worker's book of the attempts it holds for the master: assigned and waiting for a slot
 (the backlog), running in the slot pool, and finished with a result the master has not yet
-acknowledged. It answers the master's assign, cancel and ack frames, starts attempts as slots
-free up, and turns what the pool reports into frames (it is the pool's `PoolListener`).
+acknowledged. It answers the master's assign, cancel, ack and drain frames, starts attempts as
+slots free up, and turns what the pool reports into frames (it is the pool's `PoolListener`).
 
 Frames go out through the outbox of the current connection, which the channel attaches and
 detaches; while there is none, results wait in the book and go out after the next welcome.
@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from herder.config import WorkerSettings
 from herder.protocol.frames import (
@@ -21,6 +22,7 @@ from herder.protocol.frames import (
     Assign,
     AttemptRef,
     Cancel,
+    Drain,
     Heartbeat,
     LogFrame,
     MasterFrame,
@@ -54,8 +56,16 @@ def ref_of(key: AttemptKey) -> AttemptRef:
 class AttemptBook:
     """What this worker holds for the master, and the frames that tell the master about it."""
 
-    def __init__(self, settings: WorkerSettings, registry: Registry, pool: SlotPool) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        registry: Registry,
+        pool: SlotPool,
+        drain_asked: Callable[[], None],
+    ) -> None:
+        """`drain_asked`: called when the master asks this worker to drain."""
         self._settings = settings
+        self._drain_asked = drain_asked
         self._name = settings.name
         self._registry = registry
         self.pool = pool
@@ -121,6 +131,9 @@ class AttemptBook:
         elif isinstance(frame, Ack):
             if self._unacked.pop(key_of(frame), None) is not None:
                 self.changed.set()
+        elif isinstance(frame, Drain):
+            log.info("worker %s: the master asks it to drain", self._name)
+            self._drain_asked()
         else:
             log.warning("worker %s: unexpected %r frame ignored", self._name, frame.t)
 

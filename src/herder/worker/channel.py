@@ -5,7 +5,7 @@ against the CA file of the settings, else the system's CA store.
 
 What the frames mean is the attempts' book's business (`worker.attempts`): the channel hands it
 every frame it reads and gives it the outbox of each connection. Imports `config`, `errors`,
-`protocol.{frames,paths}`, `worker.{attempts,execute,outbox}` and websockets.
+`protocol.{frames,paths,redact}`, `worker.{attempts,execute,outbox}` and websockets.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from herder.protocol.frames import (
     encode_many,
 )
 from herder.protocol.paths import WORKER_CHANNEL
+from herder.protocol.redact import hide_authorization
 from herder.worker.attempts import AttemptBook, ref_of
 from herder.worker.execute import truncate
 from herder.worker.outbox import Outbox
@@ -132,6 +133,8 @@ class Channel:
         backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max)
         token = self._settings.token
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        logger = logging.getLogger("websockets.client")
+        hide_authorization(logger)  # websockets logs the handshake's headers at debug level
         while True:
             welcomed_before = self.sessions
             master_starting = True  # what a failed connect may mean, until shown otherwise
@@ -146,6 +149,7 @@ class Channel:
                     compression=None,
                     open_timeout=WELCOME_TIMEOUT,
                     close_timeout=2.0,
+                    logger=logger,
                 ) as ws:
                     await self._session(ws)
             except asyncio.CancelledError:

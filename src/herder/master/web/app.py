@@ -60,7 +60,7 @@ def create_app(master: Master) -> FastAPI:
     )
     app.state.master = master
     settings = master.settings
-    app.add_middleware(Guard, tokens=Tokens.single(settings.token), max_body=settings.max_body)
+    app.add_middleware(Guard, tokens=Tokens.of(settings), max_body=settings.max_body)
     install_error_handlers(app)
     app.include_router(tasks.router)
     app.include_router(status.router)

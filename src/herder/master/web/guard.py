@@ -1,8 +1,8 @@
 """The middleware every request and the worker channel's upgrade pass: token, then body size.
 
 A pure ASGI middleware, inside the app (so that every route has it, whatever mounts it) and
-outside its exception handling. It refuses a request without the token its path's role needs
-(`access`), and one whose declared body is over --max-body, before any route runs; a body sent
+outside its exception handling. It refuses a request without a token that grants its path's
+role (`access`), and one whose declared body is over --max-body, before any route runs; a body sent
 without a length is counted as it is read, and reading past the limit raises the 413 that the
 error handlers answer. Imports the web layer's `access` and `errors`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herder.master.web.access import MISSING_TOKEN, Tokens, role_needed
+from herder.master.web.access import Tokens, role_needed
 from herder.master.web.errors import body_too_large, error_response
 
 
@@ -33,8 +33,9 @@ class Guard:
             elif name == b"content-length":
                 length = value
         role = role_needed(scope["path"])
-        if role is not None and not self.tokens.grants(role, authorization):
-            await _refuse(scope, receive, send, 401, MISSING_TOKEN[role])
+        refusal = None if role is None else self.tokens.refusal(role, authorization)
+        if refusal is not None:
+            await _refuse(scope, receive, send, refusal.status, refusal.detail)
             return
         if kind == "http":
             if length is None or not length.isdigit():

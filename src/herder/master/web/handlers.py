@@ -1,8 +1,8 @@
 """What each HTTP route asks of the master, and the typed answer it makes of it.
 
 The one module of the HTTP layer that calls the master's API for the routes (submissions,
-reads, cancel, streams, status); the routes parse the request and encode the answer, the
-worker channel talks to the master's membership itself. Imports the master's `core`,
+reads, cancel, streams, status, draining a worker); the routes parse the request and encode
+the answer, the worker channel talks to the master's membership itself. Imports the master's `core`,
 `rejected` and `submissions`, `model` and `protocol`.
 """
 
@@ -193,6 +193,15 @@ def stats(master: Master) -> StatsAnswer:
 
 def workers(master: Master) -> WorkersAnswer:
     return {"workers": cast(list[WorkerView], master.reads.workers())}
+
+
+def drain_worker(master: Master, name: str) -> WorkersAnswer:
+    """Ask the connected workers of that name (or id) to drain; raises Rejected(404) if none."""
+    asked = {session.id for session in master.members.drain(name)}
+    if not asked:
+        raise Rejected(404, f"worker {name!r} is not connected")
+    views = [w for w in master.reads.workers() if w["id"] in asked]
+    return {"workers": cast(list[WorkerView], views)}
 
 
 def types(master: Master) -> TypesAnswer:

@@ -1,4 +1,5 @@
-"""The routes about the master itself: health, Prometheus metrics, stats, workers, types.
+"""The routes about the master itself: health, Prometheus metrics, stats, workers, types, and
+draining a worker (admin only: `access`).
 
 Imports the web layer's `handlers` and `responses`, and `protocol`.
 """
@@ -36,6 +37,13 @@ async def stats(master: MasterDep) -> Response:
 @router.get(paths.WORKERS, response_model=WorkersAnswer)
 async def workers(master: MasterDep) -> Response:
     return json_answer(handlers.workers(master))
+
+
+@router.post(paths.WORKER_DRAIN, response_model=WorkersAnswer)
+async def drain_worker(name: str, master: MasterDep) -> Response:
+    """Ask a connected worker (by name, or by id) to finish what it runs, take no more work and
+    stop, as on SIGTERM. Answers with the workers asked, now `draining`. Needs the admin token."""
+    return json_answer(handlers.drain_worker(master, name))
 
 
 @router.get(paths.TYPES, response_model=TypesAnswer)
