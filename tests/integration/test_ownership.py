@@ -144,7 +144,7 @@ def test_a_worker_that_reconnects_keeps_its_attempt_and_a_namesake_cannot_take_i
         assert _refused(client) == {"hello": 1.0}
 
 
-def test_an_upgrade_from_a_web_page_is_refused(tmp_path: Path) -> None:
+def test_an_upgrade_from_a_web_page_is_refused() -> None:
     cluster = LocalCluster(workers=1, tasks=TEST_TASKS, token=TOKEN)
     with cluster as client:
         with pytest.raises(InvalidStatus) as refused, _connect(cluster, origin="http://evil.example"):
