@@ -255,3 +255,30 @@ class Uneven(TaskType):
 
     def aggregate(self, params: UnevenParams, results: list[Any]) -> int:
         return len(results)
+
+
+class GatedParams(pydantic.BaseModel):
+    gate: str  # a file's path: each part runs until it exists
+    parts: int = 1
+
+
+class Gated(TaskType):
+    """Each part says it started, then waits (up to a minute) for the file `gate`, and returns
+    the name of the worker that ran it: a test decides when its parts end."""
+
+    name = "gated"
+    Params = GatedParams
+
+    def split(self, params: GatedParams) -> list[str]:
+        return [params.gate] * params.parts
+
+    def execute(self, ctx: Context, part: str) -> str:
+        ctx.progress(0.0, 1.0, "started")
+        ctx.log.info("waiting at the gate")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(part) and time.monotonic() < deadline:
+            ctx.sleep(0.01)
+        return f"ran {ctx.subtask_index}"
+
+    def aggregate(self, params: GatedParams, results: list[Any]) -> list[Any]:
+        return results

@@ -47,7 +47,8 @@ def join(
     types: Iterable[str] = ("t",),
     labels: Iterable[str] = (),
 ) -> None:
-    assert s.handle(WorkerJoined(worker_id, slots, frozenset(types), frozenset(labels)), 0.0) == []
+    joined = WorkerJoined(worker_id, slots, frozenset(types), frozenset(labels), name=worker_id)
+    assert s.handle(joined, 0.0) == []
 
 
 def submit(
@@ -694,26 +695,32 @@ def test_losing_a_worker_that_holds_cancelled_attempts_forgets_the_task() -> Non
     assert not s.knows_task("a")
 
 
-# -- adopting running attempts after a master restart -------------------------------------------
+# -- claims of a (re)connecting worker: only its own attempts -----------------------------------
 
 
 def restarted() -> Scheduler:
-    """A fresh core after a restart: the store says index 0 had 2 attempts, index 1 had 1."""
+    """A fresh core after a restart: the store says index 0 ran its attempt 2 on w1, and index
+    1 was queued after 1 attempt."""
     s = make()
     join(s, "w1", slots=2)
     join(s, "w2", slots=2)
-    s.handle(TaskReady("a", "t", 0, [0, 1], attempts_made={0: 2, 1: 1}), 0.0)
+    s.handle(TaskReady("a", "t", 0, [0, 1], attempts_made={0: 2, 1: 1}, held={0: "w1"}), 0.0)
     return s
 
 
-def test_adopt_accepts_the_running_attempt_and_rejects_a_conflicting_one() -> None:
+def test_a_held_subtask_goes_back_only_to_its_worker_at_its_attempt() -> None:
     s = restarted()
+    assert not s.adopt("w2", "a", 0, 2)  # held for w1
+    assert not s.adopt("w1", "a", 0, 1)  # older than the store knows
+    assert not s.adopt("w1", "a", 0, 3)  # never handed out
+    assert s.holder("a", 0, 2) is None
     assert s.adopt("w1", "a", 0, 2)
-    assert s.is_current("a", 0, 2)
+    assert s.holder("a", 0, 2) == "w1"
     assert s.held_by("w1") == [("a", 0, 2)]
     assert s.adopt("w1", "a", 0, 2)  # the same claim again is harmless
-    assert not s.adopt("w2", "a", 0, 3)  # another attempt of index 0 already runs
     assert not s.adopt("w2", "a", 0, 2)  # the same attempt, claimed by another worker
+    assert not s.adopt("w2", "a", 0, 3)  # another attempt of index 0 already runs
+    assert s.held_by("w2") == []
     # index 0 is taken; only index 1 is dispatched, with an attempt number past the store's
     d = one(s.dispatch(0.0))
     assert (d.index, d.attempt) == (1, 2)
@@ -721,19 +728,27 @@ def test_adopt_accepts_the_running_attempt_and_rejects_a_conflicting_one() -> No
     assert s.handle(AttemptSucceeded("a", 0, 2), 0.0) == [CompleteTask("a")]
 
 
-def test_adopt_rejects_attempts_older_than_the_store_knows() -> None:
-    s = restarted()
-    assert not s.adopt("w1", "a", 0, 1)
-    assert s.task_counts("a") == (0, 2)
-
-
-def test_adopt_moves_the_attempt_counter_up() -> None:
-    s = restarted()
-    assert s.adopt("w1", "a", 0, 5)
-    (retry,) = s.handle(AttemptFailed("a", 0, 5), 0.0)
-    assert isinstance(retry, RetryLater)
-    again = [d for d in s.dispatch(retry.at) if d.index == 0]
-    assert [d.attempt for d in again] == [6]
+def test_a_worker_cannot_claim_a_queued_subtask_or_another_workers_attempt() -> None:
+    s = make()
+    join(s, "w1")
+    join(s, "w2")
+    submit(s, "a", 3)
+    d0, d1 = s.dispatch(0.0)
+    assert s.holder("a", d0.index, d0.attempt) == d0.worker_id
+    for attempt in (0, 1, 2, 9):  # index 2 waits in the queue
+        assert not s.adopt("w1", "a", 2, attempt)
+    other = "w2" if d0.worker_id == "w1" else "w1"
+    assert not s.adopt(other, "a", d0.index, d0.attempt)
+    assert s.holder("a", d0.index, d0.attempt) == d0.worker_id
+    assert s.queue_depth() == {0: 1}
+    assert sorted(s.held_by("w1") + s.held_by("w2")) == [("a", 0, 1), ("a", 1, 1)]
+    assert s.wanted("a", 2) and s.wanted("a", d0.index)
+    succeed(s, d0)
+    assert not s.wanted("a", d0.index)
+    (d2,) = s.dispatch(0.0)
+    assert (d2.index, d2.attempt) == (2, 1)  # it ran as attempt 1 on its worker after all
+    succeed(s, d1)
+    assert succeed(s, d2) == [CompleteTask("a")]
 
 
 def test_adopt_rejects_unknown_ended_or_finished_work() -> None:
@@ -743,9 +758,10 @@ def test_adopt_rejects_unknown_ended_or_finished_work() -> None:
     assert not s.adopt("w1", "a", 7, 2)
     d = next(d for d in s.dispatch(0.0) if d.index == 1)
     succeed(s, d)
-    assert not s.adopt("w2", "a", 1, d.attempt + 1)  # index 1 has its result
+    assert not s.adopt("w2", "a", 1, d.attempt)  # index 1 has its result
     s.handle(TaskEnded("a"), 0.0)
-    assert not s.adopt("w1", "a", 0, 9)
+    assert not s.adopt("w1", "a", 0, 2)
+    assert not s.wanted("a", 0)
 
 
 def test_handle_all_concatenates_decisions() -> None:

@@ -29,7 +29,7 @@ def make() -> Scheduler:
 
 
 def join(s: Scheduler, worker_id: str, slots: int = 1) -> None:
-    s.handle(WorkerJoined(worker_id, slots, frozenset({"t"})), 0.0)
+    s.handle(WorkerJoined(worker_id, slots, frozenset({"t"}), name=worker_id), 0.0)
 
 
 def ready(s: Scheduler, task_id: str, n: int, now: float = 0.0, **kw: object) -> None:
@@ -72,7 +72,7 @@ def test_held_subtasks_wait_to_be_claimed_then_are_queued() -> None:
     # after a restart: subtask 0 done (not listed), 1 and 2 were running (held), 3 was queued
     ready(s, "a", 0)  # an empty task completes at once
     s.handle(
-        TaskReady("b", "t", 0, [1, 2, 3], attempts_made={1: 1, 2: 2}, held=frozenset({1, 2})),
+        TaskReady("b", "t", 0, [1, 2, 3], attempts_made={1: 1, 2: 2}, held={1: "w1", 2: "w1"}),
         0.0,
     )
     assert [(d.index, d.attempt) for d in s.dispatch(0.0)] == [(3, 1)]
@@ -88,7 +88,7 @@ def test_held_subtasks_wait_to_be_claimed_then_are_queued() -> None:
 def test_a_result_held_by_a_worker_across_a_restart_completes_the_task() -> None:
     s = make()
     join(s, "w1")
-    s.handle(TaskReady("b", "t", 0, [0], attempts_made={0: 1}, held=frozenset({0})), 0.0)
+    s.handle(TaskReady("b", "t", 0, [0], attempts_made={0: 1}, held={0: "w1"}), 0.0)
     assert s.adopt("w1", "b", 0, 1, now=0.1)
     assert s.handle(AttemptSucceeded("b", 0, 1), 0.2) == [CompleteTask("b")]
     assert s.handle(ReleaseHeld("b"), 5.0) == []

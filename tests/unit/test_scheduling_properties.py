@@ -6,7 +6,8 @@ rounds; successes, failures, hand-backs, late duplicates; time passing), keeps i
 what is outstanding (with pipelining on: each type's moving average of run times, and so each
 worker's exact credit for a deep queue of short work), and checks every decision against it: a
 subtask runs at most once at a time (twice only next to a speculative attempt), attempt numbers
-only grow, credit is never exceeded,
+only grow, credit is never exceeded, an attempt's holder is the worker it was given to (and no
+one once it is answered), a claim in a hello is granted only for the claimer's own attempt,
 strict priority and round-robin hold in every dispatch, the chosen worker is the preferred least
 loaded one, and nothing is lost: driven to quiescence, every task that was not ended completes
 exactly once and the core forgets it. Imports herder.scheduling and hypothesis.
@@ -580,6 +581,36 @@ class Harness:
         assert decisions == [Requeue(t, i, attempt, wid, "handed back")], decisions
         self.make_ready(t, i, self.tick_stamp())
 
+    def op_claim(self, a: int, b: int) -> None:
+        """A worker's hello claims an attempt: one it holds, another worker's, one no longer
+        current, or one of a subtask waiting in the queue (the number it had or the next).
+        Only its own is granted, and a claim changes nothing."""
+        wid = self.pick_worker(a)
+        if wid is None:
+            return
+        waiting = [
+            (t, i, sub.last_attempt + b % 2)
+            for (t, i), sub in sorted(self.subs.items())
+            if sub.state in ("ready", "delayed")
+        ]
+        candidates = [att for att, _ in self.held()] + self.answered + waiting
+        if not candidates:
+            return
+        t, i, attempt = candidates[b % len(candidates)]
+        before = (
+            {w: self.s.held_by(w) for w in self.workers},
+            self.s.queue_depth(),
+            self.s.next_wakeup(),
+        )
+        granted = self.s.adopt(wid, t, i, attempt, now=self.now)
+        assert granted == ((t, i, attempt) in self.workers[wid].held), (wid, t, i, attempt)
+        after = (
+            {w: self.s.held_by(w) for w in self.workers},
+            self.s.queue_depth(),
+            self.s.next_wakeup(),
+        )
+        assert before == after
+
     def op_late(self, a: int, b: int) -> None:
         """A duplicate or late message about an attempt that is no longer current."""
         if not self.answered:
@@ -604,7 +635,10 @@ class Harness:
             assert self.s.held_by(wid) == sorted(w.held)
             assert self.s.worker_health(wid)[1] == self.failing(w)
             for t, i, a in w.held:
-                assert self.s.is_current(t, i, a)
+                assert self.s.holder(t, i, a) == wid  # its frames about it count, no one else's
+        for t, i, a in self.answered:
+            if a not in self.subs[t, i].running:
+                assert self.s.holder(t, i, a) is None
         for sub in self.subs.values():
             assert len(sub.running) <= 2  # one attempt, and at most one speculative beside it
         delayed = [
@@ -691,6 +725,7 @@ EVERYTHING = ops(
     ("handback", 1),
     ("cancel", 1),
     ("late", 1),
+    ("claim", 2),
 )
 NO_ENDINGS = ops(
     ("join", 2),
@@ -728,6 +763,7 @@ CHURN = ops(
     ("submit", 2),
     ("dispatch", 4),
     ("succeed", 2),
+    ("claim", 2),
 )
 
 
@@ -825,6 +861,45 @@ def test_a_worker_that_fails_everything_is_passed_over(
     steps: list[Step], homogeneous: bool
 ) -> None:
     run(Harness(0, 0, homogeneous, max_retries=1_000), steps)
+
+
+@PROPS
+@given(
+    held=st.dictionaries(
+        st.integers(0, 4), st.tuples(st.sampled_from(["w1", "w2"]), st.integers(1, 3))
+    ),
+    claims=st.lists(
+        st.tuples(st.sampled_from(["w1", "w2", "w3"]), st.integers(0, 5), st.integers(0, 4)),
+        max_size=25,
+    ),
+)
+def test_after_a_restart_a_held_subtask_goes_only_to_its_worker_at_its_attempt(
+    held: dict[int, tuple[str, int]], claims: list[tuple[str, int, int]]
+) -> None:
+    """A restarted core holds what was running for the worker the store names, at the attempt
+    the store knows: that claim, and only it, is granted, once; nothing else can be claimed."""
+    s = Scheduler(SchedulerConfig(), 0)
+    for wid in ("w1", "w2", "w3"):
+        s.handle(WorkerJoined(wid, 8, TYPES[2], name=wid), 0.0)
+    attempts = {i: a for i, (_, a) in held.items()}
+    s.handle(
+        TaskReady("r", "a", 0, range(5), attempts_made=attempts,
+                  held={i: w for i, (w, _) in held.items()}),
+        0.0,
+    )
+    owned: dict[int, tuple[str, int]] = {}
+    for wid, index, attempt in claims:
+        mine = owned.get(index) == (wid, attempt)
+        granted = mine or (index not in owned and held.get(index) == (wid, attempt))
+        assert s.adopt(wid, "r", index, attempt) == granted, (wid, index, attempt)
+        if granted:
+            owned[index] = (wid, attempt)
+        for i, (w, a) in owned.items():
+            assert s.holder("r", i, a) == w
+    for wid in ("w1", "w2", "w3"):
+        assert s.held_by(wid) == sorted(("r", i, a) for i, (w, a) in owned.items() if w == wid)
+    # the subtasks not held were queued from the start; the held ones nobody claimed wait
+    assert s.queue_depth() == ({0: 5 - len(held)} if len(held) < 5 else {})
 
 
 def test_the_harness_reaches_the_rare_paths() -> None:

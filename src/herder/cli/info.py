@@ -49,9 +49,10 @@ def drain(
     name: Annotated[str, typer.Argument(help="The worker's name (or id), as `workers` lists it.")],
     url: Url = DEFAULT_URL,
     token: AdminCallToken = None,
+    ca: Ca = None,
 ) -> None:
     """Ask a worker to finish what it runs, take no more and stop (needs the admin token)."""
-    with _client(url, token) as client:
+    with _client(url, token, ca) as client:
         asked = client.drain_worker(name)
     for w in asked:
         out.print(f"{w.get('name')} ({w.get('id')}) {fmt.styled_state(w.get('state'))}")

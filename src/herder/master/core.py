@@ -3,7 +3,8 @@ routed to the part that handles each.
 
 The parts, each with one job: `Submissions` take tasks in, `Results` commit the workers'
 results, `Aggregation` ends the tasks whose subtasks all succeeded, `Tasks` keeps the active
-tasks and ends them, `Membership` keeps the workers and their leases, `LiveEvents` publishes what
+tasks and ends them, `Membership` keeps the workers and their leases, `Ownership` lets a worker
+speak only for its own attempts, `LiveEvents` publishes what
 followers see, `Reads` answers the API's reads and `Streams` its live streams. The scheduling
 core decides; the `Dispatcher` carries out its decisions; `Records` is the one way to the store.
 Everything runs on the event loop. The HTTP layer holds a `Master` and calls its parts.
@@ -30,6 +31,7 @@ from herder.master.follow import Streams
 from herder.master.live import ActiveTask, KeptResults
 from herder.master.liveevents import LiveEvents
 from herder.master.membership import Membership
+from herder.master.ownership import Ownership
 from herder.master.reads import Reads, count_by_state, slots_in_use
 from herder.master.records import Records
 from herder.master.recovery import Recovery
@@ -104,14 +106,17 @@ class Master:
             registry, self.records, self.tasks, self.submissions, aggregation, dispatcher,
             settings.lease_timeout,
         )
+        ownership = Ownership(sched, self.stats)
         self.members = Membership(
-            settings, sched, self.sessions, frozenset(registry.names()), dispatcher, self.stats
+            settings, sched, self.sessions, frozenset(registry.names()), dispatcher, self.stats,
+            ownership,
         )
         self.reads = Reads(self.records, self.tasks, self.sessions, sched, self.stats)
         self.streams = Streams(hub, self.tasks, self.reads)
         # bound once: one of them per frame
         self._on_result = self.results.on_result
         self._on_progress = self.live.on_progress
+        self._admits = ownership.admits
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -141,17 +146,21 @@ class Master:
         await self.records.close()
 
     async def on_frame(self, session: WorkerSession, frame: frames.WorkerFrame) -> None:
-        """A frame from a worker, to the part that handles its kind."""
+        """A frame from a worker, to the part that handles its kind; one about an attempt that
+        is another worker's goes nowhere (`Ownership`)."""
         session.last_seen = time.monotonic()
         match frame:
             case frames.Heartbeat():
                 self.members.heartbeat(session, frame)
             case frames.ProgressFrame():
-                self._on_progress(frame)
+                if self._admits(session, "progress", frame):
+                    self._on_progress(frame)
             case frames.LogFrame():
-                self.live.on_log(session, frame)
+                if self._admits(session, "log", frame):
+                    self.live.on_log(session, frame)
             case frames.ResultFrame():
-                self._on_result(session, frame)
+                if self._admits(session, "result", frame):
+                    self._on_result(session, frame)
             case frames.Drain():
                 self.members.draining(session)
             case frames.Hello():

@@ -81,7 +81,11 @@ class LiveEvents:
         self._moved.add(task.id)
 
     def on_log(self, session: WorkerSession, frame: frames.LogFrame) -> None:
-        if frame.task_id not in self._active:
+        # a line of no current attempt cannot be told from one written into another's task
+        if frame.task_id not in self._active or not self._sched.is_current(
+            frame.task_id, frame.index, frame.attempt
+        ):
+            self._stats.stale_messages.inc()
             return
         self._append(
             LogRecord(

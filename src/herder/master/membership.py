@@ -2,8 +2,9 @@
 drains, disconnecting, and being declared lost, by the lease watch or at once after a clean stop.
 
 Each change goes to the scheduling core; its decisions (attempts to queue again, to stop) go to
-the dispatcher. Imports the scheduling core, `config`, `protocol.frames` and the master's
-`sessions`, `dispatch` and `stats`.
+the dispatcher. A hello's claims go through the core's `adopt`: a worker keeps only attempts
+that are its own; the others are refused (`ownership`). Imports the scheduling core, `config`,
+`protocol.frames` and the master's `sessions`, `dispatch`, `ownership` and `stats`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from herder import scheduling as sch
 from herder.config import MasterSettings
 from herder.master.dispatch import Dispatcher
+from herder.master.ownership import Ownership
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Stats
 from herder.protocol import frames
@@ -32,6 +34,7 @@ class Membership:
         type_names: frozenset[str],
         dispatcher: Dispatcher,
         stats: Stats,
+        ownership: Ownership,
     ) -> None:
         """`sessions`: the table of workers it keeps, by session id (the dispatcher reads it)."""
         self._settings = settings
@@ -39,6 +42,7 @@ class Membership:
         self._type_names = type_names
         self._dispatcher = dispatcher
         self._stats = stats
+        self._ownership = ownership
         self.sessions = sessions
         self._by_uid: dict[str, str] = {}  # worker process uid -> session id
 
@@ -65,7 +69,10 @@ class Membership:
             if hello.uid:
                 self._by_uid[hello.uid] = session.id
             decisions += self._sched.handle(
-                sch.WorkerJoined(session.id, session.slots, session.types, session.labels), now
+                sch.WorkerJoined(
+                    session.id, session.slots, session.types, session.labels, name=session.name
+                ),
+                now,
             )
             log.info("worker %s (%s) joined with %d slots", session.name, session.id, session.slots)
         keep = self._reconcile(session, hello, decisions, now)
@@ -84,10 +91,11 @@ class Membership:
     ) -> list[frames.AttemptRef]:
         """Agree with a (re)connecting worker on what it holds.
 
-        What it runs, or has results for, is taken back when still current (or claimable after
-        a master restart); what the master thought it held and it no longer has is queued again.
+        What it runs, or has results for, is taken back when it is still this worker's (or,
+        after a master restart, held for a worker of its name: `Scheduler.adopt`); any other
+        claim is refused. What the master thought it held and it no longer has is queued again.
         The running attempts the master does not keep are listed in no `keep`, so the worker
-        stops them; the results it sends for attempts not taken back arrive as stale.
+        stops them; the results it sends for attempts not taken back are stale or refused.
         """
         reported = {(r.task_id, r.index, r.attempt) for r in (*hello.running, *hello.results)}
         for task_id, index, attempt in self._sched.held_by(session.id):
@@ -95,6 +103,7 @@ class Membership:
                 decisions += self._sched.handle(sch.AttemptEnded(task_id, index, attempt), now)
         held = set(self._sched.held_by(session.id))
         keep: list[frames.AttemptRef] = []
+        refused: list[frames.AttemptRef] = []
         running = set(hello.running)
         for ref in (*hello.running, *hello.results):
             key = (ref.task_id, ref.index, ref.attempt)
@@ -103,6 +112,12 @@ class Membership:
                     self._dispatcher.adopted(ref.task_id)
                 if ref in running:
                     keep.append(ref)
+            elif self._sched.wanted(ref.task_id, ref.index):
+                refused.append(ref)
+            else:  # its result is in, or its task ended: a claim that comes late
+                self._stats.stale_messages.inc()
+        if refused:
+            self._ownership.refuse(session, "hello", refused)
         self._dispatcher.decided(decisions)
         return keep
 

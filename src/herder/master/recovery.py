@@ -65,17 +65,19 @@ class Recovery:
         todo = [s.index for s in subtasks if s.state.value != "succeeded"]
         # An attempt's start is stored a while after its dispatch (master/starts.py): a
         # subtask stored as queued may have had one on its way. The next attempt gets a number
-        # above it, so the two never pass for each other (the number is the fencing token); a
-        # worker that reconnects still running that one may have it adopted.
+        # above it, so the two never pass for each other (the number is the fencing token); the
+        # store names no worker for it, so nobody may claim it back.
         attempts = {s.index: s.attempts + (s.state.value == "queued") for s in subtasks}
         if record.state is TaskState.AGGREGATING or not todo:
             task.parts = parts
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
             self._aggregation.start(task)
             return
-        # What was running is held for --lease-timeout: its workers may reconnect and claim
-        # it back (or deliver its result) instead of running it again.
-        held = frozenset(s.index for s in subtasks if s.state.value == "running")
+        # What was running is held for --lease-timeout: the worker the store names for it may
+        # reconnect and claim it back (or deliver its result) instead of running it again.
+        held = {
+            s.index: s.worker for s in subtasks if s.state.value == "running" and s.worker
+        }
         self._submissions.begin(task, parts, todo, attempts, {}, held)
         if held:
             asyncio.get_running_loop().call_later(

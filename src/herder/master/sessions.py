@@ -39,6 +39,10 @@ class WorkerSession:
     #: None asks the writer to close the connection
     outbox: Batches[frames.Outgoing | None] = field(default_factory=Batches)
     close_reason: str | None = None
+    #: monotonic time its refused messages were last logged (0: never), and how many were
+    #: refused since (`ownership`)
+    refusals_logged_at: float = 0.0
+    refused_unlogged: int = 0
 
     def send(self, frame: frames.Outgoing) -> None:
         if self.connected:  # frames for a worker between connections are lost, by design:

@@ -133,8 +133,8 @@ class LoopCounter(Collector):
         if not labels:  # shown from the start, with a zero, as prometheus_client does
             self._counts[()] = 0.0
 
-    def inc(self, *label_values: str) -> None:
-        self._counts[label_values] = self._counts.get(label_values, 0.0) + 1
+    def inc(self, *label_values: str, amount: float = 1) -> None:
+        self._counts[label_values] = self._counts.get(label_values, 0.0) + amount
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
@@ -173,8 +173,15 @@ class Stats:
             "herder_stale_messages",
             "Messages about attempts that were no longer current, dropped",
         )
+        self.refused_messages = LoopCounter(
+            "herder_refused_worker_messages",
+            "Worker messages about attempts the sender does not hold (result, progress, log) "
+            "and attempts claimed in a hello that were not the sender's, refused; by kind",
+            ["kind"],
+        )
         for collector in (
             self.submitted, self.finished, self.retries, self.lost_workers, self.stale_messages,
+            self.refused_messages,
             self.subtask_duration, self.dispatch_latency, self.results_per_commit,
         ):
             r.register(collector)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -242,11 +242,12 @@ class Submissions:
         todo: list[int],
         attempts: dict[int, int],
         failures: dict[int, int],
-        held: frozenset[int] = frozenset(),
+        held: Mapping[int, str] | None = None,
         stored_parts: Sequence[JSONText] | None = None,
     ) -> None:
         """Schedule the task's subtasks `todo`; a pending task starts running and its parts are
-        stored (as `stored_parts`, their JSON texts, when the caller has them)."""
+        stored (as `stored_parts`, their JSON texts, when the caller has them). `held`: those
+        that were running when the master stopped, by the name of the worker that ran them."""
         record = task.record
         if record.state is TaskState.PENDING:
             record.started_at = time.time()
@@ -272,7 +273,7 @@ class Submissions:
                 max_retries=max_retries,
                 attempts_made=attempts,
                 failures_made=failures,
-                held=held,
+                held=held or {},
                 speculative=type_cls.speculative,
             ),
             time.monotonic(),

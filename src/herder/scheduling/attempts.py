@@ -58,10 +58,17 @@ class Attempts:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def is_current(self, task_id: str, index: int, attempt: int) -> bool:
+    def holder(self, task_id: str, index: int, attempt: int) -> str | None:
+        """The worker that holds the attempt while it is current; None when it is not."""
         task = self._tasks.get(task_id)
         sub = task.subtasks.get(index) if task else None
-        return sub is not None and attempt in sub.running
+        return sub.running.get(attempt) if sub is not None else None
+
+    def wanted(self, task_id: str, index: int) -> bool:
+        """Does the subtask of a live task still need its result?"""
+        task = self._tasks.get(task_id)
+        sub = task.subtasks.get(index) if task else None
+        return task is not None and sub is not None and not task.ended and not sub.done
 
     def knows(self, task_id: str) -> bool:
         return task_id in self._tasks
@@ -87,7 +94,7 @@ class Attempts:
                 attempts=ev.attempts_made.get(i, 0),
                 failures=ev.failures_made.get(i, 0),
                 ready_at=now,
-                held=i in ev.held,
+                held_for=ev.held.get(i),
             )
             for i in ev.indices
         }
@@ -107,8 +114,8 @@ class Attempts:
         if task is None or task.ended:
             return []
         for index, sub in sorted(task.subtasks.items()):
-            if sub.held:
-                sub.held = False
+            if sub.held_for is not None:
+                sub.held_for = None
                 if not sub.done and not sub.running:
                     self._queue.push(task, index, front=False, now=now)
         return []
@@ -227,20 +234,23 @@ class Attempts:
         """See Scheduler.adopt."""
         task = self._tasks.get(task_id)
         sub = task.subtasks.get(index) if task else None
-        if task is None or sub is None or task.ended or sub.done:
+        if task is None or sub is None:
             return False
-        if sub.running and attempt not in sub.running:
+        if sub.running.get(attempt) == w.id:
+            return True  # its own already
+        if (
+            task.ended
+            or sub.done
+            or sub.running
+            or sub.held_for is None
+            or sub.held_for != w.name
+            or attempt != sub.attempts
+        ):
             return False
-        if attempt < sub.attempts and attempt not in sub.running:
-            return False
-        if attempt in sub.running and sub.running[attempt] != w.id:
-            return False
-        sub.attempts = max(sub.attempts, attempt)
+        sub.held_for = None
         sub.running[attempt] = w.id
-        sub.started.setdefault(attempt, now)
-        sub.held = False
+        sub.started[attempt] = now
         self._workers.hold(w, task, index, attempt)
-        self._queue.discard(task, index)
         return True
 
     def speculate(

@@ -118,10 +118,12 @@ class Scheduler:
     def adopt(
         self, worker_id: str, task_id: str, index: int, attempt: int, now: float = 0.0
     ) -> bool:
-        """A reconnecting worker still runs this attempt: keep it if it is still wanted.
+        """A (re)connecting worker says it runs this attempt: is it the worker's to keep?
 
-        After a master restart the core has never seen the attempt, so it is accepted when the
-        subtask has no result and no other running attempt; the attempt counter moves up to it.
+        Yes when the worker holds it already. After a master restart, also when the subtask is
+        held for a worker of this one's name (TaskReady.held) and `attempt` is its last attempt
+        the store knows; it is then this worker's. Anything else is refused: a worker cannot
+        take an attempt that was not given to it, nor a subtask that waits in the queue.
         """
         w = self._workers.get(worker_id)
         return w is not None and self._attempts.adopt(w, task_id, index, attempt, now)
@@ -133,7 +135,17 @@ class Scheduler:
     # -- queries -------------------------------------------------------------------------------
 
     def is_current(self, task_id: str, index: int, attempt: int) -> bool:
-        return self._attempts.is_current(task_id, index, attempt)
+        return self._attempts.holder(task_id, index, attempt) is not None
+
+    def holder(self, task_id: str, index: int, attempt: int) -> str | None:
+        """The worker the attempt was given to, while it is current (None once it is not): the
+        only one whose result, progress and log lines about it count."""
+        return self._attempts.holder(task_id, index, attempt)
+
+    def wanted(self, task_id: str, index: int) -> bool:
+        """Does the subtask of a live task still need its result (so that a claim of it that
+        `adopt` refuses is not merely late)?"""
+        return self._attempts.wanted(task_id, index)
 
     def knows_task(self, task_id: str) -> bool:
         return self._attempts.knows(task_id)

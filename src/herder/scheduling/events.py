@@ -17,6 +17,9 @@ class WorkerJoined:
     slots: int
     types: frozenset[str]
     labels: frozenset[str] = frozenset()
+    #: the name the store records for its attempts: after a master restart, the attempts held
+    #: for it are recognised by it
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +72,9 @@ class TaskReady:
     #: attempts already made per index (after a restart), so attempt numbers keep growing
     attempts_made: Mapping[int, int] = field(default_factory=dict)
     failures_made: Mapping[int, int] = field(default_factory=dict)
-    #: subtasks that were running when the master stopped: not queued until ReleaseHeld, so
-    #: that their reconnecting workers can claim them back first
-    held: frozenset[int] = frozenset()
+    #: subtasks that were running when the master stopped, with the name of the worker that ran
+    #: them: not queued until ReleaseHeld, so that that worker can claim them back first
+    held: Mapping[int, str] = field(default_factory=dict)
     #: may a second attempt be started next to a slow one
     speculative: bool = True
 

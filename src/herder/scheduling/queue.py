@@ -41,13 +41,6 @@ class ReadyQueue:
         if len(task.ready) == 1:
             self.add(task)
 
-    def discard(self, task: Task, index: int) -> None:
-        """Subtask `index` is not ready any more (a worker claimed it back)."""
-        if index in task.ready:
-            task.ready.remove(index)
-            if not task.ready:
-                self.remove(task)
-
     def add(self, task: Task) -> None:
         """The task has ready subtasks: it takes its turn at the end of its priority's ring."""
         ring = self._rings.get(task.priority)

@@ -21,8 +21,9 @@ class Subtask:
     #: workers it failed on: others are preferred for its retries
     avoid: set[str] = field(default_factory=set)
     ready_at: float = 0.0
-    #: running when the master stopped: not queued until ReleaseHeld
-    held: bool = False
+    #: running when the master stopped, on the worker of this name: not queued until ReleaseHeld
+    #: or until that worker claims it back
+    held_for: str | None = None
     started: dict[int, float] = field(default_factory=dict)  # attempt -> dispatch time
 
 

@@ -50,6 +50,7 @@ class Worker:
     #: it handed back attempts that waited behind ones that overran: until one of those it still
     #: holds ends, it gets no more than its slots (no pipelining, no prefetch)
     stuck: bool = False
+    name: str = ""
 
 
 class Workers:
@@ -75,7 +76,7 @@ class Workers:
     def join(self, ev: WorkerJoined) -> None:
         self._joined += 1
         self._by_id[ev.worker_id] = Worker(
-            ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined
+            ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined, name=ev.name
         )
 
     def leave(self, worker_id: str) -> Worker | None:

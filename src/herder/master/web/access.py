@@ -68,6 +68,15 @@ def _pattern(template: str) -> str:
 _ADMIN_PATH = re.compile("|".join(_pattern(t) for t in ADMIN_TEMPLATES))
 
 
+#: the 403's detail for a WebSocket upgrade that carries an `Origin`: browsers send one with
+#: every WebSocket (and apply no CORS to it), herder's worker never does, so no web page can
+#: join as a worker, whatever credentials its browser holds
+FROM_A_WEB_PAGE = (
+    "origin: the worker channel does not take connections from web pages "
+    "(the upgrade carries an Origin header; herder's worker sends none)"
+)
+
+
 def role_needed(path: str) -> Role | None:
     """The role a request to `path` needs; None for a public path. Any path not known to be
     public needs a role, so that a route added later is guarded without a word here."""

@@ -1,17 +1,18 @@
-"""The middleware every request and the worker channel's upgrade pass: token, then body size.
+"""The middleware every request and the worker channel's upgrade pass: origin, token, body size.
 
 A pure ASGI middleware, inside the app (so that every route has it, whatever mounts it) and
-outside its exception handling. It refuses a request without a token that grants its path's
-role (`access`), and one whose declared body is over --max-body, before any route runs; a body sent
-without a length is counted as it is read, and reading past the limit raises the 413 that the
-error handlers answer. Imports the web layer's `access` and `errors`.
+outside its exception handling. It refuses a WebSocket upgrade from a web page (one with an
+`Origin` header), a request without the token its path's role needs (`access`), and one whose
+declared body is over --max-body, before any route runs; a body sent without a length is counted
+as it is read, and reading past the limit raises the 413 that the error handlers answer.
+Imports the web layer's `access` and `errors`.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herder.master.web.access import Tokens, role_needed
+from herder.master.web.access import FROM_A_WEB_PAGE, Tokens, role_needed
 from herder.master.web.errors import body_too_large, error_response
 
 
@@ -26,12 +27,17 @@ class Guard:
         if kind != "http" and kind != "websocket":  # the lifespan
             await self.app(scope, receive, send)
             return
-        authorization = length = None
+        authorization = length = origin = None
         for name, value in scope["headers"]:
             if name == b"authorization" and authorization is None:
                 authorization = value
             elif name == b"content-length":
                 length = value
+            elif name == b"origin":
+                origin = value
+        if kind == "websocket" and origin is not None:
+            await _refuse(scope, receive, send, 403, FROM_A_WEB_PAGE)
+            return
         role = role_needed(scope["path"])
         refusal = None if role is None else self.tokens.refusal(role, authorization)
         if refusal is not None:
