@@ -15,6 +15,7 @@ the master's parts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import partial
 
@@ -45,6 +46,8 @@ from herder.tasktype import Registry
 
 #: how often running subtasks are checked for stragglers
 SPECULATE_EVERY = 0.5
+
+log = logging.getLogger(__name__)
 
 
 class Master:
@@ -156,3 +159,21 @@ class Master:
                 self.members.draining(session)
             case frames.Hello():
                 raise HerderError("hello: sent twice on one connection")
+
+    def undeliverable(self, session: WorkerSession, frame: frames.Encodable, why: str) -> None:
+        """A frame for `session` that no message can carry: an assign's attempt fails for good
+        (its part cannot reach any worker), as if the worker had said so; anything else is
+        logged."""
+        if isinstance(frame, dict) and frame["t"] == "assign":
+            index = frame["index"]
+            error = (
+                f"PartTooLarge: the part of subtask {index} cannot be sent to a worker: {why} "
+                f"(see docs/limits.md)"
+            )
+            self._on_result(session, frames.ResultFrame(
+                task_id=frame["task_id"], index=index, attempt=frame["attempt"],
+                outcome="too_large", error=error,
+            ))
+            return
+        kind = frame["t"] if isinstance(frame, dict) else frame.t
+        log.error("worker %s: a %s frame is not sent: %s", session.name, kind, why)

@@ -12,6 +12,7 @@ import uvicorn
 from herder.config import MasterSettings
 from herder.master.core import Master
 from herder.master.web import create_app
+from herder.protocol.frames import MAX_FRAME_BYTES
 from herder.store import open_store
 from herder.tasktype import Registry
 
@@ -34,6 +35,6 @@ def serve(settings: MasterSettings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
-        ws_max_size=16 * 1024 * 1024,
+        ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
     )
