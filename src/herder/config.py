@@ -53,6 +53,13 @@ class MasterSettings:
     #: log lines kept per task; older ones are dropped (and counted)
     max_logs_per_task: int = 10_000
     log_level: str = "info"
+    # -- size and count limits: one table in docs/limits.md, checked together at start
+    #: largest params of one task, in bytes of JSON (its part must fit in a channel message)
+    max_params: int = 15 * 2**20
+    #: a split that makes more subtasks fails its task (or gets 422 when it runs at submission)
+    max_subtasks_per_task: int = 100_000
+    #: subtasks of unfinished tasks before submissions get 429
+    max_pending_subtasks: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

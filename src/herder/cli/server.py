@@ -75,6 +75,9 @@ def master(
     speculate_min: opt.SpeculateMin = _M.speculate_min,
     max_body: opt.MaxBody = _M.max_body,
     log_level: opt.LogLevel = "info",
+    max_params: opt.MaxParams = _M.max_params,
+    max_subtasks_per_task: opt.MaxSubtasksPerTask = _M.max_subtasks_per_task,
+    max_pending_subtasks: opt.MaxPendingSubtasks = _M.max_pending_subtasks,
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     _require_token_off_loopback(host, token)
@@ -88,6 +91,8 @@ def master(
         token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
+        max_params=max_params, max_subtasks_per_task=max_subtasks_per_task,
+        max_pending_subtasks=max_pending_subtasks,
     )
     _setup_logging(log_level)
     _import_from_cwd()

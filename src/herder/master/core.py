@@ -83,8 +83,8 @@ class Master:
         self.live = LiveEvents(hub, self.records, active, sched, self.stats)
         kept = KeptResults(settings.results_in_memory)
         self.tasks = Tasks(
-            settings.max_pending, sched, active, self.records, self.live, kept, dispatcher,
-            self.stats,
+            settings.max_pending, settings.max_pending_subtasks, sched, active, self.records,
+            self.live, kept, dispatcher, self.stats,
         )
         self._code = TaskCode(
             CodeRunner(settings.split_timeout), self.tasks.fail, self.background
@@ -101,7 +101,7 @@ class Master:
         )
         self.submissions = Submissions(
             registry, sched, self.records, self.tasks, self._code, dispatcher, self.live,
-            self.background,
+            self.background, settings,
         )
         self._recovery = Recovery(
             registry, self.records, self.tasks, self.submissions, aggregation, dispatcher,

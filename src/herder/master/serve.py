@@ -1,6 +1,7 @@
 """Start a master: open the store, load the task types, run the ASGI app on uvicorn.
 
-Imports `config`, `store`, `tasktype` and the master's `core` and `web`.
+Imports `config`, `store`, `tasktype`, `protocol.frames` and the master's `core`, `limits`
+and `web`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uvicorn
 
 from herder.config import MasterSettings
 from herder.master.core import Master
+from herder.master.limits import check_limits
 from herder.master.web import create_app
 from herder.protocol.frames import MAX_FRAME_BYTES
 from herder.store import open_store
@@ -18,6 +20,7 @@ from herder.tasktype import Registry
 
 
 def build_master(settings: MasterSettings) -> Master:
+    check_limits(settings)
     registry = Registry.from_modules(settings.tasks)
     return Master(settings, open_store(settings.db), registry)
 
