@@ -132,7 +132,7 @@ def test_subtask_limits_answer_naming_the_limit_and_stop_a_runaway_split() -> No
         assert "--max-subtasks-per-task of 50" in refused.message
         # the queue holds at most 100 subtasks of unfinished tasks
         held = [client.submit("sleep", {"seconds": 60, "parts": 50}) for _ in range(2)]
-        wait_until(lambda: all(h.status()["subtasks_total"] == 50 for h in held))
+        wait_until(lambda: all(h.status()["progress"]["subtasks_total"] == 50 for h in held))
         with pytest.raises(QueueFull) as full:
             client.submit("sleep", {"seconds": 60})
         assert "--max-pending-subtasks of 100" in full.value.message
