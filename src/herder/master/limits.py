@@ -10,18 +10,14 @@ from herder.protocol.frames import MAX_VALUE_BYTES
 
 
 def limits_problems(settings: MasterSettings) -> list[str]:
-    """What is inconsistent among the limits, one sentence each (none: they fit together)."""
+    """What is inconsistent among the limits, one sentence each (none: they fit together).
+    A --max-body below --max-params is not: the body then bounds the params too."""
     s = settings
     problems = []
     if s.max_params > MAX_VALUE_BYTES:
         problems.append(
             f"--max-params of {s.max_params} bytes is over the {MAX_VALUE_BYTES} bytes a part "
             f"may have in a worker-channel message: such params could not be dispatched"
-        )
-    if s.max_params > s.max_body:
-        problems.append(
-            f"--max-params of {s.max_params} bytes is over --max-body of {s.max_body} bytes: "
-            f"no request could carry such params"
         )
     if s.max_subtasks_per_task > s.max_pending_subtasks:
         problems.append(
