@@ -62,6 +62,13 @@ class MasterSettings:
     tls_cert: str | None = None
     #: PEM private key of tls_cert; None: read from the tls_cert file
     tls_key: str | None = None
+    # -- size and count limits: one table in docs/limits.md, checked together at start
+    #: largest params of one task, in bytes of JSON (its part must fit in a channel message)
+    max_params: int = 15 * 2**20
+    #: a split that makes more subtasks fails its task (or gets 422 when it runs at submission)
+    max_subtasks_per_task: int = 100_000
+    #: subtasks of unfinished tasks before submissions get 429
+    max_pending_subtasks: int = 1_000_000
 
     def __post_init__(self) -> None:
         check_token("--token", self.token)

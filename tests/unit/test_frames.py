@@ -44,7 +44,7 @@ def test_assign_packs_like_its_dump_and_decodes_back(
 
 
 def test_the_maps_of_acks_and_cancels_decode_as_their_frames() -> None:
-    sent = frames.encode_many(
+    sent = _one_message(
         [frames.ack_map("t", 3, 2), frames.cancel_map("t", 4, 1, "deadline"),
          frames.Ack(task_id="t", index=5, attempt=1)]
     )
@@ -61,7 +61,7 @@ def test_acks_and_cancels_in_one_message_decode_in_order() -> None:
     welcome = frames.Welcome(
         worker_id="w", heartbeat=1.0, keep=[frames.AttemptRef(task_id="t", index=0, attempt=1)]
     )
-    decoded = frames.decode_master_frames(frames.encode_many([ack, cancel, welcome]))
+    decoded = frames.decode_master_frames(_one_message([ack, cancel, welcome]))
     assert decoded == [frames.Ack(task_id="t", index=3, attempt=2), cancel, welcome]
 
 
@@ -72,3 +72,36 @@ def test_a_result_of_json_data_packs_like_its_dump(result: Any, duration: float)
     assert msgpack.unpackb(frames.encode(frame)) == msgpack.unpackb(
         msgpack.packb(frame.model_dump(mode="json"))
     )
+
+
+def _one_message(sent: list[frames.Encodable]) -> bytes:
+    packed = frames.pack_messages(sent)
+    assert not packed.refused
+    (message,) = packed.messages
+    return message
+
+
+def test_messages_are_packed_under_the_byte_budget_in_order() -> None:
+    sent = [frames.ack_map("t", i, 1) for i in range(200)]
+    sent.insert(10, frames.assign_map("t", 99, 1, "noop", "x" * 3000, None))
+    packed = frames.pack_messages(sent, budget=4096)
+    assert not packed.refused
+    assert len(packed.messages) > 1
+    assert all(len(m) <= 4096 for m in packed.messages)
+    decoded = [f for m in packed.messages for f in frames.decode_master_frames(m)]
+    assert [(f.t, f.index) for f in decoded] == [(s["t"], s["index"]) for s in sent]
+
+
+def test_a_frame_too_large_for_any_message_is_refused_and_the_rest_go() -> None:
+    big = frames.assign_map("t", 0, 1, "noop", "x" * 5000, None)
+    packed = frames.pack_messages([frames.ack_map("t", 1, 1), big, frames.ack_map("t", 2, 1)],
+                                  budget=4096)
+    assert [frame for frame, _ in packed.refused] == [big]
+    assert "over the limit of" in packed.refused[0][1]
+    decoded = [f for m in packed.messages for f in frames.decode_master_frames(m)]
+    assert [f.index for f in decoded] == [1, 2]
+
+
+def test_a_message_holds_at_most_the_frame_count() -> None:
+    packed = frames.pack_messages([frames.ack_map("t", i, 1) for i in range(25)], most=10)
+    assert [len(frames.decode_master_frames(m)) for m in packed.messages] == [10, 10, 5]

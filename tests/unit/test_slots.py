@@ -418,21 +418,23 @@ def test_throttle_keeps_one_report_per_interval_and_the_last() -> None:
 
 
 def test_check_result_normalises_json_and_refuses_the_rest() -> None:
-    assert check_result({"a": (1, 2), 3: "x"}) == ({"a": [1, 2], "3": "x"}, None)
-    value, problem = check_result({"a": object()})
-    assert value is None
+    assert check_result({"a": (1, 2), 3: "x"}) == ("ok", {"a": [1, 2], "3": "x"}, None)
+    outcome, value, problem = check_result({"a": object()})
+    assert outcome == "error" and value is None
     assert problem is not None and "dict cannot be sent as JSON" in problem
-    value, problem = check_result("x" * (17 * 1024 * 1024))
-    assert value is None and problem is not None and "over the limit" in problem
+    outcome, value, problem = check_result("x" * (17 * 1024 * 1024))
+    assert outcome == "too_large" and value is None
+    assert problem is not None and problem.startswith("ResultTooLarge:")
     # plain values skip the conversion and the size check, and go as they are
     for plain in (None, True, 7, -(2**63), 2**64 - 1, 2.5, "", "ok", "h\u00e9llo"):
-        assert check_result(plain) == (plain, None)
+        assert check_result(plain) == ("ok", plain, None)
     # and what MessagePack cannot carry is still refused, not sent to fail in the frame
     for unpackable in (2**64, -(2**63) - 1, "\ud800"):
-        value, problem = check_result(unpackable)
-        assert value is None and problem is not None and "cannot be sent" in problem
-    value, problem = check_result("\U0001f600" * (5 * 1024 * 1024))  # 20 MiB in UTF-8
-    assert value is None and problem is not None and "over the limit" in problem
+        outcome, value, problem = check_result(unpackable)
+        assert outcome == "error" and value is None
+        assert problem is not None and "cannot be sent" in problem
+    outcome, value, problem = check_result("\U0001f600" * (5 * 1024 * 1024))  # 20 MiB UTF-8
+    assert outcome == "too_large" and problem is not None and "over the limit" in problem
 
 
 def test_lazy_cancel_flag_wakes_a_waiter_set_before_or_while_it_waits() -> None:

@@ -135,6 +135,16 @@ SpeculateMin = Annotated[float, typer.Option(
 MaxBody = Annotated[int, typer.Option(
     "--max-body", envvar="HERDER_MAX_BODY", min=1024, metavar="BYTES",
     help="Largest request body accepted; larger ones get 413.")]
+# -- size and count limits (docs/limits.md)
+MaxParams = Annotated[int, typer.Option(
+    "--max-params", envvar="HERDER_MAX_PARAMS", min=1, metavar="BYTES",
+    help="Largest params of one task, in bytes of JSON; larger ones get 413.")]
+MaxSubtasksPerTask = Annotated[int, typer.Option(
+    "--max-subtasks-per-task", envvar="HERDER_MAX_SUBTASKS_PER_TASK", min=1,
+    help="Subtasks one task's split may make; more fails the task (422 at submission).")]
+MaxPendingSubtasks = Annotated[int, typer.Option(
+    "--max-pending-subtasks", envvar="HERDER_MAX_PENDING_SUBTASKS", min=1,
+    help="Subtasks of unfinished tasks before submissions get 429.")]
 Prefetch = Annotated[int, typer.Option(
     "--prefetch", envvar="HERDER_PREFETCH", min=0, help="Subtasks a worker may hold beyond slots.")]
 PipelineBelow = Annotated[float, typer.Option(

@@ -99,6 +99,9 @@ def master(
     log_level: opt.LogLevel = "info",
     tls_cert: opt.TlsCert = None,
     tls_key: opt.TlsKey = None,
+    max_params: opt.MaxParams = _M.max_params,
+    max_subtasks_per_task: opt.MaxSubtasksPerTask = _M.max_subtasks_per_task,
+    max_pending_subtasks: opt.MaxPendingSubtasks = _M.max_pending_subtasks,
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     tokens = _tokens(token, worker_token, admin_token, token_file)
@@ -115,6 +118,8 @@ def master(
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
         tls_cert=tls_cert, tls_key=tls_key,
+        max_params=max_params, max_subtasks_per_task=max_subtasks_per_task,
+        max_pending_subtasks=max_pending_subtasks,
     )
     _setup_logging(log_level)
     _import_from_cwd()

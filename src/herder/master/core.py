@@ -16,6 +16,7 @@ the master's parts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import partial
 
@@ -47,6 +48,8 @@ from herder.tasktype import Registry
 
 #: how often running subtasks are checked for stragglers
 SPECULATE_EVERY = 0.5
+
+log = logging.getLogger(__name__)
 
 
 class Master:
@@ -82,8 +85,8 @@ class Master:
         self.live = LiveEvents(hub, self.records, active, sched, self.stats)
         kept = KeptResults(settings.results_in_memory)
         self.tasks = Tasks(
-            settings.max_pending, sched, active, self.records, self.live, kept, dispatcher,
-            self.stats,
+            settings.max_pending, settings.max_pending_subtasks, sched, active, self.records,
+            self.live, kept, dispatcher, self.stats,
         )
         self._code = TaskCode(
             CodeRunner(settings.split_timeout), self.tasks.fail, self.background
@@ -100,7 +103,7 @@ class Master:
         )
         self.submissions = Submissions(
             registry, sched, self.records, self.tasks, self._code, dispatcher, self.live,
-            self.background,
+            self.background, settings,
         )
         self._recovery = Recovery(
             registry, self.records, self.tasks, self.submissions, aggregation, dispatcher,
@@ -165,3 +168,21 @@ class Master:
                 self.members.draining(session)
             case frames.Hello():
                 raise HerderError("hello: sent twice on one connection")
+
+    def undeliverable(self, session: WorkerSession, frame: frames.Encodable, why: str) -> None:
+        """A frame for `session` that no message can carry: an assign's attempt fails for good
+        (its part cannot reach any worker), as if the worker had said so; anything else is
+        logged."""
+        if isinstance(frame, dict) and frame["t"] == "assign":
+            index = frame["index"]
+            error = (
+                f"PartTooLarge: the part of subtask {index} cannot be sent to a worker: {why} "
+                f"(see docs/limits.md)"
+            )
+            self._on_result(session, frames.ResultFrame(
+                task_id=frame["task_id"], index=index, attempt=frame["attempt"],
+                outcome="too_large", error=error,
+            ))
+            return
+        kind = frame["t"] if isinstance(frame, dict) else frame.t
+        log.error("worker %s: a %s frame is not sent: %s", session.name, kind, why)

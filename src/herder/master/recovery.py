@@ -69,7 +69,7 @@ class Recovery:
         # store names no worker for it, so nobody may claim it back.
         attempts = {s.index: s.attempts + (s.state.value == "queued") for s in subtasks}
         if record.state is TaskState.AGGREGATING or not todo:
-            task.parts = parts
+            tasks.parts_set(task, parts)
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
             self._aggregation.start(task)
             return

@@ -84,8 +84,9 @@ class Results:
                 self._background.spawn(self._commit())
             return
         now = time.monotonic()
-        if outcome in ("error", "timeout"):
-            decisions = self._sched.handle(sch.AttemptFailed(*ref), now)
+        if outcome in ("error", "timeout", "too_large"):
+            retry = outcome != "too_large"
+            decisions = self._sched.handle(sch.AttemptFailed(*ref, retry), now)
             if task is not None:
                 self._attempt_failed(session, frame, task, error or f"subtask {outcome}", decisions)
         else:  # cancelled or released: no failure is counted

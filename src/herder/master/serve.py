@@ -1,8 +1,8 @@
 """Start a master: open the store, load the task types, run the ASGI app on uvicorn, over TLS
 when given a certificate (checked here first, so that a bad one is an error naming the file).
 
-Imports `config`, `errors`, `store`, `tasktype`, `protocol.redact` and the master's `core` and
-`web`.
+Imports `config`, `errors`, `store`, `tasktype`, `protocol.frames`, `protocol.redact` and the
+master's `core`, `limits` and `web`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import uvicorn
 from herder.config import MasterSettings
 from herder.errors import HerderError
 from herder.master.core import Master
+from herder.master.limits import check_limits
 from herder.master.web import create_app
+from herder.protocol.frames import MAX_FRAME_BYTES
 from herder.protocol.redact import hide_authorization
 from herder.store import open_store
 from herder.tasktype import Registry
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def build_master(settings: MasterSettings) -> Master:
+    check_limits(settings)
     registry = Registry.from_modules(settings.tasks)
     return Master(settings, open_store(settings.db), registry)
 
@@ -83,7 +86,7 @@ def serve(settings: MasterSettings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
-        ws_max_size=16 * 1024 * 1024,
+        ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,

@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from herder import jsontext
 from herder import scheduling as sch
+from herder.config import MasterSettings
 from herder.errors import HerderError
 from herder.jsontext import JSONText
 from herder.master.background import Background
@@ -28,7 +30,7 @@ from herder.master.live import ActiveTask, active_view
 from herder.master.liveevents import LiveEvents
 from herder.master.records import Records
 from herder.master.rejected import Rejected
-from herder.master.taskcode import TaskCode, checked_parts, code_error
+from herder.master.taskcode import TaskCode, TooManySubtasks, checked_split, code_error
 from herder.master.tasks import Tasks
 from herder.model import JSON, TaskError, TaskRecord, TaskState
 from herder.tasktype import Registry
@@ -42,6 +44,9 @@ class Submission:
     timeout: float | None = None
     id: str | None = None
     retries: int | None = None
+    #: at least the size of the params' JSON text (the request body's length), when known:
+    #: params are measured against --max-params only when it is over that
+    params_bound: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,11 @@ class Submissions:
         dispatcher: Dispatcher,
         live: LiveEvents,
         background: Background,
+        settings: MasterSettings,
     ) -> None:
         self._registry = registry
+        self._max_params = settings.max_params
+        self._max_subtasks = settings.max_subtasks_per_task
         self._sched = sched
         self._records = records
         self._tasks = tasks
@@ -78,8 +86,8 @@ class Submissions:
     async def submit_many(self, subs: Sequence[Submission]) -> list[dict[str, JSON] | Rejected]:
         """Validate, admit and commit; each item is the task's JSON or why it was refused.
 
-        Admission is all-or-nothing for the batch: if it does not fit under --max-pending the
-        whole call raises Rejected(429) and nothing is stored.
+        Admission is all-or-nothing for the batch: if it does not fit under --max-pending (or
+        --max-pending-subtasks) the whole call raises Rejected(429) and nothing is stored.
         """
         checked: list[tuple[TaskRecord, Any] | Rejected] = []
         for sub in subs:
@@ -94,11 +102,8 @@ class Submissions:
             if c[0].id in seen or c[0].id in self._active:
                 checked[i] = Rejected(409, f"id: task {c[0].id!r} already exists")
             seen.add(c[0].id)
-        valid = [c for c in checked if not isinstance(c, Rejected)]
         tasks = self._tasks
-        tasks.reserve(len(valid))
-        # A quick split runs now, and its task is stored running with its subtasks.
-        splits = [self.split_now(record, params) for record, params in valid]
+        valid, splits, early = self._admit(checked)
         try:
             inserted = await self._records.insert_tasks(
                 [record for record, _ in valid],
@@ -107,6 +112,8 @@ class Submissions:
         except BaseException:
             tasks.unreserve(len(valid))
             raise
+        finally:
+            tasks.unreserve_subtasks(early)  # counted again as their tasks begin
         results: list[dict[str, JSON] | Rejected] = []
         ok = iter(zip(valid, splits, inserted, strict=True))
         for c in checked:
@@ -127,6 +134,32 @@ class Submissions:
         self._dispatcher.pump()
         return results
 
+    def _admit(
+        self, checked: list[tuple[TaskRecord, Any] | Rejected]
+    ) -> tuple[list[tuple[TaskRecord, Any]], list[EarlySplit | TaskError | None], int]:
+        """Reserve room for the valid items and run their splits known to be quick: (the items
+        still valid, what `split_now` made of each, the subtasks reserved for them). An item
+        whose split makes too many subtasks becomes its Rejected(422) in `checked`."""
+        tasks = self._tasks
+        tasks.reserve(sum(not isinstance(c, Rejected) for c in checked))
+        splits: list[EarlySplit | TaskError | None] = []
+        for i, c in enumerate(checked):
+            if isinstance(c, Rejected):
+                continue
+            try:
+                splits.append(self.split_now(*c))
+            except Rejected as exc:
+                tasks.unreserve(1)
+                checked[i] = exc
+        valid = [c for c in checked if not isinstance(c, Rejected)]
+        early = sum(len(s.parts) for s in splits if isinstance(s, EarlySplit))
+        try:
+            tasks.reserve_subtasks(early)
+        except Rejected:
+            tasks.unreserve(len(valid))
+            raise
+        return valid, splits, early
+
     async def submit_and_wait(self, sub: Submission, wait: float) -> dict[str, JSON]:
         """Submit one task and answer when it has finished, or after `wait` seconds with its
         JSON then. Raises Rejected.
@@ -146,7 +179,14 @@ class Submissions:
         else:
             record, params = self.validate(sub)
             tasks.reserve(1)
-            split = self.split_now(record, params)
+            try:
+                split = self.split_now(record, params)
+                tasks.reserve_subtasks(len(split.parts) if isinstance(split, EarlySplit) else 0)
+            except Rejected:
+                tasks.unreserve(1)
+                raise
+            if isinstance(split, EarlySplit):
+                tasks.unreserve_subtasks(len(split.parts))  # counted again as it begins
             texts = split.texts if isinstance(split, EarlySplit) else None
             # a copy: the row is made later, and this record is the live one, soon finished
             stored = self._records.insert_tasks_later([replace(record)], [texts])
@@ -177,6 +217,15 @@ class Submissions:
             params = task_type.parse_params(sub.params)
         except HerderError as exc:
             raise Rejected(422, str(exc)) from None
+        bound = sub.params_bound
+        if bound is None or bound > self._max_params:
+            size = len(jsontext.strict(sub.params).encode())
+            if size > self._max_params:
+                raise Rejected(
+                    413,
+                    f"params: {size} bytes of JSON, over --max-params of {self._max_params} "
+                    f"bytes (see docs/limits.md)",
+                )
         task_id = sub.id if sub.id is not None else new_task_id()
         record = TaskRecord(
             id=task_id,
@@ -194,13 +243,15 @@ class Submissions:
         inline): the task is then stored running, its subtasks with it, in the commit of its
         row, and the update that started the row afterwards is saved. None: its split runs
         after it is stored (`start_split`). The split's error, to fail the task with once it
-        is stored."""
+        is stored. Rejected(422) for a split that makes too many subtasks."""
         kind = f"{record.type}.split"
         if not self._code.runs_inline(kind):
             return None
-        split = self._registry.instance(record.type).split
+        split = checked_split(self._registry.instance(record.type).split, self._max_subtasks)
         try:
-            parts, texts = checked_parts(self._code.call_inline(kind, split, params))
+            parts, texts = self._code.call_inline(kind, split, params)
+        except TooManySubtasks as exc:
+            raise Rejected(422, f"split: {exc}") from None
         except Exception as exc:
             return code_error("split", exc)
         record.state = TaskState.RUNNING
@@ -221,18 +272,18 @@ class Submissions:
 
     def start_split(self, task: ActiveTask) -> None:
         """Split the task (its subtasks are dispatched at the next pump)."""
-        split = self._registry.instance(task.record.type).split
+        split = checked_split(self._registry.instance(task.record.type).split, self._max_subtasks)
         kind = f"{task.record.type}.split"
         self._code.run(task, "split", kind, split, (task.params,), self._split_done)
 
-    def _split_done(self, task: ActiveTask, parts: Any) -> None:
-        try:
-            parts, texts = checked_parts(parts)
-        except Exception as exc:
-            self._tasks.fail(task.id, code_error("split", exc))
-            return
+    def _split_done(self, task: ActiveTask, split: tuple[list[JSON], list[JSONText]]) -> None:
+        parts, texts = split
         if task.id not in self._active:
             return  # cancelled or timed out while splitting
+        problem = self._tasks.subtasks_problem(len(parts))
+        if problem is not None:
+            self._tasks.fail(task.id, TaskError(message=f"split: {problem}"))
+            return
         self.begin(task, parts, list(range(len(parts))), {}, {}, stored_parts=texts)
 
     def begin(
@@ -257,7 +308,7 @@ class Submissions:
             record.state = TaskState.RUNNING
             self._live.state(record.id, record.state, record.started_at)
         record.subtasks_total = len(parts)
-        task.parts = parts
+        self._tasks.parts_set(task, parts)
         task.progress.subtasks_total = len(parts)
         task.progress.subtasks_done = len(parts) - len(todo)
         if task.id not in self._active:

@@ -8,8 +8,9 @@ master's `coderunner`, `background` and `live`.
 
 from __future__ import annotations
 
+import itertools
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from typing import Any
 
 from herder import jsontext
@@ -87,11 +88,36 @@ class TaskCode:
         self._runner.shutdown()
 
 
-def checked_parts(value: Any) -> tuple[list[JSON], list[JSONText]]:
+class TooManySubtasks(ValueError):
+    """A split made more parts than --max-subtasks-per-task."""
+
+
+def checked_parts(value: Any, most: int) -> tuple[list[JSON], list[JSONText]]:
     """A split's parts and their JSON texts, encoded one by one as they are stored (checked
-    and encoded once); raises what the encoder raises for a part that is not JSON."""
-    parts = list(value)
+    and encoded once); raises what the encoder raises for a part that is not JSON, and
+    TooManySubtasks past `most` parts: a split that runs away is not read further."""
+    if isinstance(value, Sized) and len(value) > most:
+        raise TooManySubtasks(
+            f"the split made {len(value)} subtasks, over --max-subtasks-per-task of {most}"
+        )
+    parts = list(itertools.islice(value, most + 1))
+    if len(parts) > most:
+        raise TooManySubtasks(
+            f"the split made more than --max-subtasks-per-task of {most} subtasks"
+        )
     return parts, [JSONText(jsontext.strict(part)) for part in parts]
+
+
+def checked_split(
+    split: Callable[[Any], Any], most: int
+) -> Callable[[Any], tuple[list[JSON], list[JSONText]]]:
+    """`split` whose parts are read, counted and encoded where it runs (on a code thread, for
+    one not known to be quick): a split that runs away never holds up the event loop."""
+
+    def split_checked(params: Any) -> tuple[list[JSON], list[JSONText]]:
+        return checked_parts(split(params), most)
+
+    return split_checked
 
 
 def code_error(where: str, exc: BaseException) -> TaskError:

@@ -32,6 +32,7 @@ class Tasks:
     def __init__(
         self,
         max_pending: int,
+        max_pending_subtasks: int,
         sched: sch.Scheduler,
         active: dict[str, ActiveTask],
         records: Records,
@@ -43,6 +44,9 @@ class Tasks:
         #: the tasks not finished, by id
         self.active = active
         self._max_pending = max_pending
+        self._max_pending_subtasks = max_pending_subtasks
+        #: the subtasks of the unfinished tasks (and those of tasks being admitted)
+        self._subtasks = 0
         self._sched = sched
         self._records = records
         self._live = live
@@ -77,6 +81,35 @@ class Tasks:
     def unreserve(self, count: int) -> None:
         """Give back what `reserve` counted for tasks that were not admitted after all."""
         self._unfinished -= count
+
+    def subtasks_problem(self, count: int) -> str | None:
+        """Why `count` more subtasks do not fit under --max-pending-subtasks (none fit once
+        the queue is full), or None."""
+        held, most = self._subtasks, self._max_pending_subtasks
+        if held >= most or held + count > most:
+            return (
+                f"the queue is full: {held} subtasks of unfinished tasks, and {count} more "
+                f"would pass --max-pending-subtasks of {most}"
+            )
+        return None
+
+    def reserve_subtasks(self, count: int) -> None:
+        """Count `count` more subtasks, or raise Rejected(429) if they do not fit under
+        --max-pending-subtasks. Before any await, as `reserve`."""
+        problem = self.subtasks_problem(count)
+        if problem is not None:
+            raise Rejected(429, f"{problem}; retry later", retry_after=1.0)
+        self._subtasks += count
+
+    def unreserve_subtasks(self, count: int) -> None:
+        """Give back what `reserve_subtasks` counted (the parts are counted again as a task's
+        `parts_set`)."""
+        self._subtasks -= count
+
+    def parts_set(self, task: ActiveTask, parts: list[JSON]) -> None:
+        """The task's subtasks are `parts` from now on, and counted as such."""
+        self._subtasks += len(parts) - len(task.parts)
+        task.parts = parts
 
     def admit(self, record: TaskRecord, params: Any) -> ActiveTask:
         """Make a reserved task, stored or being stored, active (pending)."""
@@ -146,6 +179,7 @@ class Tasks:
         task.record.error = error
         task.record.finished_at = now
         self._unfinished -= 1
+        self._subtasks -= len(task.parts)
         self._stats.task_finished(task.record.type, state)
         self._records.forget_logs(task_id)
         self._live.forget(task_id)

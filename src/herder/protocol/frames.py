@@ -6,7 +6,9 @@ closes that one connection with the error as the reason. Imports pydantic, msgpa
 
 One WebSocket message carries one frame (a map) or several (an array of maps, in order): a
 sender that has many frames ready sends them together, which saves a system call and a WebSocket
-header per frame.
+header per frame. `pack_messages` packs them under a byte budget as well as a frame count, so that
+no message passes MAX_FRAME_BYTES, which both ends refuse; a frame too large for any message is
+handed back to its sender, which fails its attempt (docs/limits.md).
 
 Both directions are typed: incoming frames are validated pydantic models; outgoing ones are
 those models or, for the frames sent once per subtask, TypedDict maps made by `*_map`.
@@ -15,6 +17,7 @@ those models or, for the frames sent once per subtask, TypedDict maps made by `*
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 import msgpack
@@ -23,11 +26,17 @@ import pydantic
 from herder.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
+#: the largest WebSocket message either end accepts
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_LOG_MESSAGE = 16 * 1024
 MAX_FRAMES_PER_MESSAGE = 10_000
+#: room in a frame for everything but its part or result (ids, type, error, traceback)
+FRAME_OVERHEAD = 128 * 1024
+#: the largest part or result, packed: its frame fits in a message
+MAX_VALUE_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD
 
-Outcome = Literal["ok", "error", "cancelled", "released", "timeout"]
+#: `too_large`: the part or result cannot fit in a message; its subtask fails without retries
+Outcome = Literal["ok", "error", "cancelled", "released", "timeout", "too_large"]
 
 
 class _Frame(pydantic.BaseModel):
@@ -256,12 +265,59 @@ def encode(frame: Encodable) -> bytes:
     return packed
 
 
-def encode_many(frames: Sequence[Encodable]) -> bytes:
-    """One message for several frames (a single frame is sent as itself)."""
-    if len(frames) == 1:
-        return encode(frames[0])
-    packed: bytes = msgpack.packb([_fields(f) for f in frames], use_bin_type=True)
-    return packed
+@dataclass(slots=True)
+class Packed:
+    """`pack_messages`'s answer: the messages to send in order, and the frames left out."""
+
+    messages: list[bytes] = field(default_factory=list)
+    #: (frame, why): a frame too large for any message, or one that cannot be packed
+    refused: list[tuple[Encodable, str]] = field(default_factory=list)
+
+
+#: an array header takes at most this many bytes
+_ARRAY_HEADER = 5
+
+
+def pack_messages(
+    frames: Sequence[Encodable], budget: int = MAX_FRAME_BYTES, most: int = MAX_FRAMES_PER_MESSAGE
+) -> Packed:
+    """The frames packed into as few messages as fit, each at most `budget` bytes and `most`
+    frames (one frame alone is sent as itself, several as an array of maps, in order).
+
+    Each frame is packed once, on its own: its size is the length of its bytes, and an array
+    is its header followed by its items' bytes, as MessagePack lays it out."""
+    packer = msgpack.Packer(use_bin_type=True)
+    pack = packer.pack
+    out = Packed()
+    group: list[bytes] = []
+    size = _ARRAY_HEADER
+    room = budget - _ARRAY_HEADER
+    for frame in frames:
+        try:
+            data = pack(_fields(frame))
+        except (TypeError, ValueError, OverflowError) as exc:
+            out.refused.append((frame, f"it cannot be packed ({exc})"))
+            continue
+        if len(data) > room:
+            out.refused.append(
+                (frame, f"its frame is {len(data)} bytes, over the limit of {room} bytes")
+            )
+            continue
+        if group and (size + len(data) > budget or len(group) >= most):
+            out.messages.append(_joined(packer, group))
+            group, size = [], _ARRAY_HEADER
+        group.append(data)
+        size += len(data)
+    if group:
+        out.messages.append(_joined(packer, group))
+    return out
+
+
+def _joined(packer: msgpack.Packer, group: list[bytes]) -> bytes:
+    if len(group) == 1:
+        return group[0]
+    header: bytes = packer.pack_array_header(len(group))
+    return header + b"".join(group)
 
 
 def _load(data: bytes) -> Any:

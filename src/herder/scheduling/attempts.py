@@ -189,7 +189,7 @@ class Attempts:
             return []
         sub.failures += 1
         sub.avoid.add(worker_id)
-        if sub.failures > task.max_retries:
+        if sub.failures > task.max_retries or not ev.retry:
             return [FailTask(task.id, ev.index, ev.attempt, worker_id)]
         at = now + self._backoff(sub.failures)
         self._delay_seq += 1

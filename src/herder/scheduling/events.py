@@ -100,6 +100,8 @@ class AttemptFailed:
     task_id: str
     index: int
     attempt: int
+    #: False: another attempt would fail the same way (its part or result is too large)
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True)

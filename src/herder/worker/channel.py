@@ -33,7 +33,7 @@ from herder.protocol.frames import (
     Welcome,
     decode_master_frames,
     encode,
-    encode_many,
+    pack_messages,
 )
 from herder.protocol.paths import WORKER_CHANNEL
 from herder.protocol.redact import hide_authorization
@@ -246,19 +246,12 @@ class Channel:
     async def _write(self, ws: ClientConnection, outbox: Outbox) -> None:
         try:
             while True:
-                batch = await outbox.get_batch(MAX_FRAMES_PER_MESSAGE)
-                try:
-                    data = encode_many(list(batch))
-                except Exception:
-                    data = b""
-                    for frame in batch:  # find and drop the frame that cannot be encoded
-                        try:
-                            await ws.send(encode(frame))
-                        except (TypeError, ValueError):
-                            kind = frame["t"] if isinstance(frame, dict) else frame.t
-                            log.exception("worker %s: cannot encode a %s frame", self._name, kind)
-                if data:
-                    await ws.send(data)
+                packed = pack_messages(await outbox.get_batch(MAX_FRAMES_PER_MESSAGE))
+                for frame, why in packed.refused:  # results were checked: none is refused
+                    kind = frame["t"] if isinstance(frame, dict) else frame.t
+                    log.error("worker %s: a %s frame is not sent: %s", self._name, kind, why)
+                for message in packed.messages:
+                    await ws.send(message)
         except ConnectionClosed:
             pass  # the reader sees it too and ends the session
 

@@ -20,7 +20,7 @@ import msgpack
 from pydantic_core import to_jsonable_python
 
 from herder.context import CancelFlag, Context
-from herder.protocol.frames import MAX_FRAME_BYTES, MAX_LOG_MESSAGE, Outcome
+from herder.protocol.frames import MAX_LOG_MESSAGE, MAX_VALUE_BYTES, Outcome
 from herder.tasktype import Registry
 from herder.worker import capture
 
@@ -28,8 +28,6 @@ from herder.worker import capture
 PROGRESS_INTERVAL = 0.05
 #: tracebacks are cut to their last this many characters (the end names the failing line)
 MAX_TRACEBACK = 64 * 1024
-#: room left in a result frame for everything but the result itself
-_FRAME_OVERHEAD = 4096
 
 AttemptKey = tuple[str, int, int]
 """(task_id, index, attempt): names one attempt; `attempt` is the fencing token."""
@@ -132,11 +130,12 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
 #: the ints MessagePack can carry (a larger one is refused below, as any value it cannot pack)
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 #: an ASCII text shorter than this fits in a frame (one byte a character)
-_SHORT_TEXT = MAX_FRAME_BYTES - _FRAME_OVERHEAD
+_SHORT_TEXT = MAX_VALUE_BYTES - 8
 
 
-def check_result(value: Any) -> tuple[Any, str | None]:
-    """(the value as plain JSON data, None) or (None, why it cannot be sent)."""
+def check_result(value: Any) -> tuple[Outcome, Any, str | None]:
+    """("ok", the value as plain JSON data, None), or ("error" or "too_large", None, why it
+    cannot be sent): a result too large for any message fails its subtask without retries."""
     # Plain values known to pack are sent as they are, without the conversion and the trial
     # packing, a visible share of a no-op subtask's cost on the worker.
     kind = type(value)
@@ -147,21 +146,21 @@ def check_result(value: Any) -> tuple[Any, str | None]:
         or (kind is int and _MIN_INT <= value <= _MAX_INT)
         or (kind is str and len(value) < _SHORT_TEXT and value.isascii())
     ):
-        return value, None
+        return "ok", value, None
     try:
         data = to_jsonable_python(value)
         size = len(msgpack.packb(data, use_bin_type=True))
     except Exception as exc:
-        return None, (
+        return "error", None, (
             f"ResultError: the result of type {type(value).__name__} cannot be sent as JSON "
             f"({truncate(str(exc), 500)})"
         )
-    if size > MAX_FRAME_BYTES - _FRAME_OVERHEAD:
-        return None, (
-            f"ResultError: the result is {size} bytes, over the limit of "
-            f"{MAX_FRAME_BYTES - _FRAME_OVERHEAD}"
+    if size > MAX_VALUE_BYTES:
+        return "too_large", None, (
+            f"ResultTooLarge: the result is {size} bytes packed, over the limit of "
+            f"{MAX_VALUE_BYTES} bytes a result may have (see docs/limits.md)"
         )
-    return data, None
+    return "ok", data, None
 
 
 class _Sinks:
@@ -216,8 +215,8 @@ def run_attempt(registry: Registry, job: Job, cancelled: CancelFlag, emitter: Em
         message, tb = describe_exception(exc)
         outcome: tuple[Outcome, Any, str | None, str | None] = ("error", None, message, tb)
     else:
-        data, problem = check_result(value)
-        outcome = ("ok", data, None, None) if problem is None else ("error", None, problem, None)
+        checked, data, problem = check_result(value)
+        outcome = (checked, data, problem, None)
     try:
         sinks.flush()
     except Exception:  # the result matters more than the last progress report

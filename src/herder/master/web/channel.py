@@ -16,6 +16,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from herder.errors import HerderError, ProtocolError
+from herder.master.core import Master
 from herder.master.sessions import WorkerSession
 from herder.master.web.handlers import master_of
 from herder.protocol import frames
@@ -42,7 +43,7 @@ async def worker_channel(ws: WebSocket) -> None:
     session, welcome = master.members.joined(hello)
     session.send(welcome)
     outbox, connection = session.outbox, session.connection
-    writer = asyncio.create_task(_write(ws, session, outbox))
+    writer = asyncio.create_task(_write(ws, master, session, outbox))
     why = "disconnected"
     try:
         while True:
@@ -67,16 +68,19 @@ async def worker_channel(ws: WebSocket) -> None:
 
 
 async def _write(
-    ws: WebSocket, session: WorkerSession, outbox: Batches[frames.Outgoing | None]
+    ws: WebSocket, master: Master, session: WorkerSession, outbox: Batches[frames.Outgoing | None]
 ) -> None:
-    """Send what this connection's outbox holds; what piled up meanwhile goes as one message."""
+    """Send what this connection's outbox holds; what piled up meanwhile goes in as few messages
+    as fit under the worker's limit."""
     while True:
         batch = await outbox.take(frames.MAX_FRAMES_PER_MESSAGE)
         closing = None in batch
-        ready = [f for f in batch if f is not None]
+        packed = frames.pack_messages([f for f in batch if f is not None])
+        for frame, why in packed.refused:
+            master.undeliverable(session, frame, why)
         try:
-            if ready:
-                await ws.send_bytes(frames.encode_many(ready))
+            for message in packed.messages:
+                await ws.send_bytes(message)
         except Exception:
             return
         if closing:

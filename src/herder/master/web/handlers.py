@@ -56,23 +56,26 @@ MasterDep = Annotated[Master, Depends(_master_dependency)]
 # -- submissions ---------------------------------------------------------------------------
 
 
-async def submit(master: Master, request: SubmitRequest, wait: float) -> TaskView:
+async def submit(
+    master: Master, request: SubmitRequest, wait: float, body_size: int
+) -> TaskView:
     """Submit one task; with `wait` > 0 answer when it finishes (or after `wait` s), so that a
     call and its result take one round trip. Raises Rejected."""
+    submission = _submission(request, body_size)
     if wait > 0:
-        return cast(TaskView, await master.submissions.submit_and_wait(_submission(request), wait))
-    (answer,) = await master.submissions.submit_many([_submission(request)])
+        return cast(TaskView, await master.submissions.submit_and_wait(submission, wait))
+    (answer,) = await master.submissions.submit_many([submission])
     if isinstance(answer, Rejected):
         raise answer
     return cast(TaskView, answer)
 
 
 async def submit_batch(
-    master: Master, items: Sequence[SubmitRequest | Rejected]
+    master: Master, items: Sequence[SubmitRequest | Rejected], body_size: int
 ) -> list[BatchItemAnswer]:
     """Submit the valid items of a batch; an answer for each item, in their order (an item that
     failed validation is given as the Rejected that says why)."""
-    valid = [_submission(i) for i in items if not isinstance(i, Rejected)]
+    valid = [_submission(i, body_size) for i in items if not isinstance(i, Rejected)]
     answers = iter(await master.submissions.submit_many(valid))
     out: list[BatchItemAnswer] = []
     for item in items:
@@ -84,7 +87,8 @@ async def submit_batch(
     return out
 
 
-def _submission(request: SubmitRequest) -> Submission:
+def _submission(request: SubmitRequest, body_size: int) -> Submission:
+    """`body_size`: the length of the request body that carried it (its params are no longer)."""
     return Submission(
         type=request.type,
         params=request.params,
@@ -92,6 +96,7 @@ def _submission(request: SubmitRequest) -> Submission:
         timeout=request.timeout,
         id=request.id,
         retries=request.retries,
+        params_bound=body_size,
     )
 
 

@@ -44,7 +44,8 @@ async def submit(scope: Scope, body: bytes) -> Response:
         submission = submit_adapter.validate_json(body)
     except pydantic.ValidationError as exc:
         raise Rejected(422, describe_problems(exc.errors(), "body")) from None
-    return json_answer(await handlers.submit(handlers.master_of(scope), submission, wait), 201)
+    master = handlers.master_of(scope)
+    return json_answer(await handlers.submit(master, submission, wait, len(body)), 201)
 
 
 async def submit_batch(scope: Scope, body: bytes) -> Response:
@@ -54,7 +55,7 @@ async def submit_batch(scope: Scope, body: bytes) -> Response:
         items = batch_adapter.validate_json(body)
     except pydantic.ValidationError:  # each item is checked on its own, to say which
         items = [_item(i, item) for i, item in enumerate(_batch_items(body))]
-    return json_answer(await handlers.submit_batch(handlers.master_of(scope), items))
+    return json_answer(await handlers.submit_batch(handlers.master_of(scope), items, len(body)))
 
 
 class BodyEndpoint:
