@@ -53,6 +53,9 @@ class MasterSettings:
     #: log lines kept per task; older ones are dropped (and counted)
     max_logs_per_task: int = 10_000
     log_level: str = "info"
+    #: names the `Host` header of a request may give (any port); empty: the bound address,
+    #: localhost, 127.0.0.1 and ::1; "*": any
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

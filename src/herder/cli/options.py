@@ -165,3 +165,14 @@ Db = Annotated[str, typer.Option(
 CaptureOutput = Annotated[bool, typer.Option(
     "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
     help="Send what subtasks print (stdout, stderr) to the master as log lines.")]
+
+# -- strict input and browsers -----------------------------------------------------------------
+
+AllowedHosts = Annotated[str, typer.Option(
+    "--allowed-hosts", envvar="HERDER_ALLOWED_HOSTS", metavar="HOST,...",
+    help="Names a request's Host header may give, comma-separated ('*': any). Default: the "
+    "bound address, localhost, 127.0.0.1 and ::1.")]
+
+
+def parse_allowed_hosts(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())

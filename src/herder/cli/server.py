@@ -75,6 +75,7 @@ def master(
     speculate_min: opt.SpeculateMin = _M.speculate_min,
     max_body: opt.MaxBody = _M.max_body,
     log_level: opt.LogLevel = "info",
+    allowed_hosts: opt.AllowedHosts = "",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     _require_token_off_loopback(host, token)
@@ -88,6 +89,7 @@ def master(
         token=token, heartbeat=heartbeat, lease_timeout=lease_timeout,
         max_logs_per_task=max_logs_per_task, speculate_factor=factor, speculate_after=after,
         speculate_min=speculate_min, max_body=max_body, log_level=log_level,
+        allowed_hosts=opt.parse_allowed_hosts(allowed_hosts),
     )
     _setup_logging(log_level)
     _import_from_cwd()

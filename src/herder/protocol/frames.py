@@ -26,20 +26,24 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_LOG_MESSAGE = 16 * 1024
 MAX_FRAMES_PER_MESSAGE = 10_000
+#: the largest subtask index and attempt number a frame may name (a signed 32-bit int)
+MAX_INDEX = 2**31 - 1
 
 Outcome = Literal["ok", "error", "cancelled", "released", "timeout"]
 
 
 class _Frame(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any float field: a timestamp or a duration is stored and answered
+    # as JSON, which has neither
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AttemptRef(_Frame):
     """Names one attempt of one subtask; `attempt` is the fencing token."""
 
     task_id: str
-    index: int = pydantic.Field(ge=0)
-    attempt: int = pydantic.Field(ge=1)
+    index: int = pydantic.Field(ge=0, le=MAX_INDEX)
+    attempt: int = pydantic.Field(ge=1, le=MAX_INDEX)
 
 
 # -- worker -> master ------------------------------------------------------------------------
