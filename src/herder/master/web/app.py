@@ -11,10 +11,8 @@ import contextlib
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -25,6 +23,7 @@ from herder.master.web.access import DASHBOARD, DOCS, OPENAPI, STATIC, Tokens
 from herder.master.web.browsers import PAGE_HEADERS, HostCheck, PageHeaders, default_allowed_hosts
 from herder.master.web.errors import install_error_handlers
 from herder.master.web.guard import Guard
+from herder.master.web.openapidoc import openapi_of
 from herder.protocol import paths
 
 #: Swagger UI's files (of the swagger-ui-py package), under the dashboard's public static path
@@ -68,7 +67,7 @@ def create_app(master: Master) -> FastAPI:
     app.include_router(status.router)
     app.add_api_websocket_route(paths.WORKER_CHANNEL, channel.worker_channel)
     _mount_dashboard(app)
-    app.openapi = _openapi_of(app)  # type: ignore[method-assign]
+    app.openapi = openapi_of(app)  # type: ignore[method-assign]
     return app
 
 
@@ -97,21 +96,3 @@ def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _openapi_of(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """The app's OpenAPI document: FastAPI's for its own routes, and the submission routes'
-    operations, which FastAPI does not see (plain Starlette routes)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            for path, operation in submissions.openapi_operations().items():
-                document["paths"].setdefault(path, {})["post"] = operation
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for name, schema in submissions.openapi_schemas().items():
-                schemas.setdefault(name, schema)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    return openapi
