@@ -309,7 +309,9 @@ def test_a_waiting_submission_is_answered_only_once_its_task_is_stored(
         stored_type, params = row.fetchone()
     assert (stored_type, json.loads(params)) == (body["type"], body["params"])
     if state == "running":
-        http.post(f"/api/v1/tasks/{r.json()['id']}/cancel")
+        cancel = http.post(f"/api/v1/tasks/{r.json()['id']}/cancel",
+                           headers={"content-type": "application/json"})
+        assert cancel.status_code == 202, cancel.text
 
 
 def test_openapi_lists_the_submission_endpoints(http: httpx.Client) -> None:
