@@ -70,6 +70,10 @@ class MasterSettings:
     #: subtasks of unfinished tasks before submissions get 429
     max_pending_subtasks: int = 1_000_000
 
+    #: names the `Host` header of a request may give (any port); empty: the bound address,
+    #: localhost, 127.0.0.1 and ::1; "*": any
+    allowed_hosts: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         check_token("--token", self.token)
         check_token("--worker-token", self.worker_token)

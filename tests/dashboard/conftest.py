@@ -49,12 +49,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (its own sessionStorage) per test; uncaught errors fail it."""
+    """A fresh browser context (its own sessionStorage) per test; uncaught errors and what the
+    page's Content-Security-Policy refused fail it."""
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.set_default_timeout(UI_TIMEOUT_MS)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # what the page's Content-Security-Policy refused (a script, a style, an inline attribute)
+    pg.on("console", lambda msg: errors.append(msg.text)
+          if "Content Security Policy" in msg.text else None)
     try:
         yield pg
     finally:

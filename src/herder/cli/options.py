@@ -207,3 +207,14 @@ WorkerOwnToken = Annotated[str | None, typer.Option(
 AdminCallToken = Annotated[str | None, typer.Option(
     "--token", envvar=["HERDER_ADMIN_TOKEN", "HERDER_TOKEN"], metavar="TOKEN",
     show_default=False, help="The master's admin token.")]
+
+# -- strict input and browsers -----------------------------------------------------------------
+
+AllowedHosts = Annotated[str, typer.Option(
+    "--allowed-hosts", envvar="HERDER_ALLOWED_HOSTS", metavar="HOST,...",
+    help="Names a request's Host header may give, comma-separated ('*': any). Default: the "
+    "bound address, localhost, 127.0.0.1 and ::1.")]
+
+
+def parse_allowed_hosts(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())

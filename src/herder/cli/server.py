@@ -102,6 +102,7 @@ def master(
     max_params: opt.MaxParams = _M.max_params,
     max_subtasks_per_task: opt.MaxSubtasksPerTask = _M.max_subtasks_per_task,
     max_pending_subtasks: opt.MaxPendingSubtasks = _M.max_pending_subtasks,
+    allowed_hosts: opt.AllowedHosts = "",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
     tokens = _tokens(token, worker_token, admin_token, token_file)
@@ -120,6 +121,7 @@ def master(
         tls_cert=tls_cert, tls_key=tls_key,
         max_params=max_params, max_subtasks_per_task=max_subtasks_per_task,
         max_pending_subtasks=max_pending_subtasks,
+        allowed_hosts=opt.parse_allowed_hosts(allowed_hosts),
     )
     _setup_logging(log_level)
     _import_from_cwd()

@@ -122,8 +122,9 @@ class TransportConfig:
         if request.json is not None:
             body = compact(request.json).encode()
             headers = target.json_headers
-        elif request.method != "GET":
+        elif request.method != "GET":  # the master takes a state change only as JSON
             body = b""
+            headers = target.json_headers
         if request.headers:  # a stream's: they replace those of the same name
             names = {name.lower() + ":" for name in request.headers}
             headers = [h for h in headers if h[: h.find(":") + 1].lower() not in names]

@@ -78,13 +78,9 @@ class Journal:
             batch, self._buffer = self._buffer, []
             records = [r for r in batch if not isinstance(r, Event)]
             if records:
-                # one transaction with the writes posted before it (a commit saved per flush)
-                try:
-                    await self._thread.commit(self._store.append_logs, records)
-                except BaseException:
-                    for record in records:  # never published: their views go too
-                        self._final_views.pop(id(record), None)
-                    raise
+                records = await self._store_records(records)
+                stored = {id(r) for r in records}
+                batch = [e for e in batch if isinstance(e, Event) or id(e) in stored]
             views = self._final_views
             publish = self._publish
             for entry in batch:
@@ -93,6 +89,28 @@ class Journal:
                 else:  # stored: it has its seq now
                     publish(event_of(entry, views.pop(id(entry), None) if views else None))
             await self._bound(records)
+
+    async def _store_records(self, records: list[LogRecord]) -> list[LogRecord]:
+        """Store `records`, in one transaction with the writes posted before it (a commit saved
+        per flush); those stored. Should the batch fail, each record is stored on its own, so
+        that one bad record (a value the store cannot take) loses only itself."""
+        try:
+            await self._thread.commit(self._store.append_logs, records)
+            return records
+        except Exception as exc:
+            log.warning("journal: a batch of %d records failed (%s); storing them one by one",
+                        len(records), exc)
+        stored = []
+        for record in records:
+            try:
+                await self._thread.commit(self._store.append_logs, [record])
+            except Exception as exc:
+                self._final_views.pop(id(record), None)  # never published: its view goes too
+                log.error("journal: dropped a %s record of task %s: %s",
+                          record.kind, record.task_id, exc)
+                continue
+            stored.append(record)
+        return stored
 
     async def _bound(self, stored: list[LogRecord]) -> None:
         added: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""HTTP request schemas, sans I/O. Imports pydantic only."""
+"""HTTP request schemas, sans I/O. Imports pydantic and `jsontext`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ from typing import Annotated, Any
 
 import pydantic
 
+from herder import jsontext
+
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 #: the most items a batch submission or a lookup may carry
 MAX_BATCH = 10_000
+#: the largest sequence number (of an event, a log line) a request may name: SQL's BIGINT
+MAX_SEQ = 2**63 - 1
+#: a `list_tasks` cursor: ASCII digits, no more than the largest seq has
+CURSOR_PATTERN = r"^[0-9]{1,19}$"
 #: the longest a request may wait for its task to finish (`?wait=`), in seconds
 MAX_WAIT = 60.0
 
@@ -24,6 +30,18 @@ class SubmitRequest(pydantic.BaseModel):
     id: str | None = pydantic.Field(default=None, pattern=ID_PATTERN)
     #: overrides the type's max_retries for this task
     retries: int | None = pydantic.Field(default=None, ge=0, le=100)
+
+    @pydantic.field_validator("params")
+    @classmethod
+    def _strict_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """JSON has no NaN nor infinity (pydantic's parser reads `NaN`, `Infinity` and `1e400`
+        as floats): params holding one would be stored and answered as text no JSON parser
+        reads."""
+        try:
+            jsontext.strict(params)
+        except ValueError:
+            raise ValueError("NaN and infinities are not JSON numbers") from None
+        return params
 
 
 class LookupRequest(pydantic.BaseModel):

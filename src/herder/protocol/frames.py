@@ -34,21 +34,25 @@ MAX_FRAMES_PER_MESSAGE = 10_000
 FRAME_OVERHEAD = 128 * 1024
 #: the largest part or result, packed: its frame fits in a message
 MAX_VALUE_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD
+#: the largest subtask index and attempt number a frame may name (a signed 32-bit int)
+MAX_INDEX = 2**31 - 1
 
 #: `too_large`: the part or result cannot fit in a message; its subtask fails without retries
 Outcome = Literal["ok", "error", "cancelled", "released", "timeout", "too_large"]
 
 
 class _Frame(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any float field: a timestamp or a duration is stored and answered
+    # as JSON, which has neither
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AttemptRef(_Frame):
     """Names one attempt of one subtask; `attempt` is the fencing token."""
 
     task_id: str
-    index: int = pydantic.Field(ge=0)
-    attempt: int = pydantic.Field(ge=1)
+    index: int = pydantic.Field(ge=0, le=MAX_INDEX)
+    attempt: int = pydantic.Field(ge=1, le=MAX_INDEX)
 
 
 # -- worker -> master ------------------------------------------------------------------------

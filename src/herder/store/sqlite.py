@@ -71,7 +71,9 @@ class SqliteStore(Repository["SqliteDriver"]):
         # gives each new row the largest rowid ever used plus one, and the write lock held by
         # the transaction keeps any other writer out between the rows.
         db = self._driver
-        with db.atomic(len(records)):
+        # all or nothing even inside a caller's transaction: a row that fails (a value SQLite
+        # cannot bind) must not leave the rows before it to be committed with the others
+        with db.atomic(len(records)), db.all_or_nothing("append_logs"):
             seq = db.insert_many("insert_log", [log_row(r) for r in records]) - len(records)
         for r in records:
             seq += 1
@@ -150,6 +152,23 @@ class SqliteDriver:
         if statements <= 1 and not self.db.in_transaction:
             return contextlib.nullcontext()
         return self.transaction()
+
+    @contextlib.contextmanager
+    def all_or_nothing(self, name: str) -> Iterator[None]:
+        """Inside a transaction, a savepoint: what fails in the block undoes the block's writes
+        only. Outside one, nothing (a single statement is atomic by itself)."""
+        db = self.db
+        if not db.in_transaction:
+            yield
+            return
+        db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            db.execute(f"ROLLBACK TO {name}")
+            db.execute(f"RELEASE {name}")
+            raise
+        db.execute(f"RELEASE {name}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[object]:

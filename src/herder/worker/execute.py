@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import msgpack
 from pydantic_core import to_jsonable_python
 
+from herder import jsontext
 from herder.context import CancelFlag, Context
 from herder.protocol.frames import MAX_LOG_MESSAGE, MAX_VALUE_BYTES, Outcome
 from herder.tasktype import Registry
@@ -142,7 +143,7 @@ def check_result(value: Any) -> tuple[Outcome, Any, str | None]:
     if (
         value is None
         or kind is bool
-        or kind is float
+        or (kind is float and math.isfinite(value))
         or (kind is int and _MIN_INT <= value <= _MAX_INT)
         or (kind is str and len(value) < _SHORT_TEXT and value.isascii())
     ):
@@ -155,6 +156,9 @@ def check_result(value: Any) -> tuple[Outcome, Any, str | None]:
             f"ResultError: the result of type {type(value).__name__} cannot be sent as JSON "
             f"({truncate(str(exc), 500)})"
         )
+    if not _is_strict_json(data):
+        return "error", None, (
+            "ResultError: the result holds NaN or an infinity, which JSON cannot carry")
     if size > MAX_VALUE_BYTES:
         return "too_large", None, (
             f"ResultTooLarge: the result is {size} bytes packed, over the limit of "
@@ -173,7 +177,10 @@ class _Sinks:
     def progress(self, done: float, total: float | None, message: str | None) -> None:
         if message is not None:
             message = truncate(str(message), MAX_LOG_MESSAGE)
-        value = self._throttle.offer(time.monotonic(), (float(done), _opt_float(total), message))
+        done_, total_ = float(done), _opt_float(total)
+        if not math.isfinite(done_) or (total_ is not None and not math.isfinite(total_)):
+            raise ValueError(f"ctx.progress: done and total must be finite, not {done!r} {total!r}")
+        value = self._throttle.offer(time.monotonic(), (done_, total_, message))
         if value is not None:
             self._emitter.progress(*value)
 
@@ -187,6 +194,16 @@ class _Sinks:
         held = self._throttle.flush()
         if held is not None:
             self._emitter.progress(*held)
+
+
+def _is_strict_json(data: Any) -> bool:
+    """Whether JSON can carry `data` as it is: the master stores results as JSON, which has no
+    NaN nor infinity."""
+    try:
+        jsontext.strict(data)
+    except ValueError:
+        return False
+    return True
 
 
 def _opt_float(value: float | None) -> float | None:

@@ -56,7 +56,8 @@ export async function request(path, { method = "GET", body, signal } = {}) {
   for (;;) {
     const sent = token();
     const headers = authHeaders({ Accept: "application/json" });
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // the master takes a state change only as JSON (what a cross-site form cannot send)
+    if (method !== "GET") headers["Content-Type"] = "application/json";
     let res;
     try {
       res = await fetch(path, {

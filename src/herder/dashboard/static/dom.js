@@ -18,6 +18,9 @@ function build(el, attrs, children) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2), value);
+    } else if (key === "style" && typeof value === "object") {
+      // through the CSSOM: the page's Content-Security-Policy refuses inline style attributes
+      Object.assign(el.style, value);
     } else if (key === "value" && "value" in el) {
       el.value = value;
     } else if (key === "checked" || key === "disabled" || key === "selected") {

@@ -177,7 +177,7 @@ export function mountTasks(root) {
     const max = Math.max(...entries.map(([, n]) => n));
     fill(queueBox, entries.map(([p, n]) => h("div", { class: "qrow", "data-testid": `queue-${p}` },
       h("span", { class: "qlabel" }, `priority ${p}`),
-      h("span", { class: "qbar" }, h("span", { style: `width:${(100 * n) / max}%` })),
+      h("span", { class: "qbar" }, h("span", { style: { width: `${(100 * n) / max}%` } })),
       h("span", { class: "num" }, String(n)))));
   }
 

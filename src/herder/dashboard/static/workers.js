@@ -32,7 +32,7 @@ export function mountWorkers(root) {
       h("td", { class: "busy-cell" },
         h("span", { class: "mini-bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": w.slots,
           "aria-valuenow": w.busy, "data-testid": "worker-busy" },
-        h("span", { style: `width:${w.slots ? (100 * w.busy) / w.slots : 0}%` })),
+        h("span", { style: { width: `${w.slots ? (100 * w.busy) / w.slots : 0}%` } })),
         ` ${w.busy}/${w.slots}`),
       h("td", {}, w.pool),
       h("td", {}, stateBadge(w.state)),

@@ -21,11 +21,9 @@ from herder.protocol import paths
 DASHBOARD = "/"
 STATIC = "/static"
 DOCS = "/docs"
-DOCS_OAUTH_REDIRECT = "/docs/oauth2-redirect"
-REDOC = "/redoc"
 OPENAPI = "/openapi.json"
 
-PUBLIC_PATHS = frozenset({paths.HEALTHZ, DASHBOARD, DOCS, DOCS_OAUTH_REDIRECT, REDOC, OPENAPI})
+PUBLIC_PATHS = frozenset({paths.HEALTHZ, DASHBOARD, DOCS, OPENAPI})
 #: the routes only the admin role may use (path templates of `protocol.paths`)
 ADMIN_TEMPLATES = (paths.WORKER_DRAIN,)
 

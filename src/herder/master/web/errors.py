@@ -49,7 +49,8 @@ def describe_problems(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> 
     parts = []
     for err in errors:
         loc = ".".join(str(p) for p in (prefix, *err.get("loc", ())) if p != "")
-        parts.append(f"{loc}: {err.get('msg')}")
+        why = (err.get("ctx") or {}).get("error") if err.get("type") == "json_invalid" else None
+        parts.append(f"{loc}: {err.get('msg')}" + (f" ({why})" if why else ""))
     return "; ".join(parts) or "invalid request"
 
 

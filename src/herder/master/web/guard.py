@@ -1,40 +1,43 @@
-"""The middleware every request and the worker channel's upgrade pass: origin, token, body size.
+"""The middleware every request and the worker channel's upgrade pass: host, origin, token, body
+size, then content type.
 
 A pure ASGI middleware, inside the app (so that every route has it, whatever mounts it) and
-outside its exception handling. It refuses a WebSocket upgrade from a web page (one with an
-`Origin` header), a request without the token its path's role needs (`access`), and one whose
-declared body is over --max-body, before any route runs; a body sent without a length is counted
-as it is read, and reading past the limit raises the 413 that the error handlers answer.
-Imports the web layer's `access` and `errors`.
+outside its exception handling. It refuses a request whose `Host` is not the master's
+(`browsers`), a WebSocket upgrade from a web page (one with an `Origin` header), one without a
+token that grants its path's role (`access`), one whose declared body is over --max-body, and a
+state-changing one not sent as JSON (`browsers`), before any route runs; a body sent without a
+length is counted as it is read, and reading past the limit raises the 413 that the error
+handlers answer. Imports the web layer's `access`, `browsers` and `errors`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from herder.master.web.access import FROM_A_WEB_PAGE, Tokens, role_needed
+from herder.master.web.browsers import HostCheck, content_type_refusal
 from herder.master.web.errors import body_too_large, error_response
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, tokens: Tokens, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, tokens: Tokens, max_body: int, hosts: HostCheck) -> None:
         self.app = app
         self.tokens = tokens
         self.max_body = max_body
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":  # the lifespan
             await self.app(scope, receive, send)
             return
-        authorization = length = origin = None
-        for name, value in scope["headers"]:
-            if name == b"authorization" and authorization is None:
-                authorization = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"origin":
-                origin = value
+        authorization, length, origin, host, content_type = _read_headers(scope["headers"])
+        wrong_host = self.hosts.refusal(host)
+        if wrong_host is not None:
+            await _refuse(scope, receive, send, 400, wrong_host)
+            return
         if kind == "websocket" and origin is not None:
             await _refuse(scope, receive, send, 403, FROM_A_WEB_PAGE)
             return
@@ -44,12 +47,45 @@ class Guard:
             await _refuse(scope, receive, send, refusal.status, refusal.detail)
             return
         if kind == "http":
+            refused = self._body_refusal(scope["method"], length, content_type)
+            if refused is not None:
+                await _refuse(scope, receive, send, *refused)
+                return
             if length is None or not length.isdigit():
                 receive = _counted(receive, self.max_body)
-            elif int(length) > self.max_body:
-                await _refuse(scope, receive, send, 413, body_too_large(self.max_body).detail)
-                return
         await self.app(scope, receive, send)
+
+    def _body_refusal(
+        self, method: str, length: bytes | None, content_type: bytes | None
+    ) -> tuple[int, str] | None:
+        """(status, why) for a body declared over --max-body or not sent as JSON."""
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return 413, str(body_too_large(self.max_body).detail)
+        not_json = content_type_refusal(method, content_type)
+        return None if not_json is None else (415, not_json)
+
+
+_Header = bytes | None
+
+
+def _read_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[_Header, _Header, _Header, _Header, _Header]:
+    """The request's Authorization, Content-Length, Origin, Host and Content-Type (the first of
+    each, but the last Content-Length), None where absent."""
+    authorization = length = origin = host = content_type = None
+    for name, value in headers:
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"origin":
+            origin = value
+        elif name == b"host" and host is None:
+            host = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
+    return authorization, length, origin, host, content_type
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, why: str) -> None:

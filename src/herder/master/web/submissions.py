@@ -10,12 +10,12 @@ Imports the web layer's `handlers`, `errors` and `responses`, and `protocol`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pydantic
+import pydantic_core
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
@@ -98,8 +98,8 @@ def _item(index: int, item: Any) -> SubmitRequest | Rejected:
 
 def _batch_items(body: bytes) -> list[Any]:
     try:
-        items = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        items = pydantic_core.from_json(body)  # nesting is bounded: deep JSON is a ValueError
+    except ValueError as exc:
         raise Rejected(422, f"body: JSON decode error: {exc}") from None
     if not isinstance(items, list):
         raise Rejected(422, "body: Input should be a valid list")

@@ -8,6 +8,7 @@ documents the answer: a returned Response is not validated again). Imports the w
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -17,6 +18,7 @@ from herder.master.rejected import Rejected
 from herder.master.web import handlers
 from herder.master.web.handlers import MasterDep
 from herder.master.web.responses import event_stream, json_answer
+from herder.master.web.strictjson import StrictJSONRoute
 from herder.model import TaskState
 from herder.protocol import paths
 from herder.protocol.answers import (
@@ -27,12 +29,14 @@ from herder.protocol.answers import (
     TasksAnswer,
     TaskView,
 )
-from herder.protocol.api import MAX_WAIT, LookupRequest
+from herder.protocol.api import CURSOR_PATTERN, MAX_SEQ, MAX_WAIT, LookupRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT)]
-LastEventId = Annotated[int | None, Query(ge=0)]
+LastEventId = Annotated[int | None, Query(ge=0, le=MAX_SEQ)]
+#: `Last-Event-ID`, as the header may carry it: ASCII digits, no sign, no more than a seq has
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
 @router.get(paths.TASKS, response_model=TaskPage)
@@ -41,7 +45,7 @@ async def list_tasks(
     state: TaskState | None = None,
     type: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
 ) -> Response:
     return json_answer(await handlers.task_page(master, state, type, limit, cursor))
 
@@ -73,7 +77,7 @@ async def result(task_id: str, master: MasterDep) -> Response:
 async def logs(
     task_id: str,
     master: MasterDep,
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     follow: bool = False,
 ) -> Response:
@@ -111,7 +115,8 @@ def _last_event_id(request: Request, query: int | None) -> int | None:
     """The `Last-Event-ID` header (what a reconnecting EventSource sends), else the query's."""
     header = request.headers.get("last-event-id")
     if header is not None:
-        if not header.strip().isdigit():
-            raise Rejected(422, f"Last-Event-ID: {header!r} is not an event id")
-        return int(header)
+        value = header.strip()
+        if _EVENT_ID.fullmatch(value) is None or int(value) > MAX_SEQ:
+            raise Rejected(422, f"Last-Event-ID: {header[:40]!r} is not an event id")
+        return int(value)
     return query
