@@ -40,6 +40,7 @@ from bench.procstat import MARKER_ENV, own_cpu, rss_mib
 from bench.procstat import _stat as proc_stat
 from bench.systems.base import workdir
 from herder import Client, LocalCluster
+from herder.protocol import paths
 
 PART = 100  # subtasks per top-up task
 BATCH = 10_000
@@ -48,27 +49,28 @@ BATCH = 10_000
 # -- the simulated workers (child processes) ----------------------------------------------------
 
 
-def _sim_main(url: str, conns: int, prefix: str, done: Synchronized[int],
+def _sim_main(url: str, token: str, conns: int, prefix: str, done: Synchronized[int],
               connected: Synchronized[int]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    asyncio.run(_sim(url, conns, prefix, done, connected))
+    asyncio.run(_sim(url, token, conns, prefix, done, connected))
 
 
-async def _sim(url: str, conns: int, prefix: str, done: Synchronized[int],
+async def _sim(url: str, token: str, conns: int, prefix: str, done: Synchronized[int],
                connected: Synchronized[int]) -> None:
-    ws_url = url.replace("http://", "ws://") + "/api/v1/workers/connect"
-    await asyncio.gather(*(_connection(ws_url, f"{prefix}-{i}", done, connected)
+    ws_url = url.replace("http://", "ws://") + paths.WORKER_CHANNEL
+    await asyncio.gather(*(_connection(ws_url, token, f"{prefix}-{i}", done, connected)
                            for i in range(conns)))
 
 
-async def _connection(ws_url: str, name: str, done: Synchronized[int],
+async def _connection(ws_url: str, token: str, name: str, done: Synchronized[int],
                       connected: Synchronized[int]) -> None:
     hello = {"t": "hello", "version": 1, "name": name, "slots": 1, "types": ["bench_split"],
              "uid": uuid.uuid4().hex}
     for _ in range(50):  # connecting 500 at once may meet a full accept backlog: retry
         try:
-            ws = await websockets.connect(ws_url, compression=None, max_size=2**24,
-                                          open_timeout=30)
+            ws = await websockets.connect(
+                ws_url, compression=None, max_size=2**24, open_timeout=30,
+                additional_headers={"Authorization": f"Bearer {token}"})
             break
         except (OSError, TimeoutError, websockets.InvalidHandshake):
             await asyncio.sleep(0.1)
@@ -108,16 +110,16 @@ async def _beat(ws: Any, interval: float) -> None:
 
 
 class Sims:
-    """`procs` processes holding `conns` connections in all."""
+    """`procs` processes holding `conns` connections in all, with the master's worker token."""
 
-    def __init__(self, url: str, conns: int, procs: int) -> None:
+    def __init__(self, url: str, token: str, conns: int, procs: int) -> None:
         ctx = mp.get_context("spawn")
         self.done = [ctx.Value("q", 0, lock=False) for _ in range(procs)]
         self.connected = [ctx.Value("q", 0, lock=False) for _ in range(procs)]
         shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
         self.procs = [
             ctx.Process(target=_sim_main, daemon=True,
-                        args=(url, shares[i], f"sim{i}", self.done[i], self.connected[i]))
+                        args=(url, token, shares[i], f"sim{i}", self.done[i], self.connected[i]))
             for i in range(procs)
         ]
         for p in self.procs:
@@ -210,7 +212,7 @@ def measure(queued: int, conns: int, procs: int, window: float, warm: float) -> 
         _submit(client, queued // PART)
         _wait(lambda: _queued(client) >= queued, 300, f"{queued} queued")
         fill_seconds = time.perf_counter() - t_fill
-        sims = Sims(cluster.url, conns, procs)
+        sims = Sims(cluster.url, cluster.worker_token, conns, procs)
         _wait(lambda: sims.n_connected() >= conns, 120, f"{conns} connections")
         topup = TopUp(client, sims, queued, conns, submitted=(queued // PART) * PART)
         topup.start()

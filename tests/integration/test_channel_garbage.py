@@ -47,8 +47,11 @@ def _garbage(rng: random.Random) -> list[bytes | str]:
     return [HELLO, choice] if rng.random() < 0.7 else [choice]
 
 
-def _send_and_be_closed(url: str, messages: list[bytes | str]) -> str:
-    with connect(url, open_timeout=10, max_size=None) as ws:
+def _send_and_be_closed(cluster: LocalCluster, messages: list[bytes | str]) -> str:
+    """Send `messages` on a raw connection with the worker token; the reason it was closed."""
+    url = cluster.url.replace("http://", "ws://") + paths.WORKER_CHANNEL
+    auth = {"Authorization": f"Bearer {cluster.worker_token}"}
+    with connect(url, open_timeout=10, max_size=None, additional_headers=auth) as ws:
         for message in messages:
             ws.send(message)
         with pytest.raises(ConnectionClosed) as closed:
@@ -60,10 +63,9 @@ def _send_and_be_closed(url: str, messages: list[bytes | str]) -> str:
 
 def test_garbage_connections_while_a_real_worker_works(cluster: LocalCluster) -> None:
     client: Client = cluster.client
-    url = cluster.url.replace("http://", "ws://") + paths.WORKER_CHANNEL
     handles = [client.submit("logs", {"n": i}) for i in range(20)]
     rng = random.Random(20)
-    reasons = [_send_and_be_closed(url, _garbage(rng)) for _ in range(60)]
+    reasons = [_send_and_be_closed(cluster, _garbage(rng)) for _ in range(60)]
     assert all(reason for reason in reasons)  # each closed with why
     assert [h.result(timeout=30) for h in handles] == [[{"n": i}] for i in range(20)]
     for handle in handles:
@@ -80,12 +82,11 @@ def test_a_log_frame_out_of_bounds_loses_no_other_record(
     cluster: LocalCluster, field: str, value: float
 ) -> None:
     client: Client = cluster.client
-    url = cluster.url.replace("http://", "ws://") + paths.WORKER_CHANNEL
     target = client.submit("sleep", {"seconds": 0.2})
     others = [client.submit("logs", {"n": i}) for i in range(10)]
     bad = {"t": "log", "task_id": target.id, "index": 0, "attempt": 1, "ts": 1.0,
            "level": "INFO", "message": "forged", field: value}
-    reason = _send_and_be_closed(url, [HELLO, msgpack.packb(bad)])
+    reason = _send_and_be_closed(cluster, [HELLO, msgpack.packb(bad)])
     assert field in reason
     for handle in others:  # their lines and final states, stored in the same batches
         handle.result(timeout=30)
