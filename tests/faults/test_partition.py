@@ -78,7 +78,8 @@ def test_partitioned_worker_is_replaced_and_its_late_results_dropped(
         port=port,
         host="0.0.0.0",
         token=secrets.token_hex(16),
-        extra_master_args=FAST_LEASE,
+        # the far worker names the master by A's address
+        extra_master_args=[*FAST_LEASE, "--allowed-hosts", f"127.0.0.1,localhost,{pair.a_addr}"],
         command_prefix=pair.exec_prefix(pair.a),
     )
     try:

@@ -23,7 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from herder import Client, LocalCluster
-from herder.protocol import frames
+from herder.protocol import frames, paths
 from tests.integration.conftest import TEST_TASKS, assert_healthy, wait_until
 
 TOKEN = secrets.token_hex(16)
@@ -57,9 +57,10 @@ class Raw:
 
 
 @contextlib.contextmanager
-def _connect(master: Client | LocalCluster, origin: str | None = None) -> Iterator[Raw]:
-    url = master.url.replace("http://", "ws://") + "/api/v1/workers/connect"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+def _connect(cluster: LocalCluster, origin: str | None = None) -> Iterator[Raw]:
+    """A raw connection to the worker channel, with the cluster's worker token."""
+    url = cluster.url.replace("http://", "ws://") + paths.WORKER_CHANNEL
+    headers = {"Authorization": f"Bearer {cluster.worker_token}"}
     with connect(url, additional_headers=headers, origin=Origin(origin) if origin else None) as ws:
         yield Raw(ws)
 
@@ -79,7 +80,8 @@ def _refused(client: Client) -> dict[str, float]:
 
 def test_forged_results_logs_progress_and_claims_are_refused_and_counted(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    with LocalCluster(workers=1, slots=1, tasks=TEST_TASKS, token=TOKEN) as client:
+    cluster = LocalCluster(workers=1, slots=1, tasks=TEST_TASKS, token=TOKEN)
+    with cluster as client:
         handle = client.submit("gated", {"gate": str(gate), "parts": 3})
         (running,) = wait_until(
             lambda: [s for s in handle.subtasks() if s["state"] == "running"], what="a part runs"
@@ -92,7 +94,7 @@ def test_forged_results_logs_progress_and_claims_are_refused_and_counted(tmp_pat
         claims = [
             frames.AttemptRef(task_id=handle.id, index=i, attempt=a) for i in queued for a in (1, 2)
         ]
-        with _connect(client) as ws:
+        with _connect(cluster) as ws:
             welcome = ws.hello(
                 name="forger", types=["noop"], running=claims[:2], results=[real, *claims[2:]]
             )

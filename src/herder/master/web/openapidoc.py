@@ -24,7 +24,8 @@ _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAns
 _WHY = {
     "400": "The Host header does not name this master (--allowed-hosts)",
     "401": "A valid bearer token is required",
-    "404": "No such task",
+    "403": "The token is of a role that does not grant this route",
+    "404": "No such task (or worker)",
     "409": "The task is not in a state that allows this",
     "413": "The body is over --max-body",
     "415": "The body is not sent as application/json",
@@ -70,11 +71,11 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
     codes = ["400", "422"]
     if role_needed(path) is not None:
         operation["security"] = [{BEARER: []}]
-        codes.append("401")
+        codes += ["401", "403"]
     if method not in ("GET", "HEAD"):
         codes += ["413", "415"]
         operation.setdefault("requestBody", _ANY_JSON_BODY)
-    if "{task_id}" in path:
+    if "{" in path:  # a task or worker that may not exist
         codes.append("404")
     if path in _CONFLICTS:
         codes.append("409")
