@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -66,6 +68,15 @@ def _connect(cluster: LocalCluster, origin: str | None = None) -> Iterator[Raw]:
     headers = {"Authorization": f"Bearer {cluster.worker_token}"}
     with connect(url, additional_headers=headers, origin=Origin(origin) if origin else None) as ws:
         yield Raw(ws)
+
+
+def _stored_uid(db: str, task_id: str) -> str | None:
+    """The worker uid the store keeps for the task's first subtask, once committed."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute(
+            "SELECT worker_uid FROM subtasks WHERE task_id = ? AND idx = 0", (task_id,)
+        ).fetchone()
+    return row[0] if row else None
 
 
 def _refused(client: Client) -> dict[str, float]:
@@ -165,6 +176,10 @@ def test_after_a_master_restart_only_the_worker_of_the_stored_uid_claims_its_att
             lambda: [s for s in handle.subtasks() if s["state"] == "running"], what="it runs"
         )
         ref = frames.AttemptRef(task_id=handle.id, index=0, attempt=running["attempts"])
+        # the start is committed with the worker's uid, as a digest (a reader of the store
+        # cannot pose as the worker)
+        stored_uid = wait_until(lambda: _stored_uid(str(cluster.db), handle.id), what="stored")
+        assert re.fullmatch("[0-9a-f]{64}", stored_uid)
         (worker,) = cluster.worker_processes
         # the worker is held still, so that the namesake claims before it can reconnect
         os.kill(worker.pid, signal.SIGSTOP)
