@@ -52,7 +52,7 @@ def one_run(tasks: int, batch: int) -> tuple[float, dict[str, float]]:
             timed("insert_tasks", store.insert_tasks, records, [[JSONText("null")]] * len(ids))
             # a short attempt's start goes with its result (master/starts.py)
             timed("record_results", store.record_results,
-                  [(i, 0, 1, "null", now, "w1", now) for i in ids])
+                  [(i, 0, 1, "null", now, "w1", now, "u1") for i in ids])
             with store.transaction():
                 timed("finish_tasks", store.finish_tasks,
                       [(i, TaskState.SUCCEEDED, now, None, None) for i in ids])

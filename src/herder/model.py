@@ -118,6 +118,9 @@ class SubtaskRecord:
     error: TaskError | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: the uid of the worker running it, as the master stored it (`store.base.AttemptStart`):
+    #: never shown by the API
+    worker_uid: str | None = None
 
 
 @dataclass(slots=True)

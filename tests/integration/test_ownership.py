@@ -1,6 +1,7 @@
 """Each worker owns its attempts: what a second connection holding the worker token sends about
-another worker's attempts is refused and counted, and a legit reconnect keeps its own. A
-WebSocket upgrade from a web page (with an `Origin`) is refused before the channel opens.
+another worker's attempts is refused and counted, and a legit reconnect keeps its own, after a
+master restart too. A WebSocket upgrade from a web page (with an `Origin`) is refused before the
+channel opens.
 
 Real master and worker processes; the second connection is a raw WebSocket client.
 """
@@ -8,7 +9,11 @@ Real master and worker processes; the second connection is a raw WebSocket clien
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import secrets
+import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -63,6 +68,15 @@ def _connect(cluster: LocalCluster, origin: str | None = None) -> Iterator[Raw]:
     headers = {"Authorization": f"Bearer {cluster.worker_token}"}
     with connect(url, additional_headers=headers, origin=Origin(origin) if origin else None) as ws:
         yield Raw(ws)
+
+
+def _stored_uid(db: str, task_id: str) -> str | None:
+    """The worker uid the store keeps for the task's first subtask, once committed."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute(
+            "SELECT worker_uid FROM subtasks WHERE task_id = ? AND idx = 0", (task_id,)
+        ).fetchone()
+    return row[0] if row else None
 
 
 def _refused(client: Client) -> dict[str, float]:
@@ -144,6 +158,55 @@ def test_a_worker_that_reconnects_keeps_its_attempt_and_a_namesake_cannot_take_i
             assert (ack.task_id, ack.index, ack.attempt) == (ref.task_id, ref.index, ref.attempt)
         assert handle.result(timeout=10) == "mine"
         assert _refused(client) == {"hello": 1.0}
+
+
+def test_after_a_master_restart_only_the_worker_of_the_stored_uid_claims_its_attempt(
+    tmp_path: Path,
+) -> None:
+    # The store knows the worker's name and uid for its running attempt: a connection that
+    # knows the name but not the uid claims it first, and is refused; the real worker comes
+    # back and its result counts, the attempt running once.
+    gate = tmp_path / "gate"
+    cluster = LocalCluster(
+        workers=1, tasks=TEST_TASKS, token=TOKEN, extra_master_args=["--lease-timeout", "60"]
+    )
+    with cluster as client:
+        handle = client.submit("gated", {"gate": str(gate)})
+        (running,) = wait_until(
+            lambda: [s for s in handle.subtasks() if s["state"] == "running"], what="it runs"
+        )
+        ref = frames.AttemptRef(task_id=handle.id, index=0, attempt=running["attempts"])
+        # the start is committed with the worker's uid, as a digest (a reader of the store
+        # cannot pose as the worker)
+        stored_uid = wait_until(lambda: _stored_uid(str(cluster.db), handle.id), what="stored")
+        assert re.fullmatch("[0-9a-f]{64}", stored_uid)
+        (worker,) = cluster.worker_processes
+        # the worker is held still, so that the namesake claims before it can reconnect
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            cluster.kill_master()
+            cluster.start_master()
+            with _connect(cluster) as ws:
+                namesake = ws.hello(
+                    name=running["worker"], types=["gated"], uid="guessed", running=[ref]
+                )
+                assert namesake.keep == []
+            assert _refused(client) == {"hello": 1.0}
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        wait_until(
+            lambda: [
+                w for w in client.workers()
+                if w["name"] == running["worker"] and w["state"] == "active" and w["busy"] == 1
+            ],
+            what="the real worker is back with its attempt",
+        )
+        gate.touch()
+        assert handle.result(timeout=30) == ["ran 0"]
+        (sub,) = handle.subtasks()
+        assert (sub["attempts"], sub["worker"]) == (running["attempts"], running["worker"])
+        assert _refused(client) == {"hello": 1.0}
+        assert_healthy(client)
 
 
 def test_an_upgrade_from_a_web_page_is_refused() -> None:

@@ -88,16 +88,22 @@ def finish_task(
 
 
 def start_attempt(
-    store: Store, task_id: str, index: int, attempt: int, worker: str, started_at: float
+    store: Store,
+    task_id: str,
+    index: int,
+    attempt: int,
+    worker: str,
+    started_at: float,
+    worker_uid: str | None = None,
 ) -> None:
-    store.start_attempts([(task_id, index, attempt, worker, started_at)])
+    store.start_attempts([(task_id, index, attempt, worker, started_at, worker_uid)])
 
 
 def record_result(
     store: Store, task_id: str, index: int, attempt: int, result: JSON, finished_at: float
 ) -> bool:
     (recorded,) = store.record_results(
-        [(task_id, index, attempt, encode(result), finished_at, None, None)]
+        [(task_id, index, attempt, encode(result), finished_at, None, None, None)]
     )
     return recorded
 
@@ -543,28 +549,41 @@ def test_a_refused_finish_changes_no_subtask(store: Store) -> None:
 def test_start_attempt_marks_the_subtask_running(store: Store) -> None:
     task = started(store)
 
-    start_attempt(store, task.id, 1, attempt=1, worker="w1", started_at=7.5)
+    start_attempt(store, task.id, 1, attempt=1, worker="w1", started_at=7.5, worker_uid="u1")
 
     sub = store.get_subtasks(task.id)[1]
-    assert (sub.state, sub.attempts, sub.worker, sub.started_at, sub.finished_at) == (
-        SubtaskState.RUNNING,
-        1,
-        "w1",
-        7.5,
-        None,
-    )
+    assert (
+        sub.state, sub.attempts, sub.worker, sub.started_at, sub.finished_at, sub.worker_uid
+    ) == (SubtaskState.RUNNING, 1, "w1", 7.5, None, "u1")
     assert states(store, task.id)[::2] == [SubtaskState.QUEUED, SubtaskState.QUEUED]
 
 
 def test_a_second_attempt_takes_over_and_attempts_never_go_back(store: Store) -> None:
     task = started(store)
-    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0)
-    start_attempt(store, task.id, 0, 2, "w2", started_at=2.0)
-    start_attempt(store, task.id, 0, 1, "w3", started_at=3.0)  # a stale call, crossed in flight
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0, worker_uid="u1")
+    start_attempt(store, task.id, 0, 2, "w2", started_at=2.0, worker_uid="u2")
+    # a stale call, crossed in flight
+    start_attempt(store, task.id, 0, 1, "w3", started_at=3.0, worker_uid="u3")
 
     sub = store.get_subtasks(task.id)[0]
     assert sub.attempts == 2
     assert sub.state is SubtaskState.RUNNING
+    # the start stored is the stored attempt's: after a restart only its worker claims it back
+    assert (sub.worker, sub.started_at, sub.worker_uid) == ("w2", 2.0, "u2")
+
+
+def test_a_subtask_queued_again_names_no_worker_uid(store: Store) -> None:
+    task = started(store, parts=2)
+    start_attempt(store, task.id, 0, 1, "w1", started_at=1.0, worker_uid="u1")
+    start_attempt(store, task.id, 1, 1, "w1", started_at=1.0, worker_uid="u1")
+
+    store.requeue_subtask(task.id, 0)
+    store.record_failure(task.id, 1, 1, BOOM, final=False, finished_at=2.0)
+
+    assert [(s.state, s.worker, s.worker_uid) for s in store.get_subtasks(task.id)] == [
+        (SubtaskState.QUEUED, None, None),
+        (SubtaskState.QUEUED, None, None),
+    ]
 
 
 def test_start_attempt_leaves_a_finished_subtask_alone(store: Store) -> None:
@@ -604,11 +623,11 @@ def test_a_batch_of_results_records_each_as_one_call_would(store: Store) -> None
     store.record_failure(task.id, 2, 1, BOOM, final=True, finished_at=1.0)
     recorded = store.record_results(
         [
-            (task.id, 0, 1, '"a"', 2.0, None, None),
-            (task.id, 0, 2, '"again"', 3.0, None, None),
-            (task.id, 9, 1, '"unknown"', 4.0, None, None),
-            (task.id, 2, 1, '"late"', 5.0, None, None),
-            (task.id, 1, 3, '"b"', 6.0, None, None),
+            (task.id, 0, 1, '"a"', 2.0, None, None, None),
+            (task.id, 0, 2, '"again"', 3.0, None, None, None),
+            (task.id, 9, 1, '"unknown"', 4.0, None, None, None),
+            (task.id, 2, 1, '"late"', 5.0, None, None, None),
+            (task.id, 1, 3, '"b"', 6.0, None, None, None),
         ]
     )
     assert recorded == [True, False, False, False, True]
@@ -621,7 +640,7 @@ def test_a_batch_of_results_records_each_as_one_call_would(store: Store) -> None
     ]
     # all taken: the fast way, one statement for the whole batch
     other = started(store, parts=2)
-    items = [(other.id, i, 1, str(i), 7.0, None, None) for i in range(2)]
+    items = [(other.id, i, 1, str(i), 7.0, None, None, None) for i in range(2)]
     assert store.record_results(items) == [True] * 2
     assert store.get_results(other.id) == [0, 1]
 
@@ -630,19 +649,21 @@ def test_a_result_carries_the_start_of_its_attempt_when_it_was_not_written(store
     # The master writes a short attempt's start with its result (one row write): the subtask
     # ends as it would after a start_attempt and a record_result.
     task = started(store, parts=3)
-    start_attempt(store, task.id, 1, 1, "w-written", 1.0)
+    start_attempt(store, task.id, 1, 1, "w-written", 1.0, worker_uid="u-written")
     recorded = store.record_results(
         [
-            (task.id, 0, 1, '"a"', 2.5, "w-carried", 2.0),  # never started in the store
-            (task.id, 1, 1, '"b"', 3.0, None, None),  # its start is stored: it stays
+            (task.id, 0, 1, '"a"', 2.5, "w-carried", 2.0, "u-carried"),  # never started
+            (task.id, 1, 1, '"b"', 3.0, None, None, None),  # its start is stored: it stays
         ]
     )
     assert recorded == [True, True]
     subs = store.get_subtasks(task.id)
-    assert [(s.state, s.attempts, s.worker, s.started_at, s.finished_at) for s in subs] == [
-        (SubtaskState.SUCCEEDED, 1, "w-carried", 2.0, 2.5),
-        (SubtaskState.SUCCEEDED, 1, "w-written", 1.0, 3.0),
-        (SubtaskState.QUEUED, 0, None, None, None),
+    assert [
+        (s.state, s.attempts, s.worker, s.started_at, s.finished_at, s.worker_uid) for s in subs
+    ] == [
+        (SubtaskState.SUCCEEDED, 1, "w-carried", 2.0, 2.5, "u-carried"),
+        (SubtaskState.SUCCEEDED, 1, "w-written", 1.0, 3.0, "u-written"),
+        (SubtaskState.QUEUED, 0, None, None, None, None),
     ]
     # a late start of another attempt changes nothing once the subtask has its result
     start_attempt(store, task.id, 0, 2, "w-late", 4.0)
@@ -1263,7 +1284,12 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store = SqliteStore(path)
     store.migrate()
     task = started(store, parts=3)
-    start_attempt(store, task.id, 0, 1, "w1", started_at=2.0)
+    # starts as the code of that schema wrote them (today's query uses the column of 0008)
+    _db(store).execute(
+        "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
+        "WHERE task_id = ? AND idx IN (0, 1)",
+        (task.id,),
+    )
     # a result as the code of that schema wrote it (today's query uses the columns of 0006)
     _db(store).execute(
         "INSERT INTO subtask_results (task_id, idx, attempt, result, recorded_at) "
@@ -1282,7 +1308,8 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     _db(store).execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
-    # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial)
+    # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial,
+    # 0008 added the worker's uid to a start)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:
@@ -1294,13 +1321,15 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         seq = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (later.id,)).fetchone()[0]
         assert seq == high_water + 1
         assert states(store, task.id) == [
-            SubtaskState.SUCCEEDED, SubtaskState.QUEUED, SubtaskState.QUEUED
+            SubtaskState.SUCCEEDED, SubtaskState.RUNNING, SubtaskState.QUEUED
         ]
         assert store.get_results(task.id) == [{"r": 0}, None, None]
-        first = store.get_subtasks(task.id)[0]
+        first, second = store.get_subtasks(task.id)[:2]
         assert (first.result, first.worker, first.started_at, first.finished_at) == (
             {"r": 0}, "w1", 2.0, 3.0
         )
+        # 0008: a start written before names no worker uid, so nobody may claim it back
+        assert (second.worker, second.started_at, second.worker_uid) == ("w1", 2.0, None)
         recorded_by = "SELECT result_attempt FROM subtasks WHERE task_id = ? AND idx = 0"
         assert _db(store).execute(recorded_by, (task.id,)).fetchone()[0] == 1
         assert [r.message for r in store.get_logs(task.id)] == ["hi"]

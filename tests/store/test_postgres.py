@@ -109,15 +109,46 @@ def test_a_failing_migration_leaves_nothing_behind(
         store.close()
 
 
+def test_a_start_stored_before_0002_names_no_worker_uid(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database of the first migration, with a subtask running, as that schema stored it...
+    monkeypatch.setattr(postgres_backend, "_migrations", lambda: _MIGRATIONS[:1])
+    store = PostgresStore(url)
+    store.migrate()
+    task = started(store, parts=2)
+    _conn(store).execute(
+        "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
+        "WHERE task_id = %s AND idx = 0",
+        (task.id,),
+    )
+    store.close()
+    # ...migrates: the running subtask keeps its start and names no uid (nobody may claim it
+    # back after a restart), and the new starts carry theirs
+    monkeypatch.setattr(postgres_backend, "_migrations", lambda: _MIGRATIONS)
+    store = PostgresStore(url)
+    try:
+        store.migrate()
+        assert _versions(store) == _KNOWN
+        store.start_attempts([(task.id, 1, 1, "w2", 3.0, "u2")])
+        assert [(s.state, s.worker, s.started_at, s.worker_uid)
+                for s in store.get_subtasks(task.id)] == [
+            (SubtaskState.RUNNING, "w1", 2.0, None),
+            (SubtaskState.RUNNING, "w2", 3.0, "u2"),
+        ]
+    finally:
+        store.close()
+
+
 def test_refuses_a_schema_newer_than_it_knows(migrated: PostgresStore) -> None:
     _conn(migrated).execute("INSERT INTO schema_version VALUES (99, '0099_future.sql', 0)")
     with pytest.raises(HerderError, match="schema version 99"):
         migrated.migrate()
 
 
-def test_the_first_migration_makes_the_shape_sqlite_has(migrated: PostgresStore) -> None:
-    # 0001_initial.sql is written at once, not replayed from SQLite's history: its tables must
-    # have the columns SQLite's seven migrations end with.
+def test_the_migrations_make_the_shape_sqlite_has(migrated: PostgresStore) -> None:
+    # 0001_initial.sql is written at once, not replayed from SQLite's history: with the later
+    # migrations, its tables must have the columns SQLite's migrations end with.
     from herder.store.sqlite import SqliteStore
 
     lite = SqliteStore(":memory:")
@@ -244,7 +275,7 @@ def test_a_read_or_a_guarded_write_goes_on_over_a_new_connection(
     got = migrated.get_task(task.id)  # made again on a new connection
     assert got is not None and got.id == task.id
     _break(postgres_server, url)
-    assert migrated.record_results([(task.id, 0, 1, '"r"', 2.0, "w", 1.0)]) == [True]
+    assert migrated.record_results([(task.id, 0, 1, '"r"', 2.0, "w", 1.0, "u")]) == [True]
     assert migrated.get_results(task.id) == ["r", None]
     retried = [r.getMessage() for r in caplog.records if "again on a new one" in r.getMessage()]
     assert [m.rsplit(";", 1)[1] for m in retried] == [

@@ -47,7 +47,7 @@ def join(
     types: Iterable[str] = ("t",),
     labels: Iterable[str] = (),
 ) -> None:
-    joined = WorkerJoined(worker_id, slots, frozenset(types), frozenset(labels), name=worker_id)
+    joined = WorkerJoined(worker_id, slots, frozenset(types), frozenset(labels), uid=worker_id)
     assert s.handle(joined, 0.0) == []
 
 
@@ -726,6 +726,22 @@ def test_a_held_subtask_goes_back_only_to_its_worker_at_its_attempt() -> None:
     assert (d.index, d.attempt) == (1, 2)
     assert succeed(s, d) == []
     assert s.handle(AttemptSucceeded("a", 0, 2), 0.0) == [CompleteTask("a")]
+
+
+def test_after_a_restart_only_a_worker_of_the_stored_uid_claims_a_held_subtask() -> None:
+    # The sessions are new after a restart: the uid the store keeps tells the worker apart,
+    # not its session, nor its name (which the core does not even see).
+    s = make()
+    s.handle(WorkerJoined("namesake", 2, frozenset({"t"}), uid="u-other"), 0.0)
+    s.handle(WorkerJoined("no-uid", 2, frozenset({"t"})), 0.0)
+    s.handle(WorkerJoined("back", 2, frozenset({"t"}), uid="u1"), 0.0)
+    s.handle(TaskReady("a", "t", 0, [0], attempts_made={0: 2}, held={0: "u1"}), 0.0)
+    assert not s.adopt("namesake", "a", 0, 2)
+    assert not s.adopt("no-uid", "a", 0, 2)
+    assert s.holder("a", 0, 2) is None
+    assert s.adopt("back", "a", 0, 2)
+    assert s.holder("a", 0, 2) == "back"
+    assert not s.adopt("namesake", "a", 0, 2)  # taken: nobody else gets it
 
 
 def test_a_worker_cannot_claim_a_queued_subtask_or_another_workers_attempt() -> None:

@@ -29,7 +29,7 @@ def make() -> Scheduler:
 
 
 def join(s: Scheduler, worker_id: str, slots: int = 1) -> None:
-    s.handle(WorkerJoined(worker_id, slots, frozenset({"t"}), name=worker_id), 0.0)
+    s.handle(WorkerJoined(worker_id, slots, frozenset({"t"}), uid=worker_id), 0.0)
 
 
 def ready(s: Scheduler, task_id: str, n: int, now: float = 0.0, **kw: object) -> None:

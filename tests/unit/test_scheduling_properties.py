@@ -866,31 +866,37 @@ def test_a_worker_that_fails_everything_is_passed_over(
 @PROPS
 @given(
     held=st.dictionaries(
-        st.integers(0, 4), st.tuples(st.sampled_from(["w1", "w2"]), st.integers(1, 3))
+        st.integers(0, 4), st.tuples(st.sampled_from(["u1", "u2"]), st.integers(1, 3))
     ),
+    uids=st.tuples(*[st.sampled_from(["u1", "u2", "u3", None])] * 3),
     claims=st.lists(
         st.tuples(st.sampled_from(["w1", "w2", "w3"]), st.integers(0, 5), st.integers(0, 4)),
         max_size=25,
     ),
 )
-def test_after_a_restart_a_held_subtask_goes_only_to_its_worker_at_its_attempt(
-    held: dict[int, tuple[str, int]], claims: list[tuple[str, int, int]]
+def test_after_a_restart_a_held_subtask_goes_only_to_its_worker_uid_at_its_attempt(
+    held: dict[int, tuple[str, int]],
+    uids: tuple[str | None, str | None, str | None],
+    claims: list[tuple[str, int, int]],
 ) -> None:
-    """A restarted core holds what was running for the worker the store names, at the attempt
-    the store knows: that claim, and only it, is granted, once; nothing else can be claimed."""
+    """A restarted core holds what was running for the worker uid the store keeps, at the
+    attempt the store knows: the first such claim from a worker of that uid, and only it, is
+    granted; a worker of another uid or of none (whatever its name) is refused, and nothing
+    else can be claimed."""
     s = Scheduler(SchedulerConfig(), 0)
-    for wid in ("w1", "w2", "w3"):
-        s.handle(WorkerJoined(wid, 8, TYPES[2], name=wid), 0.0)
+    uid_of = dict(zip(("w1", "w2", "w3"), uids, strict=True))
+    for wid, uid in uid_of.items():
+        s.handle(WorkerJoined(wid, 8, TYPES[2], uid=uid), 0.0)
     attempts = {i: a for i, (_, a) in held.items()}
     s.handle(
         TaskReady("r", "a", 0, range(5), attempts_made=attempts,
-                  held={i: w for i, (w, _) in held.items()}),
+                  held={i: u for i, (u, _) in held.items()}),
         0.0,
     )
     owned: dict[int, tuple[str, int]] = {}
     for wid, index, attempt in claims:
         mine = owned.get(index) == (wid, attempt)
-        granted = mine or (index not in owned and held.get(index) == (wid, attempt))
+        granted = mine or (index not in owned and held.get(index) == (uid_of[wid], attempt))
         assert s.adopt(wid, "r", index, attempt) == granted, (wid, index, attempt)
         if granted:
             owned[index] = (wid, attempt)

@@ -41,12 +41,12 @@ def test_a_taken_start_is_never_written_alone_and_the_result_carries_it() -> Non
     async def main() -> None:
         thread = StoreThread(store)
         starts = UnwrittenStarts(thread, store)
-        starts.add((task_id, 0, 1, "w1", 2.0))
+        starts.add((task_id, 0, 1, "w1", 2.0, "u1"))
         start = starts.take(task_id, 0, 1)
-        assert start == (task_id, 0, 1, "w1", 2.0) and len(starts) == 0
+        assert start == (task_id, 0, 1, "w1", 2.0, "u1") and len(starts) == 0
         assert starts.take(task_id, 0, 1) is None  # once
         await thread.commit(
-            store.record_results, [(task_id, 0, 1, "5", 3.0, start[3], start[4])]
+            store.record_results, [(task_id, 0, 1, "5", 3.0, start[3], start[4], start[5])]
         )
         await asyncio.sleep(WRITE_AFTER * 2)  # its timer, had it been left armed, went off
         thread.flush()
@@ -54,8 +54,8 @@ def test_a_taken_start_is_never_written_alone_and_the_result_carries_it() -> Non
     asyncio.run(main())
     assert store.started == []
     (sub,) = store.get_subtasks(task_id)
-    assert (sub.state, sub.worker, sub.started_at, sub.result) == (
-        SubtaskState.SUCCEEDED, "w1", 2.0, 5,
+    assert (sub.state, sub.worker, sub.started_at, sub.worker_uid, sub.result) == (
+        SubtaskState.SUCCEEDED, "w1", 2.0, "u1", 5,
     )
 
 
@@ -66,16 +66,16 @@ def test_starts_left_waiting_are_written_after_a_while_in_one_call() -> None:
         thread = StoreThread(store)
         starts = UnwrittenStarts(thread, store)
         for index in range(3):
-            starts.add((task_id, index, 1, f"w{index}", 2.0))
+            starts.add((task_id, index, 1, f"w{index}", 2.0, f"u{index}"))
         deadline = time.monotonic() + 5
         while not store.started and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
 
     asyncio.run(main())
-    assert store.started == [[(task_id, i, 1, f"w{i}", 2.0) for i in range(3)]]
+    assert store.started == [[(task_id, i, 1, f"w{i}", 2.0, f"u{i}") for i in range(3)]]
     subs = store.get_subtasks(task_id)
-    assert [(s.state, s.worker) for s in subs] == [
-        (SubtaskState.RUNNING, f"w{i}") for i in range(3)
+    assert [(s.state, s.worker, s.worker_uid) for s in subs] == [
+        (SubtaskState.RUNNING, f"w{i}", f"u{i}") for i in range(3)
     ]
 
 
@@ -87,7 +87,7 @@ def test_post_writes_them_before_what_is_posted_after_it() -> None:
     async def main() -> None:
         thread = StoreThread(store)
         starts = UnwrittenStarts(thread, store)
-        starts.add((task_id, 0, 1, "lost", 2.0))
+        starts.add((task_id, 0, 1, "lost", 2.0, None))
         starts.post()
         thread.post(store.requeue_subtask, task_id, 0)
         thread.flush()

@@ -274,7 +274,7 @@ def test_a_task_cancelled_while_its_results_are_read_back_is_not_aggregated() ->
     store.migrate()
     store.insert_tasks([TaskRecord(id="t", type="sleep", params={"seconds": 0, "parts": 2})])
     store.start_tasks([("t", [0, 0], 1.0)])
-    store.record_results([("t", i, 1, "0", 2.0, "w", 1.5) for i in range(2)])
+    store.record_results([("t", i, 1, "0", 2.0, "w", 1.5, "u") for i in range(2)])
 
     async def main() -> list[str]:
         master = Master(MasterSettings(), store, Registry.from_modules([]))

@@ -88,7 +88,9 @@ class Dispatcher:
         task.progress.subtasks_running += 1
         task.eta.started(time.monotonic())
         self._stats.dispatch_latency.observe(d.waited)
-        self._start_attempt((d.task_id, d.index, d.attempt, session.name, time.time()))
+        self._start_attempt(
+            (d.task_id, d.index, d.attempt, session.name, time.time(), session.stored_uid)
+        )
 
     def adopted(self, task_id: str) -> None:
         """The core took back an attempt from a reconnecting worker: it runs, as if dispatched."""

@@ -70,7 +70,8 @@ class Membership:
                 self._by_uid[hello.uid] = session.id
             decisions += self._sched.handle(
                 sch.WorkerJoined(
-                    session.id, session.slots, session.types, session.labels, name=session.name
+                    session.id, session.slots, session.types, session.labels,
+                    uid=session.stored_uid,
                 ),
                 now,
             )
@@ -92,7 +93,7 @@ class Membership:
         """Agree with a (re)connecting worker on what it holds.
 
         What it runs, or has results for, is taken back when it is still this worker's (or,
-        after a master restart, held for a worker of its name: `Scheduler.adopt`); any other
+        after a master restart, held for a worker of its uid: `Scheduler.adopt`); any other
         claim is refused. What the master thought it held and it no longer has is queued again.
         The running attempts the master does not keep are listed in no `keep`, so the worker
         stops them; the results it sends for attempts not taken back are stale or refused.

@@ -73,10 +73,13 @@ class Recovery:
             task.progress.subtasks_total = task.progress.subtasks_done = len(parts)
             self._aggregation.start(task)
             return
-        # What was running is held for --lease-timeout: the worker the store names for it may
-        # reconnect and claim it back (or deliver its result) instead of running it again.
+        # What was running is held for --lease-timeout: the worker of the uid the store keeps
+        # for it may reconnect and claim it back (or deliver its result) instead of running it
+        # again. One stored without a uid is queued at once: nobody could claim it back.
         held = {
-            s.index: s.worker for s in subtasks if s.state.value == "running" and s.worker
+            s.index: s.worker_uid
+            for s in subtasks
+            if s.state.value == "running" and s.worker_uid
         }
         self._submissions.begin(task, parts, todo, attempts, {}, held)
         if held:

@@ -137,9 +137,9 @@ class Results:
                     # the attempt's start, unless it is written already: the result's write
                     # carries it (one row write for both)
                     start = take(f.task_id, f.index, f.attempt)
-                    worker, started_at = (start[3], start[4]) if start else (None, None)
+                    worker, started_at, uid = start[3:] if start else (None, None, None)
                     items.append(
-                        (f.task_id, f.index, f.attempt, text, finished_at, worker, started_at)
+                        (f.task_id, f.index, f.attempt, text, finished_at, worker, started_at, uid)
                     )
                 recorded = await self._records.record_results(items)
                 now = time.monotonic()

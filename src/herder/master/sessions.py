@@ -6,6 +6,7 @@ never awaits a slow worker. Imports `protocol` only.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,13 @@ class WorkerSession:
     #: refused since (`ownership`)
     refusals_logged_at: float = 0.0
     refused_unlogged: int = 0
+    #: the uid as the store keeps it with the attempts this worker runs (None: it sent none), so
+    #: that after a master restart only this worker may claim them back: a digest, because a
+    #: reader of the store must not learn a uid it could pose as the worker with
+    stored_uid: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored_uid = hashlib.sha256(self.uid.encode()).hexdigest() if self.uid else None
 
     def send(self, frame: frames.Outgoing) -> None:
         if self.connected:  # frames for a worker between connections are lost, by design:

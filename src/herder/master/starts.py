@@ -35,7 +35,7 @@ class UnwrittenStarts:
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, start: AttemptStart) -> None:
-        """`start`: (task_id, index, attempt, worker, started_at)."""
+        """`start`: (task_id, index, attempt, worker, started_at, worker_uid)."""
         self._waiting[start[:3]] = start
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_AFTER, self.post)

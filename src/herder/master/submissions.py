@@ -298,7 +298,8 @@ class Submissions:
     ) -> None:
         """Schedule the task's subtasks `todo`; a pending task starts running and its parts are
         stored (as `stored_parts`, their JSON texts, when the caller has them). `held`: those
-        that were running when the master stopped, by the name of the worker that ran them."""
+        that were running when the master stopped, by the (stored) uid of the worker that ran
+        them."""
         record = task.record
         if record.state is TaskState.PENDING:
             record.started_at = time.time()

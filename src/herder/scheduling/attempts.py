@@ -243,7 +243,7 @@ class Attempts:
             or sub.done
             or sub.running
             or sub.held_for is None
-            or sub.held_for != w.name
+            or sub.held_for != w.uid
             or attempt != sub.attempts
         ):
             return False

@@ -121,9 +121,10 @@ class Scheduler:
         """A (re)connecting worker says it runs this attempt: is it the worker's to keep?
 
         Yes when the worker holds it already. After a master restart, also when the subtask is
-        held for a worker of this one's name (TaskReady.held) and `attempt` is its last attempt
-        the store knows; it is then this worker's. Anything else is refused: a worker cannot
-        take an attempt that was not given to it, nor a subtask that waits in the queue.
+        held for a worker of this one's uid (TaskReady.held, WorkerJoined.uid) and `attempt` is
+        its last attempt the store knows; it is then this worker's. Anything else is refused: a
+        worker cannot take an attempt that was not given to it, nor a subtask that waits in the
+        queue.
         """
         w = self._workers.get(worker_id)
         return w is not None and self._attempts.adopt(w, task_id, index, attempt, now)

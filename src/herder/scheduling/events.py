@@ -17,9 +17,9 @@ class WorkerJoined:
     slots: int
     types: frozenset[str]
     labels: frozenset[str] = frozenset()
-    #: the name the store records for its attempts: after a master restart, the attempts held
-    #: for it are recognised by it
-    name: str = ""
+    #: the worker's uid as the store records it with its attempts (None: it sent none): after
+    #: a master restart, only a worker of that uid may claim back the attempts held for it
+    uid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class TaskReady:
     #: attempts already made per index (after a restart), so attempt numbers keep growing
     attempts_made: Mapping[int, int] = field(default_factory=dict)
     failures_made: Mapping[int, int] = field(default_factory=dict)
-    #: subtasks that were running when the master stopped, with the name of the worker that ran
+    #: subtasks that were running when the master stopped, with the uid of the worker that ran
     #: them: not queued until ReleaseHeld, so that that worker can claim them back first
     held: Mapping[int, str] = field(default_factory=dict)
     #: may a second attempt be started next to a slow one

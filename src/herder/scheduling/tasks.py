@@ -21,7 +21,7 @@ class Subtask:
     #: workers it failed on: others are preferred for its retries
     avoid: set[str] = field(default_factory=set)
     ready_at: float = 0.0
-    #: running when the master stopped, on the worker of this name: not queued until ReleaseHeld
+    #: running when the master stopped, on the worker of this uid: not queued until ReleaseHeld
     #: or until that worker claims it back
     held_for: str | None = None
     started: dict[int, float] = field(default_factory=dict)  # attempt -> dispatch time

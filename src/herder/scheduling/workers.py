@@ -50,7 +50,8 @@ class Worker:
     #: it handed back attempts that waited behind ones that overran: until one of those it still
     #: holds ends, it gets no more than its slots (no pipelining, no prefetch)
     stuck: bool = False
-    name: str = ""
+    #: see WorkerJoined.uid
+    uid: str | None = None
 
 
 class Workers:
@@ -76,7 +77,7 @@ class Workers:
     def join(self, ev: WorkerJoined) -> None:
         self._joined += 1
         self._by_id[ev.worker_id] = Worker(
-            ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined, name=ev.name
+            ev.worker_id, max(1, ev.slots), ev.types, ev.labels, self._joined, uid=ev.uid
         )
 
     def leave(self, worker_id: str) -> Worker | None:

@@ -19,12 +19,14 @@ from contextlib import AbstractContextManager
 
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
 
-#: (task_id, index, attempt, worker, started_at)
-AttemptStart = tuple[str, int, int, str, float]
-#: (task_id, index, attempt, result as JSON text, finished_at, worker, started_at): the caller
-#: encodes the result, since it has to check that it is JSON anyway. `worker` and `started_at`
-#: are the attempt's start when it was not written yet (else None: what is stored stays).
-AttemptResult = tuple[str, int, int, str, float, str | None, float | None]
+#: (task_id, index, attempt, worker, started_at, worker_uid): `worker_uid` says which worker
+#: may claim the attempt back after a master restart (None: none may)
+AttemptStart = tuple[str, int, int, str, float, str | None]
+#: (task_id, index, attempt, result as JSON text, finished_at, worker, started_at, worker_uid):
+#: the caller encodes the result, since it has to check that it is JSON anyway. `worker`,
+#: `started_at` and `worker_uid` are the attempt's start when it was not written yet (else
+#: `worker` is None, and what is stored stays).
+AttemptResult = tuple[str, int, int, str, float, str | None, float | None, str | None]
 #: (task_id, index, attempt, error, final, finished_at): final=True fails the subtask, else it
 #: goes back to queued
 AttemptFailure = tuple[str, int, int, TaskError, bool, float]
@@ -120,7 +122,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def start_attempts(self, items: Sequence[AttemptStart]) -> None:
-        """Each subtask -> running with this attempt number and worker, in one transaction.
+        """Each subtask -> running with this attempt number and worker (its name and uid), in
+        one transaction.
         A subtask that is already final is left alone; `attempts` never decreases."""
 
     @abc.abstractmethod

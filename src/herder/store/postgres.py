@@ -159,7 +159,7 @@ class PostgresStore(Repository["PostgresDriver"]):
     @repeatable
     def record_results(self, items: Sequence[AttemptResult]) -> list[bool]:
         columns = ("task_ids", "idxs", "attempts", "results", "finished_at", "workers",
-                   "started_at")
+                   "started_at", "worker_uids")
         return self._driver.each_changed_over_arrays("record_results", items, columns, key=2)
 
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:

@@ -122,6 +122,7 @@ def subtask_from_row(row: Row) -> SubtaskRecord:
         error=decode_error(row["error"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        worker_uid=row["worker_uid"],
     )
 
 

@@ -82,21 +82,26 @@ UPDATE subtasks SET state = 'cancelled', finished_at = :finished_at
 WHERE task_id = :task_id AND state IN ('queued', 'running');
 
 -- name: start_attempt
--- (task_id, idx, attempt, worker, started_at). max(): the attempt number is a fencing token and
--- never goes back, even if calls cross.
+-- (task_id, idx, attempt, worker, started_at, worker_uid). max(): the attempt number is a fencing
+-- token and never goes back, even if calls cross; the start stored is that of the attempt stored,
+-- so that after a restart only its worker may claim it back.
 UPDATE subtasks
-SET state = 'running', attempts = max(attempts, ?3), worker = ?4, started_at = ?5,
-    finished_at = NULL
+SET state = 'running', attempts = max(attempts, ?3),
+    worker = CASE WHEN ?3 >= attempts THEN ?4 ELSE worker END,
+    started_at = CASE WHEN ?3 >= attempts THEN ?5 ELSE started_at END,
+    worker_uid = CASE WHEN ?3 >= attempts THEN ?6 ELSE worker_uid END, finished_at = NULL
 WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running');
 
 -- name: record_result
--- (task_id, idx, attempt, result, finished_at, worker, started_at). Changes nothing (row count
--- 0) for an unknown or already final subtask: a result is recorded once, and a late one cannot
--- make a failed or cancelled subtask look succeeded. `worker` and `started_at` are the
--- attempt's start when it was not written before (else NULL, and the stored one stays).
+-- (task_id, idx, attempt, result, finished_at, worker, started_at, worker_uid). Changes nothing
+-- (row count 0) for an unknown or already final subtask: a result is recorded once, and a late
+-- one cannot make a failed or cancelled subtask look succeeded. `worker`, `started_at` and
+-- `worker_uid` are the attempt's start when it was not written before (else `worker` is NULL,
+-- and the stored start stays).
 UPDATE subtasks
 SET state = 'succeeded', result = ?4, result_attempt = ?3, attempts = max(attempts, ?3),
-    finished_at = ?5, worker = coalesce(?6, worker), started_at = coalesce(?7, started_at)
+    finished_at = ?5, worker = coalesce(?6, worker), started_at = coalesce(?7, started_at),
+    worker_uid = CASE WHEN ?6 IS NULL THEN worker_uid ELSE ?8 END
 WHERE task_id = ?1 AND idx = ?2 AND state IN ('queued', 'running');
 
 -- name: fail_subtask
@@ -109,15 +114,16 @@ WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running');
 -- Back to queued: nobody holds it, so no worker and no start time; the error stays as the last seen.
 UPDATE subtasks
 SET state = 'queued', attempts = max(attempts, :attempt), error = :error, worker = NULL,
-    started_at = NULL, finished_at = NULL
+    worker_uid = NULL, started_at = NULL, finished_at = NULL
 WHERE task_id = :task_id AND idx = :idx AND state IN ('queued', 'running');
 
 -- name: requeue_subtask
-UPDATE subtasks SET state = 'queued', worker = NULL, started_at = NULL
+UPDATE subtasks SET state = 'queued', worker = NULL, worker_uid = NULL, started_at = NULL
 WHERE task_id = :task_id AND idx = :idx AND state = 'running';
 
 -- name: get_subtasks
-SELECT task_id, idx, part, state, attempts, worker, result, error, started_at, finished_at
+SELECT task_id, idx, part, state, attempts, worker, worker_uid, result, error, started_at,
+       finished_at
 FROM subtasks
 WHERE task_id = :task_id
 ORDER BY idx;

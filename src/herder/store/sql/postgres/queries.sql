@@ -105,30 +105,35 @@ WITH v (id, state, finished_at, result, error) AS (
 SELECT id FROM finished;
 
 -- name: start_attempt
--- (task_id, idx, attempt, worker, started_at). GREATEST: the attempt number is a fencing token
--- and never goes back, even if calls cross.
+-- (task_id, idx, attempt, worker, started_at, worker_uid). GREATEST: the attempt number is a
+-- fencing token and never goes back, even if calls cross; the start stored is that of the
+-- attempt stored, so that after a restart only its worker may claim it back.
 UPDATE subtasks AS s
-SET state = 'running', attempts = GREATEST(s.attempts, v.attempt), worker = v.worker,
-    started_at = v.started_at, finished_at = NULL
-FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8))
-     AS v (task_id, idx, attempt, worker, started_at)
+SET state = 'running', attempts = GREATEST(s.attempts, v.attempt),
+    worker = CASE WHEN v.attempt >= s.attempts THEN v.worker ELSE s.worker END,
+    started_at = CASE WHEN v.attempt >= s.attempts THEN v.started_at ELSE s.started_at END,
+    worker_uid = CASE WHEN v.attempt >= s.attempts THEN v.worker_uid ELSE s.worker_uid END,
+    finished_at = NULL
+FROM (VALUES (%s::text, %s::bigint, %s::bigint, %s::text, %s::float8, %s::text))
+     AS v (task_id, idx, attempt, worker, started_at, worker_uid)
 WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running');
 
 -- name: record_results
 -- A batch in one statement: arrays of (task_id, idx, attempt, result, finished_at, worker,
--- started_at), one element per subtask (distinct: the caller answers a repeated one itself).
--- Changes nothing for an unknown or already final subtask, which is then not among the keys
--- returned: a result is recorded once, and a late one cannot make a failed or cancelled subtask
--- look succeeded. `worker` and `started_at` are the attempt's start when it was not written
--- before (else NULL, and the stored one stays).
+-- started_at, worker_uid), one element per subtask (distinct: the caller answers a repeated one
+-- itself). Changes nothing for an unknown or already final subtask, which is then not among the
+-- keys returned: a result is recorded once, and a late one cannot make a failed or cancelled
+-- subtask look succeeded. `worker`, `started_at` and `worker_uid` are the attempt's start when
+-- it was not written before (else `worker` is NULL, and the stored start stays).
 UPDATE subtasks AS s
 SET state = 'succeeded', result = v.result, result_attempt = v.attempt,
     attempts = GREATEST(s.attempts, v.attempt), finished_at = v.finished_at,
-    worker = coalesce(v.worker, s.worker), started_at = coalesce(v.started_at, s.started_at)
+    worker = coalesce(v.worker, s.worker), started_at = coalesce(v.started_at, s.started_at),
+    worker_uid = CASE WHEN v.worker IS NULL THEN s.worker_uid ELSE v.worker_uid END
 FROM unnest(%(task_ids)s::text[], %(idxs)s::bigint[], %(attempts)s::bigint[],
             %(results)s::text[], %(finished_at)s::float8[], %(workers)s::text[],
-            %(started_at)s::float8[])
-     AS v (task_id, idx, attempt, result, finished_at, worker, started_at)
+            %(started_at)s::float8[], %(worker_uids)s::text[])
+     AS v (task_id, idx, attempt, result, finished_at, worker, started_at, worker_uid)
 WHERE s.task_id = v.task_id AND s.idx = v.idx AND s.state IN ('queued', 'running')
 RETURNING s.task_id, s.idx;
 
@@ -142,15 +147,16 @@ WHERE task_id = %(task_id)s AND idx = %(idx)s AND state IN ('queued', 'running')
 -- Back to queued: nobody holds it, so no worker and no start time; the error stays as the last seen.
 UPDATE subtasks
 SET state = 'queued', attempts = GREATEST(attempts, %(attempt)s), error = %(error)s,
-    worker = NULL, started_at = NULL, finished_at = NULL
+    worker = NULL, worker_uid = NULL, started_at = NULL, finished_at = NULL
 WHERE task_id = %(task_id)s AND idx = %(idx)s AND state IN ('queued', 'running');
 
 -- name: requeue_subtask
-UPDATE subtasks SET state = 'queued', worker = NULL, started_at = NULL
+UPDATE subtasks SET state = 'queued', worker = NULL, worker_uid = NULL, started_at = NULL
 WHERE task_id = %(task_id)s AND idx = %(idx)s AND state = 'running';
 
 -- name: get_subtasks
-SELECT task_id, idx, part, state, attempts, worker, result, error, started_at, finished_at
+SELECT task_id, idx, part, state, attempts, worker, worker_uid, result, error, started_at,
+       finished_at
 FROM subtasks
 WHERE task_id = %(task_id)s
 ORDER BY idx;
