@@ -105,6 +105,17 @@ def test_a_refused_submission_shows_the_servers_detail(page: Any, cluster: Local
     expect(page).to_have_url(f"{cluster.url}/#/submit/echo")
 
 
+def test_the_task_page_reads_every_page_of_a_big_tasks_subtasks(
+    page: Any, cluster: LocalCluster
+) -> None:
+    # one more than the largest page the API hands out: the page must follow the cursor
+    handle = cluster.client.submit("echo", {"items": list(range(10_001))})
+    assert handle.wait(timeout=120)["state"] == "succeeded"
+    page.goto(f"{cluster.url}/#/task/{handle.id}")
+    expect(page.get_by_test_id("subtask-note")).to_have_text("showing 1000 of 10001")
+    expect(page.locator('[data-testid^="subtask-row-"]')).to_have_count(1000)
+
+
 def test_sse_parser_handles_split_lines_comments_and_ids(page: Any, cluster: LocalCluster) -> None:
     page.goto(f"{cluster.url}/#/workers")
     events = page.evaluate("""async () => {

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from herder import Client, LocalCluster
+from herder.client.errors import ClientError, QueueFull
 from tests.integration.conftest import wait_until
 
 
@@ -106,3 +108,62 @@ def test_up_runs_master_and_workers_and_stops_on_sigterm(tmp_path: Path) -> None
         raise AssertionError("the master is still up after herder up stopped")
     except httpx.TransportError:
         pass
+
+
+def test_up_hands_the_limits_and_allowed_hosts_to_its_master(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "herder", "up", "--workers", "1", "--slots", "1",
+         "--port", str(port), "--db", str(tmp_path / "up.db"),
+         "--max-body", "65536", "--max-params", "2048", "--max-subtasks-per-task", "5",
+         "--max-pending-subtasks", "10", "--allowed-hosts", "herder.test"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # its worker joined at 127.0.0.1, which `up` allows beside the names it was given
+        wait_until(lambda: _healthy_workers(url) == 1, timeout=30, what="up's worker joins")
+        assert httpx.get(f"{url}/healthz", headers={"Host": "herder.test"}).status_code == 200
+        wrong = httpx.get(f"{url}/healthz", headers={"Host": "elsewhere.test"})
+        assert wrong.status_code == 400 and "--allowed-hosts" in wrong.json()["detail"]
+        too_long = httpx.post(f"{url}/api/v1/tasks", content=b" " * 70_000,
+                              headers={"Content-Type": "application/json"})
+        assert too_long.status_code == 413 and "--max-body" in too_long.json()["detail"]
+        with Client(url) as client:
+            with pytest.raises(ClientError) as big_params:
+                client.submit("sleep", {"seconds": 0, "pad": "x" * 3000})
+            assert big_params.value.status == 413 and "--max-params" in big_params.value.message
+            _assert_split_refused(client)
+            held = [client.submit("sleep", {"seconds": 60, "parts": 5}) for _ in range(2)]
+            wait_until(lambda: all(h.status()["progress"]["subtasks_total"] == 5 for h in held))
+            with pytest.raises(QueueFull) as full:
+                client.submit("sleep", {"seconds": 60})
+            assert "--max-pending-subtasks of 10" in full.value.message
+            for h in held:
+                h.cancel()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _healthy_workers(url: str) -> int:
+    try:
+        return int(httpx.get(f"{url}/healthz", timeout=1).json()["workers"])
+    except httpx.HTTPError:
+        return -1
+
+
+def _assert_split_refused(client: Client) -> None:
+    """Six parts over --max-subtasks-per-task of 5: a 422 when the split runs at submission,
+    else the task fails; either names the limit."""
+    try:
+        handle = client.submit("sleep", {"seconds": 0, "parts": 6})
+    except ClientError as exc:
+        assert exc.status == 422 and "--max-subtasks-per-task of 5" in exc.message
+        return
+    task = handle.wait(timeout=30)
+    assert task["state"] == "failed"
+    assert "--max-subtasks-per-task of 5" in str(task["error"])

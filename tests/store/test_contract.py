@@ -353,6 +353,24 @@ def test_a_task_split_before_it_is_stored_is_stored_with_its_subtasks(store: Sto
     assert [s.part for s in store.get_subtasks(taken.id)] == [0, 1]
 
 
+def test_subtasks_are_read_a_page_at_a_time_in_index_order(store: Store) -> None:
+    task = started(store, parts=7)
+
+    def page(after: int, limit: int | None) -> list[int]:
+        return [s.index for s in store.get_subtasks(task.id, after=after, limit=limit)]
+
+    assert page(-1, 3) == [0, 1, 2]
+    assert page(2, 3) == [3, 4, 5]
+    assert page(5, 3) == [6]
+    assert page(6, 3) == []
+    assert page(3, None) == [4, 5, 6]
+    assert page(-1, 0) == []
+    # a cursor past any index a task can have reads nothing, on every backend
+    assert page(2**63 - 1, 3) == []
+    assert page(2**70, 3) == []
+    assert store.get_subtasks(task.id) == store.get_subtasks(task.id, after=-1, limit=10)
+
+
 def test_json_text_is_stored_as_the_value_it_encodes(store: Store) -> None:
     # The master hands over parts and results it has encoded already (to check them): stored
     # as they are, not encoded again as strings; a plain str is still a JSON string.

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from herder.errors import ProtocolError
 from herder.protocol import frames
 
 json_values = st.recursive(
@@ -105,3 +107,13 @@ def test_a_frame_too_large_for_any_message_is_refused_and_the_rest_go() -> None:
 def test_a_message_holds_at_most_the_frame_count() -> None:
     packed = frames.pack_messages([frames.ack_map("t", i, 1) for i in range(25)], most=10)
     assert [len(frames.decode_master_frames(m)) for m in packed.messages] == [10, 10, 5]
+
+
+def test_a_hello_carries_no_token_and_an_earlier_workers_null_token_is_read() -> None:
+    hello = frames.Hello(name="w", slots=1, types=["noop"])
+    assert "token" not in msgpack.unpackb(frames.encode(hello))
+    # what workers of this protocol version sent until the unused field went away
+    earlier = {**hello.model_dump(mode="json"), "token": None}
+    assert frames.decode_hello(msgpack.packb(earlier)) == hello
+    with pytest.raises(ProtocolError, match="token"):
+        frames.decode_hello(msgpack.packb({**earlier, "token": "a-token-in-the-hello"}))

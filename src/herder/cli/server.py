@@ -206,14 +206,22 @@ def up(
     tls_cert: opt.TlsCert = None,
     tls_key: opt.TlsKey = None,
     ca: opt.Ca = None,
+    max_body: opt.MaxBody = _M.max_body,
+    max_params: opt.MaxParams = _M.max_params,
+    max_subtasks_per_task: opt.MaxSubtasksPerTask = _M.max_subtasks_per_task,
+    max_pending_subtasks: opt.MaxPendingSubtasks = _M.max_pending_subtasks,
+    allowed_hosts: opt.AllowedHosts = "",
 ) -> None:
     """Run a master and WORKERS workers here, in the foreground, until Ctrl-C. It makes the
     worker token itself and hands it to its workers."""
     tokens = _tokens(token, None, admin_token, token_file)
     _require_token_off_loopback(host, tokens.client)
     _import_from_cwd()
-    from herder.cluster import ClusterError, LocalCluster
+    from herder.cluster import ClusterError, LocalCluster, connect_host
 
+    hosts = opt.parse_allowed_hosts(allowed_hosts)
+    if hosts:  # its own workers reach the master at this address, whatever else is allowed
+        hosts += (connect_host(host).strip("[]"),)
     # The master and workers are forks of this process, which imports their code once, instead
     # of three interpreters importing it at the same time (herder.forked).
     cluster = LocalCluster(
@@ -225,6 +233,10 @@ def up(
             "--heartbeat", str(heartbeat), "--lease-timeout", str(lease_timeout),
             "--max-logs-per-task", str(max_logs_per_task),
             "--speculate-after", speculate_after, "--speculate-min", str(speculate_min),
+            "--max-body", str(max_body), "--max-params", str(max_params),
+            "--max-subtasks-per-task", str(max_subtasks_per_task),
+            "--max-pending-subtasks", str(max_pending_subtasks),
+            *(["--allowed-hosts", ",".join(hosts)] if hosts else []),
         ],
         extra_worker_args=[
             "--drain-timeout", str(drain_timeout), "--cancel-grace", str(cancel_grace),

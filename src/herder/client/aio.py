@@ -23,6 +23,7 @@ from herder.client.plan import (
     Pager,
     Poll,
     Request,
+    SubtaskPager,
     batch_body,
     batch_outcome,
     batch_request,
@@ -36,7 +37,6 @@ from herder.client.plan import (
     result_request,
     status_request,
     submit_request,
-    subtasks_request,
     task_body,
 )
 from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
@@ -361,7 +361,10 @@ class AsyncTaskHandle:
             yield event
 
     async def subtasks(self) -> list[SubtaskView]:
-        return list((await self.client._call(subtasks_request(self.id)))["subtasks"])
+        pager = SubtaskPager(self.id)
+        while (request := pager.next_request()) is not None:
+            pager.feed(await self.client._call(request))
+        return pager.subtasks
 
     def __repr__(self) -> str:
         return f"AsyncTaskHandle({self.id!r})"

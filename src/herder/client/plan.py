@@ -1,8 +1,8 @@
 """The sans-I/O half of the client's plain calls, written once for `Client` and `AsyncClient`:
 the requests to send (`Request`, built from `protocol.paths`), the answers read into values or
-errors (`Answer`, `read_answer`), paging task lists and logs (`Pager`, `LogPager`) and the
-polling schedule of `wait` (`Poll`). The plans of streams live in `streams`, of waiting for many
-tasks in `bulk`; `sync` and `aio` send the requests.
+errors (`Answer`, `read_answer`), paging task lists, subtasks and logs (`Pager`,
+`SubtaskPager`, `LogPager`) and the polling schedule of `wait` (`Poll`). The plans of streams
+live in `streams`, of waiting for many tasks in `bulk`; `sync` and `aio` send the requests.
 
 Imports `protocol`, `errors`, `jsontext` and the client's `errors`.
 """
@@ -20,7 +20,7 @@ from herder.client.errors import QueueFull
 from herder.errors import ClientError, TaskFailed
 from herder.jsontext import loads
 from herder.protocol import paths
-from herder.protocol.answers import FINAL_STATE_NAMES, LogLine, TaskView
+from herder.protocol.answers import FINAL_STATE_NAMES, LogLine, SubtaskView, TaskView
 
 #: the final states, as the wire writes them (an alias of `protocol.answers.FINAL_STATE_NAMES`)
 FINAL_STATES = FINAL_STATE_NAMES
@@ -124,10 +124,6 @@ def result_request(task_id: str) -> Request:
 
 def cancel_request(task_id: str) -> Request:
     return Request("POST", task_path(paths.TASK_CANCEL, task_id), idempotent=True)
-
-
-def subtasks_request(task_id: str) -> Request:
-    return Request("GET", task_path(paths.TASK_SUBTASKS, task_id))
 
 
 def drain_request(name: str) -> Request:
@@ -261,6 +257,31 @@ class Pager:
         self.tasks.extend(page.get("tasks", [])[: self._limit - len(self.tasks)])
         self._cursor = page.get("next_cursor")
         self._done = self._cursor is None or len(self.tasks) >= self._limit
+
+
+class SubtaskPager:
+    """Follows `next_cursor` through a task's subtasks until the last page."""
+
+    PAGE = 1000
+
+    def __init__(self, task_id: str) -> None:
+        self._path = task_path(paths.TASK_SUBTASKS, task_id)
+        self._cursor: str | None = None
+        self._done = False
+        self.subtasks: list[SubtaskView] = []
+
+    def next_request(self) -> Request | None:
+        if self._done:
+            return None
+        params: dict[str, Any] = {"limit": self.PAGE}
+        if self._cursor is not None:
+            params["cursor"] = self._cursor
+        return Request("GET", self._path, params=params)
+
+    def feed(self, page: Mapping[str, Any]) -> None:
+        self.subtasks.extend(page.get("subtasks") or [])
+        self._cursor = page.get("next_cursor")
+        self._done = self._cursor is None
 
 
 class Poll:

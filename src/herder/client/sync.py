@@ -24,6 +24,7 @@ from herder.client.plan import (
     Pager,
     Poll,
     Request,
+    SubtaskPager,
     batch_body,
     batch_outcome,
     batch_request,
@@ -37,7 +38,6 @@ from herder.client.plan import (
     result_request,
     status_request,
     submit_request,
-    subtasks_request,
     task_body,
 )
 from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
@@ -359,8 +359,12 @@ class TaskHandle:
             yield event
 
     def subtasks(self) -> list[SubtaskView]:
-        """Each subtask's state, attempts, worker, times and last progress message."""
-        return list(self.client._call(subtasks_request(self.id))["subtasks"])
+        """Each subtask's state, attempts, worker, times and last progress message, in index
+        order (read a page at a time)."""
+        pager = SubtaskPager(self.id)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self.client._call(request))
+        return pager.subtasks
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.id!r})"

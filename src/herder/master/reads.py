@@ -75,12 +75,20 @@ class Reads:
     async def events(self, task_id: str | None, since: int, limit: int) -> list[LogRecord]:
         return await self._records.events(task_id, since, limit)
 
-    async def subtasks(self, task_id: str) -> list[dict[str, JSON]]:
-        records = await self._records.subtasks(task_id)
+    async def subtasks(
+        self, task_id: str, after: int, limit: int
+    ) -> tuple[list[dict[str, JSON]], int | None]:
+        """A page of a task's subtasks: those of an index above `after`, at most `limit`, as
+        stored with what the master holds of the running ones; and the index the next page
+        comes after (None: this is the last)."""
+        # One row more than asked tells whether a next page exists, so the last page never
+        # hands out a cursor that leads to an empty page.
+        records = await self._records.subtasks(task_id, after, limit + 1)
+        next_after = records[limit - 1].index if len(records) > limit else None
         task = self._active.get(task_id)
         now = time.time()
         out: list[dict[str, JSON]] = []
-        for s in records:
+        for s in records[:limit]:
             running = s.state.value == "running"
             end = s.finished_at if s.finished_at is not None else (now if running else None)
             live = task is not None and running
@@ -100,7 +108,7 @@ class Reads:
                     "error": s.error.message if s.error else None,
                 }
             )
-        return out
+        return out, next_after
 
     def workers(self) -> list[dict[str, object]]:
         sched = self._sched

@@ -65,9 +65,13 @@ class Records:
     ) -> tuple[list[TaskRecord], str | None]:
         return await self._thread.call(self._store.list_tasks, state, type_, limit, cursor)
 
-    async def subtasks(self, task_id: str) -> list[SubtaskRecord]:
+    async def subtasks(
+        self, task_id: str, after: int = -1, limit: int | None = None
+    ) -> list[SubtaskRecord]:
+        """A task's subtasks of an index above `after`, in index order: at most `limit` (None:
+        all)."""
         self._starts.post()  # the read makes them first: every start is in what it reads
-        return await self._thread.call(self._store.get_subtasks, task_id)
+        return await self._thread.call(self._store.get_subtasks, task_id, after, limit)
 
     def results_now(self, task_id: str) -> list[JSON]:
         """A task's results in part order, read on the event loop (an inline store only). The

@@ -136,7 +136,11 @@ class SubtaskView(TypedDict):
 
 
 class SubtasksAnswer(TypedDict):
+    """`GET /tasks/{id}/subtasks`: a page in index order, and the cursor of the next one (None:
+    the last)."""
+
     subtasks: list[SubtaskView]
+    next_cursor: str | None
 
 
 class WorkerView(TypedDict):

@@ -13,8 +13,12 @@ ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 MAX_BATCH = 10_000
 #: the largest sequence number (of an event, a log line) a request may name: SQL's BIGINT
 MAX_SEQ = 2**63 - 1
-#: a `list_tasks` cursor: ASCII digits, no more than the largest seq has
+#: a page's cursor (of the task list, of a task's subtasks): ASCII digits, no more than the
+#: largest seq has
 CURSOR_PATTERN = r"^[0-9]{1,19}$"
+#: the subtasks a page of `GET /tasks/{id}/subtasks` holds unless asked, and at most
+SUBTASKS_PAGE = 1000
+MAX_SUBTASKS_PAGE = 10_000
 #: the longest a request may wait for its task to finish (`?wait=`), in seconds
 MAX_WAIT = 60.0
 

@@ -73,7 +73,16 @@ class Hello(_Frame):
     running: list[AttemptRef] = []
     #: attempts whose results it holds, not yet acknowledged (it sends them after the welcome)
     results: list[AttemptRef] = []
-    token: str | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _without_unused_token(cls, data: Any) -> Any:
+        """Earlier workers of this protocol version send `"token": null` (a field nothing set
+        or read; the token goes in the handshake's header): read their hello as one without
+        it. A token of any other value stays an unknown field."""
+        if isinstance(data, dict) and "token" in data and data["token"] is None:
+            return {k: v for k, v in data.items() if k != "token"}
+        return data
 
 
 class Heartbeat(_Frame):

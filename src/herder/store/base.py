@@ -163,8 +163,10 @@ class Store(abc.ABC):
         self.requeue_subtasks([(task_id, index)])
 
     @abc.abstractmethod
-    def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
-        """In index order."""
+    def get_subtasks(
+        self, task_id: str, after: int = -1, limit: int | None = None
+    ) -> list[SubtaskRecord]:
+        """In index order, those of an index above `after`: at most `limit` (None: all)."""
 
     @abc.abstractmethod
     def get_results(self, task_id: str) -> list[JSON]:

@@ -36,6 +36,7 @@ from herder.store.base import (
 )
 from herder.store.rows import (
     MAX_PAGE,
+    NO_CURSOR,
     Row,
     decode,
     encode_error,
@@ -285,8 +286,16 @@ class Repository(Store, Generic[D]):
                 self._driver.write_many("requeue_subtask", rows)
 
     @repeatable
-    def get_subtasks(self, task_id: str) -> list[SubtaskRecord]:
-        rows = self._driver.rows("get_subtasks", {"task_id": task_id})
+    def get_subtasks(
+        self, task_id: str, after: int = -1, limit: int | None = None
+    ) -> list[SubtaskRecord]:
+        # Both backends bind any signed 64-bit integer; no index is past NO_CURSOR.
+        params = {
+            "task_id": task_id,
+            "after": max(-1, min(int(after), NO_CURSOR)),
+            "limit": NO_CURSOR if limit is None else max(0, min(int(limit), NO_CURSOR)),
+        }
+        rows = self._driver.rows("get_subtasks", params)
         return [subtask_from_row(row) for row in rows]
 
     @repeatable

@@ -85,7 +85,18 @@ export async function request(path, { method = "GET", body, signal } = {}) {
 export const api = {
   tasks: (query = "") => request(`api/v1/tasks${query}`),
   task: (id) => request(`api/v1/tasks/${encodeURIComponent(id)}`),
-  subtasks: (id) => request(`api/v1/tasks/${encodeURIComponent(id)}/subtasks`),
+  subtasks: async (id) => {
+    // the whole list, a page of the largest size at a time
+    const path = `api/v1/tasks/${encodeURIComponent(id)}/subtasks?limit=10000`;
+    const subtasks = [];
+    let cursor = null;
+    do {
+      const page = await request(cursor === null ? path : `${path}&cursor=${cursor}`);
+      for (const st of page.subtasks) subtasks.push(st);
+      cursor = page.next_cursor ?? null;
+    } while (cursor !== null);
+    return { subtasks };
+  },
   logs: (id, since, limit) =>
     request(`api/v1/tasks/${encodeURIComponent(id)}/logs?since=${since}&limit=${limit}`),
   cancel: (id) => request(`api/v1/tasks/${encodeURIComponent(id)}/cancel`, { method: "POST" }),

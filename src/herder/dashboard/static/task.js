@@ -39,7 +39,7 @@ export function mountTask(root, id) {
   const details = h("dl", { class: "details" });
   const outcome = h("div");
   const timelineBox = h("div", { class: "chart-box" });
-  const subtaskNote = h("span", { class: "muted small" });
+  const subtaskNote = h("span", { class: "muted small", "data-testid": "subtask-note" });
   const subtaskBody = h("tbody");
   const logList = h("div", { class: "logs", "data-testid": "task-logs", role: "log" });
   const logNote = h("span", { class: "muted small" });

@@ -35,7 +35,7 @@ from herder.protocol.answers import (
     WorkersAnswer,
     WorkerView,
 )
-from herder.protocol.api import SubmitRequest
+from herder.protocol.api import MAX_SEQ, SubmitRequest
 
 
 def master_of(scope: Scope) -> Master:
@@ -153,9 +153,18 @@ async def logs_page(master: Master, task_id: str, since: int, limit: int) -> Log
     return {"logs": lines, "dropped": dropped}
 
 
-async def subtasks(master: Master, task_id: str) -> SubtasksAnswer:
+async def subtasks(
+    master: Master, task_id: str, limit: int, cursor: str | None
+) -> SubtasksAnswer:
+    """A page of the task's subtasks; `cursor` is the index the page comes after (digits, as
+    the route checked; one past any index reads an empty page)."""
     await task(master, task_id)
-    return {"subtasks": cast(list[SubtaskView], await master.reads.subtasks(task_id))}
+    after = -1 if cursor is None else min(int(cursor), MAX_SEQ)
+    views, next_after = await master.reads.subtasks(task_id, after, limit)
+    return {
+        "subtasks": cast(list[SubtaskView], views),
+        "next_cursor": None if next_after is None else str(next_after),
+    }
 
 
 # -- streams (Server-Sent Events) -------------------------------------------------------------

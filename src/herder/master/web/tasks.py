@@ -29,7 +29,14 @@ from herder.protocol.answers import (
     TasksAnswer,
     TaskView,
 )
-from herder.protocol.api import CURSOR_PATTERN, MAX_SEQ, MAX_WAIT, LookupRequest
+from herder.protocol.api import (
+    CURSOR_PATTERN,
+    MAX_SEQ,
+    MAX_SUBTASKS_PAGE,
+    MAX_WAIT,
+    SUBTASKS_PAGE,
+    LookupRequest,
+)
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -88,8 +95,15 @@ async def logs(
 
 
 @router.get(paths.TASK_SUBTASKS, response_model=SubtasksAnswer)
-async def subtasks(task_id: str, master: MasterDep) -> Response:
-    return json_answer(await handlers.subtasks(master, task_id))
+async def subtasks(
+    task_id: str,
+    master: MasterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_SUBTASKS_PAGE)] = SUBTASKS_PAGE,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+) -> Response:
+    """A page of the task's subtasks in index order; `next_cursor` is the `cursor` of the next
+    page (the index it comes after), None on the last."""
+    return json_answer(await handlers.subtasks(master, task_id, limit, cursor))
 
 
 @router.get(paths.TASK_EVENTS)

@@ -125,8 +125,8 @@ WHERE task_id = :task_id AND idx = :idx AND state = 'running';
 SELECT task_id, idx, part, state, attempts, worker, worker_uid, result, error, started_at,
        finished_at
 FROM subtasks
-WHERE task_id = :task_id
-ORDER BY idx;
+WHERE task_id = :task_id AND idx > :after
+ORDER BY idx LIMIT :limit;
 
 -- name: get_results
 SELECT result FROM subtasks WHERE task_id = :task_id ORDER BY idx;

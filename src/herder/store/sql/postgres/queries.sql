@@ -158,8 +158,8 @@ WHERE task_id = %(task_id)s AND idx = %(idx)s AND state = 'running';
 SELECT task_id, idx, part, state, attempts, worker, worker_uid, result, error, started_at,
        finished_at
 FROM subtasks
-WHERE task_id = %(task_id)s
-ORDER BY idx;
+WHERE task_id = %(task_id)s AND idx > %(after)s
+ORDER BY idx LIMIT %(limit)s;
 
 -- name: get_results
 SELECT result FROM subtasks WHERE task_id = %(task_id)s ORDER BY idx;
