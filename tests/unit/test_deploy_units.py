@@ -98,8 +98,10 @@ def test_units_read_the_environment_file_they_document() -> None:
 def test_the_worker_unit_waits_longer_than_a_drain() -> None:
     worker = herder_command("worker")
     defaults = {p.name: p.default for p in worker.params}
+    drain, grace = defaults["drain_timeout"], defaults["cancel_grace"]
+    assert isinstance(drain, float) and isinstance(grace, float)
     stop_after = float(unit("herder-worker.service")["Service"]["TimeoutStopSec"])
-    assert stop_after > float(defaults["drain_timeout"]) + float(defaults["cancel_grace"])
+    assert stop_after > drain + grace
 
 
 @pytest.mark.parametrize("unit_name", UNITS)
