@@ -12,8 +12,11 @@ For fault-injection tests it also kills (SIGKILL), stops (SIGTERM) and restarts 
 worker token the cluster makes (`worker_token`), unless one is given. A command prefix (such as
 `ip netns exec NS`) runs a child inside a network namespace.
 
-Imports `client`, `config` and `forked`; never `cli`, `master` or `worker`: they run in the child
-processes, and a forked child runs what the caller's `ForkStarter` hands in.
+Every child holds a `Lifeline` to this process: when it dies, even by SIGKILL, the children stop
+by themselves (`herder.lifeline`).
+
+Imports `client`, `config`, `forked` and `lifeline`; never `cli`, `master` or `worker`: they run in
+the child processes, and a forked child runs what the caller's `ForkStarter` hands in.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import IO, TYPE_CHECKING
 from herder.config import env_token
 from herder.errors import ClientError, HerderError
 from herder.forked import ForkedProcess, ForkStarter
+from herder.lifeline import Lifeline
 
 if TYPE_CHECKING:
     # Imported where used: `herder up` forks its master before it needs a client, and importing
@@ -207,6 +211,7 @@ class LocalCluster:
         self._out: IO[bytes] | None = None
         self._client: Client | None = None
         self._tmpdir: str | None = None
+        self._lifeline: Lifeline | None = None
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -265,7 +270,9 @@ class LocalCluster:
         if self.db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="herder-")
             self.db = os.path.join(self._tmpdir, "herder.db")
-        self._env = child_env(self.token, self.worker_token, self.admin_token)
+        self._lifeline = Lifeline()
+        self._env = {**child_env(self.token, self.worker_token, self.admin_token),
+                     **self._lifeline.child_env()}
         if self.output is not None:
             self._out = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
         atexit.register(self.stop)
@@ -298,15 +305,19 @@ class LocalCluster:
     ) -> ChildProcess:
         """A child running `argv`: with `may_fork` and a ForkStarter, a fork of this process
         when argv is `python -m herder ...` (not behind a command prefix), else a new one."""
+        if self._lifeline is None:
+            raise ClusterError("the cluster is stopped")
         herder_cli = [sys.executable, "-m", "herder"]
         if may_fork and self.fork is not None and argv[:3] == herder_cli:
             out = self._out.fileno() if self._out is not None else None
-            return self.fork.start(argv[3:], {**self._env, **(env or {})}, out)
+            return self.fork.start(
+                argv[3:], {**self._env, **(env or {})}, out, close_fds=[self._lifeline.write_fd]
+            )
         # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
         # children in order (workers, then master) instead of all at once.
         return subprocess.Popen(
             argv, env={**self._env, **(env or {})}, process_group=0,
-            stdout=self._out, stderr=self._out,
+            stdout=self._out, stderr=self._out, pass_fds=[self._lifeline.read_fd],
         )  # fmt: skip
 
     # -- single processes, for fault injection -------------------------------------------------
@@ -452,6 +463,9 @@ class LocalCluster:
         terminate(self.worker_processes, timeout)
         if self.master_process is not None:
             terminate([self.master_process], timeout)
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
         if self._out is not None:
             self._out.close()
             self._out = None

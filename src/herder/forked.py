@@ -44,14 +44,19 @@ class ForkStarter:
     preload_worker: Callable[[], None] = _nothing
 
     def start(
-        self, args: Sequence[str], env: Mapping[str, str], output_fd: int | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        output_fd: int | None = None,
+        close_fds: Sequence[int] = (),
     ) -> ForkedProcess:
-        return ForkedProcess(self.run, args, env, output_fd)
+        return ForkedProcess(self.run, args, env, output_fd, close_fds)
 
 
 class ForkedProcess:
     """`run(args)` in a forked child: in its own process group, with `env` as its whole
-    environment and its stdout and stderr on `output_fd` (None: ours)."""
+    environment, its stdout and stderr on `output_fd` (None: ours), and without the parent's
+    descriptors `close_fds` (such as a pipe's end that only the parent may hold)."""
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class ForkedProcess:
         args: Sequence[str],
         env: Mapping[str, str],
         output_fd: int | None = None,
+        close_fds: Sequence[int] = (),
     ) -> None:
         self.args = list(args)
         self.returncode: int | None = None
@@ -67,7 +73,7 @@ class ForkedProcess:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; its coverage is in the tests' children
-            os._exit(_run_child(run, self.args, env, output_fd))
+            os._exit(_run_child(run, self.args, env, output_fd, close_fds))
         self.pid = pid
 
     def poll(self) -> int | None:
@@ -105,9 +111,12 @@ def _run_child(
     args: list[str],
     env: Mapping[str, str],
     output_fd: int | None,
+    close_fds: Sequence[int],
 ) -> int:
     code = 1
     try:
+        for fd in close_fds:
+            os.close(fd)
         os.setpgid(0, 0)  # as Popen(process_group=0): a Ctrl-C reaches only the parent
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)

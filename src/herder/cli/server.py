@@ -2,7 +2,7 @@
 hands it to `herder.master.serve`, `herder.worker.run_worker` or `LocalCluster`; `master` also
 tunes the interpreter (`tuning`), since its process is ours.
 
-Imports `cluster`, `forked`, `config`, `errors`, `store.base` (to show a URL without its
+Imports `cluster`, `forked`, `lifeline`, `config`, `errors`, `store.base` (to show a URL without its
 password) and the CLI's `options` and `tuning`; inside functions, `master`, `worker`, `examples`
 and `store.sqlite`, so that client commands do not pay for the server's imports.
 """
@@ -34,6 +34,7 @@ from herder.config import (
 )
 from herder.errors import HerderError
 from herder.forked import ForkStarter
+from herder.lifeline import watch_parent
 from herder.store import redact
 
 if TYPE_CHECKING:  # `up` imports it: it loads the client (httpx), which master and worker skip
@@ -105,6 +106,7 @@ def master(
     allowed_hosts: opt.AllowedHosts = "",
 ) -> None:
     """Run the master: HTTP API, scheduler and store."""
+    watch_parent()  # started by `herder up` or a LocalCluster: stop when it dies
     tokens = _tokens(token, worker_token, admin_token, token_file)
     _require_token_off_loopback(host, tokens.client)
     try:
@@ -153,6 +155,7 @@ def worker(
     ca: opt.Ca = None,
 ) -> None:
     """Run a worker: connect to the master and run subtasks in SLOTS slots."""
+    watch_parent()  # as in `master`
     try:
         settings = WorkerSettings(
             master=master, slots=slots, pool=pool, tasks=tuple(tasks), labels=tuple(label),
@@ -175,7 +178,15 @@ def worker(
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops `up` the way Ctrl-C does
+    raise KeyboardInterrupt  # SIGTERM and SIGHUP stop `up` the way Ctrl-C does
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and a closed terminal (SIGHUP) stop `up` in order, as Ctrl-C does; a SIGHUP
+    ignored on purpose (`nohup herder up`) stays ignored."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _interrupt)
 
 
 def up(
@@ -247,7 +258,7 @@ def up(
         # Draining workers may take drain-timeout plus cancel-grace; do not kill them sooner.
         stop_timeout=drain_timeout + cancel_grace + 5.0, fork=_fork_starter(ctx),
     )  # fmt: skip
-    signal.signal(signal.SIGTERM, _interrupt)
+    _stop_on_signals()
     code = 0
     try:
         cluster.start()
