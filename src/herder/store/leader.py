@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg.errors import LockNotAvailable
+
 from herder.store.postgres import PostgresDriver
 
-#: seconds a lease statement may wait for a row lock or run before it gives up (and is retried
-#: at the next look): a take-over never waits on a paused master's transaction for long
+#: seconds a lease statement may run, and wait for a row lock, before it gives up (and is tried
+#: again at the next look): a take-over never waits on a paused master's transaction for long
 STATEMENT_LIMIT = 2.0
+LOCK_LIMIT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +41,16 @@ class Lease:
     def __init__(self, url: str, holder: str, advertise_url: str) -> None:
         self.holder = holder
         self.advertise_url = advertise_url
-        limit = f"{int(STATEMENT_LIMIT * 1000)}"
-        self._db = PostgresDriver(url, {"lock_timeout": limit, "statement_timeout": limit})
+        self._db = PostgresDriver(url, {"lock_timeout": f"{int(LOCK_LIMIT * 1000)}",
+                                        "statement_timeout": f"{int(STATEMENT_LIMIT * 1000)}"})
 
     def take(self, ttl: float) -> int | None:
         """Leadership for `ttl` seconds, with its new term, when it is free, expired, or held by
         this advertised URL; None when another master holds it."""
-        row = self._db.row("take_lead", {**self._mine(), "ttl": float(ttl)})
+        try:
+            row = self._db.row("take_lead", {**self._mine(), "ttl": float(ttl)})
+        except LockNotAvailable:  # the active master is writing under its term: it holds it
+            return None
         return None if row is None else int(row["term"])
 
     def renew(self, term: int, ttl: float) -> bool:
