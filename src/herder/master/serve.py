@@ -70,6 +70,7 @@ def build_seat(settings: MasterSettings) -> Seat:
             return build_master(settings)
 
         return Seat(settings, sole_master, release=release)
+    open_store(settings.db).close()  # the schema made or upgraded, the lease's table with it
     lease = open_lease(settings.db, holder_id(), advertised_url(settings))
     return Seat(settings, functools.partial(master_of_term, settings), lease)
 
