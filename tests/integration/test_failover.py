@@ -38,7 +38,7 @@ from tests.pgserver import PostgresServer
 FAILOVER = 3.0
 #: leases of workers as the fault tests have them (a lost worker noticed within about 2 s)
 MASTER_ARGS = ("--failover-timeout", str(FAILOVER), "--lease-timeout", "2", "--heartbeat", "0.2",
-               "--tasks", "tests.faulttypes")
+               "--speculate-after", "off", "--tasks", "tests.faulttypes")
 #: what the test allows a take-over beyond --failover-timeout: the new master's start (imports
 #: done, recovery from the store) on a shared machine
 START_ROOM = 10.0

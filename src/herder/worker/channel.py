@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.frames import CloseCode
 
 from herder.config import WorkerSettings
@@ -200,7 +200,7 @@ class Channel:
                     "(%s): name the CA that signed it with --ca or HERDER_CA", self._name,
                     self.url, exc.verify_message,
                 )
-            except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+            except (OSError, TimeoutError, ConnectionClosed, InvalidMessage, ProtocolError) as exc:
                 # Before the first connection, a refused one is the master still starting.
                 level = logging.DEBUG if self.sessions == 0 else logging.WARNING
                 reason = exc or repr(exc)
