@@ -78,6 +78,8 @@ class LedgerParams(pydantic.BaseModel):
     spin: float = pydantic.Field(default=0.0, ge=0, le=60)
     salt: int = 0
     ledger: str | None = None
+    #: seconds subtask 0 sleeps instead of `seconds` (a long one among short ones)
+    first_seconds: float | None = pydantic.Field(default=None, ge=0, le=3600)
 
 
 class Ledger(TaskType):
@@ -88,7 +90,11 @@ class Ledger(TaskType):
         return [
             {
                 "i": i,
-                "seconds": params.seconds,
+                "seconds": (
+                    params.first_seconds
+                    if i == 0 and params.first_seconds is not None
+                    else params.seconds
+                ),
                 "spin": params.spin,
                 "salt": params.salt,
                 "ledger": params.ledger,

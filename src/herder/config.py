@@ -74,7 +74,19 @@ class MasterSettings:
     #: localhost, 127.0.0.1 and ::1; "*": any
     allowed_hosts: tuple[str, ...] = ()
 
+    # -- several masters on one PostgreSQL store (docs/failover.md) --
+    #: the URL other masters, clients and workers reach this one at, shown by standbys as the
+    #: active master's; None: http(s)://host:port (the host name when bound to every address)
+    advertise_url: str | None = None
+    #: seconds within which a standby takes over from an active master that died
+    failover_timeout: float = 10.0
+
     def __post_init__(self) -> None:
+        if not self.failover_timeout > 0:
+            raise ValueError(
+                f"--failover-timeout: must be a positive number of seconds, not "
+                f"{self.failover_timeout}"
+            )
         check_token("--token", self.token)
         check_token("--worker-token", self.worker_token)
         check_token("--admin-token", self.admin_token)

@@ -43,3 +43,8 @@ class TaskFailed(HerderError):
         self.task_id = task_id
         self.state = state
         self.error = error
+
+
+class Deposed(HerderError):
+    """A master's store write was refused: its term of leadership is no longer the current one
+    (another master took over). The master steps down."""

@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 from herder import Client, LocalCluster
 from herder.client import QueueFull
 from herder.config import MasterSettings
-from herder.master import build_master
+from herder.master import build_seat
 from herder.master.web import create_app
 from herder.protocol import paths
 from tests.integration.conftest import TEST_TASKS, assert_healthy, wait_until
@@ -352,7 +352,7 @@ def test_lookup_answers_the_tasks_that_exist_in_the_order_asked(
 
 
 #: what anyone who reaches the server may read: health, the dashboard, the API's description
-PUBLIC = {"/healthz", "/", "/static", "/static/swagger-ui", "/docs", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/", "/static", "/static/swagger-ui", "/docs", "/openapi.json"}
 TOKEN = "s3cret-s3cret-s3cret"
 REFUSED: list[dict[str, str]] = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
 #: with the token, a stream of events would not end: a bad Last-Event-ID makes it a 422
@@ -363,7 +363,7 @@ MAX_BODY = 1000
 def test_every_route_of_the_app_needs_the_token_and_limits_bodies(tmp_path: Path) -> None:
     # The app itself, in this process: every route it has, however it was added.
     settings = MasterSettings(db=str(tmp_path / "h.db"), token=TOKEN, max_body=MAX_BODY)
-    app = create_app(build_master(settings))
+    app = create_app(build_seat(settings))
     seen = set()
     with TestClient(app, base_url="http://127.0.0.1") as http:
         for context in iter_route_contexts(app.routes):  # those of included routers too

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from herder import AsyncClient, Client, LocalCluster
 from herder.config import MasterSettings
 from herder.errors import ClientError
-from herder.master import build_master
+from herder.master import build_seat
 from herder.master.web import create_app
 from herder.protocol import paths
 from herder.protocol.redact import HIDDEN
@@ -42,6 +42,7 @@ WORKER = frozenset({"worker"})
 #: who may use each route of the app: a new route must be added here, or the test fails
 ROUTES: dict[str, frozenset[str]] = {
     paths.HEALTHZ: EVERYONE,
+    paths.READYZ: EVERYONE,
     "/": EVERYONE,
     "/static": EVERYONE,
     "/static/swagger-ui": EVERYONE,
@@ -81,7 +82,7 @@ def test_every_route_against_every_role(tmp_path: Path) -> None:
         db=str(tmp_path / "h.db"), token=CLIENT_TOKEN, worker_token=WORKER_TOKEN,
         admin_token=ADMIN_TOKEN,
     )
-    app = create_app(build_master(settings))
+    app = create_app(build_seat(settings))
     seen: dict[str, list[tuple[str, str, int]]] = {}
     with TestClient(app, base_url="http://127.0.0.1") as http:
         for context in iter_route_contexts(app.routes):

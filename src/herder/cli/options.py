@@ -210,6 +210,14 @@ AdminCallToken = Annotated[str | None, typer.Option(
 
 # -- strict input and browsers -----------------------------------------------------------------
 
+AdvertiseUrl = Annotated[str | None, typer.Option(
+    "--advertise-url", envvar="HERDER_ADVERTISE_URL", metavar="URL", show_default=False,
+    help="The URL clients and workers reach this master at, which standbys name as the active "
+    "master's (several masters on one PostgreSQL store). Default: http(s)://HOST:PORT.")]
+FailoverTimeout = Annotated[float, typer.Option(
+    "--failover-timeout", envvar="HERDER_FAILOVER_TIMEOUT", min=0.1, metavar="SECONDS",
+    help="Several masters on one PostgreSQL store: a standby takes over within this many "
+    "seconds of the active master's death.")]
 AllowedHosts = Annotated[str, typer.Option(
     "--allowed-hosts", envvar="HERDER_ALLOWED_HOSTS", metavar="HOST,...",
     help="Names a request's Host header may give, comma-separated ('*': any). Default: the "

@@ -104,8 +104,11 @@ def master(
     max_subtasks_per_task: opt.MaxSubtasksPerTask = _M.max_subtasks_per_task,
     max_pending_subtasks: opt.MaxPendingSubtasks = _M.max_pending_subtasks,
     allowed_hosts: opt.AllowedHosts = "",
+    advertise_url: opt.AdvertiseUrl = None,
+    failover_timeout: opt.FailoverTimeout = _M.failover_timeout,
 ) -> None:
-    """Run the master: HTTP API, scheduler and store."""
+    """Run the master: HTTP API, scheduler and store. Several masters may share a PostgreSQL
+    store: one is active, the others stand by and take over when it dies."""
     watch_parent()  # started by `herder up` or a LocalCluster: stop when it dies
     tokens = _tokens(token, worker_token, admin_token, token_file)
     _require_token_off_loopback(host, tokens.client)
@@ -124,6 +127,7 @@ def master(
         max_params=max_params, max_subtasks_per_task=max_subtasks_per_task,
         max_pending_subtasks=max_pending_subtasks,
         allowed_hosts=opt.parse_allowed_hosts(allowed_hosts),
+        advertise_url=advertise_url, failover_timeout=failover_timeout,
     )
     _setup_logging(log_level)
     _import_from_cwd()
@@ -139,7 +143,9 @@ def master(
 
 def worker(
     master: Annotated[str, typer.Option(
-        "--master", envvar=["HERDER_MASTER", "HERDER_URL"], help="The master's http(s) URL.")
+        "--master", envvar=["HERDER_MASTER", "HERDER_URL"],
+        help="The master's http(s) URL, or a comma list of the URLs of several masters: the "
+        "worker joins the active one.")
     ] = DEFAULT_URL,
     slots: opt.Slots = _W.slots,
     pool: opt.Pool = "thread",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 
 from herder import scheduling as sch
@@ -53,7 +54,15 @@ log = logging.getLogger(__name__)
 
 
 class Master:
-    def __init__(self, settings: MasterSettings, store: Store, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: MasterSettings,
+        store: Store,
+        registry: Registry,
+        in_office: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """`in_office`: whether this master may dispatch now (False once its leadership may
+        have ended: `master.seat`)."""
         self.settings = settings
         self.registry = registry
         sched = sch.Scheduler(
@@ -80,7 +89,9 @@ class Master:
             )
         )
         self.background = Background()
-        dispatcher = Dispatcher(sched, registry, active, self.sessions, self.records, self.stats)
+        dispatcher = Dispatcher(
+            sched, registry, active, self.sessions, self.records, self.stats, in_office
+        )
         self._dispatcher = dispatcher
         self.live = LiveEvents(hub, self.records, active, sched, self.stats)
         kept = KeptResults(settings.results_in_memory)

@@ -34,8 +34,12 @@ class Dispatcher:
         sessions: dict[str, WorkerSession],
         records: Records,
         stats: Stats,
+        may_dispatch: Callable[[], bool],
     ) -> None:
         self._sched = sched
+        #: False while this master is not sure it still leads (its lease is running out): then
+        #: nothing is sent, whatever the core would decide
+        self._may_dispatch = may_dispatch
         self._registry = registry
         self._active = active
         self._sessions = sessions
@@ -57,6 +61,8 @@ class Dispatcher:
     def pump(self) -> None:
         """Dispatch what can be, now."""
         self._pump_scheduled = False
+        if not self._may_dispatch():
+            return
         for d in self._sched.dispatch(time.monotonic()):
             self.send_assign(d)
         self._arm_wakeup()

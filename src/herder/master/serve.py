@@ -1,14 +1,21 @@
 """Start a master: open the store, load the task types, run the ASGI app on uvicorn, over TLS
 when given a certificate (checked here first, so that a bad one is an error naming the file).
 
+The app serves a `Seat`: on a SQLite store, this process's one master (the file locked against
+a second one); on a PostgreSQL store, the master of each term of leadership this process wins,
+built here from the store with its writes fenced by that term (docs/failover.md).
+
 Imports `config`, `errors`, `store`, `tasktype`, `protocol.frames`, `protocol.redact` and the
-master's `core`, `limits` and `web`.
+master's `core`, `limits`, `seat` and `web`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import ssl
+from collections.abc import Callable
 
 import uvicorn
 
@@ -16,19 +23,56 @@ from herder.config import MasterSettings
 from herder.errors import HerderError
 from herder.master.core import Master
 from herder.master.limits import check_limits
+from herder.master.seat import Seat, advertised_url, holder_id
 from herder.master.web import create_app
 from herder.protocol.frames import MAX_FRAME_BYTES
 from herder.protocol.redact import hide_authorization
-from herder.store import open_store
+from herder.store import Store, is_shared, lock_for_one_master, open_lease, open_store
 from herder.tasktype import Registry
 
 log = logging.getLogger(__name__)
 
 
 def build_master(settings: MasterSettings) -> Master:
+    """The one master of a store that has no leadership (SQLite), as at a (re)start."""
     check_limits(settings)
-    registry = Registry.from_modules(settings.tasks)
-    return Master(settings, open_store(settings.db), registry)
+    return Master(settings, open_store(settings.db), Registry.from_modules(settings.tasks))
+
+
+async def master_of_term(
+    settings: MasterSettings, term: int, in_office: Callable[[], bool],
+    on_deposed: Callable[[], None],
+) -> Master:
+    """The master of a term of leadership, built from the store as at a restart, every write of
+    its store fenced by the term (a refused one calls `on_deposed`)."""
+
+    def fenced_store() -> Store:
+        store = open_store(settings.db)
+        # the server ends a transaction left idle (this master paused) well before a standby
+        # may take over, so that its lock on the lease row never holds a take-over back
+        store.fence(term, on_deposed, idle_timeout=settings.failover_timeout / 3)
+        return store
+
+    store = await asyncio.to_thread(fenced_store)
+    return Master(settings, store, Registry.from_modules(settings.tasks), in_office)
+
+
+def build_seat(settings: MasterSettings) -> Seat:
+    """What the app serves: the master of a SQLite store, locked for it alone, or a seat in the
+    leadership of a PostgreSQL store. The settings and task types are checked here, at start,
+    whatever the role."""
+    check_limits(settings)
+    Registry.from_modules(settings.tasks)
+    if not is_shared(settings.db):
+        release = lock_for_one_master(settings.db)
+
+        async def sole_master(*_: object) -> Master:
+            return build_master(settings)
+
+        return Seat(settings, sole_master, release=release)
+    open_store(settings.db).close()  # the schema made or upgraded, the lease's table with it
+    lease = open_lease(settings.db, holder_id(), advertised_url(settings))
+    return Seat(settings, functools.partial(master_of_term, settings), lease)
 
 
 def check_tls(cert: str | None, key: str | None) -> None:
@@ -77,7 +121,7 @@ def serve(settings: MasterSettings) -> None:
             "no --token: any local user (and any program on this machine) can submit, read and "
             "cancel tasks here; give --token (docs/security.md)"
         )
-    app = create_app(build_master(settings))
+    app = create_app(build_seat(settings))
     # uvicorn logs the worker channel's handshake at debug level through its error logger
     hide_authorization(logging.getLogger("uvicorn.error"))
     uvicorn.run(

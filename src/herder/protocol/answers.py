@@ -9,7 +9,7 @@ here with the set of final states: the one definition of each. Imports `model` o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 # typing_extensions' (pydantic's own dependency): pydantic reads typing's TypedDict only from
 # Python 3.12, and the server documents its answers in the OpenAPI document with these types
@@ -27,6 +27,7 @@ __all__ = [
     "LogsPage",
     "ProgressView",
     "ResultAnswer",
+    "StandbyAnswer",
     "StatsAnswer",
     "SubtaskState",
     "SubtaskView",
@@ -184,6 +185,19 @@ class StatsAnswer(TypedDict):
 class HealthAnswer(TypedDict):
     status: str
     workers: int
+    #: whether this master is the one that serves (several may share a PostgreSQL store)
+    role: Literal["active", "standby"]
+    #: the term of leadership served or last seen; 0 on a store without leadership (SQLite)
+    term: int
+    #: the advertised URL of the active master, when one is known
+    active_url: str | None
+
+
+class StandbyAnswer(TypedDict):
+    """503 from a standby master: where the active one is (None while no master is active)."""
+
+    detail: str
+    active_url: str | None
 
 
 class ErrorAnswer(TypedDict):

@@ -29,6 +29,8 @@ WORKER_CHANNEL = f"{API_PREFIX}/workers/connect"
 #: `POST`: a worker (by name or id) finishes what it runs, takes no more, and stops (admin only)
 WORKER_DRAIN = f"{API_PREFIX}/workers/{{name}}/drain"
 
-#: outside the API: no token needed for health, the rest as the API
+#: outside the API: no token needed for health and readiness, the rest as the API
 HEALTHZ = "/healthz"
+#: 200 on the active master only, 503 on a standby (for load balancers: docs/failover.md)
+READYZ = "/readyz"
 METRICS = "/metrics"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
@@ -51,6 +51,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def fence(self, term: int, on_deposed: Callable[[], None],
+              idle_timeout: float | None = None) -> None:
+        """Refuse every write from now on unless `term` is the current term of leadership
+        (docs/failover.md); only a store that several masters may share has leadership."""
+        raise TypeError(f"{type(self).__name__} has no leadership to fence writes with")
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[object]:

@@ -23,6 +23,14 @@ it commits with the caller's transaction, and a call that fails undoes only itse
 statements do. Without it an error would abort the whole transaction, and PostgreSQL would answer
 its COMMIT by rolling everything back without a word.
 
+Fencing. A master that holds leadership (`store.leader`) gives its term to `fence()`: from then
+on every write transaction starts with the `fence` query, which finds the term current and
+share-locks the leadership row until the transaction ends (a take-over's UPDATE waits for it), or
+raises `Deposed` and rolls the transaction back. Every write goes through `atomic` or
+`transaction`, so this is the one check for all of them; a fenced write is never a lone
+autocommit statement. The server also ends a transaction left idle (a master paused mid-way)
+after `idle_in_transaction_session_timeout`, so that it cannot hold the row's lock forever.
+
 A broken connection (the server restarted, the network dropped it) is opened again by the next
 call. The call that met the break is made once more on the new connection when that is safe
 whatever the first try did (the methods marked `repository.repeatable`: reads, and the guarded
@@ -46,7 +54,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import StrDumperUnknown
 
-from herder.errors import HerderError
+from herder.errors import Deposed, HerderError
 from herder.model import LogRecord
 from herder.store.base import AttemptResult, TaskFinish, redact
 from herder.store.repository import Params, Repository, finish_rows, is_repeatable, repeatable
@@ -131,6 +139,13 @@ class PostgresStore(Repository["PostgresDriver"]):
         super().__init__(PostgresDriver(url))
         self.url = url
 
+    def fence(self, term: int, on_deposed: Callable[[], None],
+              idle_timeout: float | None = None) -> None:
+        """From now on refuse every write unless `term` is the current term of leadership:
+        such a write raises `Deposed` after calling `on_deposed` (from the store's thread).
+        `idle_timeout`: seconds after which the server ends a transaction of ours left idle."""
+        self._driver.fence(term, on_deposed, idle_timeout)
+
     def migrate(self) -> None:
         db = self._driver
         with db.transaction():
@@ -184,12 +199,23 @@ class PostgresStore(Repository["PostgresDriver"]):
 class PostgresDriver:
     """One psycopg connection in autocommit mode, opened again when it broke."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, session: dict[str, str] | None = None) -> None:
+        """`session`: server settings for the connection (`SET name = value` on each connect)."""
         self.url = url
         self.queries = queries(SQL_FOLDER)
+        self.session = dict(session or {})
         #: transactions of ours open on the connection (a savepoint counts as one)
         self._depth = 0
+        #: the term every write transaction must find current (None: writes are not fenced)
+        self._term: int | None = None
+        self._on_deposed: Callable[[], None] = _nothing
         self.conn = self._connect()
+
+    def fence(self, term: int, on_deposed: Callable[[], None], idle_timeout: float | None) -> None:
+        self._term, self._on_deposed = term, on_deposed
+        if idle_timeout is not None:
+            self.session["idle_in_transaction_session_timeout"] = f"{int(idle_timeout * 1000)}"
+            self._apply_session(self.conn)
 
     # -- the Driver ------------------------------------------------------------------------
 
@@ -228,17 +254,21 @@ class PostgresDriver:
     def atomic(self, statements: int) -> AbstractContextManager[object]:
         """One statement alone, outside a transaction, is atomic by itself (autocommit: no
         BEGIN and COMMIT round trips)."""
-        if statements <= 1 and not self._depth:
+        if statements <= 1 and not self._depth and self._term is None:
             return contextlib.nullcontext()
         return self.transaction()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A transaction, or a savepoint in the one open (it commits with it)."""
+        """A transaction, or a savepoint in the one open (it commits with it). A fenced one
+        starts with the check of the term (`fence`)."""
         conn = self._live()
+        outermost = not self._depth
         self._depth += 1
         try:
             with conn.transaction():
+                if outermost and self._term is not None:
+                    self._check_term(conn)
                 yield conn
                 if conn.info.transaction_status is TransactionStatus.INERROR:
                     # a statement failed and its caller went on: COMMIT would roll back quietly
@@ -248,6 +278,11 @@ class PostgresDriver:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _check_term(self, conn: Connection) -> None:
+        if conn.execute(self.queries["fence"], {"term": self._term}).fetchone() is None:
+            self._on_deposed()
+            raise Deposed(f"store write refused: term {self._term} of leadership is over")
 
     # -- PostgreSQL's own ------------------------------------------------------------------
 
@@ -317,7 +352,12 @@ class PostgresDriver:
                 f"cannot connect to PostgreSQL at {redact(self.url)}: {_one_line(exc)}"
             ) from None
         conn.adapters.register_dumper(str, _TextDumper)
+        self._apply_session(conn)
         return conn
+
+    def _apply_session(self, conn: Connection) -> None:
+        for name, value in self.session.items():
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
     def _live(self) -> Connection:
         """The connection, opened again if it broke (not inside a transaction: that one is
@@ -335,6 +375,10 @@ class _TextDumper(StrDumperUnknown):
 
     def dump(self, obj: str) -> Buffer | None:
         return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _migrations() -> tuple[Migration, ...]:

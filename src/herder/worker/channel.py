@@ -3,6 +3,13 @@
 and then read, written and kept alive with heartbeats. A wss:// master's certificate is verified
 against the CA file of the settings, else the system's CA store.
 
+Given several masters (`--master http://a:8700,http://b:8700`), the worker sticks to the one that
+welcomed it; when that connection ends, or a master cannot be reached or answers 503 (a standby,
+which names the active master: tried next), it moves on to the next in the list at once, and
+backs off only once it has tried them all. A master that stops answering (paused, cut off) is
+noticed by WebSocket pings within PING_EVERY + PING_TIMEOUT. The attempts the worker runs are
+kept across the switch and named in its hello, so the active master lets it finish them.
+
 What the frames mean is the attempts' book's business (`worker.attempts`): the channel hands it
 every frame it reads and gives it the outbox of each connection. Imports `config`, `errors`,
 `protocol.{frames,paths,redact}`, `worker.{attempts,execute,outbox}` and websockets.
@@ -20,7 +27,7 @@ import uuid
 from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.frames import CloseCode
 
 from herder.config import WorkerSettings
@@ -48,6 +55,21 @@ WELCOME_TIMEOUT = 10.0
 #: before its first connection, a worker retries this often, this many times (then backs off)
 STARTUP_RETRY = 0.01
 STARTUP_RETRIES = 500
+#: seconds between pings of the master, and how long its pong may take before the connection
+#: is given up as dead (a paused master, a cut network)
+PING_EVERY = 2.0
+PING_TIMEOUT = 5.0
+#: seconds between rounds of the masters while one of them answers as a standby: a take-over is
+#: under way, which a growing backoff would only wait out longer
+STANDBY_RETRY = 0.25
+
+
+def channel_urls(masters: str) -> list[str]:
+    """The worker channel's URLs for a master's URL or a comma list of several."""
+    found = [channel_url(m.strip()) for m in masters.split(",") if m.strip()]
+    if not found:
+        raise ValueError(f"master: no URL given in {masters!r}")
+    return list(dict.fromkeys(found))
 
 
 def channel_url(master: str) -> str:
@@ -100,8 +122,10 @@ class Channel:
         self._name = settings.name
         self._types = types
         self._book = book
-        self.url = channel_url(settings.master)
-        self._tls = tls_context(self.url, settings.ca)
+        self.urls = channel_urls(settings.master)
+        #: the master tried now, or welcomed last (an index into `urls`)
+        self._current = 0
+        self._tls = {url: tls_context(url, settings.ca) for url in self.urls}
         #: this process's identity across reconnects (the name may be shared by mistake)
         self.uid = uuid.uuid4().hex
         #: set by the master's welcome; None before the first one
@@ -110,6 +134,11 @@ class Channel:
         self.sessions = 0
         self.failed_connects = 0
         self.hello()  # a bad name or slot count is refused here, not on every reconnect
+
+    @property
+    def url(self) -> str:
+        """The channel URL of the master tried now, or connected to."""
+        return self.urls[self._current]
 
     @property
     def connected(self) -> bool:
@@ -135,13 +164,19 @@ class Channel:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         logger = logging.getLogger("websockets.client")
         hide_authorization(logger)  # websockets logs the handshake's headers at debug level
+        #: masters tried in a row without a welcome, and whether one of them is a standby
+        unwelcomed = 0
+        standby_seen = False
         while True:
             welcomed_before = self.sessions
             master_starting = True  # what a failed connect may mean, until shown otherwise
+            next_master = (self._current + 1) % len(self.urls)
             try:
                 async with connect(
                     self.url,
-                    ssl=self._tls,
+                    ssl=self._tls[self.url],
+                    ping_interval=PING_EVERY,
+                    ping_timeout=PING_TIMEOUT,
                     additional_headers=headers,
                     max_size=MAX_FRAME_BYTES,
                     # frames are small and mostly unique: compressing them costs more CPU
@@ -155,10 +190,9 @@ class Channel:
             except asyncio.CancelledError:
                 raise
             except InvalidStatus as exc:  # refused before the upgrade: the body says why
-                log.error(
-                    "worker %s: the master at %s refused the channel (%s): %s", self._name,
-                    self.url, exc.response.status_code, _refusal(exc.response.body),
-                )
+                standby, named = self._refused(exc)
+                standby_seen |= standby
+                next_master = next_master if named is None else named
             except ssl.SSLCertVerificationError as exc:  # no retry fixes it: say so, and how
                 master_starting = False
                 log.error(
@@ -166,7 +200,7 @@ class Channel:
                     "(%s): name the CA that signed it with --ca or HERDER_CA", self._name,
                     self.url, exc.verify_message,
                 )
-            except (OSError, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+            except (OSError, TimeoutError, ConnectionClosed, InvalidMessage, ProtocolError) as exc:
                 # Before the first connection, a refused one is the master still starting.
                 level = logging.DEBUG if self.sessions == 0 else logging.WARNING
                 reason = exc or repr(exc)
@@ -177,14 +211,39 @@ class Channel:
                 self._book.outbox = None
             if self.sessions > welcomed_before:
                 backoff.reset()
+                unwelcomed = 0
             else:
                 self.failed_connects += 1
-            if master_starting and self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
-                # A worker started with its master (`herder up`) finds it still starting: try
-                # again soon, so that it is there within STARTUP_RETRY of the master.
-                await asyncio.sleep(STARTUP_RETRY)
-            else:
-                await asyncio.sleep(backoff.next())
+                unwelcomed += 1
+            self._current = next_master
+            if self.sessions > 0 and unwelcomed < len(self.urls):
+                continue  # another master is left to try at once
+            unwelcomed = 0
+            await asyncio.sleep(self._pause(backoff, standby_seen, master_starting))
+            standby_seen = False
+
+    def _pause(self, backoff: Backoff, standby_seen: bool, master_starting: bool) -> float:
+        """Seconds to wait after a round of the masters without a welcome."""
+        if standby_seen:
+            return STANDBY_RETRY
+        if master_starting and self.sessions == 0 and self.failed_connects <= STARTUP_RETRIES:
+            # A worker started with its master (`herder up`) finds it still starting: try
+            # again soon, so that it is there within STARTUP_RETRY of the master.
+            return STARTUP_RETRY
+        return backoff.next()
+
+    def _refused(self, exc: InvalidStatus) -> tuple[bool, int | None]:
+        """Log a master's refusal of the channel. (whether it is a standby, the index of the
+        active master it names, if one of ours)"""
+        status, body = exc.response.status_code, exc.response.body
+        if status != 503:
+            log.error("worker %s: the master at %s refused the channel (%s): %s",
+                      self._name, self.url, status, _refusal(body))
+            return False, None
+        active = _active_url(body)
+        log.info("worker %s: %s is a standby master (active: %s)", self._name, self.url,
+                 active or "none yet")
+        return True, self.urls.index(active) if active in self.urls else None
 
     async def _session(self, ws: ClientConnection) -> None:
         book = self._book
@@ -265,6 +324,15 @@ class Channel:
         while True:
             await asyncio.sleep(max(0.02, after / 4))
             self._book.hand_back_if_overrun(after)
+
+
+def _active_url(body: bytes | bytearray | None) -> str | None:
+    """The channel URL of the active master a standby's 503 names, if any."""
+    try:
+        active = json.loads(bytes(body or b"")).get("active_url")
+        return channel_url(active) if isinstance(active, str) else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def _refusal(body: bytes | bytearray | None) -> str:

@@ -23,7 +23,10 @@ STATIC = "/static"
 DOCS = "/docs"
 OPENAPI = "/openapi.json"
 
-PUBLIC_PATHS = frozenset({paths.HEALTHZ, DASHBOARD, DOCS, OPENAPI})
+PUBLIC_PATHS = frozenset({paths.HEALTHZ, paths.READYZ, DASHBOARD, DOCS, OPENAPI})
+#: what a standby master answers as the active one does: who it is, its metrics, its pages;
+#: every other request gets 503 naming the active master (docs/failover.md)
+STANDBY_PATHS = PUBLIC_PATHS | {paths.METRICS}
 #: the routes only the admin role may use (path templates of `protocol.paths`)
 ADMIN_TEMPLATES = (paths.WORKER_DRAIN,)
 
@@ -73,6 +76,11 @@ FROM_A_WEB_PAGE = (
     "origin: the worker channel does not take connections from web pages "
     "(the upgrade carries an Origin header; herder's worker sends none)"
 )
+
+
+def standby_serves(path: str) -> bool:
+    """Whether a standby master answers a request to `path` itself."""
+    return path in STANDBY_PATHS or path.startswith(STATIC + "/")
 
 
 def role_needed(path: str) -> Role | None:

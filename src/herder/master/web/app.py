@@ -2,7 +2,7 @@
 FastAPI app, behind one `Guard` (host, token, body size, content type) and one set of error
 handlers.
 
-Imports the web layer's modules, the master's `core`, `dashboard` and `protocol`.
+Imports the web layer's modules, the master's `seat`, `dashboard` and `protocol`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from herder.dashboard import STATIC_DIR
-from herder.master.core import Master
+from herder.master.seat import Seat
 from herder.master.web import channel, status, submissions, tasks
 from herder.master.web.access import DASHBOARD, DOCS, OPENAPI, STATIC, Tokens
 from herder.master.web.browsers import PAGE_HEADERS, HostCheck, PageHeaders, default_allowed_hosts
@@ -32,14 +32,14 @@ TITLE = "herder"
 VERSION = "0.1.0"
 
 
-def create_app(master: Master) -> FastAPI:
-    """The app serving `master`, which it starts and stops with its lifespan."""
+def create_app(seat: Seat) -> FastAPI:
+    """The app serving the master of `seat`, which it starts and stops with its lifespan."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await master.start()
+        await seat.start()
         yield
-        await master.stop()
+        await seat.stop()
 
     app = FastAPI(
         # first in the router: the most frequent requests are matched first
@@ -56,11 +56,12 @@ def create_app(master: Master) -> FastAPI:
         redoc_url=None,
         openapi_url=OPENAPI,
     )
-    app.state.master = master
-    settings = master.settings
+    app.state.seat = seat
+    settings = seat.settings
     app.add_middleware(
         Guard, tokens=Tokens.of(settings), max_body=settings.max_body,
         hosts=HostCheck(settings.allowed_hosts or default_allowed_hosts(settings.host)),
+        seat=seat,
     )
     install_error_handlers(app)
     app.include_router(tasks.router)

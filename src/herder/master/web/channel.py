@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from herder.errors import HerderError, ProtocolError
 from herder.master.core import Master
 from herder.master.sessions import WorkerSession
-from herder.master.web.handlers import master_of
+from herder.master.web.handlers import seat_of
 from herder.protocol import frames
 from herder.protocol.batches import Batches
 
@@ -31,7 +31,10 @@ WRITER_GRACE = 2.0
 
 async def worker_channel(ws: WebSocket) -> None:
     """One worker connection: hello, then frames until it closes or sends something malformed."""
-    master = master_of(ws.scope)
+    master = seat_of(ws.scope).master
+    if master is None:  # stepped down since the Guard let it through: "try again later"
+        await ws.close(code=1013, reason="this master is a standby")
+        return
     await ws.accept()
     try:
         hello = frames.decode_hello(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT))

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from herder.master.rejected import Rejected
 from herder.master.web.responses import JSONAnswer, json_answer
-from herder.protocol.answers import ErrorAnswer
+from herder.protocol.answers import ErrorAnswer, StandbyAnswer
 
 
 def error_response(
@@ -36,6 +36,15 @@ def error_response(
     if retry_after:
         extra["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return json_answer(ErrorAnswer(detail=detail), status, extra or None)
+
+
+def standby_response(active_url: str | None, retry_after: float) -> JSONAnswer:
+    """503 from a standby master, naming the active one where it is known."""
+    where = f"the active master is at {active_url}" if active_url else "no master is active now"
+    answer = StandbyAnswer(
+        detail=f"this master is a standby: {where}; ask again there", active_url=active_url
+    )
+    return json_answer(answer, 503, {"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 def body_too_large(limit: int) -> HTTPException:

@@ -1,32 +1,39 @@
-"""The middleware every request and the worker channel's upgrade pass: host, origin, token, body
-size, then content type.
+"""The middleware every request and the worker channel's upgrade pass: host, origin, token, the
+master's role, body size, then content type.
 
 A pure ASGI middleware, inside the app (so that every route has it, whatever mounts it) and
 outside its exception handling. It refuses a request whose `Host` is not the master's
 (`browsers`), a WebSocket upgrade from a web page (one with an `Origin` header), one without a
-token that grants its path's role (`access`), one whose declared body is over --max-body, and a
-state-changing one not sent as JSON (`browsers`), before any route runs; a body sent without a
-length is counted as it is read, and reading past the limit raises the 413 that the error
-handlers answer. Imports the web layer's `access`, `browsers` and `errors`.
+token that grants its path's role (`access`), one that only the active master answers when this
+master is a standby (503 naming the active one: `seat`), one whose declared body is over
+--max-body, and a state-changing one not sent as JSON (`browsers`), before any route runs; a
+body sent without a length is counted as it is read, and reading past the limit raises the 413
+that the error handlers answer. Imports the master's `seat` and the web layer's `access`,
+`browsers` and `errors`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herder.master.web.access import FROM_A_WEB_PAGE, Tokens, role_needed
+from herder.master.seat import RETRY_AFTER, Seat
+from herder.master.web.access import FROM_A_WEB_PAGE, Tokens, role_needed, standby_serves
 from herder.master.web.browsers import HostCheck, content_type_refusal
-from herder.master.web.errors import body_too_large, error_response
+from herder.master.web.errors import body_too_large, error_response, standby_response
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, tokens: Tokens, max_body: int, hosts: HostCheck) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: Tokens, max_body: int, hosts: HostCheck, seat: Seat
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.max_body = max_body
         self.hosts = hosts
+        self.seat = seat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -45,6 +52,10 @@ class Guard:
         refusal = None if role is None else self.tokens.refusal(role, authorization)
         if refusal is not None:
             await _refuse(scope, receive, send, refusal.status, refusal.detail)
+            return
+        if not self.seat.serving and not standby_serves(scope["path"]):
+            answer = standby_response(self.seat.active_url, RETRY_AFTER)
+            await _answer(scope, receive, send, answer, "standby master")
             return
         if kind == "http":
             refused = self._body_refusal(scope["method"], length, content_type)
@@ -89,15 +100,20 @@ def _read_headers(
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, why: str) -> None:
-    """Answer `status` before any route runs. A WebSocket is refused before it is accepted, so
-    that the client hears why: with an HTTP answer where the server can send one (the ASGI
+    """Answer `status` before any route runs."""
+    await _answer(scope, receive, send, error_response(status, why), why)
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, answer: Response, why: str) -> None:
+    """Send `answer` before any route runs. A WebSocket is refused before it is accepted, so
+    that the client hears why: with the HTTP answer where the server can send one (the ASGI
     denial-response extension), else with a close that gives the reason."""
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008, "reason": why})
             return
-    await error_response(status, why)(scope, receive, send)
+    await answer(scope, receive, send)
 
 
 def _counted(receive: Receive, limit: int) -> Receive:

@@ -8,15 +8,17 @@ the answer, the worker channel talks to the master's membership itself. Imports 
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, cast
 
-from fastapi import Depends
+from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from herder.master.core import Master
 from herder.master.rejected import Rejected
+from herder.master.seat import RETRY_AFTER, Seat
 from herder.master.submissions import Submission
 from herder.model import TaskState
 from herder.protocol.answers import (
@@ -38,10 +40,25 @@ from herder.protocol.answers import (
 from herder.protocol.api import MAX_SEQ, SubmitRequest
 
 
+def seat_of(scope: Scope) -> Seat:
+    """The seat of the app serving this request (`create_app` puts it in the app's state)."""
+    seat: Seat = scope["app"].state.seat
+    return seat
+
+
 def master_of(scope: Scope) -> Master:
-    """The master of the app serving this request (`create_app` puts it in the app's state)."""
-    master: Master = scope["app"].state.master
+    """The master the app serves now. The `Guard` lets a request through to a route that needs
+    one only on the active master; one that stepped down since gets the standby's 503."""
+    seat = seat_of(scope)
+    master = seat.master
+    if master is None:
+        raise HTTPException(503, "this master stepped down to standby; ask the active master",
+                            headers={"Retry-After": str(math.ceil(RETRY_AFTER))})
     return master
+
+
+async def _seat_dependency(connection: HTTPConnection) -> Seat:
+    return seat_of(connection.scope)
 
 
 async def _master_dependency(connection: HTTPConnection) -> Master:
@@ -51,6 +68,8 @@ async def _master_dependency(connection: HTTPConnection) -> Master:
 
 #: a route's parameter that FastAPI fills with the app's master
 MasterDep = Annotated[Master, Depends(_master_dependency)]
+#: ... with the app's seat (the master served, if any, and its role)
+SeatDep = Annotated[Seat, Depends(_seat_dependency)]
 
 
 # -- submissions ---------------------------------------------------------------------------
@@ -188,13 +207,17 @@ def all_events(master: Master, last_id: int | None, finished_only: bool) -> Asyn
 # -- the master's state --------------------------------------------------------------------
 
 
-def health(master: Master) -> HealthAnswer:
-    return {"status": "ok", "workers": len(master.sessions)}
+def health(seat: Seat) -> HealthAnswer:
+    master = seat.master
+    return {
+        "status": "ok", "workers": len(master.sessions) if master is not None else 0,
+        "role": seat.role, "term": seat.term, "active_url": seat.active_url,
+    }
 
 
-def metrics(master: Master) -> bytes:
-    """The Prometheus exposition of the master's metrics."""
-    return master.stats.exposition()
+def metrics(seat: Seat) -> bytes:
+    """The Prometheus exposition of the leadership's and the served master's metrics."""
+    return seat.exposition()
 
 
 def stats(master: Master) -> StatsAnswer:

@@ -10,23 +10,41 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from herder.master.seat import RETRY_AFTER
 from herder.master.web import handlers
-from herder.master.web.handlers import MasterDep
+from herder.master.web.errors import standby_response
+from herder.master.web.handlers import MasterDep, SeatDep
 from herder.master.web.responses import json_answer
 from herder.protocol import paths
-from herder.protocol.answers import HealthAnswer, StatsAnswer, TypesAnswer, WorkersAnswer
+from herder.protocol.answers import (
+    HealthAnswer,
+    StandbyAnswer,
+    StatsAnswer,
+    TypesAnswer,
+    WorkersAnswer,
+)
 
 router = APIRouter()
 
 
 @router.get(paths.HEALTHZ, response_model=HealthAnswer)
-async def healthz(master: MasterDep) -> Response:
-    return json_answer(handlers.health(master))
+async def healthz(seat: SeatDep) -> Response:
+    """200 on every master, active or standby, saying which it is."""
+    return json_answer(handlers.health(seat))
+
+
+@router.get(paths.READYZ, response_model=HealthAnswer,
+            responses={503: {"model": StandbyAnswer, "description": "a standby master"}})
+async def readyz(seat: SeatDep) -> Response:
+    """200 on the active master only (for load balancers); 503 on a standby."""
+    if not seat.serving:
+        return standby_response(seat.active_url, RETRY_AFTER)
+    return json_answer(handlers.health(seat))
 
 
 @router.get(paths.METRICS, response_class=Response)
-async def metrics(master: MasterDep) -> Response:
-    return Response(handlers.metrics(master), media_type=CONTENT_TYPE_LATEST)
+async def metrics(seat: SeatDep) -> Response:
+    return Response(handlers.metrics(seat), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(paths.STATS, response_model=StatsAnswer)

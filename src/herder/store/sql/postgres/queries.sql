@@ -206,3 +206,36 @@ WITH newest_dropped AS (
     WHERE id = %(task_id)s AND EXISTS (SELECT 1 FROM dropped)
 )
 SELECT count(*) AS dropped FROM dropped;
+
+-- name: fence
+-- The first statement of every write transaction of a master that holds a term: no row when the
+-- term is not the current one (the write is then refused). The share lock keeps a take-over's
+-- UPDATE waiting until this transaction ends, so the check holds for the whole transaction.
+SELECT 1 AS current FROM herder_leader WHERE name = 'master' AND term = %(term)s FOR SHARE;
+
+-- name: take_lead
+-- Leadership when it is free, expired, or held by this same advertised URL (the same master,
+-- restarted: two live processes cannot serve one address), with the next term; no row when
+-- another master holds it. One statement, so two masters trying at once cannot both win.
+INSERT INTO herder_leader AS l (name, term, holder, url, expires_at)
+VALUES ('master', 1, %(holder)s, %(url)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (name) DO UPDATE
+    SET term = l.term + 1, holder = EXCLUDED.holder, url = EXCLUDED.url,
+        expires_at = EXCLUDED.expires_at
+    WHERE l.expires_at < now() OR l.url = EXCLUDED.url
+RETURNING term;
+
+-- name: renew_lead
+-- The holder of the current term extends its lease; no row once another master took it.
+UPDATE herder_leader SET expires_at = now() + make_interval(secs => %(ttl)s)
+WHERE name = 'master' AND term = %(term)s AND holder = %(holder)s
+RETURNING term;
+
+-- name: release_lead
+-- On a clean shutdown: the lease expires now, so that a standby takes over at its next look.
+UPDATE herder_leader SET expires_at = now() - interval '1 second'
+WHERE name = 'master' AND term = %(term)s AND holder = %(holder)s;
+
+-- name: read_lead
+-- Who leads, for a standby's /healthz; `live` is false once the lease expired.
+SELECT term, url, expires_at > now() AS live FROM herder_leader WHERE name = 'master';
