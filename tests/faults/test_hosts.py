@@ -229,7 +229,11 @@ def test_the_active_master_host_and_a_worker_host_cut_off_and_back(
     try:
         # A request to a master cut off meets silence: give up on it soon, try the other.
         with first, Client(masters.split(","), token, timeout=CLIENT_TIMEOUT) as client:
-            assert role(url(lan, "mastera")) == "active"
+            wait_until(
+                lambda: role(url(lan, "mastera")) == "active",
+                timeout=FAILOVER_TIMEOUT + 20,
+                what="the master on mastera active",
+            )
             standby = subprocess.Popen(
                 second.master_argv(), env=child_env(token, worker_token), process_group=0
             )
