@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL server for tests: `initdb` into a temporary directory, started on a free
-loopback port, stopped and removed at the end. `create_database()` gives each test a database of
+loopback port (or on another address, behind a command prefix such as `ip netns exec NS`),
+stopped and removed at the end. `create_database()` gives each test a database of
 its own on it.
 
 PostgreSQL refuses to run as root. As root, the server's commands run as the `postgres` system
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -109,12 +111,19 @@ class PostgresServer:
     """`with PostgresServer() as server: url = server.create_database()`."""
 
     def __init__(self, bin_path: Path | None = None, settings: dict[str, str] | None = None,
-                 on_disk: bool = False) -> None:
+                 on_disk: bool = False, host: str = "127.0.0.1",
+                 command_prefix: Sequence[str] = (), clients: str | None = None) -> None:
         """`settings`: server settings over the tests' own (_SETTINGS: no fsync), e.g. a
         benchmark's durable ones (`DURABLE`). `on_disk`: the files in the system's temporary
-        directory, never on a RAM disk, where an fsync costs nothing."""
+        directory, never on a RAM disk, where an fsync costs nothing. `host`: the address it
+        listens on; `command_prefix`: argv in front of its commands, such as `ip netns exec NS`
+        for a server on another (simulated) host; `clients`: a network (CIDR) whose hosts it
+        trusts, besides loopback."""
         found = bin_path or bin_dir()
-        self.settings = {**_SETTINGS, **(settings or {})}
+        self.settings = {**_SETTINGS, "listen_addresses": host, **(settings or {})}
+        self.host = host
+        self.command_prefix = tuple(command_prefix)
+        self.clients = clients
         self.on_disk = on_disk
         if found is None:
             raise RuntimeError(unavailable() or "no PostgreSQL binaries")
@@ -135,6 +144,9 @@ class PostgresServer:
             self._own(self.dir)
             self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
                       "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+            if self.clients:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.clients} trust\n")
             for attempt in range(START_TRIES):
                 self.port = free_port()
                 try:
@@ -181,7 +193,7 @@ class PostgresServer:
         return self.dir / "data"
 
     def url(self, database: str) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
 
     def create_database(self, prefix: str = "herder_test") -> str:
         """A new empty database; its URL."""
@@ -213,6 +225,17 @@ class PostgresServer:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def client_addresses(self, database: str) -> set[str]:
+        """The addresses the connections to `database` come from (ours to the server not
+        counted; none for a Unix socket)."""
+        assert self._admin is not None, "the server is not started"
+        rows = self._admin.execute(
+            "SELECT DISTINCT client_addr FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid() AND client_addr IS NOT NULL",
+            (database,),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
     # -- commands ------------------------------------------------------------------------------
 
     def _pg_ctl_start(self) -> None:
@@ -238,6 +261,7 @@ class PostgresServer:
         argv = [str(self.bin / program), *args]
         if os.geteuid() == 0:
             argv = ["runuser", "-u", SERVER_USER, "--", *argv]
+        argv = [*self.command_prefix, *argv]
         started = time.monotonic()
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, cwd=self.dir, check=False

@@ -115,14 +115,19 @@ class Pair:
 
 def enter_netns(name: str) -> None:
     """Move the calling thread (only it) into network namespace `name`."""
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"setns {name}: {os.strerror(errno)}")
+        setns(fd, name)
     finally:
         os.close(fd)
+
+
+def setns(fd: int, name: str) -> None:
+    """Move the calling thread into the network namespace open as `fd` (called `name`)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns {name}: {os.strerror(errno)}")
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
