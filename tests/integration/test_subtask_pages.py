@@ -120,7 +120,9 @@ def test_a_running_task_is_paged_with_its_running_parts_as_the_master_holds_them
         def first_page_running() -> dict[str, object] | None:
             page = http.get(subtasks_path(handle), params={"limit": 2}).json()
             subs = page["subtasks"]
-            started = all(s["state"] == "running" and s["message"] == "started" for s in subs)
+            started = len(subs) == 2 and all(
+                s["state"] == "running" and s["message"] == "started" for s in subs
+            )
             return page if started else None
 
         page = wait_until(first_page_running, timeout=20, what="the first two parts run")
