@@ -56,6 +56,9 @@ class _Server(ThreadingHTTPServer):
     def posts(self) -> int:
         return sum(1 for r in self.requests if r[0] == "POST")
 
+    def gets(self) -> int:
+        return sum(1 for r in self.requests if r[0] == "GET")
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -302,16 +305,43 @@ def test_a_503_moves_on_and_the_master_that_answered_is_kept(
             client.submit("noop")
         assert client.url == other.url
     assert server.posts() == 1 and other.posts() == 3
-    # and when every master answers 503, that is the answer
+    # and when every master still answers 503 once the client's patience (its timeout) is
+    # over, that is the answer
     other.status = 503
-    with Client([server.url, other.url]) as client, pytest.raises(ClientError) as caught:
+    with Client([server.url, other.url], timeout=0.5) as client, pytest.raises(
+        ClientError
+    ) as caught:
         client.health()
     assert caught.value.status == 503
+    assert server.gets() >= 2 and other.gets() >= 2  # it went round them more than once
+
+
+def test_a_request_waits_out_a_failover_while_no_master_is_active(
+    server: _Server, other: _Server
+) -> None:
+    server.status = other.status = 503  # a takeover under way: both stand by
+    became_active = threading.Timer(0.3, setattr, (other, "status", None))
+    became_active.start()
+    try:
+        with Client([server.url, other.url], timeout=10) as client:
+            # no id, yet safe: a 503 is the answer of a master that read nothing
+            assert client.submit("noop").id == "t1"
+            assert client.url == other.url
+    finally:
+        became_active.cancel()
+    assert server.posts() >= 2 and other.posts() >= 2  # round after round until one took it
+
+
+def test_a_single_master_fails_at_once(server: _Server) -> None:
+    server.status = 503
+    with Client(server.url, timeout=10) as client, pytest.raises(ClientError) as caught:
+        client.health()
+    assert caught.value.status == 503 and server.gets() == 1
 
 
 def test_every_master_unreachable_names_each(server: _Server) -> None:
     dead = [_dead_url(), _dead_url()]
-    with Client(dead) as client, pytest.raises(MasterUnreachable) as caught:
+    with Client(dead, timeout=0.5) as client, pytest.raises(MasterUnreachable) as caught:
         client.health()
     assert all(f"{url}: " in str(caught.value) for url in dead)
 

@@ -10,11 +10,17 @@ so that a task is never submitted twice unawares. A connection that broke after 
 went out is tried once more on a new connection to the same master first, since a kept-alive
 connection that the server closed just then is the usual cause.
 
+With several masters, a request that every master turned away unread (unreachable before it
+was sent, or a 503 of a standby) goes round them again after a pause, until `patience` seconds
+have passed: during a failover no master is active for a few seconds, and a caller should see a
+slow answer rather than an error. A single master's failure is raised at once, as before.
+
 Imports the client's `errors`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -73,12 +79,18 @@ class Master:
         return cls(url, parts.scheme, host, port, authority, parts.path.rstrip("/"))
 
 
-class Route:
-    """The masters in the order given, and the one the client sticks to (`current`)."""
+#: pauses between rounds of the masters, growing to the last
+_ROUND_PAUSES = (0.1, 0.25, 0.5, 1.0)
 
-    def __init__(self, urls: Sequence[str]) -> None:
+
+class Route:
+    """The masters in the order given, the one the client sticks to (`current`), and the
+    seconds a request may go round them while none takes it (`patience`)."""
+
+    def __init__(self, urls: Sequence[str], patience: float = 0.0) -> None:
         self.masters = [Master.parse(url) for url in urls]
         self.current = 0
+        self.patience = patience if len(self.masters) > 1 else 0.0
 
     def attempts(self, idempotent: bool) -> Attempts:
         return Attempts(self, idempotent)
@@ -87,28 +99,49 @@ class Route:
 class Attempts:
     """The plan of one request: which master to try next, whether a failure ends it."""
 
-    __slots__ = ("_again", "_failures", "_idempotent", "_order", "_retried", "_route", "index")
+    __slots__ = ("_again", "_deadline", "_failures", "_idempotent", "_order", "_retried",
+                 "_rounds", "_route", "index", "pause")
 
     def __init__(self, route: Route, idempotent: bool) -> None:
         self._route = route
-        n = len(route.masters)
-        self._order = [(route.current + k) % n for k in range(n - 1, -1, -1)]  # popped from the end
+        self._order = self._round()
         self._idempotent = idempotent
         self._failures: list[tuple[str, str]] = []
         self._again = False
         self._retried = False
+        self._rounds = 0
+        self._deadline = time.monotonic() + route.patience if route.patience else 0.0
         #: the master being tried
         self.index = route.current
+        #: seconds to wait before trying `index` (between two rounds of the masters)
+        self.pause = 0.0
+
+    def _round(self) -> list[int]:
+        n = len(self._route.masters)
+        start = self._route.current
+        return [(start + k) % n for k in range(n - 1, -1, -1)]  # popped from the end
 
     def next(self) -> int | None:
-        """The index of the master to try next; None when all were tried."""
+        """The index of the master to try next (after `pause` seconds); None when all were
+        tried and no other round is due."""
+        self.pause = 0.0
         if self._again:
             self._again = False
-        elif self._order:
+        elif self._order or self._another_round():
             self.index = self._order.pop()
         else:
             return None
         return self.index
+
+    def _another_round(self) -> bool:
+        """Start a new round of the masters when every one turned the request away unread and
+        the route's patience lasts."""
+        if not self._deadline or time.monotonic() >= self._deadline:
+            return False
+        self.pause = _ROUND_PAUSES[min(self._rounds, len(_ROUND_PAUSES) - 1)]
+        self._rounds += 1
+        self._order = self._round()
+        return True
 
     def failed(self, reason: str, *, sent: bool, broken: bool) -> None:
         """The attempt failed: `sent` when the request may have reached the master, `broken`
@@ -123,7 +156,7 @@ class Attempts:
     def answered(self, status: int) -> bool:
         """True to take the answer, and stick to its master; False to try the next master (a
         503, while another master is left to ask)."""
-        if status == 503 and self._order:
+        if status == 503 and (self._order or time.monotonic() < self._deadline):
             self._failures.append((self._route.masters[self.index].url, "503 Service Unavailable"))
             return False
         self._route.current = self.index

@@ -16,10 +16,12 @@ Each master's URL and header lines are made once; a request adds its path and bo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from urllib.parse import urlencode, urlsplit
@@ -80,7 +82,8 @@ class TransportConfig:
         ca: str | None,
     ) -> None:
         self.urls = parse_urls(urls or env_url())
-        self.route = Route(self.urls)
+        # several masters: a request waits out a failover for as long as any answer may take
+        self.route = Route(self.urls, patience=timeout)
         self.token = token if token is not None else env_token()
         self.timeout = timeout
         ca = ca if ca is not None else env_ca()
@@ -153,6 +156,8 @@ class Transport:
         attempts = config.route.attempts(request.idempotent or request.method == "GET")
         call = self._link.call
         while (index := attempts.next()) is not None:
+            if attempts.pause:
+                time.sleep(attempts.pause)
             try:
                 answer = call(config.outgoing(index, request))
             except Unreached as exc:
@@ -169,6 +174,8 @@ class Transport:
         config = self.config
         attempts = config.route.attempts(request.idempotent or request.method == "GET")
         while (index := attempts.next()) is not None:
+            if attempts.pause:
+                time.sleep(attempts.pause)
             with contextlib.ExitStack() as opened:
                 try:
                     answer, chunks = opened.enter_context(
@@ -202,6 +209,8 @@ class AsyncTransport:
         config = self.config
         attempts = config.route.attempts(request.idempotent or request.method == "GET")
         while (index := attempts.next()) is not None:
+            if attempts.pause:
+                await asyncio.sleep(attempts.pause)
             try:
                 answer = await self._link.call(config.outgoing(index, request))
             except Unreached as exc:
@@ -216,6 +225,8 @@ class AsyncTransport:
         config = self.config
         attempts = config.route.attempts(request.idempotent or request.method == "GET")
         while (index := attempts.next()) is not None:
+            if attempts.pause:
+                await asyncio.sleep(attempts.pause)
             async with contextlib.AsyncExitStack() as opened:
                 try:
                     answer, chunks = await opened.enter_async_context(
