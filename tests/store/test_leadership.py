@@ -20,7 +20,8 @@ from tests.store.test_contract import new_task, record_result, started
 
 pytest.importorskip("psycopg")
 
-from herder.store.leader import Leader, Lease
+from herder.store.base import Leader
+from herder.store.leader import Lease
 from herder.store.postgres import PostgresStore
 
 TTL = 30.0

@@ -28,13 +28,16 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from herder.config import MasterSettings
 from herder.master.core import Master
-from herder.store.leader import Leader, Lease
+from herder.store.base import Leader
+
+if TYPE_CHECKING:  # psycopg is needed for a PostgreSQL store only
+    from herder.store.leader import Lease
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import abc
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
 
@@ -37,6 +38,16 @@ TaskStart = tuple[str, Sequence[JSON], float]
 #: (task_id, final state, finished_at, result, error)
 TaskFinish = tuple[str, TaskState, float, JSON, TaskError | None]
 
+
+
+@dataclass(frozen=True, slots=True)
+class Leader:
+    """Who leads, as the store says: their term and advertised URL, and whether the lease is
+    still running."""
+
+    term: int
+    url: str
+    live: bool
 
 class Store(abc.ABC):
     #: True when calls are local and fast enough to make on the event loop itself (SQLite);

@@ -12,26 +12,15 @@ longer. Imports `store.postgres` only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from psycopg.errors import LockNotAvailable
 
+from herder.store.base import Leader
 from herder.store.postgres import PostgresDriver
 
 #: seconds a lease statement may run, and wait for a row lock, before it gives up (and is tried
 #: again at the next look): a take-over never waits on a paused master's transaction for long
 STATEMENT_LIMIT = 2.0
 LOCK_LIMIT = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Leader:
-    """Who leads, as the store says: their term and advertised URL, and whether the lease is
-    still running."""
-
-    term: int
-    url: str
-    live: bool
 
 
 class Lease:
