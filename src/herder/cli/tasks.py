@@ -164,6 +164,7 @@ def status(
         ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not fmt.is_final(task) else ""),
         ("timeout", task.get("timeout")),
         ("created", fmt.fmt_time(task.get("created_at"))),
+        ("not before", fmt.fmt_time(task.get("not_before"))),
         ("started", fmt.fmt_time(task.get("started_at"))),
         ("finished", fmt.fmt_time(task.get("finished_at"))),
         ("error", (task.get("error") or {}).get("message")),
