@@ -10,6 +10,8 @@ JSON = Any  # a value that json.dumps accepts
 
 
 class TaskState(enum.StrEnum):
+    #: submitted with a `not_before` still ahead: waits for it, then goes on as pending
+    SCHEDULED = "scheduled"
     PENDING = "pending"
     RUNNING = "running"
     AGGREGATING = "aggregating"
@@ -34,12 +36,15 @@ FINAL_TASK_STATES = frozenset(
 # The legal task transitions, in one place (DESIGN.md "The way of one task").
 TASK_TRANSITIONS: frozenset[tuple[TaskState, TaskState]] = frozenset(
     {
+        (TaskState.SCHEDULED, TaskState.PENDING),
         (TaskState.PENDING, TaskState.RUNNING),
         (TaskState.RUNNING, TaskState.AGGREGATING),
         (TaskState.AGGREGATING, TaskState.SUCCEEDED),
     }
     | {(s, end) for s in (TaskState.PENDING, TaskState.RUNNING, TaskState.AGGREGATING)
        for end in (TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT)}
+    # a scheduled task has no deadline armed yet: it cannot time out
+    | {(TaskState.SCHEDULED, end) for end in (TaskState.FAILED, TaskState.CANCELLED)}
 )
 
 
@@ -102,6 +107,8 @@ class TaskRecord:
     max_retries: int | None = None
     #: log lines trimmed by the per-task bound
     logs_dropped: int = 0
+    #: wall clock time (seconds since the epoch) before which the task does not start, or None
+    not_before: float | None = None
 
 
 @dataclass(slots=True)

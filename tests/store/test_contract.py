@@ -285,16 +285,16 @@ def test_get_tasks_finds_the_ids_that_exist_however_many(store: Store) -> None:
     assert store.get_tasks([]) == []
 
 
-def test_count_unfinished_counts_pending_running_and_aggregating(store: Store) -> None:
+def test_count_unfinished_counts_the_states_not_final(store: Store) -> None:
     assert store.count_unfinished() == 0
     store.insert_tasks([new_task(state=state) for state in TaskState])
-    assert store.count_unfinished() == 3
+    assert store.count_unfinished() == 4  # scheduled, pending, running, aggregating
 
     pending = new_task()
     store.insert_tasks([pending])
-    assert store.count_unfinished() == 4
+    assert store.count_unfinished() == 5
     finish_task(store, pending.id, TaskState.CANCELLED, finished_at=2000.0)
-    assert store.count_unfinished() == 3
+    assert store.count_unfinished() == 4
 
 
 def test_unfinished_tasks_are_oldest_first(store: Store) -> None:
@@ -304,6 +304,7 @@ def test_unfinished_tasks_are_oldest_first(store: Store) -> None:
     unfinished = store.unfinished_tasks()
     assert unfinished == [t for t in tasks if not t.state.finished]
     assert [t.state for t in unfinished] == [
+        TaskState.SCHEDULED,
         TaskState.PENDING,
         TaskState.RUNNING,
         TaskState.AGGREGATING,
@@ -1293,6 +1294,15 @@ def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
         store.close()
 
 
+_OLD_TASK_COLUMNS = (
+    "SELECT seq, id, type, params, priority, timeout, state, result, error, created_at, "
+    "started_at, finished_at, subtasks_total, max_retries, logs_dropped FROM tasks WHERE id = ?"
+)
+_OLD_TASK_ROW = (
+    "INSERT INTO tasks (id, type, params, state, created_at) VALUES (?, ?, '{}', 'pending', ?)"
+)
+
+
 def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1301,7 +1311,9 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS[:2])
     store = SqliteStore(path)
     store.migrate()
-    task = started(store, parts=3)
+    task = new_task()  # its row as the code of that schema wrote it (today's has not_before)
+    _db(store).execute(_OLD_TASK_ROW, (task.id, task.type, task.created_at))
+    start_task(store, task.id, [0, 1, 2], started_at=1001.0)
     # starts as the code of that schema wrote them (today's query uses the column of 0008)
     _db(store).execute(
         "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
@@ -1319,21 +1331,24 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         (task.id,),
     )
     store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
-    stored = store.get_task(task.id)
+    stored = _db(store).execute(_OLD_TASK_COLUMNS, (task.id,)).fetchone()
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
-    store.insert_tasks([gone])
+    _db(store).execute(_OLD_TASK_ROW, (gone.id, gone.type, gone.created_at))
     high_water = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
     _db(store).execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
     # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial,
-    # 0008 added the worker's uid to a start)
+    # 0008 added the worker's uid to a start, 0009 rebuilt tasks with the state scheduled)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:
         store.migrate()
         assert _versions(store) == _KNOWN
-        assert store.get_task(task.id) == stored
+        assert _db(store).execute(_OLD_TASK_COLUMNS, (task.id,)).fetchone() == stored
+        migrated_task = store.get_task(task.id)
+        assert migrated_task is not None
+        assert (migrated_task.state, migrated_task.not_before) == (TaskState.RUNNING, None)
         later = new_task()
         store.insert_tasks([later])
         seq = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (later.id,)).fetchone()[0]

@@ -17,7 +17,8 @@ from herder.protocol.answers import FINAL_STATE_NAMES, TaskState
 STATES = tuple(state.value for state in TaskState)
 FINAL = FINAL_STATE_NAMES
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
-               "timed_out": "yellow", "running": "cyan", "aggregating": "cyan"}
+               "timed_out": "yellow", "running": "cyan", "aggregating": "cyan",
+               "scheduled": "blue"}
 LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 # The record the master puts first when older ones were dropped (docs/api.md).
 _MARKER = re.compile(r"\d+ older log records were dropped")

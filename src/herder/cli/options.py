@@ -2,15 +2,13 @@
 and the options (each with its HERDER_* environment twin).
 
 Only the CLI prints, and it prints through `out` (stdout: ids, results, tables, log lines) and
-`err` (stderr: errors and the live display). Imports typer and rich.
+`err` (stderr: errors and the live display). Imports typer, rich and `durations`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -18,33 +16,20 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 from rich.console import Console
 
+from herder import durations
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # -- parsing helpers ---------------------------------------------------------------------------
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
-
-
 def parse_duration(value: str | float) -> float:
-    """Seconds from `30s`, `1m`, `1m30s`, `500ms`, `2h`, `1.5` (plain numbers are seconds)."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _DURATION.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise typer.BadParameter(
-                    f"not a duration: {value!r} (use e.g. 30s, 1m, 1m30s, 500ms or 1.5)"
-                ) from None
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise typer.BadParameter(f"not a duration: {value!r} (must be a finite number >= 0)")
-    return seconds
+    """Seconds from `30s`, `1m`, `1m30s`, `500ms`, `2h`, `1d`, `1.5` (plain numbers are seconds):
+    `durations.parse_duration`, its error as the CLI's."""
+    try:
+        return durations.parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _no_constant(name: str) -> NoReturn:

@@ -2,7 +2,7 @@
 
 Each parses, calls the client, prints. Results and log lines go to stdout; errors and the live
 display to stderr, so that `herder submit ... --watch > result.json` keeps the result alone.
-Imports `client`, typer, rich and the CLI's `fmt`, `live` and `options`.
+Imports `client`, `instants`, typer, rich and the CLI's `fmt`, `live` and `options`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from herder.cli import fmt
 from herder.cli.options import Ca, Token, Url, build_params, err, fail, out, parse_duration
 from herder.config import DEFAULT_URL
 from herder.errors import ClientError
+from herder.instants import parse_instant
 
 # The client (httpx) and the live display (rich.live) are imported by the commands that use
 # them: `herder master` and `herder worker` load this module too, and should not pay for them.
@@ -92,6 +93,13 @@ def submit(
         parser=parse_duration, metavar="DURATION", show_default=False,
         help="Deadline of the whole task: 30s, 5m, 1.5...")] = None,
     id: Annotated[str | None, typer.Option("--id", help="Task id (default: generated).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="TIME", show_default=False,
+        help="Start no earlier than this ISO 8601 time with a zone (2026-12-24T18:00:00Z) or "
+             "UNIX timestamp; until then the task is scheduled.")] = None,
+    in_: Annotated[float | None, typer.Option(
+        "--in", parser=parse_duration, metavar="DURATION", show_default=False,
+        help="Start no earlier than this long from now: 30s, 10m, 2h, 1d.")] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", "-w", help="Follow progress and logs live, then print the result.")] = False,
     plain: Plain = False,
@@ -101,11 +109,28 @@ def submit(
 ) -> None:
     """Submit a task; print its id (and with --watch, its progress and result)."""
     values = build_params(params, param)
+    not_before = _not_before(at, in_)
     with _client(url, token, ca) as client:
-        handle = client.submit(type, values, priority=priority, timeout=timeout, id=id)
+        handle = client.submit(
+            type, values, priority=priority, timeout=timeout, id=id, not_before=not_before
+        )
         print(handle.id, flush=True)
         if watch:
             raise typer.Exit(_watch(handle, plain))
+
+
+def _not_before(at: str | None, in_: float | None) -> float | None:
+    """The time `--at` or `--in` names, as a UNIX timestamp (`--in` from now)."""
+    if at is not None and in_ is not None:
+        raise typer.BadParameter("give --at or --in, not both")
+    if in_ is not None:
+        return time.time() + in_
+    if at is None:
+        return None
+    try:
+        return parse_instant(at)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--at") from None
 
 
 def watch(task_id: TaskId, plain: Plain = False, url: Url = DEFAULT_URL,
@@ -139,6 +164,7 @@ def status(
         ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not fmt.is_final(task) else ""),
         ("timeout", task.get("timeout")),
         ("created", fmt.fmt_time(task.get("created_at"))),
+        ("not before", fmt.fmt_time(task.get("not_before"))),
         ("started", fmt.fmt_time(task.get("started_at"))),
         ("finished", fmt.fmt_time(task.get("finished_at"))),
         ("error", (task.get("error") or {}).get("message")),

@@ -20,6 +20,7 @@ from herder.client.plan import (
     TYPES,
     WORKERS,
     LogPager,
+    Moment,
     Pager,
     Poll,
     Request,
@@ -92,8 +93,9 @@ class AsyncClient:
         timeout: float | None = None,
         id: str | None = None,
         retries: int | None = None,
+        not_before: Moment | None = None,
     ) -> AsyncTaskHandle:
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(type, params, priority, timeout, id, retries, not_before)
         task = await self._call(submit_request(body))
         return AsyncTaskHandle(self, task["id"], task)
 
@@ -105,12 +107,13 @@ class AsyncClient:
         timeout: float | None = None,
         id: str | None = None,
         retries: int | None = None,
+        not_before: Moment | None = None,
         *,
         wait: float | None = None,
     ) -> Any:
         """The async twin of `Client.run`."""
         started = time.monotonic()
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(type, params, priority, timeout, id, retries, not_before)
         task = await self._call(submit_request(body, first_wait(wait)))
         handle = AsyncTaskHandle(self, task["id"], task)
         if not is_final(task):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
 from herder.client.errors import QueueFull
 from herder.errors import ClientError, TaskFailed
+from herder.instants import parse_instant
 from herder.jsontext import loads
 from herder.protocol import paths
 from herder.protocol.answers import FINAL_STATE_NAMES, LogLine, SubtaskView, TaskView
@@ -50,12 +52,17 @@ class Request:
     idempotent: bool = False
 
 
+#: a task's `not_before`: an aware datetime, a UNIX timestamp, or an ISO 8601 text with a zone
+Moment = datetime | float | str
+
+
 def task_body(
     type: str, params: Mapping[str, Any] | None, priority: int, timeout: float | None,
-    id: str | None, retries: int | None = None,
+    id: str | None, retries: int | None = None, not_before: Moment | None = None,
 ) -> dict[str, Any]:
     """A submission's JSON, without the fields left at the server's defaults (no params,
-    priority 0, no timeout, id or retries): smaller to send and quicker for the master to read."""
+    priority 0, no timeout, id, retries or not_before): smaller to send and quicker for the
+    master to read. ValueError for a `not_before` that is no time (a datetime without a zone)."""
     body: dict[str, Any] = {"type": type}
     if params:
         body["params"] = dict(params)
@@ -67,6 +74,8 @@ def task_body(
         body["id"] = id
     if retries is not None:
         body["retries"] = retries
+    if not_before is not None:
+        body["not_before"] = parse_instant(not_before)
     return body
 
 
@@ -79,7 +88,7 @@ def batch_body(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         body.append(
             task_body(
                 item["type"], get("params"), get("priority", 0), get("timeout"), get("id"),
-                get("retries"),
+                get("retries"), get("not_before"),
             )
         )
     return body

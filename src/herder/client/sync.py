@@ -21,6 +21,7 @@ from herder.client.plan import (
     TYPES,
     WORKERS,
     LogPager,
+    Moment,
     Pager,
     Poll,
     Request,
@@ -96,8 +97,9 @@ class Client:
         timeout: float | None = None,
         id: str | None = None,
         retries: int | None = None,
+        not_before: Moment | None = None,
     ) -> TaskHandle:
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(type, params, priority, timeout, id, retries, not_before)
         task = self._call(submit_request(body))
         return TaskHandle(self, task["id"], task)
 
@@ -109,6 +111,7 @@ class Client:
         timeout: float | None = None,
         id: str | None = None,
         retries: int | None = None,
+        not_before: Moment | None = None,
         *,
         wait: float | None = None,
     ) -> Any:
@@ -116,7 +119,7 @@ class Client:
         poll (`POST /tasks?wait=`). TaskFailed if it does not succeed; TimeoutError when it is
         still unfinished after `wait` seconds (it goes on; find it with `list_tasks`)."""
         started = time.monotonic()
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(type, params, priority, timeout, id, retries, not_before)
         task = self._call(submit_request(body, first_wait(wait)))
         handle = TaskHandle(self, task["id"], task)
         if not is_final(task):

@@ -154,6 +154,7 @@ class Master:
     async def stop(self) -> None:
         for loop_task in self._loops:
             loop_task.cancel()
+        self.submissions.close()
         for session in list(self.sessions.values()):
             session.close("master shutting down")
         self._code.shutdown()

@@ -191,4 +191,5 @@ def task_json(
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
+        "not_before": record.not_before,
     }

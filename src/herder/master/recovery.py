@@ -1,10 +1,10 @@
 """At start: the tasks that were not finished when the master stopped, taken up where they were.
 
-A pending task is split again; a running one has its unfinished subtasks scheduled, what was
-running held for its workers for --lease-timeout (they may reconnect and claim it back, or
-deliver its result, instead of running it again); one whose subtasks all succeeded is
-aggregated. Imports `errors`, `model`, `tasktype` and the master's `records`, `tasks`,
-`submissions`, `aggregation` and `dispatch`.
+A scheduled task waits for its time again (at once if it passed); a pending one is split again;
+a running one has its unfinished subtasks scheduled, what was running held for its workers for
+--lease-timeout (they may reconnect and claim it back, or deliver its result, instead of running
+it again); one whose subtasks all succeeded is aggregated. Imports `errors`, `model`, `tasktype`
+and the master's `records`, `tasks`, `submissions`, `aggregation` and `dispatch`.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Recovery:
             tasks.fail(task.id, TaskError(f"cannot resume: {exc}"))
             return
         task = tasks.activate(record, params)
+        if record.state is TaskState.SCHEDULED:
+            self._submissions.delay(task)  # released at once if its time passed meanwhile
+            return
         if record.state is TaskState.PENDING:
             self._submissions.start_split(task)
             return

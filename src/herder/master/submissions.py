@@ -5,6 +5,8 @@ its subtasks handed to the scheduling core.
 taken (409). `submit_and_wait` dispatches a task whose id the master makes before its row is
 committed, and answers after that commit. A type's split known to be quick runs before the task
 is stored, so that the task is stored running, its subtasks with it, in the commit of its row.
+A task with a `not_before` ahead is stored `scheduled` and waits in `Delays`; when its time
+comes it goes pending and on the same way as any other (`release`).
 
 Imports the scheduling core, `errors`, `model`, `tasktype`, `jsontext` and the master's `live`,
 `records`, `tasks`, `taskcode`, `dispatch`, `liveevents`, `background`, `rejected` and `ids`.
@@ -24,6 +26,7 @@ from herder.config import MasterSettings
 from herder.errors import HerderError
 from herder.jsontext import JSONText
 from herder.master.background import Background
+from herder.master.delays import Delays
 from herder.master.dispatch import Dispatcher
 from herder.master.ids import new_task_id
 from herder.master.live import ActiveTask, active_view
@@ -47,6 +50,8 @@ class Submission:
     #: at least the size of the params' JSON text (the request body's length), when known:
     #: params are measured against --max-params only when it is over that
     params_bound: int | None = None
+    #: seconds since the epoch before which the task does not start
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class Submissions:
         self._dispatcher = dispatcher
         self._live = live
         self._background = background
+        self._delays = Delays(self.release)
 
     async def submit_many(self, subs: Sequence[Submission]) -> list[dict[str, JSON] | Rejected]:
         """Validate, admit and commit; each item is the task's JSON or why it was refused.
@@ -171,7 +177,8 @@ class Submissions:
         """
         tasks = self._tasks
         stored: asyncio.Future[list[bool]] | None = None
-        if sub.id is not None:  # a given id may be taken: its insert says so, first
+        # a given id may be taken: its insert says so, first; a delayed task is not dispatched
+        if sub.id is not None or sub.not_before is not None:
             (answer,) = await self.submit_many([sub])
             if isinstance(answer, Rejected):
                 raise answer
@@ -235,7 +242,10 @@ class Submissions:
             timeout=sub.timeout,
             created_at=time.time(),
             max_retries=sub.retries,
+            not_before=sub.not_before,
         )
+        if sub.not_before is not None and sub.not_before > record.created_at:
+            record.state = TaskState.SCHEDULED
         return record, params
 
     def split_now(self, record: TaskRecord, params: Any) -> EarlySplit | TaskError | None:
@@ -245,7 +255,7 @@ class Submissions:
         after it is stored (`start_split`). The split's error, to fail the task with once it
         is stored. Rejected(422) for a split that makes too many subtasks."""
         kind = f"{record.type}.split"
-        if not self._code.runs_inline(kind):
+        if record.state is TaskState.SCHEDULED or not self._code.runs_inline(kind):
             return None
         split = checked_split(self._registry.instance(record.type).split, self._max_subtasks)
         try:
@@ -261,14 +271,40 @@ class Submissions:
 
     def take_up(self, task: ActiveTask, split: EarlySplit | TaskError | None) -> None:
         """After `admit`, given what `split_now` made of it: schedule the subtasks of a task
-        split already, fail one whose split raised, or split it now (`start_split`)."""
-        if isinstance(split, EarlySplit):
+        split already, fail one whose split raised, or split it now (`start_split`); a
+        scheduled one waits for its time."""
+        if task.record.state is TaskState.SCHEDULED:
+            self.delay(task)
+        elif isinstance(split, EarlySplit):
             self._live.state(task.id, TaskState.RUNNING, task.record.started_at or time.time())
             self.begin(task, split.parts, list(range(len(split.parts))), {}, {})
         elif split is None:
             self.start_split(task)
         else:
             self._tasks.fail(task.id, split)
+
+    def delay(self, task: ActiveTask) -> None:
+        """A scheduled task waits for its `not_before`, then is `release`d."""
+        assert task.record.not_before is not None
+        self._delays.add(task.id, task.record.not_before)
+
+    def release(self, task_id: str) -> None:
+        """A scheduled task's time has come: it goes pending, its deadline counts from now, and
+        it is split and dispatched as any submission. A task cancelled meanwhile is gone."""
+        task = self._active.get(task_id)
+        if task is None or task.record.state is not TaskState.SCHEDULED:
+            return
+        now = time.time()
+        task.record.state = TaskState.PENDING
+        self._records.store_state(task_id, TaskState.PENDING)
+        self._live.state(task_id, TaskState.PENDING, now)
+        self._tasks.arm_deadline(task, now)
+        self.start_split(task)
+        self._dispatcher.pump()
+
+    def close(self) -> None:
+        """The master stops: no scheduled task is released any more."""
+        self._delays.close()
 
     def start_split(self, task: ActiveTask) -> None:
         """Split the task (its subtasks are dispatched at the next pump)."""

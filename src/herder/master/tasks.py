@@ -114,20 +114,31 @@ class Tasks:
     def admit(self, record: TaskRecord, params: Any) -> ActiveTask:
         """Make a reserved task, stored or being stored, active (pending)."""
         self._stats.task_submitted(record.type)
-        self._live.state(record.id, TaskState.PENDING, record.created_at)
+        scheduled = record.state is TaskState.SCHEDULED
+        self._live.state(
+            record.id, TaskState.SCHEDULED if scheduled else TaskState.PENDING, record.created_at
+        )
         return self.activate(record, params)
 
     def activate(self, record: TaskRecord, params: Any) -> ActiveTask:
-        """Make a task active, with its deadline armed."""
+        """Make a task active, with its deadline armed (a scheduled task's is armed when its
+        time comes: `arm_deadline`)."""
         task = ActiveTask(record=record, params=params)
-        if record.timeout is not None:
-            task.deadline = record.created_at + record.timeout
-            delay = max(0.0, task.deadline - time.time())
-            task.deadline_handle = asyncio.get_running_loop().call_later(
-                delay, self._on_deadline, record.id
-            )
+        if record.state is not TaskState.SCHEDULED:
+            self.arm_deadline(task, started_since(record))
         self.active[record.id] = task
         return task
+
+    def arm_deadline(self, task: ActiveTask, since: float) -> None:
+        """The task times out `timeout` seconds after `since` (if it has a timeout)."""
+        timeout = task.record.timeout
+        if timeout is None:
+            return
+        task.deadline = since + timeout
+        delay = max(0.0, task.deadline - time.time())
+        task.deadline_handle = asyncio.get_running_loop().call_later(
+            delay, self._on_deadline, task.id
+        )
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -240,6 +251,14 @@ class Tasks:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._waiters[task_id]
+
+
+def started_since(record: TaskRecord) -> float:
+    """When a task's time started to count against its timeout: its submission; for a delayed
+    task, its start (when it has started), else its `not_before`."""
+    if record.not_before is None or record.not_before <= record.created_at:
+        return record.created_at
+    return record.started_at if record.started_at is not None else record.not_before
 
 
 def _set_none(waiter: asyncio.Future[dict[str, JSON] | None]) -> None:

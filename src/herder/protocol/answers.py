@@ -79,6 +79,8 @@ class TaskView(TypedDict):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    #: when the task was submitted to start, if it was (docs/time.md)
+    not_before: float | None
 
 
 class TaskPage(TypedDict):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import pydantic
 
 from herder import jsontext
+from herder.instants import LATEST, parse_instant
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 #: the most items a batch submission or a lookup may carry
@@ -22,6 +23,22 @@ MAX_SUBTASKS_PAGE = 10_000
 #: the longest a request may wait for its task to finish (`?wait=`), in seconds
 MAX_WAIT = 60.0
 
+#: a task's `not_before`: read as seconds since the epoch (`instants.parse_instant`), documented
+#: as the two forms a request may write it in
+NotBefore = Annotated[
+    float | None,
+    pydantic.BeforeValidator(lambda value: None if value is None else parse_instant(value)),
+    pydantic.WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "minimum": 0, "maximum": LATEST},
+            {"type": "string", "format": "date-time"},
+            {"type": "null"},
+        ],
+        "description": "do not start before this time: a UNIX timestamp in seconds or an ISO "
+                       "8601 time with a zone; until then the task is `scheduled`",
+    }),
+]
+
 
 class SubmitRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
@@ -34,6 +51,7 @@ class SubmitRequest(pydantic.BaseModel):
     id: str | None = pydantic.Field(default=None, pattern=ID_PATTERN)
     #: overrides the type's max_retries for this task
     retries: int | None = pydantic.Field(default=None, ge=0, le=100)
+    not_before: NotBefore = None
 
     @pydantic.field_validator("params")
     @classmethod

@@ -61,7 +61,7 @@ def task_row(task: TaskRecord) -> tuple[Any, ...]:
         task.id, task.type, encode(task.params), task.priority, task.timeout,
         str(task.state), encode_nullable(task.result), encode_error(task.error),
         task.created_at, task.started_at, task.finished_at, task.subtasks_total,
-        task.max_retries,
+        task.max_retries, task.not_before,
     )
 
 
@@ -107,6 +107,7 @@ def task_from_row(row: Row) -> TaskRecord:
         subtasks_total=row["subtasks_total"],
         max_retries=row["max_retries"],
         logs_dropped=row["logs_dropped"],
+        not_before=row["not_before"],
     )
 
 

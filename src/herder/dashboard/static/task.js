@@ -107,7 +107,9 @@ export function mountTask(root, id) {
     fill(details,
       item("Type", task.type), item("Priority", task.priority),
       item("Timeout", task.timeout === null ? "none" : fmtDuration(task.timeout)),
-      item("Created", fmtTime(task.created_at)), item("Started", fmtTime(task.started_at)),
+      item("Created", fmtTime(task.created_at)),
+      ...(task.not_before === null ? [] : [item("Not before", fmtTime(task.not_before))]),
+      item("Started", fmtTime(task.started_at)),
       item("Finished", fmtTime(task.finished_at)),
       item("Params", h("pre", { class: "json" }, json(task.params))));
     drawOutcome();

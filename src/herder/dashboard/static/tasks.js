@@ -12,7 +12,7 @@ import { openStream } from "./sse.js";
 
 const LIST_EVERY = 3000;
 const STATS_EVERY = 2000;
-const STATES = ["pending", "running", "aggregating", "succeeded", "failed", "cancelled", "timed_out"];
+const STATES = ["scheduled", "pending", "running", "aggregating", "succeeded", "failed", "cancelled", "timed_out"];
 
 export function mountTasks(root) {
   const timers = [];

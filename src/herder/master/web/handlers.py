@@ -116,6 +116,7 @@ def _submission(request: SubmitRequest, body_size: int) -> Submission:
         id=request.id,
         retries=request.retries,
         params_bound=body_size,
+        not_before=request.not_before,
     )
 
 

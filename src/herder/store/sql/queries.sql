@@ -20,8 +20,8 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, 
 -- name: insert_task
 -- The columns in order. An id already stored is skipped: rowcount 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                   started_at, finished_at, subtasks_total, max_retries, not_before)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_task
@@ -51,10 +51,12 @@ ORDER BY seq DESC LIMIT :limit;
 
 -- name: count_unfinished
 -- (ORs, as in the partial index of open states: an IN list would not use it)
-SELECT count(*) AS n FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating';
+SELECT count(*) AS n FROM tasks
+WHERE state = 'pending' OR state = 'running' OR state = 'aggregating' OR state = 'scheduled';
 
 -- name: unfinished_tasks
-SELECT * FROM tasks WHERE state = 'pending' OR state = 'running' OR state = 'aggregating'
+SELECT * FROM tasks
+WHERE state = 'pending' OR state = 'running' OR state = 'aggregating' OR state = 'scheduled'
 ORDER BY seq;
 
 -- name: start_task
@@ -75,7 +77,8 @@ UPDATE tasks SET state = :state WHERE id = :id AND state = :from_state;
 -- second call matches no row. (ORs, not `state IN` three constants: SQLite builds a temporary
 -- B-tree for such a list at each execution.)
 UPDATE tasks SET state = ?2, finished_at = ?3, result = ?4, error = ?5
-WHERE id = ?1 AND (state = 'pending' OR state = 'running' OR state = 'aggregating');
+WHERE id = ?1
+  AND (state = 'pending' OR state = 'running' OR state = 'aggregating' OR state = 'scheduled');
 
 -- name: cancel_open_subtasks
 UPDATE subtasks SET state = 'cancelled', finished_at = :finished_at

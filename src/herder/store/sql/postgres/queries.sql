@@ -28,8 +28,8 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (%(version)s, %(na
 -- name: insert_task
 -- The columns in order. An id already stored is skipped: row count 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   started_at, finished_at, subtasks_total, max_retries, not_before)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_task
@@ -60,10 +60,12 @@ WHERE state = %(state)s AND type = %(type)s AND seq < %(before)s
 ORDER BY seq DESC LIMIT %(limit)s;
 
 -- name: count_unfinished
-SELECT count(*) AS n FROM tasks WHERE state IN ('pending', 'running', 'aggregating');
+SELECT count(*) AS n FROM tasks
+WHERE state IN ('pending', 'running', 'aggregating', 'scheduled');
 
 -- name: unfinished_tasks
-SELECT * FROM tasks WHERE state IN ('pending', 'running', 'aggregating') ORDER BY seq;
+SELECT * FROM tasks WHERE state IN ('pending', 'running', 'aggregating', 'scheduled')
+ORDER BY seq;
 
 -- name: start_task
 -- (id, started_at, subtasks_total). Only a pending task starts: one cancelled while it was being
@@ -95,7 +97,7 @@ WITH v (id, state, finished_at, result, error) AS (
     UPDATE tasks AS t
     SET state = v.state, finished_at = v.finished_at, result = v.result, error = v.error
     FROM v
-    WHERE t.id = v.id AND t.state IN ('pending', 'running', 'aggregating')
+    WHERE t.id = v.id AND t.state IN ('pending', 'running', 'aggregating', 'scheduled')
     RETURNING t.id, v.state, v.finished_at
 ), cancelled AS (
     UPDATE subtasks AS s SET state = 'cancelled', finished_at = f.finished_at
