@@ -191,4 +191,6 @@ def task_json(
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
+        "schedule": record.schedule,
+        "fired_at": record.fired_at,
     }

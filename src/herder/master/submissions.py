@@ -47,6 +47,9 @@ class Submission:
     #: at least the size of the params' JSON text (the request body's length), when known:
     #: params are measured against --max-params only when it is over that
     params_bound: int | None = None
+    #: the schedule that fires it and the firing's time (`master.schedules`)
+    schedule: str | None = None
+    fired_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,8 @@ class Submissions:
             timeout=sub.timeout,
             created_at=time.time(),
             max_retries=sub.retries,
+            schedule=sub.schedule,
+            fired_at=sub.fired_at,
         )
         return record, params
 

@@ -1,0 +1,2 @@
+-- Stands for the delayed tasks' migration 0004 until both are merged; drop it then.
+SELECT 1;
