@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -1293,6 +1294,15 @@ def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
         store.close()
 
 
+def _insert_as_0002(store: Store, task: TaskRecord) -> None:
+    """A pending task's row with the columns the first two migrations made."""
+    _db(store).execute(
+        "INSERT INTO tasks (id, type, params, priority, state, created_at) "
+        "VALUES (?, ?, ?, ?, 'pending', ?)",
+        (task.id, task.type, encode(task.params), task.priority, task.created_at),
+    )
+
+
 def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1301,7 +1311,10 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS[:2])
     store = SqliteStore(path)
     store.migrate()
-    task = started(store, parts=3)
+    # tasks as the code of that schema wrote them (today's query uses the columns of 0010)
+    task = new_task()
+    _insert_as_0002(store, task)
+    start_task(store, task.id, [0, 1, 2], started_at=1001.0)
     # starts as the code of that schema wrote them (today's query uses the column of 0008)
     _db(store).execute(
         "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
@@ -1319,9 +1332,9 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         (task.id,),
     )
     store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
-    stored = store.get_task(task.id)
+    stored = replace(task, state=TaskState.RUNNING, started_at=1001.0, subtasks_total=3)
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
-    store.insert_tasks([gone])
+    _insert_as_0002(store, gone)
     high_water = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
     _db(store).execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()

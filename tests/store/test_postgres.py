@@ -116,7 +116,14 @@ def test_a_start_stored_before_0002_names_no_worker_uid(
     monkeypatch.setattr(postgres_backend, "_migrations", lambda: _MIGRATIONS[:1])
     store = PostgresStore(url)
     store.migrate()
-    task = started(store, parts=2)
+    # the task as that schema's code wrote it (today's query uses the columns of 0005)
+    task = new_task()
+    _conn(store).execute(
+        "INSERT INTO tasks (id, type, params, state, created_at) "
+        "VALUES (%s, %s, '{}', 'pending', %s)",
+        (task.id, task.type, task.created_at),
+    )
+    store.start_tasks([(task.id, [0, 1], 1001.0)])
     _conn(store).execute(
         "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
         "WHERE task_id = %s AND idx = 0",
