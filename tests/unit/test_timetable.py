@@ -110,7 +110,8 @@ _PERIOD = st.sampled_from(["1s", "2s", "7s", "1m", "0.5s"])
 _TIMES = st.floats(min_value=1e9, max_value=2e9)
 
 
-@given(_PERIOD, _TIMES, st.floats(min_value=0, max_value=1e6), st.floats(min_value=0, max_value=1e5))
+@given(_PERIOD, _TIMES, st.floats(min_value=0, max_value=1e6),
+       st.floats(min_value=0, max_value=1e5))
 def test_due_is_one_firing_between_the_last_and_now(
     every: str, anchor: float, since: float, gap: float
 ) -> None:
