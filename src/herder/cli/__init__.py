@@ -3,7 +3,8 @@
 The commands live in `server` (master, worker, up), `tasks` (submit, watch, status, list, result,
 cancel, logs), `schedules` (schedule add, list, rm) and `info` (workers, drain, types); the live
 display of a task in `live`; shared options and parsing in `options`, text formatting in `fmt`.
-This module only registers the commands on `app`, in help order. Every option has a HERDER_* environment twin. Only the CLI prints.
+This module only registers the commands on `app`, in help order. Every option has a HERDER_*
+environment twin. Only the CLI prints.
 Imports `cluster`, `client`, `config`, `errors`, typer and rich.
 """
 
