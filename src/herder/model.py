@@ -109,6 +109,34 @@ class TaskRecord:
     logs_dropped: int = 0
     #: wall clock time (seconds since the epoch) before which the task does not start, or None
     not_before: float | None = None
+    #: the schedule that fired it, and the time of that firing (the store keeps one task per
+    #: schedule and firing time)
+    schedule: str | None = None
+    fired_at: float | None = None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A schedule as the store keeps it: what it submits, when (`cron` or `every`, in
+    `timezone`), and how far its firings are."""
+
+    id: str
+    type: str
+    params: dict[str, JSON]
+    cron: str | None
+    every: str | None
+    timezone: str = "UTC"
+    priority: int = 0
+    timeout: float | None = None
+    #: "skip": no firing while the previous task is unfinished; "allow": fire anyway
+    overlap: str = "skip"
+    created_at: float = 0.0
+    #: the time of the latest firing made or skipped: the next one is counted from it
+    last_target_at: float | None = None
+    last_run_at: float | None = None
+    last_task_id: str | None = None
+    #: the firings skipped because the previous task was unfinished
+    skipped: int = 0
 
 
 @dataclass(slots=True)

@@ -94,6 +94,31 @@ def test_workers_page_shows_both_workers(page: Any, cluster: LocalCluster) -> No
         expect(row.get_by_test_id("worker-busy")).to_have_attribute("aria-valuemax", "2")
 
 
+def test_schedules_page_shows_the_next_run_and_the_last_task(
+    page: Any, cluster: LocalCluster
+) -> None:
+    client = cluster.client
+    client.schedule("dash-tick", "noop", {"value": 1}, every="1s", overlap="allow")
+    client.schedule("dash-cron", "noop", {"value": 2}, cron="0 3 * * *", timezone="Asia/Tokyo")
+    try:
+        page.goto(f"{cluster.url}/#/schedules")
+        expect(page.get_by_test_id("schedules-summary")).to_contain_text("2 schedules")
+        cron_row = page.get_by_test_id("schedule-row-dash-cron")
+        expect(cron_row).to_contain_text("cron 0 3 * * * (Asia/Tokyo)")
+        expect(cron_row).to_contain_text("never")
+        expect(cron_row.get_by_test_id("schedule-next")).not_to_be_empty()
+        last = page.get_by_test_id("schedule-row-dash-tick").get_by_test_id("schedule-last-task")
+        expect(last.locator("a")).to_have_count(1, timeout=10_000)
+        task_id = last.locator("a").inner_text()
+        fired = {t["id"] for t in client.list_tasks(schedule="dash-tick", limit=1000)}
+        assert task_id in fired
+        last.locator("a").click()
+        expect(page).to_have_url(re.compile(f"#/task/{re.escape(task_id)}$"))
+    finally:
+        client.unschedule("dash-tick")
+        client.unschedule("dash-cron")
+
+
 def test_a_refused_submission_shows_the_servers_detail(page: Any, cluster: LocalCluster) -> None:
     page.goto(f"{cluster.url}/#/submit/echo")
     expect(page.get_by_test_id("submit-type")).to_have_value("echo")

@@ -68,6 +68,29 @@ def test_cancel_and_bad_input(cluster: LocalCluster) -> None:
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
+def test_schedule_add_list_rm(cluster: LocalCluster) -> None:
+    added = herder(cluster, "schedule", "add", "cli-nightly", "noop", "--cron", "0 3 * * *",
+                   "-p", "value=7", "--timezone", "Europe/Berlin", "--overlap", "allow")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("cli-nightly: next run ")
+    again = herder(cluster, "schedule", "add", "cli-nightly", "noop", "--every", "5m")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    both = herder(cluster, "schedule", "add", "x", "noop", "--every", "5m", "--cron", "* * * * *")
+    assert both.returncode != 0 and "exactly one" in both.stderr
+    bad = herder(cluster, "schedule", "add", "x", "noop", "--every", "soon")
+    assert bad.returncode == 1 and "every" in bad.stderr
+    listing = herder(cluster, "schedule", "list", "--json")
+    (view,) = json.loads(listing.stdout)
+    assert (view["id"], view["cron"], view["timezone"], view["params"], view["overlap"]) == (
+        "cli-nightly", "0 3 * * *", "Europe/Berlin", {"value": 7}, "allow"
+    )
+    assert "cli-nightly" in herder(cluster, "schedule", "list").stdout
+    assert herder(cluster, "schedule", "rm", "cli-nightly").returncode == 0
+    gone = herder(cluster, "schedule", "rm", "cli-nightly")
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert cluster.client.schedules() == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -26,9 +26,10 @@ TOKEN = "conformance-test-token-0123456789"
 EXAMPLES = 60
 #: a stream that ends only when the client leaves
 ENDLESS = {("GET", paths.EVENTS)}
-#: a submission valid by the document may still name an unknown type or params its type
-#: refuses (422): the document cannot say which types a master has loaded
-TYPE_CHECKED = {("POST", paths.TASKS), ("POST", paths.TASKS_BATCH)}
+#: a submission (or a schedule) valid by the document may still name an unknown type or params
+#: its type refuses, or a schedule's cron or time zone that is not one (422): the document cannot
+#: say which types a master has loaded
+TYPE_CHECKED = {("POST", paths.TASKS), ("POST", paths.TASKS_BATCH), ("POST", paths.SCHEDULES)}
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,8 @@ ROUTES: dict[str, frozenset[str]] = {
     paths.TASK_SUBTASKS: API,
     paths.TASK_EVENTS: API,
     paths.EVENTS: API,
+    paths.SCHEDULES: API,
+    paths.SCHEDULE: API,
     paths.STATS: API,
     paths.WORKERS: API,
     paths.TYPES: API,

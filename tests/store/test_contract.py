@@ -1339,7 +1339,8 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     store.close()
     # ...is the same store after the rest of them (0003 dropped an index, 0004 and 0005 rebuilt
     # tables, 0006 moved results into the subtasks' rows, 0007 made the state index partial,
-    # 0008 added the worker's uid to a start, 0009 rebuilt tasks with the state scheduled)
+    # 0008 added the worker's uid to a start, 0009 rebuilt tasks with the state scheduled, 0010
+    # added schedules)
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS)
     store = SqliteStore(path)
     try:

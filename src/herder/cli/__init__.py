@@ -1,9 +1,10 @@
 """The `herder` command: parse, build settings or a client, call one entry point, print.
 
 The commands live in `server` (master, worker, up), `tasks` (submit, watch, status, list, result,
-cancel, logs) and `info` (workers, drain, types); the live display of a task in `live`; shared
-options and parsing in `options`, text formatting in `fmt`. This module only registers the commands
-on `app`, in help order. Every option has a HERDER_* environment twin. Only the CLI prints.
+cancel, logs), `schedules` (schedule add, list, rm) and `info` (workers, drain, types); the live
+display of a task in `live`; shared options and parsing in `options`, text formatting in `fmt`.
+This module only registers the commands on `app`, in help order. Every option has a HERDER_*
+environment twin. Only the CLI prints.
 Imports `cluster`, `client`, `config`, `errors`, typer and rich.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import typer
 
-from herder.cli import info, server, tasks
+from herder.cli import info, schedules, server, tasks
 from herder.cli.options import build_params, is_loopback, parse_duration, parse_param
 
 __all__ = ["app", "build_params", "follow", "is_loopback", "main", "parse_duration",
@@ -45,6 +46,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str | None]] = [
 ]
 for panel, command, name in _COMMANDS:
     app.command(name, rich_help_panel=panel)(command)
+app.add_typer(schedules.app, rich_help_panel="Tasks")
 
 def main() -> None:
     app(prog_name="herder")

@@ -142,7 +142,36 @@ def drain_request(name: str) -> Request:
     )
 
 
+def schedule_body(
+    id: str, type: str, params: Mapping[str, Any] | None, cron: str | None,
+    every: str | float | None, timezone: str, priority: int, timeout: float | None,
+    overlap: str,
+) -> dict[str, Any]:
+    """`POST /schedules`' JSON; `every` in seconds when a number."""
+    body: dict[str, Any] = {"id": id, "type": type, "params": dict(params or {}),
+                            "timezone": timezone, "priority": priority, "overlap": overlap}
+    if cron is not None:
+        body["cron"] = cron
+    if every is not None:
+        body["every"] = every if isinstance(every, str) else f"{every:g}s"
+    if timeout is not None:
+        body["timeout"] = timeout
+    return body
+
+
+def schedule_request(body: dict[str, Any]) -> Request:
+    return Request("POST", paths.SCHEDULES, json=body)
+
+
+def unschedule_request(schedule_id: str) -> Request:
+    return Request(
+        "DELETE", paths.SCHEDULE.format(schedule_id=quote(schedule_id, safe="")),
+        idempotent=True,
+    )
+
+
 WORKERS = Request("GET", paths.WORKERS)
+SCHEDULES = Request("GET", paths.SCHEDULES)
 TYPES = Request("GET", paths.TYPES)
 HEALTH = Request("GET", paths.HEALTHZ)
 STATS = Request("GET", paths.STATS)
@@ -214,7 +243,7 @@ def read_answer(answer: Answer) -> Any:
     """The JSON body of a successful answer, or the matching ClientError."""
     status = answer.status_code
     if status < 400:
-        return loads(answer.content)
+        return loads(answer.content) if answer.content else None
     if status == 429:
         raise QueueFull(error_detail(answer), retry_after_of(answer))
     raise ClientError(status, error_detail(answer))
@@ -247,8 +276,11 @@ def raise_unless_succeeded(task: Mapping[str, Any]) -> None:
 class Pager:
     """Follows `next_cursor` until `limit` tasks are collected or the list ends."""
 
-    def __init__(self, state: str | None, type: str | None, limit: int) -> None:
-        self._filters = {k: v for k, v in (("state", state), ("type", type)) if v is not None}
+    def __init__(
+        self, state: str | None, type: str | None, limit: int, schedule: str | None = None
+    ) -> None:
+        filters = (("state", state), ("type", type), ("schedule", schedule))
+        self._filters = {k: v for k, v in filters if v is not None}
         self._limit = limit
         self._cursor: str | None = None
         self._done = limit <= 0

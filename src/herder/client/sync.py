@@ -17,6 +17,7 @@ from herder.client.curl import Link
 from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
 from herder.client.plan import (
     HEALTH,
+    SCHEDULES,
     STATS,
     TYPES,
     WORKERS,
@@ -37,9 +38,12 @@ from herder.client.plan import (
     read_answer,
     result_of,
     result_request,
+    schedule_body,
+    schedule_request,
     status_request,
     submit_request,
     task_body,
+    unschedule_request,
 )
 from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
 from herder.client.transport import Transport, TransportConfig
@@ -47,6 +51,7 @@ from herder.errors import HerderError
 from herder.protocol.answers import (
     HealthAnswer,
     LogLine,
+    ScheduleView,
     StatsAnswer,
     SubtaskView,
     TaskView,
@@ -145,12 +150,40 @@ class Client:
         return TaskHandle(self, task["id"], task)
 
     def list_tasks(
-        self, state: str | None = None, type: str | None = None, limit: int = 100
+        self, state: str | None = None, type: str | None = None, limit: int = 100,
+        schedule: str | None = None,
     ) -> list[TaskView]:
-        pager = Pager(state, type, limit)
+        """Newest first; `schedule`: the tasks that schedule fired (no other filter with it)."""
+        pager = Pager(state, type, limit, schedule)
         while (request := pager.next_request()) is not None:
             pager.feed(self._call(request))
         return pager.tasks
+
+    def schedule(
+        self,
+        id: str,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: str | float | None = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        timeout: float | None = None,
+        overlap: Literal["skip", "allow"] = "skip",
+    ) -> ScheduleView:
+        """Submit a task of `type` at each time of `cron` (5 fields, in `timezone`) or `every`
+        period ("30s", "5m", or seconds); exactly one of them. ClientError 409 if the id is
+        taken, 422 naming a field that is wrong."""
+        body = schedule_body(id, type, params, cron, every, timezone, priority, timeout, overlap)
+        return cast(ScheduleView, self._call(schedule_request(body)))
+
+    def schedules(self) -> list[ScheduleView]:
+        return list((self._call(SCHEDULES))["schedules"])
+
+    def unschedule(self, id: str) -> None:
+        """Delete a schedule (the tasks it fired stay); ClientError 404 if there is none."""
+        self._call(unschedule_request(id))
 
     def workers(self) -> list[WorkerView]:
         return list(self._call(WORKERS)["workers"])

@@ -5,7 +5,8 @@ The parts, each with one job: `Submissions` take tasks in, `Results` commit the 
 results, `Aggregation` ends the tasks whose subtasks all succeeded, `Tasks` keeps the active
 tasks and ends them, `Membership` keeps the workers and their leases, `Ownership` lets a worker
 speak only for its own attempts, `LiveEvents` publishes what
-followers see, `Reads` answers the API's reads and `Streams` its live streams. The scheduling
+followers see, `Schedules` fires the scheduled tasks, `Reads` answers the API's reads and
+`Streams` its live streams. The scheduling
 core decides; the `Dispatcher` carries out its decisions; `Records` is the one way to the store.
 Everything runs on the event loop. The HTTP layer holds a `Master` and calls its parts.
 
@@ -38,6 +39,7 @@ from herder.master.reads import Reads, count_by_state, slots_in_use
 from herder.master.records import Records
 from herder.master.recovery import Recovery
 from herder.master.results import Results
+from herder.master.schedules import Schedules
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Gauges, Stats
 from herder.master.submissions import Submissions
@@ -116,6 +118,7 @@ class Master:
             registry, sched, self.records, self.tasks, self._code, dispatcher, self.live,
             self.background, settings,
         )
+        self.schedules = Schedules(self.records, self.submissions, self.tasks)
         self._recovery = Recovery(
             registry, self.records, self.tasks, self.submissions, aggregation, dispatcher,
             settings.lease_timeout,
@@ -136,7 +139,9 @@ class Master:
     async def start(self) -> None:
         """Take up the tasks left unfinished in the store, then start the watches."""
         await self._recovery.recover()
+        await self.schedules.load()  # after recovery: a previous task still running is known
         self._loops = [
+            asyncio.create_task(self.schedules.run()),
             asyncio.create_task(self.members.watch_leases()),
             asyncio.create_task(self.live.publish_progress()),
         ]

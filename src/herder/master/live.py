@@ -192,4 +192,6 @@ def task_json(
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "not_before": record.not_before,
+        "schedule": record.schedule,
+        "fired_at": record.fired_at,
     }

@@ -57,9 +57,16 @@ class Reads:
         return out
 
     async def list_tasks(
-        self, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
+        self,
+        state: TaskState | None,
+        type_: str | None,
+        limit: int,
+        cursor: str | None,
+        schedule: str | None = None,
     ) -> tuple[list[dict[str, JSON]], str | None]:
-        records, next_cursor = await self._records.list_tasks(state, type_, limit, cursor)
+        records, next_cursor = await self._records.list_tasks(
+            state, type_, limit, cursor, schedule
+        )
         out = []
         for record in records:
             task = self._active.get(record.id)

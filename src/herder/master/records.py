@@ -22,7 +22,15 @@ from herder.master.events import Event
 from herder.master.journal import Journal
 from herder.master.starts import UnwrittenStarts
 from herder.master.storethread import StoreThread
-from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
+from herder.model import (
+    JSON,
+    LogRecord,
+    ScheduleRecord,
+    SubtaskRecord,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
 from herder.store.base import AttemptResult, AttemptStart, Store
 
 
@@ -61,9 +69,22 @@ class Records:
         return await self._thread.call(self._store.get_tasks, task_ids)
 
     async def list_tasks(
-        self, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
+        self,
+        state: TaskState | None,
+        type_: str | None,
+        limit: int,
+        cursor: str | None,
+        schedule: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
-        return await self._thread.call(self._store.list_tasks, state, type_, limit, cursor)
+        return await self._thread.call(
+            self._store.list_tasks, state, type_, limit, cursor, schedule
+        )
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        return await self._thread.call(self._store.get_schedules)
+
+    async def schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        return await self._thread.call(self._store.get_schedule, schedule_id)
 
     async def subtasks(
         self, task_id: str, after: int = -1, limit: int | None = None
@@ -110,6 +131,17 @@ class Records:
         """`insert_tasks` in the next transaction, whichever comes first; the future is told
         once it has committed."""
         return self._thread.write(self._store.insert_tasks, records, parts)
+
+    def insert_schedule(self, schedule: ScheduleRecord) -> Awaitable[bool]:
+        """Store a new schedule and commit; False when its id was taken."""
+        return self._thread.commit(self._store.insert_schedule, schedule)
+
+    def delete_schedule(self, schedule_id: str) -> Awaitable[bool]:
+        return self._thread.commit(self._store.delete_schedule, schedule_id)
+
+    def skip_firing(self, schedule_id: str, fired_at: float) -> Awaitable[bool]:
+        """Count a firing let go, and commit; False if it was counted (or passed) already."""
+        return self._thread.commit(self._store.skip_firing, schedule_id, fired_at)
 
     def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
         """A pending task is split: it runs, and its parts are stored as queued subtasks."""

@@ -52,6 +52,9 @@ class Submission:
     params_bound: int | None = None
     #: seconds since the epoch before which the task does not start
     not_before: float | None = None
+    #: the schedule that fires it and the firing's time (`master.schedules`)
+    schedule: str | None = None
+    fired_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,8 @@ class Submissions:
             created_at=time.time(),
             max_retries=sub.retries,
             not_before=sub.not_before,
+            schedule=sub.schedule,
+            fired_at=sub.fired_at,
         )
         if sub.not_before is not None and sub.not_before > record.created_at:
             record.state = TaskState.SCHEDULED

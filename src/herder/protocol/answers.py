@@ -27,6 +27,8 @@ __all__ = [
     "LogsPage",
     "ProgressView",
     "ResultAnswer",
+    "ScheduleView",
+    "SchedulesAnswer",
     "StandbyAnswer",
     "StatsAnswer",
     "SubtaskState",
@@ -81,6 +83,9 @@ class TaskView(TypedDict):
     finished_at: float | None
     #: when the task was submitted to start, if it was (docs/time.md)
     not_before: float | None
+    #: the schedule that fired it, and the time of that firing (None: submitted)
+    schedule: str | None
+    fired_at: float | None
 
 
 class TaskPage(TypedDict):
@@ -200,6 +205,33 @@ class StandbyAnswer(TypedDict):
 
     detail: str
     active_url: str | None
+
+
+class ScheduleView(TypedDict):
+    """One schedule: `GET /schedules/{id}`, each item of `GET /schedules`, the answer to
+    `POST /schedules`."""
+
+    id: str
+    type: str
+    params: dict[str, Any]
+    cron: str | None
+    every: str | None
+    timezone: str
+    priority: int
+    timeout: float | None
+    overlap: Literal["skip", "allow"]
+    created_at: float
+    #: the next firing's time (seconds since the epoch)
+    next_run_at: float | None
+    #: when the latest firing made its task, and that task
+    last_run_at: float | None
+    last_task_id: str | None
+    #: the firings let go while the previous task was unfinished (`overlap: skip`)
+    skipped: int
+
+
+class SchedulesAnswer(TypedDict):
+    schedules: list[ScheduleView]
 
 
 class ErrorAnswer(TypedDict):

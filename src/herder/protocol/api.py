@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -40,6 +40,16 @@ NotBefore = Annotated[
 ]
 
 
+def strict_params(params: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN nor infinity (pydantic's parser reads `NaN`, `Infinity` and `1e400` as
+    floats): params holding one would be stored and answered as text no JSON parser reads."""
+    try:
+        jsontext.strict(params)
+    except ValueError:
+        raise ValueError("NaN and infinities are not JSON numbers") from None
+    return params
+
+
 class SubmitRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -56,14 +66,32 @@ class SubmitRequest(pydantic.BaseModel):
     @pydantic.field_validator("params")
     @classmethod
     def _strict_json(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """JSON has no NaN nor infinity (pydantic's parser reads `NaN`, `Infinity` and `1e400`
-        as floats): params holding one would be stored and answered as text no JSON parser
-        reads."""
-        try:
-            jsontext.strict(params)
-        except ValueError:
-            raise ValueError("NaN and infinities are not JSON numbers") from None
-        return params
+        return strict_params(params)
+
+
+class ScheduleRequest(pydantic.BaseModel):
+    """`POST /api/v1/schedules`: what to submit at each firing, and when (exactly one of
+    `cron` and `every`; the master checks them and the params, naming the field)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    id: str = pydantic.Field(pattern=ID_PATTERN)
+    type: str = pydantic.Field(min_length=1, max_length=200)
+    params: dict[str, Any] = pydantic.Field(default_factory=dict)
+    #: a standard 5-field cron expression, in `timezone`
+    cron: str | None = pydantic.Field(default=None, min_length=1, max_length=200)
+    #: a period: "2s", "5m", "1h", or seconds
+    every: str | None = pydantic.Field(default=None, min_length=1, max_length=40)
+    timezone: str = pydantic.Field(default="UTC", min_length=1, max_length=100)
+    priority: int = pydantic.Field(default=0, ge=-1_000_000, le=1_000_000)
+    timeout: float | None = pydantic.Field(default=None, gt=0, le=365 * 86400)
+    #: "skip": no firing while the previous task is unfinished (counted); "allow": fire anyway
+    overlap: Literal["skip", "allow"] = "skip"
+
+    @pydantic.field_validator("params")
+    @classmethod
+    def _strict_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return strict_params(params)
 
 
 class LookupRequest(pydantic.BaseModel):

@@ -18,7 +18,15 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from herder.model import JSON, LogRecord, SubtaskRecord, TaskError, TaskRecord, TaskState
+from herder.model import (
+    JSON,
+    LogRecord,
+    ScheduleRecord,
+    SubtaskRecord,
+    TaskError,
+    TaskRecord,
+    TaskState,
+)
 
 #: (task_id, index, attempt, worker, started_at, worker_uid): `worker_uid` says which worker
 #: may claim the attempt back after a master restart (None: none may)
@@ -81,7 +89,9 @@ class Store(abc.ABC):
         self, tasks: Sequence[TaskRecord], parts: Sequence[Sequence[JSON] | None] = ()
     ) -> list[bool]:
         """Insert tasks in one transaction. Returns, per task, False if its id was already
-        stored (that one is not inserted, the others are).
+        stored, or if it is a firing (`schedule`, `fired_at`) already made (that one is not
+        inserted, the others are: one task per firing, enforced by the schema). A firing
+        inserted moves its schedule's latest firing to it, in the same transaction.
 
         `parts`, when given, holds per task its parts or None: a task given its parts was split
         before it was stored (its record says running) and its subtasks are stored with it,
@@ -103,8 +113,10 @@ class Store(abc.ABC):
         type: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
-        """Newest first. Returns the page and the cursor of the next page (None at the end).
+        """Newest first; with `schedule`, only the tasks that schedule fired (and no other
+        filter). Returns the page and the cursor of the next page (None at the end).
         Raises ValueError for a cursor that list_tasks did not hand out."""
 
     @abc.abstractmethod
@@ -188,6 +200,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_results(self, task_id: str) -> list[JSON]:
         """The results of a task's subtasks, in index order (None where there is none)."""
+
+    # -- schedules -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_schedule(self, schedule: ScheduleRecord) -> bool:
+        """Store a new schedule; False (nothing changed) if its id is taken."""
+
+    @abc.abstractmethod
+    def get_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by id."""
+
+    @abc.abstractmethod
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
+
+    @abc.abstractmethod
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """False if there was no such schedule. The tasks it fired stay."""
+
+    @abc.abstractmethod
+    def skip_firing(self, schedule_id: str, fired_at: float) -> bool:
+        """Count a firing let go (its previous task unfinished) and move the schedule's
+        latest firing to it; False, changing nothing, if that firing or a later one was made or
+        skipped already."""
 
     # -- logs ------------------------------------------------------------------------------
 

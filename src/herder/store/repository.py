@@ -21,6 +21,7 @@ from herder.model import (
     JSON,
     TASK_TRANSITIONS,
     LogRecord,
+    ScheduleRecord,
     SubtaskRecord,
     TaskRecord,
     TaskState,
@@ -43,6 +44,8 @@ from herder.store.rows import (
     encode_nullable,
     log_from_row,
     parse_cursor,
+    schedule_from_row,
+    schedule_row,
     subtask_from_row,
     subtask_rows,
     task_from_row,
@@ -143,8 +146,16 @@ class Repository(Store, Generic[D]):
         if not tasks:
             return []
         db = self._driver
-        with db.atomic(len(tasks) + any(p is not None for p in parts)):
+        fired = any(t.schedule is not None for t in tasks)
+        with db.atomic(len(tasks) + any(p is not None for p in parts) + fired):
             inserted = db.each_changed("insert_task", [task_row(t) for t in tasks])
+            if fired:
+                db.write_many("mark_fired", [
+                    {"schedule": t.schedule, "fired_at": t.fired_at, "created_at": t.created_at,
+                     "task_id": t.id}
+                    for t, was_inserted in zip(tasks, inserted, strict=True)
+                    if was_inserted and t.schedule is not None
+                ])
             subtasks: list[tuple[str, int, str]] = []
             for task, its_parts, was_inserted in zip(
                 tasks, parts or itertools.repeat(None, len(tasks)), inserted, strict=True
@@ -173,14 +184,18 @@ class Repository(Store, Generic[D]):
         type: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
         limit = max(1, min(int(limit), MAX_PAGE))
         query = "list_tasks"
         params: dict[str, Any] = {"before": parse_cursor(cursor), "limit": limit + 1}
-        if state is not None:
+        if schedule is not None:
+            query += "_by_schedule"
+            params["schedule"] = schedule
+        elif state is not None:
             query += "_by_state"
             params["state"] = TaskState(state).value
-        if type is not None:
+        if type is not None and schedule is None:
             query += "_and_type" if state is not None else "_by_type"
             params["type"] = type
         # One row more than asked tells whether a next page exists, so the last page never
@@ -302,6 +317,32 @@ class Repository(Store, Generic[D]):
     def get_results(self, task_id: str) -> list[JSON]:
         rows = self._driver.rows("get_results", {"task_id": task_id})
         return [decode(row["result"]) for row in rows]
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def insert_schedule(self, schedule: ScheduleRecord) -> bool:
+        with self._driver.atomic(1):
+            return self._driver.write("insert_schedule", schedule_row(schedule)) > 0
+
+    @repeatable
+    def get_schedules(self) -> list[ScheduleRecord]:
+        return [schedule_from_row(row) for row in self._driver.rows("list_schedules")]
+
+    @repeatable
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        row = self._driver.row("get_schedule", {"id": schedule_id})
+        return None if row is None else schedule_from_row(row)
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        with self._driver.atomic(1):
+            return self._driver.write("delete_schedule", {"id": schedule_id}) > 0
+
+    @repeatable
+    def skip_firing(self, schedule_id: str, fired_at: float) -> bool:
+        with self._driver.atomic(1):
+            return self._driver.write(
+                "skip_firing", {"id": schedule_id, "fired_at": fired_at}
+            ) > 0
 
     # -- logs ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from herder.jsontext import JSONText
 from herder.model import (
     JSON,
     LogRecord,
+    ScheduleRecord,
     SubtaskRecord,
     SubtaskState,
     TaskError,
@@ -61,7 +62,7 @@ def task_row(task: TaskRecord) -> tuple[Any, ...]:
         task.id, task.type, encode(task.params), task.priority, task.timeout,
         str(task.state), encode_nullable(task.result), encode_error(task.error),
         task.created_at, task.started_at, task.finished_at, task.subtasks_total,
-        task.max_retries, task.not_before,
+        task.max_retries, task.not_before, task.schedule, task.fired_at,
     )
 
 
@@ -108,6 +109,28 @@ def task_from_row(row: Row) -> TaskRecord:
         max_retries=row["max_retries"],
         logs_dropped=row["logs_dropped"],
         not_before=row["not_before"],
+        schedule=row["schedule"],
+        fired_at=row["fired_at"],
+    )
+
+
+def schedule_row(schedule: ScheduleRecord) -> dict[str, Any]:
+    """insert_schedule's parameters."""
+    return {
+        "id": schedule.id, "type": schedule.type, "params": encode(schedule.params),
+        "cron": schedule.cron, "every": schedule.every, "timezone": schedule.timezone,
+        "priority": schedule.priority, "timeout": schedule.timeout,
+        "overlap": schedule.overlap, "created_at": schedule.created_at,
+    }
+
+
+def schedule_from_row(row: Row) -> ScheduleRecord:
+    return ScheduleRecord(
+        id=row["id"], type=row["type"], params=json.loads(row["params"]), cron=row["cron"],
+        every=row["every"], timezone=row["timezone"], priority=row["priority"],
+        timeout=row["timeout"], overlap=row["overlap"], created_at=row["created_at"],
+        last_target_at=row["last_target_at"], last_run_at=row["last_run_at"],
+        last_task_id=row["last_task_id"], skipped=row["skipped"],
     )
 
 

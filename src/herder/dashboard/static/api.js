@@ -102,6 +102,7 @@ export const api = {
   cancel: (id) => request(`api/v1/tasks/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
   submit: (body) => request("api/v1/tasks", { method: "POST", body }),
   workers: () => request("api/v1/workers"),
+  schedules: () => request("api/v1/schedules"),
   types: () => request("api/v1/types"),
   stats: () => request("api/v1/stats"),
 };

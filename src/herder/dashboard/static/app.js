@@ -1,11 +1,12 @@
 // The dashboard's entry point: the hash router, the navigation and the token prompt.
 //
-// Routes: #/tasks (overview), #/task/ID, #/workers, #/submit[/TYPE]. Each view is a function
+// Routes: #/tasks (overview), #/task/ID, #/workers, #/schedules, #/submit[/TYPE]. Each view is a function
 // mount(root, ...args) that draws into `root` and returns a function that stops its timers
 // and streams; the router calls it when the route changes.
 
 import { setToken, setTokenPrompter, token } from "./api.js";
 import { h, setText } from "./dom.js";
+import { mountSchedules } from "./schedules.js";
 import { mountSubmit } from "./submit.js";
 import { mountTask } from "./task.js";
 import { mountTasks } from "./tasks.js";
@@ -15,6 +16,7 @@ const routes = [
   [/^#?\/?(tasks)?$/, "tasks", (root) => mountTasks(root)],
   [/^#\/task\/(.+)$/, "tasks", (root, m) => mountTask(root, decodeURIComponent(m[1]))],
   [/^#\/workers$/, "workers", (root) => mountWorkers(root)],
+  [/^#\/schedules$/, "schedules", (root) => mountSchedules(root)],
   [/^#\/submit(?:\/(.+))?$/, "submit", (root, m) => mountSubmit(root, m[1] && decodeURIComponent(m[1]))],
 ];
 

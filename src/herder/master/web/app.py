@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from herder.dashboard import STATIC_DIR
 from herder.master.seat import Seat
-from herder.master.web import channel, status, submissions, tasks
+from herder.master.web import channel, schedules, status, submissions, tasks
 from herder.master.web.access import DASHBOARD, DOCS, OPENAPI, STATIC, Tokens
 from herder.master.web.browsers import PAGE_HEADERS, HostCheck, PageHeaders, default_allowed_hosts
 from herder.master.web.errors import install_error_handlers
@@ -65,6 +65,7 @@ def create_app(seat: Seat) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(tasks.router)
+    app.include_router(schedules.router)
     app.include_router(status.router)
     app.add_api_websocket_route(paths.WORKER_CHANNEL, channel.worker_channel)
     _mount_dashboard(app)

@@ -1,9 +1,9 @@
 """What each HTTP route asks of the master, and the typed answer it makes of it.
 
 The one module of the HTTP layer that calls the master's API for the routes (submissions,
-reads, cancel, streams, status, draining a worker); the routes parse the request and encode
-the answer, the worker channel talks to the master's membership itself. Imports the master's `core`,
-`rejected` and `submissions`, `model` and `protocol`.
+reads, cancel, schedules, streams, status, draining a worker); the routes parse the request and
+encode the answer, the worker channel talks to the master's membership itself. Imports the
+master's `core`, `rejected` and `submissions`, `model` and `protocol`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from herder.protocol.answers import (
     LogLine,
     LogsPage,
     ResultAnswer,
+    SchedulesAnswer,
+    ScheduleView,
     StatsAnswer,
     SubtasksAnswer,
     SubtaskView,
@@ -37,7 +39,7 @@ from herder.protocol.answers import (
     WorkersAnswer,
     WorkerView,
 )
-from herder.protocol.api import MAX_SEQ, SubmitRequest
+from herder.protocol.api import MAX_SEQ, ScheduleRequest, SubmitRequest
 
 
 def seat_of(scope: Scope) -> Seat:
@@ -135,9 +137,14 @@ async def task(master: Master, task_id: str, wait: float = 0.0) -> TaskView:
 
 
 async def task_page(
-    master: Master, state: TaskState | None, type_: str | None, limit: int, cursor: str | None
+    master: Master,
+    state: TaskState | None,
+    type_: str | None,
+    limit: int,
+    cursor: str | None,
+    schedule: str | None = None,
 ) -> TaskPage:
-    tasks, next_cursor = await master.reads.list_tasks(state, type_, limit, cursor)
+    tasks, next_cursor = await master.reads.list_tasks(state, type_, limit, cursor, schedule)
     return {"tasks": cast(list[TaskView], tasks), "next_cursor": next_cursor}
 
 
@@ -185,6 +192,26 @@ async def subtasks(
         "subtasks": cast(list[SubtaskView], views),
         "next_cursor": None if next_after is None else str(next_after),
     }
+
+
+# -- schedules -----------------------------------------------------------------------------
+
+
+async def add_schedule(master: Master, request: ScheduleRequest) -> ScheduleView:
+    """Raises Rejected: 422 naming the field that is wrong, 409 for an id taken."""
+    return await master.schedules.add(request)
+
+
+def schedules(master: Master) -> SchedulesAnswer:
+    return {"schedules": master.schedules.views()}
+
+
+def schedule(master: Master, schedule_id: str) -> ScheduleView:
+    return master.schedules.view(schedule_id)
+
+
+async def remove_schedule(master: Master, schedule_id: str) -> None:
+    await master.schedules.remove(schedule_id)
 
 
 # -- streams (Server-Sent Events) -------------------------------------------------------------

@@ -31,6 +31,7 @@ from herder.protocol.answers import (
 )
 from herder.protocol.api import (
     CURSOR_PATTERN,
+    ID_PATTERN,
     MAX_SEQ,
     MAX_SUBTASKS_PAGE,
     MAX_WAIT,
@@ -53,8 +54,11 @@ async def list_tasks(
     type: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+    schedule: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> Response:
-    return json_answer(await handlers.task_page(master, state, type, limit, cursor))
+    """Newest first; `schedule`: only the tasks that schedule fired (the other filters are
+    not applied with it)."""
+    return json_answer(await handlers.task_page(master, state, type, limit, cursor, schedule))
 
 
 @router.post(paths.TASKS_LOOKUP, response_model=TasksAnswer)

@@ -18,11 +18,13 @@ SELECT version FROM schema_version ORDER BY version;
 INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, :applied_at);
 
 -- name: insert_task
--- The columns in order. An id already stored is skipped: rowcount 0 tells the caller.
+-- The columns in order. An id already stored, or a firing of a schedule already made
+-- (tasks_schedule_firing), is skipped: rowcount 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries, not_before)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-ON CONFLICT (id) DO NOTHING;
+                   started_at, finished_at, subtasks_total, max_retries, not_before, schedule,
+                   fired_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+ON CONFLICT DO NOTHING;
 
 -- name: get_task
 SELECT * FROM tasks WHERE id = :id;
@@ -163,3 +165,36 @@ WHERE kind = 'log' AND task_id = :task_id AND seq < (
 
 -- name: add_logs_dropped
 UPDATE tasks SET logs_dropped = logs_dropped + :n WHERE id = :task_id;
+
+-- name: list_tasks_by_schedule
+-- (tasks_schedule_seq)
+SELECT * FROM tasks WHERE schedule = :schedule AND seq < :before
+ORDER BY seq DESC LIMIT :limit;
+
+-- name: insert_schedule
+-- An id already stored is skipped: row count 0 tells the caller.
+INSERT INTO schedules (id, type, params, cron, every, timezone, priority, timeout, overlap,
+                       created_at)
+VALUES (:id, :type, :params, :cron, :every, :timezone, :priority, :timeout,
+        :overlap, :created_at)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = :id;
+
+-- name: mark_fired
+-- In the transaction of the task a firing made: the schedule's latest firing moves forward only.
+UPDATE schedules
+SET last_target_at = :fired_at, last_run_at = :created_at, last_task_id = :task_id
+WHERE id = :schedule AND (last_target_at IS NULL OR last_target_at < :fired_at);
+
+-- name: skip_firing
+-- A firing let go (overlap = 'skip') is counted once: the guard makes a second try change nothing.
+UPDATE schedules SET skipped = skipped + 1, last_target_at = :fired_at
+WHERE id = :id AND (last_target_at IS NULL OR last_target_at < :fired_at);

@@ -26,11 +26,13 @@ SELECT version FROM schema_version ORDER BY version;
 INSERT INTO schema_version (version, name, applied_at) VALUES (%(version)s, %(name)s, %(applied_at)s);
 
 -- name: insert_task
--- The columns in order. An id already stored is skipped: row count 0 tells the caller.
+-- The columns in order. An id already stored, or a firing of a schedule already made
+-- (tasks_schedule_firing), is skipped: row count 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries, not_before)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING;
+                   started_at, finished_at, subtasks_total, max_retries, not_before, schedule,
+                   fired_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING;
 
 -- name: get_task
 SELECT * FROM tasks WHERE id = %(id)s;
@@ -241,3 +243,36 @@ WHERE name = 'master' AND term = %(term)s AND holder = %(holder)s;
 -- name: read_lead
 -- Who leads, for a standby's /healthz; `live` is false once the lease expired.
 SELECT term, url, expires_at > now() AS live FROM herder_leader WHERE name = 'master';
+
+-- name: list_tasks_by_schedule
+-- (tasks_schedule_seq)
+SELECT * FROM tasks WHERE schedule = %(schedule)s AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: insert_schedule
+-- An id already stored is skipped: row count 0 tells the caller.
+INSERT INTO schedules (id, type, params, cron, every, timezone, priority, timeout, overlap,
+                       created_at)
+VALUES (%(id)s, %(type)s, %(params)s, %(cron)s, %(every)s, %(timezone)s, %(priority)s, %(timeout)s,
+        %(overlap)s, %(created_at)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY id;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE id = %(id)s;
+
+-- name: mark_fired
+-- In the transaction of the task a firing made: the schedule's latest firing moves forward only.
+UPDATE schedules
+SET last_target_at = %(fired_at)s, last_run_at = %(created_at)s, last_task_id = %(task_id)s
+WHERE id = %(schedule)s AND (last_target_at IS NULL OR last_target_at < %(fired_at)s);
+
+-- name: skip_firing
+-- A firing let go (overlap = 'skip') is counted once: the guard makes a second try change nothing.
+UPDATE schedules SET skipped = skipped + 1, last_target_at = %(fired_at)s
+WHERE id = %(id)s AND (last_target_at IS NULL OR last_target_at < %(fired_at)s);
