@@ -2,7 +2,7 @@
 and the options (each with its HERDER_* environment twin).
 
 Only the CLI prints, and it prints through `out` (stdout: ids, results, tables, log lines) and
-`err` (stderr: errors and the live display). Imports typer and rich.
+`err` (stderr: errors and the live display). Imports typer, rich and `durations`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
+
+from herder import durations
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -122,6 +124,19 @@ Labels = Annotated[list[str], typer.Option(
     "--label", envvar="HERDER_LABELS", metavar="LABEL", help="Worker label (repeatable).")]
 MaxPending = Annotated[int, typer.Option(
     "--max-pending", envvar="HERDER_MAX_PENDING", min=1, help="Unfinished tasks before 429.")]
+def parse_keep_finished(value: str | float) -> float:
+    """--keep-finished: a duration (`30s`, `10m`, `2h`, `7d`), or 0 to keep every task."""
+    try:
+        return durations.parse_duration(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+KeepFinished = Annotated[float, typer.Option(
+    "--keep-finished", envvar="HERDER_KEEP_FINISHED", parser=parse_keep_finished,
+    metavar="DURATION", show_default="7d",
+    help="Delete each finished task this long after it finished, with its subtasks, results "
+    "and logs (30s, 10m, 2h, 7d); 0 keeps every task.")]
 MaxLogs = Annotated[int, typer.Option(
     "--max-logs-per-task", envvar="HERDER_MAX_LOGS_PER_TASK", min=1,
     help="Log lines kept per task; older ones are dropped and counted.")]

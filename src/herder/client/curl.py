@@ -146,7 +146,7 @@ class Easy:
     """An easy handle for one master's requests, with the buffers its callbacks fill and the
     options last set (a list or timeout that did not change is not set again)."""
 
-    __slots__ = ("body", "curl", "fresh", "head", "headers", "timeouts")
+    __slots__ = ("body", "curl", "custom", "fresh", "head", "headers", "timeouts")
 
     def __init__(self, target: Target) -> None:
         self.curl = curl = pycurl.Curl()
@@ -154,6 +154,8 @@ class Easy:
         self.body: list[bytes] = []
         self.headers: list[str] | None = None
         self.timeouts = (-1.0, -1.0)
+        #: the method set over POST's (DELETE), or None
+        self.custom: str | None = None
         self.fresh = False
         curl.setopt(pycurl.NOSIGNAL, 1)
         # a request must not wait for the server's delayed ACK of the one before, as Nagle's
@@ -186,6 +188,15 @@ class Easy:
             curl.setopt(pycurl.TIMEOUT_MS, max(1, int(out.timeout * 1000)))
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(out.connect_timeout * 1000)))
             self.timeouts = timeouts
+        # a method other than GET and POST is a POST's body under another name; the handle
+        # keeps it for the next request unless it is taken off
+        custom = None if out.method in ("GET", "POST") else out.method
+        if custom != self.custom:
+            if custom is None:
+                curl.unsetopt(pycurl.CUSTOMREQUEST)
+            else:
+                curl.setopt(pycurl.CUSTOMREQUEST, custom)
+            self.custom = custom
         if out.method == "GET":
             curl.setopt(pycurl.HTTPGET, 1)
             return
@@ -194,8 +205,6 @@ class Easy:
         curl.setopt(pycurl.POSTFIELDSIZE, len(out.body or b""))
         curl.setopt(pycurl.READFUNCTION, body.read)
         curl.setopt(pycurl.SEEKFUNCTION, _rewinder(body) if out.resend else None)
-        if out.method != "POST":
-            curl.setopt(pycurl.CUSTOMREQUEST, out.method)
 
     def answer(self, content: bytes | None = None) -> Answer:
         """The answer the callbacks collected (`content` instead of the body, when given);

@@ -137,10 +137,11 @@ class Store(abc.ABC):
         """`delete_finished` for the oldest finished tasks (by finished_at) that finished before
         `cutoff`, at most `limit` of them, in one transaction. Returns the ids deleted."""
 
+    @abc.abstractmethod
     def reclaim_space(self) -> None:
         """After deletes, outside a transaction: give some of the space they freed back (SQLite:
-        an incremental vacuum of a bounded number of pages). Nothing by default: PostgreSQL's
-        autovacuum makes the space of deleted rows reusable by itself."""
+        an incremental vacuum of a bounded number of pages; PostgreSQL: nothing, its autovacuum
+        makes the space of deleted rows reusable by itself)."""
 
     # -- subtasks --------------------------------------------------------------------------
 

@@ -185,6 +185,9 @@ class PostgresStore(Repository["PostgresDriver"]):
         with self._driver.atomic(1):
             return [row["id"] for row in self._driver.rows("delete_finished", {"ids": ids})]
 
+    def reclaim_space(self) -> None:
+        """Nothing: autovacuum makes the space of deleted rows reusable."""
+
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
             return []
