@@ -23,7 +23,7 @@ from herder.master.tasks import Tasks
 log = logging.getLogger(__name__)
 
 #: tasks deleted per transaction
-BATCH = 500
+BATCH = 200
 #: seconds between two full batches, for the rest of the master to go on
 BATCH_PAUSE = 0.05
 #: the longest wait between two looks for tasks to delete; a short --keep-finished looks more
