@@ -46,7 +46,7 @@ def test_a_master_prunes_finished_tasks_while_it_keeps_dispatching(tmp_path: Pat
         first_ids = [h.id for h in first]
         assert _rows_of(db, first_ids)["logs"] > 0
         # unfinished all along: older than any cutoff, never pruned
-        slow = client.submit("sleep", {"seconds": 4})
+        slow = client.submit("sleep", {"seconds": 60})
 
         # the master keeps taking and running tasks while it deletes the first ones
         later: list[str] = []
@@ -63,10 +63,10 @@ def test_a_master_prunes_finished_tasks_while_it_keeps_dispatching(tmp_path: Pat
             with pytest.raises(ClientError) as missing:
                 client.get(task_id).subtasks()
             assert missing.value.status == 404
-        assert client.get(slow.id).wait(timeout=30)["state"] == "succeeded"
+        assert slow.status()["state"] == "running"
+        assert _rows_of(db, [slow.id])["tasks"] == 1
         assert len(later) >= 2
-        # the last of them finished under 2 s ago: kept
-        assert client.get(later[-1]).status()["state"] == "succeeded"
+        slow.cancel()
 
 
 def test_delete_answers_204_then_404_and_409_for_an_unfinished_task(
