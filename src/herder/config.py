@@ -56,6 +56,9 @@ class MasterSettings:
     max_body: int = 64 * 1024 * 1024
     #: log lines kept per task; older ones are dropped (and counted)
     max_logs_per_task: int = 10_000
+    #: seconds a finished task is kept (by when it finished) before it is deleted with its
+    #: subtasks, results and journal (docs/time.md, "Retention"); 0 keeps every task
+    keep_finished: float = 7 * 86400.0
     log_level: str = "info"
     # -- TLS (docs/security.md, "TLS") --
     #: PEM certificate (chain) served for https:// and wss://; None: plain http
@@ -86,6 +89,11 @@ class MasterSettings:
             raise ValueError(
                 f"--failover-timeout: must be a positive number of seconds, not "
                 f"{self.failover_timeout}"
+            )
+        if not self.keep_finished >= 0:
+            raise ValueError(
+                f"--keep-finished: must be 0 (keep every task) or a positive duration, not "
+                f"{self.keep_finished}"
             )
         check_token("--token", self.token)
         check_token("--worker-token", self.worker_token)

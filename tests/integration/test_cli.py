@@ -133,13 +133,14 @@ def test_up_runs_master_and_workers_and_stops_on_sigterm(tmp_path: Path) -> None
         pass
 
 
-def test_up_hands_the_limits_and_allowed_hosts_to_its_master(tmp_path: Path) -> None:
+def test_up_hands_the_limits_allowed_hosts_and_retention_to_its_master(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "herder", "up", "--workers", "1", "--slots", "1",
          "--port", str(port), "--db", str(tmp_path / "up.db"),
          "--max-body", "65536", "--max-params", "2048", "--max-subtasks-per-task", "5",
-         "--max-pending-subtasks", "10", "--allowed-hosts", "herder.test"],
+         "--max-pending-subtasks", "10", "--allowed-hosts", "herder.test",
+         "--keep-finished", "1s"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -164,6 +165,8 @@ def test_up_hands_the_limits_and_allowed_hosts_to_its_master(tmp_path: Path) -> 
             assert "--max-pending-subtasks of 10" in full.value.message
             for h in held:
                 h.cancel()
+            # cancelled, they are finished: pruned a second later
+            wait_until(lambda: not client.list_tasks(), timeout=30, what="tasks pruned")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -41,7 +41,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str | None]] = [
     ("Run", server.master, None), ("Run", server.worker, None), ("Run", server.up, None),
     ("Tasks", tasks.submit, None), ("Tasks", tasks.watch, None), ("Tasks", tasks.status, None),
     ("Tasks", tasks.list_, "list"), ("Tasks", tasks.result, None), ("Tasks", tasks.cancel, None),
-    ("Tasks", tasks.logs, None),
+    ("Tasks", tasks.delete, None), ("Tasks", tasks.logs, None),
     ("Cluster", info.workers, None), ("Cluster", info.drain, None), ("Cluster", info.types, None),
 ]
 for panel, command, name in _COMMANDS:

@@ -107,6 +107,19 @@ Labels = Annotated[list[str], typer.Option(
     "--label", envvar="HERDER_LABELS", metavar="LABEL", help="Worker label (repeatable).")]
 MaxPending = Annotated[int, typer.Option(
     "--max-pending", envvar="HERDER_MAX_PENDING", min=1, help="Unfinished tasks before 429.")]
+def parse_keep_finished(value: str | float) -> float:
+    """--keep-finished: a duration (`30s`, `10m`, `2h`, `7d`), or 0 to keep every task."""
+    try:
+        return durations.parse_duration(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+KeepFinished = Annotated[float, typer.Option(
+    "--keep-finished", envvar="HERDER_KEEP_FINISHED", parser=parse_keep_finished,
+    metavar="DURATION", show_default="7d",
+    help="Delete each finished task this long after it finished, with its subtasks, results "
+    "and logs (30s, 10m, 2h, 7d); 0 keeps every task.")]
 MaxLogs = Annotated[int, typer.Option(
     "--max-logs-per-task", envvar="HERDER_MAX_LOGS_PER_TASK", min=1,
     help="Log lines kept per task; older ones are dropped and counted.")]

@@ -1,4 +1,5 @@
-"""The task commands: `submit`, `watch`, `status`, `list`, `result`, `cancel` and `logs`.
+"""The task commands: `submit`, `watch`, `status`, `list`, `result`, `cancel`, `delete` and
+`logs`.
 
 Each parses, calls the client, prints. Results and log lines go to stdout; errors and the live
 display to stderr, so that `herder submit ... --watch > result.json` keeps the result alone.
@@ -224,6 +225,13 @@ def cancel(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None, ca: Ca 
     with _client(url, token, ca) as client:
         task = TaskHandle(client, task_id).cancel()
     out.print(f"{task.get('id')} {fmt.styled_state(task.get('state'))}")
+
+
+def delete(task_id: TaskId, url: Url = DEFAULT_URL, token: Token = None, ca: Ca = None) -> None:
+    """Delete a finished task now, with its subtasks, results and logs."""
+    with _client(url, token, ca) as client:
+        client.delete(task_id)
+    out.print(f"{task_id} deleted", markup=False)
 
 
 def _print_log(record: Mapping[str, Any]) -> None:

@@ -30,6 +30,7 @@ from herder.client.plan import (
     batch_outcome,
     batch_request,
     cancel_request,
+    delete_request,
     drain_request,
     first_wait,
     is_final,
@@ -182,6 +183,11 @@ class AsyncClient:
         more and stop; the workers asked. Needs the admin token; ClientError 404 if none is
         connected."""
         return list((await self._call(drain_request(name)))["workers"])
+
+    async def delete(self, task_id: str) -> None:
+        """Delete a finished task now, with its subtasks, results and logs. ClientError 409 if
+        it has not finished, 404 if there is no such task."""
+        await self._call(delete_request(task_id))
 
     async def types(self) -> list[TypeView]:
         return list((await self._call(TYPES))["types"])
@@ -366,6 +372,10 @@ class AsyncTaskHandle:
             task = await self.wait(timeout)
         held, value = result_of(task)
         return value if held else (await self.client._call(result_request(self.id)))["result"]
+
+    async def delete(self) -> None:
+        """Delete the task, now that it has finished (`Client.delete`)."""
+        await self.client.delete(self.id)
 
     async def cancel(self) -> TaskView:
         task: TaskView = await self.client._call(cancel_request(self.id))

@@ -154,9 +154,9 @@ class Easy:
         self.body: list[bytes] = []
         self.headers: list[str] | None = None
         self.timeouts = (-1.0, -1.0)
-        self.fresh = False
-        #: the method set by name (DELETE, ...): it stays on the handle for the next request
+        #: the method set over POST's (DELETE), or None
         self.custom: str | None = None
+        self.fresh = False
         curl.setopt(pycurl.NOSIGNAL, 1)
         # a request must not wait for the server's delayed ACK of the one before, as Nagle's
         # algorithm would have it on a kept-alive connection
@@ -188,6 +188,8 @@ class Easy:
             curl.setopt(pycurl.TIMEOUT_MS, max(1, int(out.timeout * 1000)))
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(out.connect_timeout * 1000)))
             self.timeouts = timeouts
+        # a method other than GET and POST is a POST's body under another name; the handle
+        # keeps it for the next request unless it is taken off
         custom = None if out.method in ("GET", "POST") else out.method
         if custom != self.custom:
             if custom is None:

@@ -135,6 +135,12 @@ def cancel_request(task_id: str) -> Request:
     return Request("POST", task_path(paths.TASK_CANCEL, task_id), idempotent=True)
 
 
+def delete_request(task_id: str) -> Request:
+    # not resent once it may have arrived: a second one would answer 404 for a task the first
+    # deleted
+    return Request("DELETE", task_path(paths.TASK, task_id))
+
+
 def drain_request(name: str) -> Request:
     # asking a draining worker to drain again changes nothing
     return Request(
@@ -242,6 +248,8 @@ def retry_after_of(answer: Answer) -> float | None:
 def read_answer(answer: Answer) -> Any:
     """The JSON body of a successful answer, or the matching ClientError."""
     status = answer.status_code
+    if status == 204:  # done, and nothing to say (a delete)
+        return None
     if status < 400:
         return loads(answer.content) if answer.content else None
     if status == 429:

@@ -31,6 +31,7 @@ from herder.client.plan import (
     batch_outcome,
     batch_request,
     cancel_request,
+    delete_request,
     drain_request,
     first_wait,
     is_final,
@@ -193,6 +194,11 @@ class Client:
         more and stop; the workers asked. Needs the admin token; ClientError 404 if none is
         connected."""
         return list(self._call(drain_request(name))["workers"])
+
+    def delete(self, task_id: str) -> None:
+        """Delete a finished task now, with its subtasks, results and logs. ClientError 409 if
+        it has not finished, 404 if there is no such task."""
+        self._call(delete_request(task_id))
 
     def types(self) -> list[TypeView]:
         return list(self._call(TYPES)["types"])
@@ -365,6 +371,10 @@ class TaskHandle:
         task = self.task if self.task is not None and is_final(self.task) else self.wait(timeout)
         held, value = result_of(task)
         return value if held else self.client._call(result_request(self.id))["result"]
+
+    def delete(self) -> None:
+        """Delete the task, now that it has finished (`Client.delete`)."""
+        self.client.delete(self.id)
 
     def cancel(self) -> TaskView:
         task: TaskView = self.client._call(cancel_request(self.id))

@@ -39,6 +39,7 @@ from herder.master.reads import Reads, count_by_state, slots_in_use
 from herder.master.records import Records
 from herder.master.recovery import Recovery
 from herder.master.results import Results
+from herder.master.retention import Retention
 from herder.master.schedules import Schedules
 from herder.master.sessions import WorkerSession
 from herder.master.stats import Gauges, Stats
@@ -128,6 +129,7 @@ class Master:
             settings, sched, self.sessions, frozenset(registry.names()), dispatcher, self.stats,
             ownership,
         )
+        self.retention = Retention(settings.keep_finished, self.records, self.tasks)
         self.reads = Reads(self.records, self.tasks, self.sessions, sched, self.stats)
         self.streams = Streams(hub, self.tasks, self.reads)
         # bound once: one of them per frame
@@ -144,6 +146,7 @@ class Master:
             asyncio.create_task(self.schedules.run()),
             asyncio.create_task(self.members.watch_leases()),
             asyncio.create_task(self.live.publish_progress()),
+            asyncio.create_task(self.retention.prune()),
         ]
         cfg = self.settings
         if cfg.speculate_factor is not None or cfg.speculate_after is not None:

@@ -171,6 +171,22 @@ class Records:
         """A state on the task's way (aggregating) for the list filter."""
         self._thread.post_item(self._store.set_task_states, (task_id, state))
 
+    async def delete_finished(self, task_ids: Sequence[str]) -> list[str]:
+        """Delete those of these tasks that are finished, with all their rows; the ids
+        deleted."""
+        await self._journal.flush()  # a final state still waiting is stored, then deleted
+        deleted = await self._thread.call(self._store.delete_finished, task_ids)
+        await self._thread.call(self._store.reclaim_space)
+        return deleted
+
+    async def prune_finished(self, cutoff: float, limit: int) -> list[str]:
+        """Delete at most `limit` of the oldest tasks finished before `cutoff`; their ids."""
+        await self._journal.flush()
+        deleted = await self._thread.call(self._store.prune_finished, cutoff, limit)
+        if deleted:
+            await self._thread.call(self._store.reclaim_space)
+        return deleted
+
     async def commit_waiting(self) -> None:
         """Commit what waits (the journal's entries, the posted writes) in one transaction, and
         publish the journal's entries."""

@@ -215,6 +215,11 @@ class Tasks:
             self._dispatcher.carry_out(self._sched.handle(sch.TaskEnded(task_id, reason), 0.0))
         self._dispatcher.kick()
 
+    def forget_finished(self, task_ids: list[str]) -> None:
+        """These finished tasks were deleted: their last progress goes too."""
+        for task_id in task_ids:
+            self._finished.pop(task_id, None)
+
     # -- views -------------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> dict[str, JSON] | None:

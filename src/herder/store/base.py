@@ -147,6 +147,25 @@ class Store(abc.ABC):
         finishes exactly once). Of a task named twice, the first item finishes it.
         Raises ValueError for a state that is not final."""
 
+    # -- retention -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def delete_finished(self, task_ids: Sequence[str]) -> list[str]:
+        """Delete those of these tasks that are finished, each with its subtasks (and their
+        results) and its journal rows, in one transaction. Returns the ids deleted: an unknown
+        or unfinished task is left alone and not among them."""
+
+    @abc.abstractmethod
+    def prune_finished(self, cutoff: float, limit: int) -> list[str]:
+        """`delete_finished` for the oldest finished tasks (by finished_at) that finished before
+        `cutoff`, at most `limit` of them, in one transaction. Returns the ids deleted."""
+
+    @abc.abstractmethod
+    def reclaim_space(self) -> None:
+        """After deletes, outside a transaction: give some of the space they freed back (SQLite:
+        an incremental vacuum of a bounded number of pages; PostgreSQL: nothing, its autovacuum
+        makes the space of deleted rows reusable by itself)."""
+
     # -- subtasks --------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -177,6 +177,17 @@ class PostgresStore(Repository["PostgresDriver"]):
                    "started_at", "worker_uids")
         return self._driver.each_changed_over_arrays("record_results", items, columns, key=2)
 
+    def delete_finished(self, task_ids: Sequence[str]) -> list[str]:
+        # one statement: the tasks, their subtasks and their journal rows
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        with self._driver.atomic(1):
+            return [row["id"] for row in self._driver.rows("delete_finished", {"ids": ids})]
+
+    def reclaim_space(self) -> None:
+        """Nothing: autovacuum makes the space of deleted rows reusable."""
+
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
             return []

@@ -263,6 +263,31 @@ class Repository(Store, Generic[D]):
                     db.write_many("cancel_open_subtasks", cancels)
         return finished
 
+    # -- retention -------------------------------------------------------------------------
+
+    def delete_finished(self, task_ids: Sequence[str]) -> list[str]:
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        db = self._driver
+        with db.atomic(4):
+            # in the transaction that deletes them: a finished task cannot leave its state
+            doomed = [row["id"] for row in db.rows_by_ids("finished_of", ids)]
+            rows = [(task_id,) for task_id in doomed]
+            if rows:
+                db.write_many("delete_task_logs", rows)
+                db.write_many("delete_task_subtasks", rows)
+                db.write_many("delete_task", rows)
+        return doomed
+
+    @repeatable
+    def prune_finished(self, cutoff: float, limit: int) -> list[str]:
+        db = self._driver
+        with db.atomic(2):
+            params = {"cutoff": cutoff, "limit": max(0, int(limit))}
+            ids = [row["id"] for row in db.rows("finished_before", params)]
+            return self.delete_finished(ids)
+
     # -- subtasks --------------------------------------------------------------------------
 
     @repeatable

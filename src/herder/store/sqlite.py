@@ -31,11 +31,16 @@ CHECKPOINT_EVERY = 0.5
 #: WAL pages (4 KiB) after which a commit checkpoints itself (SQLite's default: 1,000)
 WAL_LIMIT_PAGES = 10_000
 
+#: free pages (4 KiB) given back to the system per `reclaim_space` at most
+RECLAIM_PAGES = 1000
+
 #: the folder of herder/store/ that holds this backend's SQL (sqlfiles)
 SQL_FOLDER = "sql"
 #: ids bound in one `IN (...)` (SQLite allows 32,766 parameters; smaller chunks plan faster)
 _IDS_PER_QUERY = 500
 _BUSY_TIMEOUT_MS = 5000
+#: `PRAGMA auto_vacuum`'s answer for INCREMENTAL
+_INCREMENTAL = 2
 
 
 class SqliteStore(Repository["SqliteDriver"]):
@@ -60,9 +65,16 @@ class SqliteStore(Repository["SqliteDriver"]):
                     db.db.execute(statement)
                 db.write("record_version",
                          {"version": version, "name": name, "applied_at": time.time()})
+        db.convert_to_incremental_vacuum()
         if self.path != ":memory:" and self.path:
             db.checkpoint_in_the_background()
         refuse_newer_schema(repr(self.path), db.applied_versions(), _migrations())
+
+    def reclaim_space(self) -> None:
+        """Give up to RECLAIM_PAGES free pages back to the system: a bounded step, so that it
+        stays short on the event loop; what is left free is reused by later writes."""
+        if not self._driver.db.in_transaction:  # (the pragma's script would commit it)
+            self._driver.db.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
 
     def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
@@ -99,6 +111,10 @@ class SqliteDriver:
         # crash may lose the last commits, and never corrupts the file. FULL would fsync on every
         # commit, which bounds submissions to the disk's flush rate for no gain against the
         # crashes DESIGN.md promises to survive. WAL also lets readers go on during a write.
+        # Freed pages can go back to the system (`reclaim_space`). This takes effect only on a
+        # file that has no table yet, and only before the switch to WAL, which writes the file's
+        # header; a file made by an older herder is converted once by `migrate`.
+        self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         _switch_to_wal(self.db)
         self.db.execute("PRAGMA synchronous = NORMAL")
         # Another process holding the write lock (a second master, a migration) makes us wait
@@ -198,6 +214,17 @@ class SqliteDriver:
 
     def applied_versions(self) -> set[int]:
         return {row["version"] for row in self.rows("applied_versions")}
+
+    def convert_to_incremental_vacuum(self) -> None:
+        """A file made before herder set incremental auto-vacuum gets it now: the setting of a
+        file that has tables takes a VACUUM, which rewrites the file once (outside any
+        transaction; its time grows with the file's size) and is logged."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+            return
+        log.warning("store %s: converting to incremental auto-vacuum (a one-time VACUUM)",
+                    self._path)
+        self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        self.db.execute("VACUUM")
 
     def insert_many(self, query: str, rows: Sequence[Params]) -> int:
         """Insert `rows` (at least one); the rowid of the last. One row is one execute, whose

@@ -156,6 +156,12 @@ async def cancel(master: Master, task_id: str) -> TaskView:
     return cast(TaskView, await master.tasks.cancel(task_id))
 
 
+async def delete(master: Master, task_id: str) -> None:
+    """Delete a finished task with everything it owns. Raises Rejected(409) for an unfinished
+    task, Rejected(404) for an unknown one."""
+    await master.retention.delete(task_id)
+
+
 async def result(master: Master, task_id: str) -> ResultAnswer:
     view = await task(master, task_id)
     if view["state"] != TaskState.SUCCEEDED.value:

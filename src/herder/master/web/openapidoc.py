@@ -34,6 +34,8 @@ _WHY = {
 }
 #: operations that answer 409 or 429 besides the errors every operation of their kind has
 _CONFLICTS = {paths.TASKS, paths.TASK_CANCEL, paths.TASK_RESULT}
+#: ... and those of one method on a path whose other methods do not (method, path)
+_CONFLICTING_OPERATIONS = {("DELETE", paths.TASK)}
 _QUEUE_LIMITED = {paths.TASKS, paths.TASKS_BATCH}
 #: what a state-changing operation without a body of its own is sent with
 _ANY_JSON_BODY = {
@@ -77,7 +79,7 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
         operation.setdefault("requestBody", _ANY_JSON_BODY)
     if "{" in path:  # a task or worker that may not exist
         codes.append("404")
-    if path in _CONFLICTS:
+    if path in _CONFLICTS or (method, path) in _CONFLICTING_OPERATIONS:
         codes.append("409")
     if path in _QUEUE_LIMITED:
         codes.append("429")

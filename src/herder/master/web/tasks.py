@@ -1,5 +1,5 @@
-"""The task routes but the submissions: read, page, look up, cancel, result, logs, subtasks,
-and the event streams.
+"""The task routes but the submissions: read, page, look up, cancel, delete, result, logs,
+subtasks, and the event streams.
 
 Each parses its request with FastAPI and answers with `json_answer` (its `response_model` only
 documents the answer: a returned Response is not validated again). Imports the web layer's
@@ -72,6 +72,13 @@ async def lookup(body: LookupRequest, master: MasterDep) -> Response:
 async def get_task(task_id: str, master: MasterDep, wait: Wait = 0.0) -> Response:
     """With `wait`, a long poll: the answer comes when the task finishes, or after `wait` s."""
     return json_answer(await handlers.task(master, task_id, wait))
+
+
+@router.delete(paths.TASK, status_code=204, response_class=Response)
+async def delete_task(task_id: str, master: MasterDep) -> Response:
+    """Delete a finished task now, with its subtasks, results and logs: it is then unknown."""
+    await handlers.delete(master, task_id)
+    return Response(status_code=204)
 
 
 @router.post(paths.TASK_CANCEL, status_code=202, response_model=TaskView)

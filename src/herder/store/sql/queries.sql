@@ -198,3 +198,32 @@ WHERE id = :schedule AND (last_target_at IS NULL OR last_target_at < :fired_at);
 -- A firing let go (overlap = 'skip') is counted once: the guard makes a second try change nothing.
 UPDATE schedules SET skipped = skipped + 1, last_target_at = :fired_at
 WHERE id = :id AND (last_target_at IS NULL OR last_target_at < :fired_at);
+
+-- name: finished_before
+-- Retention: the oldest finished tasks, finished before :cutoff (walks tasks_finished_at,
+-- 0011_retention.sql). The final states are named one by one, so that a state added later is
+-- never taken for a final one.
+SELECT id FROM tasks
+WHERE finished_at < :cutoff
+  AND (state = 'succeeded' OR state = 'failed' OR state = 'cancelled' OR state = 'timed_out')
+ORDER BY finished_at LIMIT :limit;
+
+-- name: finished_of
+-- "?ids" as in get_tasks: those of the ids whose task is finished.
+SELECT id FROM tasks
+WHERE id IN (?ids)
+  AND (state = 'succeeded' OR state = 'failed' OR state = 'cancelled' OR state = 'timed_out');
+
+-- name: delete_task_logs
+-- (task_id) Its journal: log lines and final state.
+DELETE FROM logs WHERE task_id = ?1;
+
+-- name: delete_task_subtasks
+-- (task_id) Its subtasks, with their results.
+DELETE FROM subtasks WHERE task_id = ?1;
+
+-- name: delete_task
+-- (task_id) Only a finished task: the guard holds even if a caller did not check.
+DELETE FROM tasks
+WHERE id = ?1
+  AND (state = 'succeeded' OR state = 'failed' OR state = 'cancelled' OR state = 'timed_out');

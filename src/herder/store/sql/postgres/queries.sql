@@ -276,3 +276,28 @@ WHERE id = %(schedule)s AND (last_target_at IS NULL OR last_target_at < %(fired_
 -- A firing let go (overlap = 'skip') is counted once: the guard makes a second try change nothing.
 UPDATE schedules SET skipped = skipped + 1, last_target_at = %(fired_at)s
 WHERE id = %(id)s AND (last_target_at IS NULL OR last_target_at < %(fired_at)s);
+
+-- name: finished_before
+-- Retention: the oldest finished tasks, finished before the cutoff (walks tasks_finished_at,
+-- 0006_retention.sql). The final states are named one by one, so that a state added later is
+-- never taken for a final one.
+SELECT id FROM tasks
+WHERE finished_at < %(cutoff)s AND state IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+ORDER BY finished_at LIMIT %(limit)s;
+
+-- name: delete_finished
+-- Those of the ids whose task is finished, deleted with their journal rows and subtasks (and
+-- their results) in one statement; the ids deleted come back. The foreign key of subtasks is
+-- checked at the statement's end, when both are gone. FOR UPDATE: a second delete of the same
+-- task at once waits, then finds nothing.
+WITH doomed AS (
+    SELECT id FROM tasks
+    WHERE id = ANY (%(ids)s::text[])
+      AND state IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+    FOR UPDATE
+), journal AS (
+    DELETE FROM logs WHERE task_id IN (SELECT id FROM doomed)
+), parts AS (
+    DELETE FROM subtasks WHERE task_id IN (SELECT id FROM doomed)
+)
+DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) RETURNING id;

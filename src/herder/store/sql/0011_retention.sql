@@ -1,0 +1,11 @@
+-- Retention (--keep-finished, docs/time.md "Retention"): the master deletes the finished tasks
+-- older than a cutoff, oldest first, a batch at a time. This index finds them without a walk of
+-- the table. It holds only finished tasks (finished_at is set when a task reaches a final state);
+-- SQLite uses a partial index on `x IS NOT NULL` for a query that compares x, such as
+-- `finished_at < :cutoff`.
+--
+-- Incremental auto-vacuum, which lets the pages freed by those deletes go back to the system, is
+-- not set here: it must be set before the first table is made, or be followed by a VACUUM, which
+-- cannot run inside the transaction a migration runs in. The store sets it when it opens the
+-- file (store/sqlite.py).
+CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
