@@ -102,6 +102,10 @@ class TaskRecord:
     max_retries: int | None = None
     #: log lines trimmed by the per-task bound
     logs_dropped: int = 0
+    #: at most this many of its subtasks run at once (None: no cap of its own)
+    max_parallel: int | None = None
+    #: worker labels its subtasks need beyond its type's, sorted
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

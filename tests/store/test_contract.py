@@ -8,7 +8,9 @@ Imports `herder.errors`, `herder.model`, `herder.store`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import os
 import signal
 import sqlite3
@@ -138,6 +140,21 @@ def test_a_task_round_trips_every_field(store: Store) -> None:
 
     assert store.get_task(full.id) == full
     assert store.get_task(bare.id) == bare
+
+
+def test_a_tasks_max_parallel_and_labels_survive_every_read(store: Store) -> None:
+    """What a restarted master schedules the task by: its own cap and the labels it asked
+    for, from every read that hands out tasks."""
+    capped = new_task(max_parallel=3, labels=("gpu", "ssd"))
+    bare = new_task()
+    assert store.insert_tasks([capped, bare]) == [True, True]
+    assert store.get_task(capped.id) == capped
+    assert [t for t in store.unfinished_tasks() if t.id == capped.id] == [capped]
+    assert sorted(store.get_tasks([capped.id, bare.id]), key=lambda t: t.id != capped.id) == [
+        capped, bare
+    ]
+    again = store.get_task(bare.id)
+    assert again is not None and (again.max_parallel, again.labels) == (None, ())
 
 
 def test_whole_number_times_come_back_as_floats(store: Store) -> None:
@@ -1293,6 +1310,15 @@ def test_sqlite_refuses_a_schema_newer_than_it_knows(tmp_path: Path) -> None:
         store.close()
 
 
+def _insert_as_of_0001(store: SqliteStore, task: TaskRecord) -> None:
+    """A pending task's row as the code of the first schema wrote it."""
+    _db(store).execute(
+        "INSERT INTO tasks (id, type, params, priority, state, created_at) "
+        "VALUES (?, ?, ?, ?, 'pending', ?)",
+        (task.id, task.type, json.dumps(task.params), task.priority, task.created_at),
+    )
+
+
 def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1301,7 +1327,9 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
     monkeypatch.setattr(sqlite_backend, "_migrations", lambda: _MIGRATIONS[:2])
     store = SqliteStore(path)
     store.migrate()
-    task = started(store, parts=3)
+    task = new_task()
+    _insert_as_of_0001(store, task)  # today's insert names the columns of later migrations
+    start_task(store, task.id, list(range(3)), started_at=1001.0)
     # starts as the code of that schema wrote them (today's query uses the column of 0008)
     _db(store).execute(
         "UPDATE subtasks SET state = 'running', attempts = 1, worker = 'w1', started_at = 2.0 "
@@ -1319,9 +1347,12 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         (task.id,),
     )
     store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
-    stored = store.get_task(task.id)
+    # (today's reads name the columns of later migrations: what it must read back, made here)
+    stored = dataclasses.replace(
+        task, state=TaskState.RUNNING, started_at=1001.0, subtasks_total=3
+    )
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
-    store.insert_tasks([gone])
+    _insert_as_of_0001(store, gone)
     high_water = _db(store).execute("SELECT seq FROM tasks WHERE id = ?", (gone.id,)).fetchone()[0]
     _db(store).execute("DELETE FROM tasks WHERE id = ?", (gone.id,))
     store.close()

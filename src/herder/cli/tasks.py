@@ -92,6 +92,14 @@ def submit(
         parser=parse_duration, metavar="DURATION", show_default=False,
         help="Deadline of the whole task: 30s, 5m, 1.5...")] = None,
     id: Annotated[str | None, typer.Option("--id", help="Task id (default: generated).")] = None,
+    label: Annotated[list[str], typer.Option(
+        "--label", "-l", metavar="LABEL",
+        help="Run its subtasks only on workers started with this --label (beyond its type's "
+             "labels). Repeatable: a worker needs every one.",
+    )] = [],  # noqa: B006 - typer reads the default, never mutates it
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", min=1, metavar="N", show_default=False,
+        help="At most N of its subtasks run at once.")] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", "-w", help="Follow progress and logs live, then print the result.")] = False,
     plain: Plain = False,
@@ -102,7 +110,10 @@ def submit(
     """Submit a task; print its id (and with --watch, its progress and result)."""
     values = build_params(params, param)
     with _client(url, token, ca) as client:
-        handle = client.submit(type, values, priority=priority, timeout=timeout, id=id)
+        handle = client.submit(
+            type, values, priority=priority, timeout=timeout, id=id,
+            max_parallel=max_parallel, labels=label,
+        )
         print(handle.id, flush=True)
         if watch:
             raise typer.Exit(_watch(handle, plain))
@@ -138,6 +149,9 @@ def status(
         ("progress", f"{fmt.fmt_progress(task)} subtasks"),
         ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not fmt.is_final(task) else ""),
         ("timeout", task.get("timeout")),
+        ("max parallel", task.get("max_parallel")),
+        ("labels", " ".join(task.get("labels") or [])),
+        ("waiting for", task.get("waiting_for")),
         ("created", fmt.fmt_time(task.get("created_at"))),
         ("started", fmt.fmt_time(task.get("started_at"))),
         ("finished", fmt.fmt_time(task.get("finished_at"))),
@@ -214,7 +228,7 @@ def logs(
     token: Token = None,
     ca: Ca = None,
 ) -> None:
-    """Print a task's log lines (time, level, [subtask attempt worker], message)."""
+    """Print a task's log lines (time, level, \\[subtask attempt worker], message)."""
     from herder.client import StreamUnavailable, TaskHandle
 
     with _client(url, token, ca) as client:

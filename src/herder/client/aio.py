@@ -92,8 +92,13 @@ class AsyncClient:
         timeout: float | None = None,
         id: str | None = None,
         retries: int | None = None,
+        *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
     ) -> AsyncTaskHandle:
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(
+            type, params, priority, timeout, id, retries, max_parallel=max_parallel, labels=labels
+        )
         task = await self._call(submit_request(body))
         return AsyncTaskHandle(self, task["id"], task)
 
@@ -106,11 +111,15 @@ class AsyncClient:
         id: str | None = None,
         retries: int | None = None,
         *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
         wait: float | None = None,
     ) -> Any:
         """The async twin of `Client.run`."""
         started = time.monotonic()
-        body = task_body(type, params, priority, timeout, id, retries)
+        body = task_body(
+            type, params, priority, timeout, id, retries, max_parallel=max_parallel, labels=labels
+        )
         task = await self._call(submit_request(body, first_wait(wait)))
         handle = AsyncTaskHandle(self, task["id"], task)
         if not is_final(task):

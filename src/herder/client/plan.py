@@ -10,7 +10,7 @@ Imports `protocol`, `errors`, `jsontext` and the client's `errors`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -53,9 +53,11 @@ class Request:
 def task_body(
     type: str, params: Mapping[str, Any] | None, priority: int, timeout: float | None,
     id: str | None, retries: int | None = None,
+    *, max_parallel: int | None = None, labels: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A submission's JSON, without the fields left at the server's defaults (no params,
-    priority 0, no timeout, id or retries): smaller to send and quicker for the master to read."""
+    priority 0, no timeout, id, retries, max_parallel or labels): smaller to send and quicker
+    for the master to read."""
     body: dict[str, Any] = {"type": type}
     if params:
         body["params"] = dict(params)
@@ -67,6 +69,10 @@ def task_body(
         body["id"] = id
     if retries is not None:
         body["retries"] = retries
+    if max_parallel is not None:
+        body["max_parallel"] = max_parallel
+    if labels:
+        body["labels"] = sorted(set(labels))
     return body
 
 
@@ -79,7 +85,7 @@ def batch_body(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         body.append(
             task_body(
                 item["type"], get("params"), get("priority", 0), get("timeout"), get("id"),
-                get("retries"),
+                get("retries"), max_parallel=get("max_parallel"), labels=get("labels") or (),
             )
         )
     return body

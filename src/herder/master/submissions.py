@@ -44,6 +44,10 @@ class Submission:
     timeout: float | None = None
     id: str | None = None
     retries: int | None = None
+    #: at most this many of its subtasks run at once
+    max_parallel: int | None = None
+    #: worker labels its subtasks need, beyond its type's
+    labels: tuple[str, ...] = ()
     #: at least the size of the params' JSON text (the request body's length), when known:
     #: params are measured against --max-params only when it is over that
     params_bound: int | None = None
@@ -235,6 +239,8 @@ class Submissions:
             timeout=sub.timeout,
             created_at=time.time(),
             max_retries=sub.retries,
+            max_parallel=sub.max_parallel,
+            labels=tuple(sorted(set(sub.labels))),
         )
         return record, params
 
@@ -327,6 +333,8 @@ class Submissions:
                 failures_made=failures,
                 held=held or {},
                 speculative=type_cls.speculative,
+                max_parallel=record.max_parallel,
+                labels=frozenset(type_cls.labels).union(record.labels),
             ),
             time.monotonic(),
         )

@@ -61,8 +61,13 @@ def task_row(task: TaskRecord) -> tuple[Any, ...]:
         task.id, task.type, encode(task.params), task.priority, task.timeout,
         str(task.state), encode_nullable(task.result), encode_error(task.error),
         task.created_at, task.started_at, task.finished_at, task.subtasks_total,
-        task.max_retries,
+        task.max_retries, task.max_parallel, encode_labels(task.labels),
     )
+
+
+def encode_labels(labels: Sequence[str]) -> str | None:
+    """A task's labels as a JSON array, sorted; NULL for none."""
+    return jsontext.compact(sorted(labels)) if labels else None
 
 
 def log_row(r: LogRecord) -> tuple[Any, ...]:
@@ -107,6 +112,8 @@ def task_from_row(row: Row) -> TaskRecord:
         subtasks_total=row["subtasks_total"],
         max_retries=row["max_retries"],
         logs_dropped=row["logs_dropped"],
+        max_parallel=row["max_parallel"],
+        labels=tuple(json.loads(row["labels"])) if row["labels"] else (),
     )
 
 

@@ -20,8 +20,9 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, 
 -- name: insert_task
 -- The columns in order. An id already stored is skipped: rowcount 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                   started_at, finished_at, subtasks_total, max_retries, max_parallel,
+                   labels)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_task

@@ -28,8 +28,9 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (%(version)s, %(na
 -- name: insert_task
 -- The columns in order. An id already stored is skipped: row count 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
-                   started_at, finished_at, subtasks_total, max_retries)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   started_at, finished_at, subtasks_total, max_retries, max_parallel,
+                   labels)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_task
