@@ -136,3 +136,17 @@ def test_a_type_cap_holds_across_a_master_restart_while_its_subtasks_run(
     cluster.start_master()
     assert handle.wait(60)["state"] == "succeeded"
     assert most_at_once(intervals(client, handle.id)) <= 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_parallel", 0), ("max_parallel", "two"), ("labels", ["has space"]), ("labels", "gpu"),
+     ("labels", [f"l{i}" for i in range(33)])],
+)
+def test_a_bad_cap_or_label_is_a_422_naming_the_field(
+    cluster: LocalCluster, field: str, value: object
+) -> None:
+    r = httpx.post(f"{cluster.url}/api/v1/tasks", json={"type": "nap", field: value}, timeout=10)
+    assert r.status_code == 422, r.text
+    assert field in r.text
+    assert cluster.client.health()["status"] == "ok"

@@ -1106,3 +1106,4 @@ def test_a_worker_that_hands_back_work_gets_no_prefetch_until_an_attempt_ends() 
     run(h, steps[5:])
     assert not h.workers["w1"].stuck
     assert h.tasks["t0"].completes == 1
+
