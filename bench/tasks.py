@@ -1,8 +1,10 @@
 """herder's task types for the benchmarks (load with `--tasks bench.tasks`).
 
-`bench_noop`: one subtask that does nothing (W1, W2). `bench_split`: `parts` subtasks that do
-nothing (W1-split, scale). `bench_cpu`: `parts` subtasks of `spin(loops)`, summed (W3). None
-declares a Params model: validation is not what these measure. Imports herder and `bench.work`.
+`bench_noop`: one subtask that does nothing (W1, W2); `bench_noop_capped`: the same under a
+max_running far above what runs (the cost of a cap that is not reached). `bench_split`: `parts`
+subtasks that do nothing (W1-split, scale). `bench_cpu`: `parts` subtasks of `spin(loops)`,
+summed (W3). None declares a Params model: validation is not what these measure. Imports herder
+and `bench.work`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ class BenchNoop(TaskType):
 
     def aggregate(self, params: Any, results: list[Any]) -> None:
         return None
+
+
+class BenchNoopCapped(BenchNoop):
+    name = "bench_noop_capped"
+    max_running = 1_000_000
 
 
 class BenchSplit(TaskType):

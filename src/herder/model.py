@@ -114,6 +114,10 @@ class TaskRecord:
     schedule: str | None = None
     fired_at: float | None = None
 
+    #: at most this many of its subtasks run at once (None: no cap of its own)
+    max_parallel: int | None = None
+    #: worker labels its subtasks need beyond its type's, sorted
+    labels: tuple[str, ...] = ()
 
 @dataclass(slots=True)
 class ScheduleRecord:

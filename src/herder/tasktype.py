@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -36,6 +36,12 @@ class TaskType:
     subtask_timeout: ClassVar[float | None] = None
     #: may a second attempt be started next to a slow one (issue: stragglers)
     speculative: ClassVar[bool] = True
+    #: at most this many subtasks of this type run at once across the cluster, whatever the free
+    #: slots (for a fragile downstream service); None: no cap
+    max_running: ClassVar[int | None] = None
+    #: worker labels (`herder worker --label`) a worker must carry every one of to run this
+    #: type's subtasks; a submission may add more
+    labels: ClassVar[Collection[str]] = frozenset()
 
     def split(self, params: Any) -> Sequence[Any]:
         return [_as_json(params)]
@@ -114,6 +120,13 @@ class Registry:
     def add(self, task_type: type[TaskType]) -> None:
         if not task_type.name:
             raise TaskTypeError(f"{task_type.__qualname__}: a TaskType needs a non-empty name")
+        cap = task_type.max_running
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
+            raise TaskTypeError(f"task type {task_type.name!r}: max_running must be at least 1")
+        if isinstance(task_type.labels, str):
+            raise TaskTypeError(
+                f"task type {task_type.name!r}: labels must be a set of strings, not a string"
+            )
         existing = self._types.get(task_type.name)
         if existing is not None and existing is not task_type:
             raise TaskTypeError(

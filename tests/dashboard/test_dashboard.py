@@ -187,3 +187,17 @@ def test_token_is_asked_once_and_kept_for_the_session(
     page.reload()
     expect(page.get_by_test_id(f"task-row-{handle.id}")).to_be_visible()
     expect(form).to_be_hidden()
+
+
+def test_a_task_waiting_for_a_label_shows_why_on_its_page_and_in_the_list(
+    page: Any, cluster: LocalCluster
+) -> None:
+    handle = cluster.client.submit("sleep", {"seconds": 0, "parts": 1}, labels=["gpu"])
+    reason = "no connected worker has the labels gpu"
+    page.goto(f"{cluster.url}/#/task/{handle.id}")
+    expect(page.get_by_test_id("task-waiting")).to_have_text(f"Waiting: {reason}")
+    page.goto(f"{cluster.url}/#/tasks")
+    row = page.get_by_test_id(f"task-row-{handle.id}")
+    expect(row.get_by_test_id("task-waiting")).to_have_text(reason)
+    handle.cancel()
+    expect(row.get_by_test_id("task-waiting")).to_have_text("")

@@ -140,6 +140,21 @@ def test_a_task_round_trips_every_field(store: Store) -> None:
     assert store.get_task(bare.id) == bare
 
 
+def test_a_tasks_max_parallel_and_labels_survive_every_read(store: Store) -> None:
+    """What a restarted master schedules the task by: its own cap and the labels it asked
+    for, from every read that hands out tasks."""
+    capped = new_task(max_parallel=3, labels=("gpu", "ssd"))
+    bare = new_task()
+    assert store.insert_tasks([capped, bare]) == [True, True]
+    assert store.get_task(capped.id) == capped
+    assert [t for t in store.unfinished_tasks() if t.id == capped.id] == [capped]
+    assert sorted(store.get_tasks([capped.id, bare.id]), key=lambda t: t.id != capped.id) == [
+        capped, bare
+    ]
+    again = store.get_task(bare.id)
+    assert again is not None and (again.max_parallel, again.labels) == (None, ())
+
+
 def test_whole_number_times_come_back_as_floats(store: Store) -> None:
     task = new_task(timeout=30, created_at=5)
     store.insert_tasks([task])

@@ -9,8 +9,10 @@ subtask runs at most once at a time (twice only next to a speculative attempt), 
 only grow, credit is never exceeded, an attempt's holder is the worker it was given to (and no
 one once it is answered), a claim in a hello is granted only for the claimer's own attempt,
 strict priority and round-robin hold in every dispatch, the chosen worker is the preferred least
-loaded one, and nothing is lost: driven to quiescence, every task that was not ended completes
-exactly once and the core forgets it. Imports herder.scheduling and hypothesis.
+loaded one, the concurrency caps (a task's max_parallel, a type's max_running) are never
+exceeded while a capped task never keeps a free slot from other work, and nothing is lost:
+driven to quiescence, every task that was not ended completes exactly once and the core forgets
+it. Imports herder.scheduling and hypothesis.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from herder.scheduling import (
     Decision,
     Dispatch,
     FailTask,
+    ReleaseHeld,
     Requeue,
     RetryLater,
     Scheduler,
@@ -99,6 +102,7 @@ class MTask:
     n: int
     max_retries: int
     speculative: bool
+    max_parallel: int | None = None
     ended: bool = False
     completes: int = 0
     next_fresh: int = 0  # FIFO: the next never-dispatched index
@@ -131,6 +135,8 @@ class Harness:
         homogeneous: bool,
         max_retries: int | None,
         pipeline_below: float = 0.0,
+        max_running: dict[str, int] | None = None,
+        max_parallel: bool = False,
     ) -> None:
         self.cfg = SchedulerConfig(
             prefetch=prefetch,
@@ -138,7 +144,10 @@ class Harness:
             retry_backoff_max=0.4,
             retry_jitter=0.5,
             pipeline_below=pipeline_below,
+            max_running=max_running or {},
         )
+        #: do submissions draw a max_parallel
+        self.draw_max_parallel = max_parallel
         #: per type, the run times the core has seen: (samples, moving average)
         self.runtimes: dict[str, tuple[int, float]] = {}
         self.s = Scheduler(self.cfg, seed)
@@ -219,7 +228,25 @@ class Harness:
 
     def can_run_now(self, task_id: str) -> bool:
         task = self.tasks[task_id]
+        if self.at_cap(task_id):
+            return False
         return any(self.eligible(task, w) for w in self.workers.values())
+
+    def running(self, task_id: str) -> int:
+        """Attempts of the task held by workers (what its max_parallel counts)."""
+        return sum(len(self.subs[task_id, i].running) for i in range(self.tasks[task_id].n))
+
+    def type_running(self, type_name: str) -> int:
+        """Attempts of the type held by workers (what its max_running counts)."""
+        return sum(self.running(t) for t, task in self.tasks.items() if task.type == type_name)
+
+    def at_cap(self, task_id: str) -> bool:
+        """May no more of the task's subtasks start now (its cap or its type's is reached)?"""
+        task = self.tasks[task_id]
+        cap = self.cfg.max_running.get(task.type)
+        return (task.max_parallel is not None and self.running(task_id) >= task.max_parallel) or (
+            cap is not None and self.type_running(task.type) >= cap
+        )
 
     def held(self) -> list[tuple[Att, str]]:
         return sorted((a, wid) for wid, w in self.workers.items() for a in w.held)
@@ -312,6 +339,8 @@ class Harness:
         retries = RETRIES[b // 4 % 4] if self.max_retries is None else self.max_retries
         labels = LABELS[0] if self.homogeneous or b % 5 else LABELS[1]
         task = MTask(a % 3, "ab"[b % 2], labels, 1 + a // 3 % 6, retries, b // 16 % 3 != 0)
+        if self.draw_max_parallel:
+            task.max_parallel = (None, 1, 2)[b // 48 % 3]
         ev = TaskReady(
             task_id,
             task.type,
@@ -320,6 +349,7 @@ class Harness:
             retries,
             labels,
             speculative=task.speculative,
+            max_parallel=task.max_parallel,
         )
         assert self.s.handle(ev, self.now) == []
         self.tasks[task_id] = task
@@ -381,6 +411,7 @@ class Harness:
         assert self.live_task(d.task_id), d
         assert sub.state == "ready" and not sub.running, (d, sub)  # never two at once
         assert d.attempt > sub.last_attempt, (d, sub)  # the fencing token only grows
+        assert not self.at_cap(d.task_id), d  # a cap is never exceeded
         if sub.last_attempt == 0:
             assert d.index == task.next_fresh, d  # FIFO inside a task
             task.next_fresh += 1
@@ -466,13 +497,15 @@ class Harness:
             assert holder is not None and d.worker_id != holder, (d, holder)
             sub = self.subs[d.task_id, d.index]
             assert d.attempt > sub.last_attempt, d
+            assert not self.at_cap(d.task_id), d  # speculative attempts count
             self.check_worker_choice(d, self.tasks[d.task_id], sub, holder, pipelined=False)
             self.apply_dispatch(d)
             self.speculated += 1
-        # every slow subtask got its second attempt unless no other worker could take it
+        # every slow subtask got its second attempt unless no other worker could take it, or
+        # a cap holds it back
         for t, i in self.subs:
             holder = self.slow(t, i, limits[t])
-            if holder is not None:
+            if holder is not None and not self.at_cap(t):
                 task = self.tasks[t]
                 able = [w for wid, w in self.workers.items() if wid != holder]
                 assert not any(self.eligible(task, w, pipelined=False) for w in able), (t, i)
@@ -641,6 +674,11 @@ class Harness:
                 assert self.s.holder(t, i, a) is None
         for sub in self.subs.values():
             assert len(sub.running) <= 2  # one attempt, and at most one speculative beside it
+        for t, task in self.tasks.items():  # the caps hold
+            if task.max_parallel is not None:
+                assert self.running(t) <= task.max_parallel, t
+        for kind, cap in self.cfg.max_running.items():
+            assert self.type_running(kind) <= cap, kind
         delayed = [
             sub.at
             for (t, _), sub in self.subs.items()
@@ -908,6 +946,119 @@ def test_after_a_restart_a_held_subtask_goes_only_to_its_worker_uid_at_its_attem
     assert s.queue_depth() == ({0: 5 - len(held)} if len(held) < 5 else {})
 
 
+CAPS = st.sampled_from([{"a": 1}, {"a": 2, "b": 1}, {"b": 3}, {}])
+
+
+@PROPS
+@given(
+    steps=EVERYTHING,
+    prefetch=st.integers(0, 2),
+    seed=st.integers(0, 3),
+    homogeneous=st.booleans(),
+    max_running=CAPS,
+)
+def test_caps_are_never_exceeded_and_free_slots_go_to_other_work(
+    steps: list[Step], prefetch: int, seed: int, homogeneous: bool, max_running: dict[str, int]
+) -> None:
+    """Types capped by max_running, tasks by max_parallel: no dispatch nor speculative attempt
+    passes a cap, a dispatch round leaves no slot idle that uncapped work could use (the
+    model's work-conserving check), and every task still completes (no deadlock), across
+    workers lost, rejoining and draining."""
+    run(Harness(prefetch, seed, homogeneous, None, 0.0, max_running, max_parallel=True), steps)
+
+
+@settings(PROPS, max_examples=100)
+@given(
+    steps=PIPELINED,
+    prefetch=st.integers(0, 2),
+    seed=st.integers(0, 3),
+    pipeline_below=st.sampled_from([0.05, 10.0]),
+    max_running=CAPS,
+)
+def test_caps_count_the_attempts_sent_ahead_by_pipelining(
+    steps: list[Step], prefetch: int, seed: int, pipeline_below: float, max_running: dict[str, int]
+) -> None:
+    run(Harness(prefetch, seed, False, None, pipeline_below, max_running, True), steps)
+
+
+@PROPS
+@given(
+    held=st.sets(st.integers(0, 5)),
+    cap=st.integers(1, 4),
+    by_type=st.booleans(),
+    claims=st.lists(st.integers(0, 5), max_size=8),
+    release=st.booleans(),
+)
+def test_after_a_restart_subtasks_held_for_their_worker_count_towards_the_caps(
+    held: set[int], cap: int, by_type: bool, claims: list[int], release: bool
+) -> None:
+    """A restarted core counts what was running (held for its worker) against max_parallel
+    or max_running: a claim back never takes the task past its cap, and each dispatch round
+    fills exactly what the cap leaves; everything completes."""
+    s = Scheduler(SchedulerConfig(max_running={"a": cap} if by_type else {}), 0)
+    s.handle(WorkerJoined("w1", 8, TYPES[2], uid="u1"), 0.0)
+    s.handle(WorkerJoined("w2", 8, TYPES[2]), 0.0)
+    s.handle(
+        TaskReady(
+            "r", "a", 0, range(6), attempts_made=dict.fromkeys(held, 1),
+            held=dict.fromkeys(held, "u1"), max_parallel=None if by_type else cap,
+        ),
+        0.0,
+    )
+    unclaimed = set(held)
+
+    def occupying() -> int:
+        return len(s.held_by("w1")) + len(s.held_by("w2")) + len(unclaimed)
+
+    def dispatch_round() -> None:
+        before = occupying()
+        ready = sum(s.queue_depth().values())
+        assert len(s.dispatch(0.0)) == min(ready, max(0, cap - before))
+        assert occupying() <= max(cap, len(held))
+
+    dispatch_round()
+    for index in claims:
+        mine = ("r", index, 1) in s.held_by("w1")
+        assert s.adopt("w1", "r", index, 1) == (mine or index in unclaimed)
+        unclaimed.discard(index)
+        dispatch_round()
+    if release:
+        s.handle(ReleaseHeld("r"), 0.0)
+        unclaimed.clear()
+        dispatch_round()
+    for _ in range(20):
+        running = s.held_by("w1") + s.held_by("w2")
+        for t, i, a in running:
+            s.handle(AttemptSucceeded(t, i, a), 0.0)
+        if not running and not unclaimed:
+            break
+        if not running:
+            s.handle(ReleaseHeld("r"), 0.0)
+            unclaimed.clear()
+        dispatch_round()
+    assert not s.knows_task("r")  # completed and forgotten: no deadlock
+
+
+def test_a_task_at_its_cap_lets_the_task_behind_it_run_and_says_why_it_waits() -> None:
+    s = Scheduler(SchedulerConfig(max_running={"b": 1}), 0)
+    s.handle(WorkerJoined("w1", 4, TYPES[2]), 0.0)
+    s.handle(TaskReady("p", "a", 5, range(3), max_parallel=1), 0.0)
+    s.handle(TaskReady("q", "b", 5, range(3)), 0.0)
+    s.handle(TaskReady("u", "a", 0, range(3)), 0.0)
+    s.handle(TaskReady("g", "a", 0, range(1), labels=frozenset({"gpu"})), 0.0)
+    sent = Counter(d.task_id for d in s.dispatch(0.0))
+    # p and q reach their caps; u, of a lower priority, takes the other slots
+    assert sent == {"p": 1, "q": 1, "u": 2}
+    assert s.waiting_for("p") == "held by max_parallel (1)"
+    assert s.waiting_for("q") == "held by max_running of type b (1)"
+    assert s.waiting_for("u") is None  # only load holds it
+    assert s.waiting_for("g") == "no connected worker has the labels gpu"
+    assert s.held_by_caps() == {("a", "max_parallel"): 2, ("b", "max_running"): 2}
+    s.handle(WorkerJoined("w2", 1, TYPES[2], frozenset({"gpu", "ssd"})), 0.0)
+    assert s.waiting_for("g") is None
+    assert [d.task_id for d in s.dispatch(0.0)] == ["g"]
+
+
 def test_the_harness_reaches_the_rare_paths() -> None:
     """The properties above are not vacuous: a fixed run loses an attempt, speculates, and
     fails a task."""
@@ -955,3 +1106,4 @@ def test_a_worker_that_hands_back_work_gets_no_prefetch_until_an_attempt_ends() 
     run(h, steps[5:])
     assert not h.workers["w1"].stuck
     assert h.tasks["t0"].completes == 1
+

@@ -169,7 +169,8 @@ CancelGrace = Annotated[float, typer.Option(
 Host = Annotated[str, typer.Option("--host", envvar="HERDER_HOST", help="Address to bind.")]
 Db = Annotated[str, typer.Option(
     "--db", envvar="HERDER_DB",
-    help="The store: a SQLite file, or postgresql://user@host/db (needs herder[postgres]).")]
+    # help texts are rich markup: "\\[" shows a "[" (else "[postgres]" is read as a style)
+    help="The store: a SQLite file, or postgresql://user@host/db (needs herder\\[postgres]).")]
 CaptureOutput = Annotated[bool, typer.Option(
     "--capture-output", envvar="HERDER_CAPTURE_OUTPUT",
     help="Send what subtasks print (stdout, stderr) to the master as log lines.")]

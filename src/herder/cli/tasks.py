@@ -101,6 +101,14 @@ def submit(
     in_: Annotated[float | None, typer.Option(
         "--in", parser=parse_duration, metavar="DURATION", show_default=False,
         help="Start no earlier than this long from now: 30s, 10m, 2h, 1d.")] = None,
+    label: Annotated[list[str], typer.Option(
+        "--label", "-l", metavar="LABEL",
+        help="Run its subtasks only on workers started with this --label (beyond its type's "
+             "labels). Repeatable: a worker needs every one.",
+    )] = [],  # noqa: B006 - typer reads the default, never mutates it
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", min=1, metavar="N", show_default=False,
+        help="At most N of its subtasks run at once.")] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", "-w", help="Follow progress and logs live, then print the result.")] = False,
     plain: Plain = False,
@@ -113,7 +121,8 @@ def submit(
     not_before = _not_before(at, in_)
     with _client(url, token, ca) as client:
         handle = client.submit(
-            type, values, priority=priority, timeout=timeout, id=id, not_before=not_before
+            type, values, priority=priority, timeout=timeout, id=id, not_before=not_before,
+            max_parallel=max_parallel, labels=label,
         )
         print(handle.id, flush=True)
         if watch:
@@ -164,6 +173,9 @@ def status(
         ("progress", f"{fmt.fmt_progress(task)} subtasks"),
         ("eta", fmt.fmt_eta(task.get("eta_seconds")) if not fmt.is_final(task) else ""),
         ("timeout", task.get("timeout")),
+        ("max parallel", task.get("max_parallel")),
+        ("labels", " ".join(task.get("labels") or [])),
+        ("waiting for", task.get("waiting_for")),
         ("created", fmt.fmt_time(task.get("created_at"))),
         ("not before", fmt.fmt_time(task.get("not_before"))),
         ("started", fmt.fmt_time(task.get("started_at"))),
@@ -248,7 +260,7 @@ def logs(
     token: Token = None,
     ca: Ca = None,
 ) -> None:
-    """Print a task's log lines (time, level, [subtask attempt worker], message)."""
+    """Print a task's log lines (time, level, \\[subtask attempt worker], message)."""
     from herder.client import StreamUnavailable, TaskHandle
 
     with _client(url, token, ca) as client:

@@ -100,8 +100,14 @@ class AsyncClient:
         id: str | None = None,
         retries: int | None = None,
         not_before: Moment | None = None,
+        *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
     ) -> AsyncTaskHandle:
-        body = task_body(type, params, priority, timeout, id, retries, not_before)
+        body = task_body(
+            type, params, priority, timeout, id, retries, not_before,
+            max_parallel=max_parallel, labels=labels,
+        )
         task = await self._call(submit_request(body))
         return AsyncTaskHandle(self, task["id"], task)
 
@@ -115,11 +121,16 @@ class AsyncClient:
         retries: int | None = None,
         not_before: Moment | None = None,
         *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
         wait: float | None = None,
     ) -> Any:
         """The async twin of `Client.run`."""
         started = time.monotonic()
-        body = task_body(type, params, priority, timeout, id, retries, not_before)
+        body = task_body(
+            type, params, priority, timeout, id, retries, not_before,
+            max_parallel=max_parallel, labels=labels,
+        )
         task = await self._call(submit_request(body, first_wait(wait)))
         handle = AsyncTaskHandle(self, task["id"], task)
         if not is_final(task):

@@ -10,7 +10,7 @@ Imports `protocol`, `errors`, `jsontext` and the client's `errors`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -59,10 +59,12 @@ Moment = datetime | float | str
 def task_body(
     type: str, params: Mapping[str, Any] | None, priority: int, timeout: float | None,
     id: str | None, retries: int | None = None, not_before: Moment | None = None,
+    *, max_parallel: int | None = None, labels: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A submission's JSON, without the fields left at the server's defaults (no params,
-    priority 0, no timeout, id, retries or not_before): smaller to send and quicker for the
-    master to read. ValueError for a `not_before` that is no time (a datetime without a zone)."""
+    priority 0, no timeout, id, retries, not_before, max_parallel or labels): smaller to send
+    and quicker for the master to read. ValueError for a `not_before` that is no time (a
+    datetime without a zone)."""
     body: dict[str, Any] = {"type": type}
     if params:
         body["params"] = dict(params)
@@ -76,6 +78,10 @@ def task_body(
         body["retries"] = retries
     if not_before is not None:
         body["not_before"] = parse_instant(not_before)
+    if max_parallel is not None:
+        body["max_parallel"] = max_parallel
+    if labels:
+        body["labels"] = sorted(set(labels))
     return body
 
 
@@ -88,7 +94,8 @@ def batch_body(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         body.append(
             task_body(
                 item["type"], get("params"), get("priority", 0), get("timeout"), get("id"),
-                get("retries"), get("not_before"),
+                get("retries"), get("not_before"), max_parallel=get("max_parallel"),
+                labels=get("labels") or (),
             )
         )
     return body

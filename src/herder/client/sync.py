@@ -104,8 +104,14 @@ class Client:
         id: str | None = None,
         retries: int | None = None,
         not_before: Moment | None = None,
+        *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
     ) -> TaskHandle:
-        body = task_body(type, params, priority, timeout, id, retries, not_before)
+        body = task_body(
+            type, params, priority, timeout, id, retries, not_before,
+            max_parallel=max_parallel, labels=labels,
+        )
         task = self._call(submit_request(body))
         return TaskHandle(self, task["id"], task)
 
@@ -119,13 +125,18 @@ class Client:
         retries: int | None = None,
         not_before: Moment | None = None,
         *,
+        max_parallel: int | None = None,
+        labels: Iterable[str] = (),
         wait: float | None = None,
     ) -> Any:
         """Submit a task and return its result: one round trip when it finishes within a long
         poll (`POST /tasks?wait=`). TaskFailed if it does not succeed; TimeoutError when it is
         still unfinished after `wait` seconds (it goes on; find it with `list_tasks`)."""
         started = time.monotonic()
-        body = task_body(type, params, priority, timeout, id, retries, not_before)
+        body = task_body(
+            type, params, priority, timeout, id, retries, not_before,
+            max_parallel=max_parallel, labels=labels,
+        )
         task = self._call(submit_request(body, first_wait(wait)))
         handle = TaskHandle(self, task["id"], task)
         if not is_final(task):

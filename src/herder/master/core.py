@@ -74,6 +74,9 @@ class Master:
                 pipeline_below=settings.pipeline_below,
                 retry_backoff=settings.retry_backoff,
                 retry_backoff_max=settings.retry_backoff_max,
+                max_running={
+                    t.name: t.max_running for t in registry if t.max_running is not None
+                },
             ),
             seed=int(time.time()),
         )
@@ -89,6 +92,7 @@ class Master:
                 workers=self.sessions.__len__,
                 slots=partial(slots_in_use, self.sessions, sched),
                 tasks_by_state=partial(count_by_state, active),
+                held_by_caps=sched.held_by_caps,
             )
         )
         self.background = Background()

@@ -136,10 +136,13 @@ def eta_seconds(task: ActiveTask, fraction: float) -> float | None:
     return task.eta.estimate(time.monotonic(), fraction)
 
 
-def active_view(task: ActiveTask) -> dict[str, JSON]:
-    """The JSON of a task the master is running, with its progress and ETA of the moment."""
+def active_view(task: ActiveTask, waiting_for: str | None = None) -> dict[str, JSON]:
+    """The JSON of a task the master is running, with its progress and ETA of the moment;
+    `waiting_for`: what holds its ready subtasks back (`Scheduler.waiting_for`)."""
     fraction = task.fraction()
-    return task_json(task.record, task.progress, fraction, eta_seconds(task, fraction))
+    return task_json(
+        task.record, task.progress, fraction, eta_seconds(task, fraction), waiting_for
+    )
 
 
 def progress_view(task: ActiveTask) -> dict[str, JSON]:
@@ -169,7 +172,11 @@ def stored_view(record: TaskRecord, progress: Progress | None = None) -> dict[st
 
 
 def task_json(
-    record: TaskRecord, progress: Progress, fraction: float, eta: float | None = None
+    record: TaskRecord,
+    progress: Progress,
+    fraction: float,
+    eta: float | None = None,
+    waiting_for: str | None = None,
 ) -> dict[str, JSON]:
     return {
         "id": record.id,
@@ -194,4 +201,7 @@ def task_json(
         "not_before": record.not_before,
         "schedule": record.schedule,
         "fired_at": record.fired_at,
+        "max_parallel": record.max_parallel,
+        "labels": list(record.labels),
+        "waiting_for": waiting_for,
     }

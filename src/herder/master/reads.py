@@ -51,7 +51,7 @@ class Reads:
             task = active.get(task_id)
             if task is not None:
                 if not finished_only:
-                    out.append(active_view(task))
+                    out.append(active_view(task, self._sched.waiting_for(task_id)))
             elif (record := by_id.get(task_id)) is not None:
                 out.append(self._tasks.stored_view(record))
         return out
@@ -70,7 +70,11 @@ class Reads:
         out = []
         for record in records:
             task = self._active.get(record.id)
-            out.append(active_view(task) if task is not None else self._tasks.stored_view(record))
+            out.append(
+                active_view(task, self._sched.waiting_for(task.id))
+                if task is not None
+                else self._tasks.stored_view(record)
+            )
         return out, next_cursor
 
     async def logs(self, task_id: str, since: int, limit: int) -> list[LogRecord]:

@@ -37,11 +37,14 @@ class Gauges:
         workers: Callable[[], int],
         slots: Callable[[], tuple[int, int]],
         tasks_by_state: Callable[[], dict[str, int]],
+        held_by_caps: Callable[[], dict[tuple[str, str], int]] = dict,
     ) -> None:
         self.queue_depth = queue_depth
         self.workers = workers
         self.slots = slots
         self.tasks_by_state = tasks_by_state
+        #: ready subtasks a reached cap holds back, by (type, cap)
+        self.held_by_caps = held_by_caps
 
 
 class _GaugeCollector(Collector):
@@ -69,6 +72,15 @@ class _GaugeCollector(Collector):
         for state, n in sorted(self._g.tasks_by_state().items()):
             unfinished.add_metric([state], n)
         yield unfinished
+        held = GaugeMetricFamily(
+            "herder_subtasks_held_by_cap",
+            "Ready subtasks that a reached concurrency cap holds back, by task type and cap "
+            "(max_parallel: the task's own; max_running: its type's)",
+            labels=["type", "cap"],
+        )
+        for (type_name, cap), n in sorted(self._g.held_by_caps().items()):
+            held.add_metric([type_name, cap], n)
+        yield held
 
 
 class LoopHistogram(Collector):

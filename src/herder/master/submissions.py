@@ -47,6 +47,10 @@ class Submission:
     timeout: float | None = None
     id: str | None = None
     retries: int | None = None
+    #: at most this many of its subtasks run at once
+    max_parallel: int | None = None
+    #: worker labels its subtasks need, beyond its type's
+    labels: tuple[str, ...] = ()
     #: at least the size of the params' JSON text (the request body's length), when known:
     #: params are measured against --max-params only when it is over that
     params_bound: int | None = None
@@ -248,6 +252,8 @@ class Submissions:
             not_before=sub.not_before,
             schedule=sub.schedule,
             fired_at=sub.fired_at,
+            max_parallel=sub.max_parallel,
+            labels=tuple(sorted(set(sub.labels))),
         )
         if sub.not_before is not None and sub.not_before > record.created_at:
             record.state = TaskState.SCHEDULED
@@ -368,6 +374,8 @@ class Submissions:
                 failures_made=failures,
                 held=held or {},
                 speculative=type_cls.speculative,
+                max_parallel=record.max_parallel,
+                labels=frozenset(type_cls.labels).union(record.labels),
             ),
             time.monotonic(),
         )

@@ -226,7 +226,7 @@ class Tasks:
         """A task's JSON: from memory while it runs, else as stored; None if there is none."""
         task = self.active.get(task_id)
         if task is not None:
-            return active_view(task)
+            return active_view(task, self._sched.waiting_for(task_id))
         record = await self._records.task(task_id)
         if record is None:
             return None

@@ -86,6 +86,13 @@ class TaskView(TypedDict):
     #: the schedule that fired it, and the time of that firing (None: submitted)
     schedule: str | None
     fired_at: float | None
+    #: at most this many of its subtasks run at once (None: no cap of its own)
+    max_parallel: int | None
+    #: the worker labels it asked for beyond its type's
+    labels: list[str]
+    #: while it runs: what holds its ready subtasks back beyond busy slots (a cap that is
+    #: reached, no connected worker with its labels), else None
+    waiting_for: str | None
 
 
 class TaskPage(TypedDict):
@@ -175,6 +182,8 @@ class TypeView(TypedDict):
     params_schema: dict[str, Any]
     max_retries: int
     subtask_timeout: float | None
+    max_running: int | None
+    labels: list[str]
     doc: str | None
 
 

@@ -10,6 +10,9 @@ from herder import jsontext
 from herder.instants import LATEST, parse_instant
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+#: a worker label as a submission names it
+LABEL_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+MAX_LABELS = 32
 #: the most items a batch submission or a lookup may carry
 MAX_BATCH = 10_000
 #: the largest sequence number (of an event, a log line) a request may name: SQL's BIGINT
@@ -62,6 +65,12 @@ class SubmitRequest(pydantic.BaseModel):
     #: overrides the type's max_retries for this task
     retries: int | None = pydantic.Field(default=None, ge=0, le=100)
     not_before: NotBefore = None
+    #: at most this many of its subtasks run at once
+    max_parallel: int | None = pydantic.Field(default=None, ge=1, le=1_000_000)
+    #: worker labels its subtasks need (every one of them), beyond its type's
+    labels: list[Annotated[str, pydantic.Field(pattern=LABEL_PATTERN)]] = pydantic.Field(
+        default_factory=list, max_length=MAX_LABELS
+    )
 
     @pydantic.field_validator("params")
     @classmethod

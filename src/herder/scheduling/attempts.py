@@ -4,7 +4,10 @@ lost worker), and speculative second attempts for stragglers.
 
 Attempt numbers per subtask only grow (the fencing token): a message about an attempt that is no
 longer current is `Stale`. A failed attempt is retried after an exponential backoff with seeded
-jitter, up to the task's max_retries, then the task fails. Imports only the stdlib and
+jitter, up to the task's max_retries, then the task fails. The concurrency caps (a task's
+max_parallel, its type's max_running) count what occupies a slot for it: each attempt held by a
+worker (a speculative one, one sent ahead by pipelining or prefetch) and, after a restart, each
+subtask held for the worker that ran it. Imports only the stdlib and
 `scheduling.{config,events,queue,runtimes,tasks,workers}`.
 """
 
@@ -55,6 +58,11 @@ class Attempts:
         self._tasks: dict[str, Task] = {}
         self._delayed: list[tuple[float, int, str, int]] = []  # (at, tiebreak, task, index)
         self._delay_seq = 0
+        self._max_running = config.max_running
+        #: per capped type, what occupies a slot for its tasks (see the module's docstring)
+        self._type_occupying: dict[str, int] = dict.fromkeys(config.max_running, 0)
+        #: the tasks known under a cap: while there is none, dispatch checks none
+        self.capped = 0
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -72,6 +80,26 @@ class Attempts:
 
     def knows(self, task_id: str) -> bool:
         return task_id in self._tasks
+
+    def at_cap(self, task: Task) -> bool:
+        """May no more of the task's subtasks start now (its cap or its type's is reached)?"""
+        if task.max_parallel is not None and task.occupying >= task.max_parallel:
+            return True
+        cap = self._max_running.get(task.type)
+        return cap is not None and self._type_occupying[task.type] >= cap
+
+    def cap_reached(self, task: Task) -> str | None:
+        """Which cap holds the task's ready subtasks back: "max_parallel", "max_running" or
+        None."""
+        if task.max_parallel is not None and task.occupying >= task.max_parallel:
+            return "max_parallel"
+        cap = self._max_running.get(task.type)
+        if cap is not None and self._type_occupying[task.type] >= cap:
+            return "max_running"
+        return None
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
 
     def counts(self, task_id: str) -> tuple[int, int]:
         """(running attempts, queued-or-delayed subtasks) of an active task."""
@@ -100,9 +128,14 @@ class Attempts:
         }
         task = Task(
             ev.task_id, ev.type, ev.priority, ev.max_retries, ev.labels, subtasks,
-            remaining=len(subtasks), speculative=ev.speculative,
+            remaining=len(subtasks), speculative=ev.speculative, max_parallel=ev.max_parallel,
+            capped=ev.max_parallel is not None or ev.type in self._max_running,
         )
         self._tasks[ev.task_id] = task
+        if task.capped:
+            self.capped += 1
+        # what was running when the master stopped runs still, most likely: it counts
+        self._occupy(task, len(ev.held))
         indices = sorted(subtasks)
         task.ready.extend((i for i in indices if i not in ev.held) if ev.held else indices)
         if task.ready:
@@ -116,6 +149,7 @@ class Attempts:
         for index, sub in sorted(task.subtasks.items()):
             if sub.held_for is not None:
                 sub.held_for = None
+                self._occupy(task, -1)
                 if not sub.done and not sub.running:
                     self._queue.push(task, index, front=False, now=now)
         return []
@@ -142,6 +176,7 @@ class Attempts:
         attempt = sub.attempts
         sub.running[attempt] = worker.id
         sub.started[attempt] = now
+        self._occupy(task, 1)
         self._workers.hold(worker, task, index, attempt)
         return attempt
 
@@ -151,6 +186,7 @@ class Attempts:
         worker_id = sub.running.pop(ev.attempt, None) if sub else None
         if task is None or sub is None or worker_id is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
+        self._occupy(task, -1)
         self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt)
         self._workers.record(worker_id, True)
         started = sub.started.pop(ev.attempt, None)
@@ -179,6 +215,7 @@ class Attempts:
         worker_id = sub.running.pop(ev.attempt, None) if sub else None
         if task is None or sub is None or worker_id is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
+        self._occupy(task, -1)
         self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt)
         self._workers.record(worker_id, False)
         sub.started.pop(ev.attempt, None)
@@ -202,6 +239,7 @@ class Attempts:
         worker_id = sub.running.pop(ev.attempt, None) if sub else None
         if task is None or sub is None or worker_id is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
+        self._occupy(task, -1)
         self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt, ev.handed_back)
         sub.started.pop(ev.attempt, None)
         if ev.handed_back:
@@ -220,7 +258,8 @@ class Attempts:
         for task_id, index, attempt in sorted(w.held):
             task = self._tasks[task_id]
             sub = task.subtasks[index]
-            sub.running.pop(attempt, None)
+            if sub.running.pop(attempt, None) is not None:
+                self._occupy(task, -1)
             sub.started.pop(attempt, None)
             if task.ended:
                 self._forget_if_idle(task)
@@ -247,7 +286,7 @@ class Attempts:
             or attempt != sub.attempts
         ):
             return False
-        sub.held_for = None
+        sub.held_for = None  # it occupied its slot already, held: the count stays
         sub.running[attempt] = w.id
         sub.started[attempt] = now
         self._workers.hold(w, task, index, attempt)
@@ -269,7 +308,7 @@ class Attempts:
             else:
                 continue
             for index, sub in task.subtasks.items():
-                if sub.done or len(sub.running) != 1:
+                if sub.done or len(sub.running) != 1 or (task.capped and self.at_cap(task)):
                     continue
                 (attempt, holder), = sub.running.items()
                 if now - sub.started.get(attempt, now) <= limit:
@@ -343,4 +382,11 @@ class Attempts:
             task.ended = True  # keep it until the last attempt is answered
             return
         self._queue.remove(task)
-        self._tasks.pop(task.id, None)
+        if self._tasks.pop(task.id, None) is not None and task.capped:
+            self.capped -= 1
+            self._occupy(task, -task.occupying)  # its subtasks still held for a worker
+
+    def _occupy(self, task: Task, change: int) -> None:
+        task.occupying += change
+        if task.capped and task.type in self._type_occupying:
+            self._type_occupying[task.type] += change

@@ -1,11 +1,13 @@
-"""The scheduler core's settings: prefetch, pipelining of short work, and retry backoff.
+"""The scheduler core's settings: prefetch, pipelining of short work, retry backoff, and the
+types' concurrency caps.
 
 Imports only the stdlib.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 #: a worker hands back the attempts sent ahead to wait for its slots once every slot has run
 #: its attempt this many times `pipeline_below` (what is pipelined is about `pipeline_below` of
@@ -27,6 +29,9 @@ class SchedulerConfig:
     retry_backoff_max: float = 30.0
     #: 0..1: a retry waits backoff * (1 - jitter/2 + jitter * random())
     retry_jitter: float = 0.5
+    #: per task type, at most this many of its subtasks run at once across the cluster
+    #: (TaskType.max_running); types not named have no cap
+    max_running: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def hand_back_after(self) -> float | None:

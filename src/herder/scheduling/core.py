@@ -9,7 +9,7 @@ attempts' book changes more than one of them. Imports only the stdlib and `sched
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from herder.scheduling.attempts import Attempts
 from herder.scheduling.config import SchedulerConfig
@@ -32,8 +32,10 @@ from herder.scheduling.events import (
 )
 from herder.scheduling.queue import ReadyQueue
 from herder.scheduling.runtimes import Runtimes
-from herder.scheduling.tasks import AttemptKey
-from herder.scheduling.workers import Workers
+from herder.scheduling.tasks import AttemptKey, Subtask, Task
+from herder.scheduling.workers import Worker, Workers
+
+Picking = Callable[[Task, Subtask], Worker | None]
 
 
 class Scheduler:
@@ -86,7 +88,9 @@ class Scheduler:
         # The candidates of this round, best first: one look at every worker per round, not
         # one per dispatch.
         picker = self._workers.picker(self._runtimes.deepest(queue.ready_types))
-        pick = picker.pick
+        pick: Picking = picker.pick
+        if attempts.capped:
+            pick = self._capped(pick)
         while limit is None or len(out) < limit:
             if picker.empty():
                 break
@@ -155,6 +159,29 @@ class Scheduler:
         """(running attempts, queued-or-delayed subtasks) of an active task."""
         return self._attempts.counts(task_id)
 
+    def waiting_for(self, task_id: str) -> str | None:
+        """Why the task's ready subtasks do not run, beyond busy slots: a cap that is reached,
+        or no connected worker that could take them. None when nothing but load holds them."""
+        task = self._attempts.get(task_id)
+        if task is None or task.ended or not task.ready:
+            return None
+        cap = self._attempts.cap_reached(task)
+        if cap == "max_parallel":
+            return f"held by max_parallel ({task.max_parallel})"
+        if cap == "max_running":
+            return f"held by max_running of type {task.type} ({self.config.max_running[task.type]})"
+        return self._workers.none_can_serve(task)
+
+    def held_by_caps(self) -> dict[tuple[str, str], int]:
+        """Ready subtasks that a reached cap holds back, by (type, "max_parallel" |
+        "max_running")."""
+        out: dict[tuple[str, str], int] = {}
+        for task in self._queue.tasks():
+            cap = self._attempts.cap_reached(task) if task.capped else None
+            if cap is not None:
+                out[task.type, cap] = out.get((task.type, cap), 0) + len(task.ready)
+        return out
+
     def queue_depth(self) -> dict[int, int]:
         """Ready subtasks per priority."""
         return self._queue.depth()
@@ -194,9 +221,21 @@ class Scheduler:
         w = self._workers.leave(worker_id)
         return self._attempts.worker_lost(w, now) if w is not None else []
 
+    def _capped(self, pick: Picking) -> Picking:
+        """`pick`, except that a task at its cap or its type's gets no worker: the queue then
+        serves the tasks behind it."""
+        at_cap = self._attempts.at_cap
+
+        def pick_under_caps(task: Task, sub: Subtask) -> Worker | None:
+            return None if task.capped and at_cap(task) else pick(task, sub)
+
+        return pick_under_caps
+
     def _queued_work_can_run(self) -> bool:
         """Would dispatch() hand out a ready subtask now?"""
         for task in self._queue.tasks():
+            if task.capped and self._attempts.at_cap(task):
+                continue
             depth = self._runtimes.depth(task.type)
             sub = task.subtasks[task.ready[0]]
             if self._workers.picker(depth).pick(task, sub, depth) is not None:

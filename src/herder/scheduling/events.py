@@ -77,6 +77,8 @@ class TaskReady:
     held: Mapping[int, str] = field(default_factory=dict)
     #: may a second attempt be started next to a slow one
     speculative: bool = True
+    #: at most this many of its subtasks run at once (the submission's max_parallel)
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

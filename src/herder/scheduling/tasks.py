@@ -45,6 +45,13 @@ class Task:
     in_ring: bool = False
     #: run times of its successful attempts, sorted (for the straggler median)
     durations: list[float] = field(default_factory=list)
+    #: at most this many of its subtasks run at once (None: no cap); see `Attempts.at_cap`
+    max_parallel: int | None = None
+    #: is it under a cap, its own or its type's (the check is skipped for the others)
+    capped: bool = False
+    #: its attempts running (held by a worker, speculative ones too) plus its subtasks held
+    #: for a worker after a master restart: what the caps count
+    occupying: int = 0
 
 
 def median(sorted_values: list[float]) -> float:

@@ -174,6 +174,15 @@ class Workers:
         others = [ok for o in self._by_id.values() if o is not w for ok in o.outcomes]
         return bool(others) and others.count(True) > len(others) / 2
 
+    def none_can_serve(self, task: Task) -> str | None:
+        """Why no connected worker could ever take the task's subtasks (None: one could)."""
+        serving = [w for w in self._by_id.values() if w.connected and not w.draining]
+        if not any(task.type in w.types for w in serving):
+            return f"no connected worker runs type {task.type}"
+        if not any(task.type in w.types and task.labels <= w.labels for w in serving):
+            return f"no connected worker has the labels {' '.join(sorted(task.labels))}"
+        return None
+
     def picker(self, depth: int, exclude: str | None = None) -> Picker:
         """The workers with credit for work pipelined `depth` deep, best first, never
         `exclude`."""

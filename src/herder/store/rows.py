@@ -62,8 +62,14 @@ def task_row(task: TaskRecord) -> tuple[Any, ...]:
         task.id, task.type, encode(task.params), task.priority, task.timeout,
         str(task.state), encode_nullable(task.result), encode_error(task.error),
         task.created_at, task.started_at, task.finished_at, task.subtasks_total,
-        task.max_retries, task.not_before, task.schedule, task.fired_at,
+        task.max_retries, task.not_before, task.schedule, task.fired_at, task.max_parallel,
+        encode_labels(task.labels),
     )
+
+
+def encode_labels(labels: Sequence[str]) -> str | None:
+    """A task's labels as a JSON array, sorted; NULL for none."""
+    return jsontext.compact(sorted(labels)) if labels else None
 
 
 def log_row(r: LogRecord) -> tuple[Any, ...]:
@@ -111,6 +117,8 @@ def task_from_row(row: Row) -> TaskRecord:
         not_before=row["not_before"],
         schedule=row["schedule"],
         fired_at=row["fired_at"],
+        max_parallel=row["max_parallel"],
+        labels=tuple(json.loads(row["labels"])) if row["labels"] else (),
     )
 
 

@@ -35,6 +35,7 @@ export function mountTask(root, id) {
   const cancelMsg = h("span", { class: "error-text", role: "alert", "data-testid": "cancel-error" });
   const bar = progressBar("progress-bar");
   const progressText = h("div", { class: "muted", "data-testid": "progress-text" });
+  const waiting = h("div", { class: "muted", "data-testid": "task-waiting" });
   const eta = h("span", { class: "eta", "data-testid": "task-eta" });
   const details = h("dl", { class: "details" });
   const outcome = h("div");
@@ -53,7 +54,7 @@ export function mountTask(root, id) {
     pageError,
     h("section", { class: "card" },
       h("div", { class: "progress-row" }, bar, eta),
-      progressText),
+      progressText, waiting),
     outcome,
     h("section", { class: "card" }, h("h2", {}, "Details"), details),
     h("section", { class: "card" },
@@ -99,6 +100,7 @@ export function mountTask(root, id) {
       p.subtasks_failed ? `${p.subtasks_failed} failed` : null,
       elapsed !== null ? `${final ? "took" : "elapsed"} ${fmtDuration(elapsed)}` : null,
     ].filter(Boolean).join(" · "));
+    setText(waiting, !final && task.waiting_for ? `Waiting: ${task.waiting_for}` : "");
     // the details and outcome change only with the state: redrawing them each second would
     // lose the reader's text selection
     const key = `${task.state} ${task.finished_at} ${task.started_at}`;
@@ -107,6 +109,8 @@ export function mountTask(root, id) {
     fill(details,
       item("Type", task.type), item("Priority", task.priority),
       item("Timeout", task.timeout === null ? "none" : fmtDuration(task.timeout)),
+      item("Max parallel", task.max_parallel ?? "no cap"),
+      item("Labels", task.labels?.length ? task.labels.join(" ") : "none"),
       item("Created", fmtTime(task.created_at)),
       ...(task.not_before === null ? [] : [item("Not before", fmtTime(task.not_before))]),
       item("Started", fmtTime(task.started_at)),
@@ -216,7 +220,8 @@ export function mountTask(root, id) {
   async function pollSubtasks() {
     if (closed) return;
     await refreshSubtasks();
-    if (!streamOpen && !closed) await loadTask();
+    // the stream carries no `waiting_for` (what holds the task back): polled with the subtasks
+    if (!closed) await loadTask();
     if (!closed && task && !FINAL_STATES.has(task.state)) {
       timers.push(setTimeout(pollSubtasks, subtaskInterval()));
     }

@@ -67,6 +67,7 @@ export function mountTasks(root) {
         state: stateBadge(task.state, "task-state"),
         bar: progressBar("progress-bar"),
         counts: h("span", { class: "muted small" }),
+        waiting: h("div", { class: "muted small", "data-testid": "task-waiting" }),
         eta: h("td", { class: "nowrap", "data-testid": "task-eta" }),
         task,
       };
@@ -74,7 +75,7 @@ export function mountTasks(root) {
         h("td", { class: "mono" }, h("a", { href: `#/task/${encodeURIComponent(task.id)}` },
           task.id.length > 14 ? `${task.id.slice(0, 12)}…` : task.id)),
         h("td", {}, task.type),
-        h("td", {}, r.state),
+        h("td", {}, r.state, r.waiting),
         h("td", { class: "num" }, String(task.priority)),
         h("td", {}, h("div", { class: "progress-cell" }, r.bar, r.counts)),
         r.eta,
@@ -100,6 +101,10 @@ export function mountTasks(root) {
     setText(r.counts, progress.subtasks_total
       ? `${progress.subtasks_done ?? 0}/${progress.subtasks_total}` : "");
     setText(r.eta, fmtEta(r.task, ""));
+    // what holds it back (a cap, no worker with its labels): known from the list only
+    if ("waiting_for" in patch || FINAL_STATES.has(state)) {
+      setText(r.waiting, FINAL_STATES.has(state) ? "" : patch.waiting_for ?? "");
+    }
   }
 
   async function refreshList() {

@@ -117,6 +117,8 @@ def _submission(request: SubmitRequest, body_size: int) -> Submission:
         timeout=request.timeout,
         id=request.id,
         retries=request.retries,
+        max_parallel=request.max_parallel,
+        labels=tuple(request.labels),
         params_bound=body_size,
         not_before=request.not_before,
     )
@@ -283,6 +285,8 @@ def types(master: Master) -> TypesAnswer:
                 "params_schema": t.params_schema(),
                 "max_retries": t.max_retries,
                 "subtask_timeout": t.subtask_timeout,
+                "max_running": t.max_running,
+                "labels": sorted(t.labels),
                 "doc": (t.__doc__ or "").strip() or None,
             }
             for t in master.registry

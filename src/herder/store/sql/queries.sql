@@ -22,8 +22,8 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (:version, :name, 
 -- (tasks_schedule_firing), is skipped: rowcount 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
                    started_at, finished_at, subtasks_total, max_retries, not_before, schedule,
-                   fired_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                   fired_at, max_parallel, labels)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
 ON CONFLICT DO NOTHING;
 
 -- name: get_task

@@ -30,8 +30,8 @@ INSERT INTO schema_version (version, name, applied_at) VALUES (%(version)s, %(na
 -- (tasks_schedule_firing), is skipped: row count 0 tells the caller.
 INSERT INTO tasks (id, type, params, priority, timeout, state, result, error, created_at,
                    started_at, finished_at, subtasks_total, max_retries, not_before, schedule,
-                   fired_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   fired_at, max_parallel, labels)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING;
 
 -- name: get_task
