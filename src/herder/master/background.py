@@ -1,6 +1,6 @@
 """The master's background steps: coroutines started and not awaited, whose failures are logged.
 
-Imports the stdlib only.
+Imports `errors`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any
+
+from herder.errors import Deposed
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,13 @@ class Background:
 
     def _done(self, task: asyncio.Future[Any]) -> None:
         self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background step failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, Deposed):  # a master that lost its lease: counted, one line
+            log.warning("%s", exc)
+        else:
+            log.error("background step failed", exc_info=exc)
 
     def __len__(self) -> int:
         """How many are still running."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from herder.errors import Deposed
 from herder.store.base import Store
 
 P = ParamSpec("P")
@@ -237,5 +238,7 @@ class _Write:
 
 def _log_failure(future: concurrent.futures.Future[object]) -> None:
     exc = future.exception()
-    if exc is not None:
+    if isinstance(exc, Deposed):  # expected of a master that lost its lease: counted, one line
+        log.warning("%s", exc)
+    elif exc is not None:
         log.error("store write failed: %s", exc, exc_info=exc)
