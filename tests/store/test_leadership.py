@@ -111,17 +111,44 @@ def test_a_write_with_a_stale_term_is_refused_by_the_store(
     assert store.count_unfinished() == 1
 
 
-def test_a_take_over_waits_for_the_fenced_transaction_under_way(
+def test_a_take_over_ends_a_fenced_transaction_of_an_expired_term(
     store: PostgresStore, leases: tuple[Lease, Lease],
 ) -> None:
+    import psycopg
+
     a, b = leases
     term = a.take(0.0)  # expired at once: any master may take it
     assert term is not None
     store.fence(term, lambda: None)
-    with store.transaction():
+    with pytest.raises(psycopg.OperationalError), store.transaction():
         task = started(store, parts=1)
-        # the take-over's UPDATE waits for the share lock and gives up (lock_timeout)
-        assert b.take(TTL) is None
+        # the take-over's UPDATE meets the share lock, gives up (lock_timeout) and ends the
+        # session that holds it, since its term's lease is over: the write is rolled back
+        assert b.take(TTL) is None  # (its commit then finds the session gone)
     assert b.take(TTL) == term + 1
+    assert store.get_task(task.id) is None  # nothing of the ended transaction was stored
     with pytest.raises(Deposed):
-        record_result(store, task.id, 0, 1, 1, 1002.0)
+        started(store, parts=1)
+
+
+def test_a_write_of_an_expired_term_stuck_holding_the_row_is_ended_by_the_take_over(
+    url: str, leases: tuple[Lease, Lease],
+) -> None:
+    # A master paused in the middle of a write transaction (mid-pipeline, where no idle timeout
+    # ends it) holds the lease row's share lock; once its lease has run out, the take-over ends
+    # that session instead of waiting on it for ever.
+    import psycopg
+
+    a, b = leases
+    term = a.take(TTL)
+    assert term == 1
+    a.release(term)  # its lease is over, as a paused master's runs out
+    stuck = psycopg.connect(url)  # no idle timeout: nothing but the take-over ends it
+    try:
+        stuck.execute("SELECT 1 FROM herder_leader WHERE name = 'master' FOR SHARE")
+        assert b.take(TTL) is None  # the lock holds it off once, and its holder is ended
+        assert b.take(TTL) == 2
+        with pytest.raises(psycopg.OperationalError):
+            stuck.execute("SELECT 1")  # its session was terminated: its writes rolled back
+    finally:
+        stuck.close()

@@ -12,10 +12,14 @@ longer. Imports `store.postgres` only.
 
 from __future__ import annotations
 
+import logging
+
 from psycopg.errors import LockNotAvailable
 
 from herder.store.base import Leader
 from herder.store.postgres import PostgresDriver
+
+log = logging.getLogger(__name__)
 
 #: seconds a lease statement may run, and wait for a row lock, before it gives up (and is tried
 #: again at the next look): a take-over never waits on a paused master's transaction for long
@@ -38,7 +42,14 @@ class Lease:
         this advertised URL; None when another master holds it."""
         try:
             row = self._db.row("take_lead", {**self._mine(), "ttl": float(ttl)})
-        except LockNotAvailable:  # the active master is writing under its term: it holds it
+        except LockNotAvailable:
+            # A write under the term before holds the row: the active master's (it holds the
+            # lease), or, once its lease ran out, a dead or paused one's, ended here so that
+            # the next look takes the lease.
+            ended = self._db.rows("end_stale_writers").fetchall()
+            if ended:
+                log.warning("leadership: ended %d session(s) of an expired term that held the "
+                            "lease row", len(ended))
             return None
         return None if row is None else int(row["term"])
 

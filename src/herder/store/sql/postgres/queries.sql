@@ -240,6 +240,16 @@ RETURNING term;
 UPDATE herder_leader SET expires_at = now() - interval '1 second'
 WHERE name = 'master' AND term = %(term)s AND holder = %(holder)s;
 
+-- name: end_stale_writers
+-- The sessions that hold a lock on the lease row when its lease has run out: writes of a term
+-- that is over, whose master died or is paused mid-transaction (in the middle of a pipeline, a
+-- session is not idle, so no idle timeout ends it). Ending them rolls their writes back, which
+-- is what the fence wants anyway, and frees the row for the take-over.
+SELECT pg_terminate_backend(l.pid) AS ended
+FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE c.relname = 'herder_leader' AND l.granted AND l.pid <> pg_backend_pid()
+  AND EXISTS (SELECT 1 FROM herder_leader WHERE name = 'master' AND expires_at < now());
+
 -- name: read_lead
 -- Who leads, for a standby's /healthz; `live` is false once the lease expired.
 SELECT term, url, expires_at > now() AS live FROM herder_leader WHERE name = 'master';
