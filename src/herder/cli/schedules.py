@@ -6,14 +6,13 @@ typer, rich and the CLI's `fmt`, `options` and `tasks`.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 import typer
 
 from herder.cli import fmt
 from herder.cli.options import Ca, Token, Url, build_params, out, parse_duration
-from herder.cli.tasks import _client
+from herder.cli.tasks import _client, _print_json
 from herder.config import DEFAULT_URL
 
 app = typer.Typer(
@@ -78,7 +77,7 @@ def list_(
     with _client(url, token, ca) as client:
         schedules = client.schedules()
     if as_json:
-        print(json.dumps(schedules, indent=2, ensure_ascii=False), flush=True)
+        _print_json(schedules)
         return
     from rich.table import Column, Table
 

@@ -180,14 +180,25 @@ class Attempts:
         self._workers.hold(worker, task, index, attempt)
         return attempt
 
-    def succeeded(self, ev: AttemptSucceeded, now: float) -> list[Decision]:
+    def _take_off(
+        self, ev: AttemptSucceeded | AttemptFailed | AttemptEnded, handed_back: bool = False
+    ) -> tuple[Task, Subtask, str] | None:
+        """The running attempt `ev` names, taken off its subtask, its task's count and its
+        worker's slot: (task, subtask, worker id); None when it is not running (stale)."""
         task = self._tasks.get(ev.task_id)
         sub = task.subtasks.get(ev.index) if task else None
         worker_id = sub.running.pop(ev.attempt, None) if sub else None
         if task is None or sub is None or worker_id is None:
-            return [Stale(ev.task_id, ev.index, ev.attempt)]
+            return None
         self._occupy(task, -1)
-        self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt)
+        self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt, handed_back)
+        return task, sub, worker_id
+
+    def succeeded(self, ev: AttemptSucceeded, now: float) -> list[Decision]:
+        taken = self._take_off(ev)
+        if taken is None:
+            return [Stale(ev.task_id, ev.index, ev.attempt)]
+        task, sub, worker_id = taken
         self._workers.record(worker_id, True)
         started = sub.started.pop(ev.attempt, None)
         if started is not None and not sub.done:
@@ -210,13 +221,10 @@ class Attempts:
         return out
 
     def failed(self, ev: AttemptFailed, now: float) -> list[Decision]:
-        task = self._tasks.get(ev.task_id)
-        sub = task.subtasks.get(ev.index) if task else None
-        worker_id = sub.running.pop(ev.attempt, None) if sub else None
-        if task is None or sub is None or worker_id is None:
+        taken = self._take_off(ev)
+        if taken is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
-        self._occupy(task, -1)
-        self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt)
+        task, sub, worker_id = taken
         self._workers.record(worker_id, False)
         sub.started.pop(ev.attempt, None)
         if task.ended:
@@ -234,13 +242,10 @@ class Attempts:
         return [RetryLater(task.id, ev.index, ev.attempt, at)]
 
     def ended(self, ev: AttemptEnded, now: float) -> list[Decision]:
-        task = self._tasks.get(ev.task_id)
-        sub = task.subtasks.get(ev.index) if task else None
-        worker_id = sub.running.pop(ev.attempt, None) if sub else None
-        if task is None or sub is None or worker_id is None:
+        taken = self._take_off(ev, ev.handed_back)
+        if taken is None:
             return [Stale(ev.task_id, ev.index, ev.attempt)]
-        self._occupy(task, -1)
-        self._workers.release(worker_id, ev.task_id, ev.index, ev.attempt, ev.handed_back)
+        task, sub, worker_id = taken
         sub.started.pop(ev.attempt, None)
         if ev.handed_back:
             self._handed_back(worker_id, now)
