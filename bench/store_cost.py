@@ -35,7 +35,7 @@ def one_run(tasks: int, batch: int) -> tuple[float, dict[str, float]]:
 
         def journal(ids: list[str], state: str) -> None:
             now = time.time()
-            timed("append_logs", store.append_logs, [
+            timed("logs.append", store.logs.append, [
                 LogRecord(task_id=i, ts=now, level="INFO", message=state, kind="state")
                 for i in ids
             ])

@@ -151,7 +151,7 @@ def store_rows(db: str, task_id: str) -> tuple[Any, list[Any], list[str]]:
     store = PostgresStore(db)
     try:
         return (store.get_task(task_id), store.get_subtasks(task_id),
-                [e.message for e in store.get_events(task_id)])
+                [e.message for e in store.logs.events(task_id)])
     finally:
         store.close()
 

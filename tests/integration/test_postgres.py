@@ -71,7 +71,7 @@ def test_split_and_aggregate_tasks_give_their_results(pg_client: Client, pg_url:
         assert sum(s.result for s in subtasks) == 78498
         assert all(s.worker and s.attempts == 1 for s in subtasks)
         # the journal holds its final state, which the event stream is resumed from
-        events = wait_until(lambda: store.get_events(primes.id), what="the journal's entry")
+        events = wait_until(lambda: store.logs.events(primes.id), what="the journal's entry")
         assert [e.message for e in events] == ["succeeded"]
     finally:
         store.close()

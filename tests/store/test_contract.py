@@ -845,37 +845,37 @@ def test_append_logs_sets_increasing_seqs_and_round_trips(store: Store) -> None:
         log(a.id, "two \u2603", subtask=1, attempt=2, worker="w2"),
     ]
 
-    stored = store.append_logs(records)
+    stored = store.logs.append(records)
 
     assert [r.seq for r in stored] == sorted({r.seq for r in stored})
     assert all(r.seq > 0 for r in stored)
     assert [(r.task_id, r.message, r.subtask, r.attempt, r.worker) for r in stored] == [
         (r.task_id, r.message, r.subtask, r.attempt, r.worker) for r in records
     ]
-    assert store.get_logs(a.id) == [stored[0], stored[2]]
-    assert store.get_logs(b.id) == [stored[1]]
+    assert store.logs.lines(a.id) == [stored[0], stored[2]]
+    assert store.logs.lines(b.id) == [stored[1]]
 
-    later = store.append_logs([log(a.id, "three")])
+    later = store.logs.append([log(a.id, "three")])
     assert later[0].seq > stored[2].seq
-    assert store.append_logs([]) == []
+    assert store.logs.append([]) == []
 
 
 def test_get_logs_since_and_limit(store: Store) -> None:
     task = new_task()
     store.insert_tasks([task])
-    stored = store.append_logs([log(task.id, f"line {i}") for i in range(10)])
+    stored = store.logs.append([log(task.id, f"line {i}") for i in range(10)])
 
-    assert store.get_logs(task.id, since=stored[6].seq) == stored[7:]
-    assert store.get_logs(task.id, since=stored[-1].seq) == []
-    assert store.get_logs(task.id, since=stored[2].seq, limit=3) == stored[3:6]
-    assert store.get_logs(task.id, limit=0) == []
-    assert store.get_logs("nope") == []
+    assert store.logs.lines(task.id, since=stored[6].seq) == stored[7:]
+    assert store.logs.lines(task.id, since=stored[-1].seq) == []
+    assert store.logs.lines(task.id, since=stored[2].seq, limit=3) == stored[3:6]
+    assert store.logs.lines(task.id, limit=0) == []
+    assert store.logs.lines("nope") == []
 
 
 def test_state_entries_share_the_journal_but_not_get_logs(store: Store) -> None:
     a, b = new_task(), new_task()
     store.insert_tasks([a, b])
-    stored = store.append_logs(
+    stored = store.logs.append(
         [
             LogRecord(a.id, 1.0, "INFO", "running", kind="state"),
             log(a.id, "line"),
@@ -883,26 +883,26 @@ def test_state_entries_share_the_journal_but_not_get_logs(store: Store) -> None:
             LogRecord(a.id, 2.0, "INFO", "succeeded", kind="state"),
         ]
     )
-    assert store.get_logs(a.id) == [stored[1]]
-    assert [e.kind for e in store.get_events(a.id)] == ["state", "log", "state"]
-    assert store.get_events(a.id, since=stored[1].seq) == [stored[3]]
-    assert store.get_events(None) == stored
-    assert store.get_events(None, since=stored[0].seq, limit=2) == stored[1:3]
+    assert store.logs.lines(a.id) == [stored[1]]
+    assert [e.kind for e in store.logs.events(a.id)] == ["state", "log", "state"]
+    assert store.logs.events(a.id, since=stored[1].seq) == [stored[3]]
+    assert store.logs.events(None) == stored
+    assert store.logs.events(None, since=stored[0].seq, limit=2) == stored[1:3]
 
 
 def test_trim_logs_keeps_the_newest_and_counts_the_dropped(store: Store) -> None:
     task = new_task()
     store.insert_tasks([task])
-    state = store.append_logs([LogRecord(task.id, 1.0, "INFO", "running", kind="state")])
-    stored = store.append_logs([log(task.id, f"line {i}") for i in range(10)])
-    assert store.count_logs(task.id) == 10
+    state = store.logs.append([LogRecord(task.id, 1.0, "INFO", "running", kind="state")])
+    stored = store.logs.append([log(task.id, f"line {i}") for i in range(10)])
+    assert store.logs.count(task.id) == 10
 
-    assert store.trim_logs(task.id, keep=4) == 6
-    assert store.get_logs(task.id) == stored[6:]
-    assert store.count_logs(task.id) == 4
-    assert store.get_events(task.id) == [*state, *stored[6:]]  # state entries are kept
-    assert store.trim_logs(task.id, keep=4) == 0
-    assert store.trim_logs(task.id, keep=1) == 3
+    assert store.logs.trim(task.id, keep=4) == 6
+    assert store.logs.lines(task.id) == stored[6:]
+    assert store.logs.count(task.id) == 4
+    assert store.logs.events(task.id) == [*state, *stored[6:]]  # state entries are kept
+    assert store.logs.trim(task.id, keep=4) == 0
+    assert store.logs.trim(task.id, keep=1) == 3
     fetched = store.get_task(task.id)
     assert fetched is not None and fetched.logs_dropped == 9
 
@@ -916,7 +916,7 @@ def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> No
     start_attempt(first, task.id, 0, 1, "w1", started_at=2.0)
     record_result(first, task.id, 0, 1, [1, 2], finished_at=3.0)
     first.record_failure(task.id, 1, 1, BOOM, final=False, finished_at=3.5)
-    logs = first.append_logs([log(task.id, "kept")])
+    logs = first.logs.append([log(task.id, "kept")])
     done = new_task()
     first.insert_tasks([done])
     finish_task(first, done.id, TaskState.FAILED, 4.0, error=BOOM)
@@ -929,11 +929,11 @@ def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> No
         before
     )
     assert second.get_results(task.id) == [[1, 2], None, None]
-    assert second.get_logs(task.id) == logs
+    assert second.logs.lines(task.id) == logs
     assert [t.id for t in second.unfinished_tasks()] == [task.id]
     assert record_result(second, task.id, 0, 2, "again", finished_at=5.0) is False
     assert second.insert_tasks([new_task(id=task.id)]) == [False]
-    assert second.append_logs([log(task.id, "next")])[0].seq > logs[0].seq
+    assert second.logs.append([log(task.id, "next")])[0].seq > logs[0].seq
 
 
 def test_migrate_again_is_harmless(store_factory: StoreFactory) -> None:
@@ -1035,12 +1035,12 @@ def test_a_transaction_that_raises_leaves_nothing(store_factory: StoreFactory) -
         store.insert_tasks([task])
         record_result(store, kept.id, 0, 1, "r", finished_at=3.0)
         with store.transaction():
-            store.append_logs([log(kept.id, "never")])
+            store.logs.append([log(kept.id, "never")])
         raise RuntimeError("changed my mind")
     for reader in (store, other):
         assert reader.get_task(task.id) is None
         assert reader.get_results(kept.id) == [None]
-        assert reader.get_logs(kept.id) == []
+        assert reader.logs.lines(kept.id) == []
     # and the store goes on
     assert store.insert_tasks([task]) == [True]
     assert other.get_task(task.id) == task
@@ -1054,11 +1054,11 @@ def test_a_nul_character_fails_no_batch_and_finds_nothing(store: Store) -> None:
     # PostgreSQL's text cannot hold it and stores U+FFFD instead. Either way the batch is stored
     # whole, and an id holding one is nobody's.
     task = started(store, parts=1)
-    stored = store.append_logs([log(task.id, "before"), log(task.id, "a\x00b", worker="w\x00"),
+    stored = store.logs.append([log(task.id, "before"), log(task.id, "a\x00b", worker="w\x00"),
                                 log(task.id, "after")])
     start_attempt(store, task.id, 0, 1, "w\x00", started_at=1.0)
 
-    got = store.get_logs(task.id)
+    got = store.logs.lines(task.id)
     assert [r.seq for r in got] == [r.seq for r in stored]
     assert got[1].message in ("a\x00b", "a\ufffdb")
     assert [got[0].message, got[2].message] == ["before", "after"]
@@ -1087,7 +1087,7 @@ def test_a_follower_resuming_after_the_last_seq_it_saw_misses_nothing(
     def write(n: int) -> None:
         try:
             for batch in range(60):
-                writers[n].append_logs([log(task.id, f"{n}.{batch}.{i}") for i in range(3)])
+                writers[n].logs.append([log(task.id, f"{n}.{batch}.{i}") for i in range(3)])
         except BaseException as exc:
             errors.append(exc)
 
@@ -1097,7 +1097,7 @@ def test_a_follower_resuming_after_the_last_seq_it_saw_misses_nothing(
             while time.monotonic() < deadline:
                 finished = done.is_set()  # read before the last look: nothing comes after it
                 since = seen[-1].seq if seen else 0
-                seen.extend(reader.get_events(task.id, since=since, limit=1000))
+                seen.extend(reader.logs.events(task.id, since=since, limit=1000))
                 if finished:
                     return
             raise AssertionError("the writers did not finish within 60 s")
@@ -1115,7 +1115,7 @@ def test_a_follower_resuming_after_the_last_seq_it_saw_misses_nothing(
     follower.join(timeout=60)
     assert not follower.is_alive() and not any(t.is_alive() for t in threads)
     assert errors == []
-    everything = reader.get_events(task.id, limit=1000)
+    everything = reader.logs.events(task.id, limit=1000)
     assert len(everything) == 2 * 60 * 3
     assert [r.seq for r in seen] == [r.seq for r in everything]
 
@@ -1345,7 +1345,7 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         "UPDATE subtasks SET state = 'succeeded', finished_at = 3.0 WHERE task_id = ? AND idx = 0",
         (task.id,),
     )
-    store.append_logs([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
+    store.logs.append([LogRecord(task_id=task.id, ts=1.0, level="INFO", message="hi")])
     stored = _db(store).execute(_OLD_TASK_COLUMNS, (task.id,)).fetchone()
     gone = new_task()  # the newest seq's row, then deleted: its seq is never handed out again
     _db(store).execute(_OLD_TASK_ROW, (gone.id, gone.type, gone.created_at))
@@ -1381,7 +1381,7 @@ def test_sqlite_data_stored_before_the_later_migrations_survives_them(
         assert (second.worker, second.started_at, second.worker_uid) == ("w1", 2.0, None)
         recorded_by = "SELECT result_attempt FROM subtasks WHERE task_id = ? AND idx = 0"
         assert _db(store).execute(recorded_by, (task.id,)).fetchone()[0] == 1
-        assert [r.message for r in store.get_logs(task.id)] == ["hi"]
+        assert [r.message for r in store.logs.lines(task.id)] == ["hi"]
         # and takes new results, once each
         assert record_result(store, task.id, 1, 1, "b", finished_at=4.0) is True
         assert record_result(store, task.id, 1, 2, "again", finished_at=5.0) is False

@@ -251,8 +251,8 @@ def test_a_nul_character_is_stored_as_the_replacement_character(
 ) -> None:
     # (the contract suite allows either; this is what PostgreSQL does)
     task = started(migrated, parts=1)
-    migrated.append_logs([LogRecord(task.id, 1.0, "INFO", "a\x00b", worker="w\x00")])
-    (line,) = migrated.get_logs(task.id)
+    migrated.logs.append([LogRecord(task.id, 1.0, "INFO", "a\x00b", worker="w\x00")])
+    (line,) = migrated.logs.lines(task.id)
     assert (line.message, line.worker) == ("a\ufffdb", "w\ufffd")
 
 
@@ -289,6 +289,25 @@ def test_a_read_or_a_guarded_write_goes_on_over_a_new_connection(
     ]
 
 
+def test_the_parts_reads_go_on_over_a_new_connection_too(
+    postgres_server: PostgresServer,
+    migrated: PostgresStore,
+    url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # `schedules` and `logs` run on the store's driver: its new connection serves them too
+    task = started(migrated, parts=1)
+    (line,) = migrated.logs.append([LogRecord(task.id, 1.0, "INFO", "kept")])
+    _break(postgres_server, url)
+    assert migrated.logs.lines(task.id) == [line]
+    _break(postgres_server, url)
+    assert migrated.schedules.all() == []
+    retried = [r.getMessage() for r in caplog.records if "again on a new one" in r.getMessage()]
+    assert [m.rsplit(";", 1)[1] for m in retried] == [
+        " lines again on a new one", " all again on a new one",
+    ]
+
+
 def test_a_write_that_cannot_be_made_twice_fails_and_the_next_call_reconnects(
     postgres_server: PostgresServer, migrated: PostgresStore, url: str
 ) -> None:
@@ -301,8 +320,8 @@ def test_a_write_that_cannot_be_made_twice_fails_and_the_next_call_reconnects(
     assert migrated.insert_tasks([task]) == [True]
     _break(postgres_server, url)
     with pytest.raises(psycopg.OperationalError):
-        migrated.append_logs([LogRecord(task.id, 1.0, "INFO", "once")])
-    assert [r.message for r in migrated.get_logs(task.id)] == []
+        migrated.logs.append([LogRecord(task.id, 1.0, "INFO", "once")])
+    assert [r.message for r in migrated.logs.lines(task.id)] == []
 
 
 def test_a_failed_call_inside_a_transaction_undoes_only_itself(migrated: PostgresStore) -> None:

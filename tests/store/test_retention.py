@@ -53,10 +53,10 @@ def finished(store: Store, state: TaskState, at: float, parts: int = 3, logs: in
     task = started(store, parts=parts)
     start_attempt(store, task.id, 0, 1, "w1", at - 1)
     record_result(store, task.id, 0, 1, {"part": 0}, at)
-    store.append_logs([LogRecord(task_id=task.id, ts=at, level="INFO", message=f"line {i}")
+    store.logs.append([LogRecord(task_id=task.id, ts=at, level="INFO", message=f"line {i}")
                        for i in range(logs)])
     finish_task(store, task.id, state, at, result=None)
-    store.append_logs([LogRecord(task_id=task.id, ts=at, level="INFO", message=state.value,
+    store.logs.append([LogRecord(task_id=task.id, ts=at, level="INFO", message=state.value,
                                  kind="state")])
     return task.id
 
@@ -66,7 +66,7 @@ def test_a_prune_deletes_exactly_the_finished_tasks_older_than_the_cutoff(store:
         [TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT])]
     recent = finished(store, TaskState.SUCCEEDED, at=500.0)
     running = started(store, parts=2).id  # created long before the cutoff, never finished
-    store.append_logs([LogRecord(task_id=running, ts=1.0, level="INFO", message="busy")])
+    store.logs.append([LogRecord(task_id=running, ts=1.0, level="INFO", message="busy")])
     pending = new_task(created_at=1.0)
     store.insert_tasks([pending])
     kept = [recent, running, pending.id]
@@ -80,7 +80,7 @@ def test_a_prune_deletes_exactly_the_finished_tasks_older_than_the_cutoff(store:
         assert rows_of(store, task_id) == {"tasks": 0, "subtasks": 0, "logs": 0}
         assert store.get_task(task_id) is None
         assert store.get_subtasks(task_id) == []
-        assert store.get_events(task_id) == []
+        assert store.logs.events(task_id) == []
     for task_id in kept:
         assert rows_of(store, task_id) == before[task_id]
     gone = {table: sum(before[t][table] for t in old) for table in _TABLES}

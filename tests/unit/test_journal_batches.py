@@ -31,7 +31,7 @@ def test_a_record_the_store_cannot_take_loses_only_itself() -> None:
         await journal.flush()
 
     asyncio.run(run())
-    stored = store.get_events(None)
+    stored = store.logs.events(None)
     assert [(r.task_id, r.message) for r in stored] == [
         ("a", "first of a"), ("b", "line of b"), ("a", "succeeded")]
     assert [r.kind for r in stored] == ["log", "log", "state"]

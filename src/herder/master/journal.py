@@ -95,7 +95,7 @@ class Journal:
         per flush); those stored. Should the batch fail, each record is stored on its own, so
         that one bad record (a value the store cannot take) loses only itself."""
         try:
-            await self._thread.commit(self._store.append_logs, records)
+            await self._thread.commit(self._store.logs.append, records)
             return records
         except Exception as exc:
             log.warning("journal: a batch of %d records failed (%s); storing them one by one",
@@ -103,7 +103,7 @@ class Journal:
         stored = []
         for record in records:
             try:
-                await self._thread.commit(self._store.append_logs, [record])
+                await self._thread.commit(self._store.logs.append, [record])
             except Exception as exc:
                 self._final_views.pop(id(record), None)  # never published: its view goes too
                 log.error("journal: dropped a %s record of task %s: %s",
@@ -120,12 +120,12 @@ class Journal:
         for task_id, n in added.items():
             count = self._counts.get(task_id)
             if count is None:
-                count = await self._thread.call(self._store.count_logs, task_id)
+                count = await self._thread.call(self._store.logs.count, task_id)
             else:
                 count += n
             if count > self.max_per_task * 1.1:
                 dropped = await self._thread.call(
-                    self._store.trim_logs, task_id, self.max_per_task
+                    self._store.logs.trim, task_id, self.max_per_task
                 )
                 count -= dropped
             self._counts[task_id] = count

@@ -81,10 +81,10 @@ class Records:
         )
 
     async def schedules(self) -> list[ScheduleRecord]:
-        return await self._thread.call(self._store.get_schedules)
+        return await self._thread.call(self._store.schedules.all)
 
     async def schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        return await self._thread.call(self._store.get_schedule, schedule_id)
+        return await self._thread.call(self._store.schedules.get, schedule_id)
 
     async def subtasks(
         self, task_id: str, after: int = -1, limit: int | None = None
@@ -105,12 +105,12 @@ class Records:
 
     async def logs(self, task_id: str, since: int, limit: int) -> list[LogRecord]:
         await self._journal.flush()
-        return await self._thread.call(self._store.get_logs, task_id, since, limit)
+        return await self._thread.call(self._store.logs.lines, task_id, since, limit)
 
     async def events(self, task_id: str | None, since: int, limit: int) -> list[LogRecord]:
         """The journal's entries of one task, or of all, after `since`."""
         await self._journal.flush()
-        return await self._thread.call(self._store.get_events, task_id, since, limit)
+        return await self._thread.call(self._store.logs.events, task_id, since, limit)
 
     async def logs_dropped(self, task_id: str) -> int:
         record = await self._thread.call(self._store.get_task, task_id)
@@ -134,14 +134,14 @@ class Records:
 
     def insert_schedule(self, schedule: ScheduleRecord) -> Awaitable[bool]:
         """Store a new schedule and commit; False when its id was taken."""
-        return self._thread.commit(self._store.insert_schedule, schedule)
+        return self._thread.commit(self._store.schedules.insert, schedule)
 
     def delete_schedule(self, schedule_id: str) -> Awaitable[bool]:
-        return self._thread.commit(self._store.delete_schedule, schedule_id)
+        return self._thread.commit(self._store.schedules.delete, schedule_id)
 
     def skip_firing(self, schedule_id: str, fired_at: float) -> Awaitable[bool]:
         """Count a firing let go, and commit; False if it was counted (or passed) already."""
-        return self._thread.commit(self._store.skip_firing, schedule_id, fired_at)
+        return self._thread.commit(self._store.schedules.skip_firing, schedule_id, fired_at)
 
     def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
         """A pending task is split: it runs, and its parts are stored as queued subtasks."""

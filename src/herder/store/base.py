@@ -1,13 +1,16 @@
 """The store contract: every query the master makes, as one narrow synchronous interface.
 
 Every write takes a batch, and so do the lookups by id (`get_tasks`); the single-item forms the
-master uses (`get_task`, `record_failure`, `requeue_subtask`) are wrappers over them.
+master uses (`get_task`, `record_failure`, `requeue_subtask`) are wrappers over them. The
+schedules and the journal are contracts of their own (modules `store.schedules`, `store.logs`),
+reached as the store's `schedules` and `logs` and sharing its connection and transactions.
 `repository.Repository` writes the methods once for every backend over a driver; each backend
 module (`sqlite`, `postgres`) adds its driver and what it does its own way. Methods are
 synchronous; the master calls them on the event loop (a store that `runs_inline`) or from one
 dedicated thread, never from two threads at once, so a backend needs no locking of its own
 beyond what its driver does. Every method that changes state commits before it returns: the
-master acknowledges nothing the store has not committed. Imports `model` only.
+master acknowledges nothing the store has not committed. Imports `model`, `store.schedules` and
+`store.logs` only.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from dataclasses import dataclass
 
 from herder.model import (
     JSON,
-    LogRecord,
-    ScheduleRecord,
     SubtaskRecord,
     TaskError,
     TaskRecord,
     TaskState,
 )
+from herder.store.logs import Logs
+from herder.store.schedules import Schedules
 
 #: (task_id, index, attempt, worker, started_at, worker_uid): `worker_uid` says which worker
 #: may claim the attempt back after a master restart (None: none may)
@@ -58,6 +61,11 @@ class Leader:
     live: bool
 
 class Store(abc.ABC):
+    """The tasks and their subtasks; the schedules and the journal are parts of their own,
+    `schedules` and `logs`, over the same connection (one `transaction()` holds them all)."""
+
+    schedules: Schedules
+    logs: Logs
     #: True when calls are local and fast enough to make on the event loop itself (SQLite);
     #: False when they wait on a network (PostgreSQL): then the master uses a thread.
     runs_inline: bool = False
@@ -219,55 +227,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_results(self, task_id: str) -> list[JSON]:
         """The results of a task's subtasks, in index order (None where there is none)."""
-
-    # -- schedules -------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def insert_schedule(self, schedule: ScheduleRecord) -> bool:
-        """Store a new schedule; False (nothing changed) if its id is taken."""
-
-    @abc.abstractmethod
-    def get_schedules(self) -> list[ScheduleRecord]:
-        """Every schedule, by id."""
-
-    @abc.abstractmethod
-    def get_schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
-
-    @abc.abstractmethod
-    def delete_schedule(self, schedule_id: str) -> bool:
-        """False if there was no such schedule. The tasks it fired stay."""
-
-    @abc.abstractmethod
-    def skip_firing(self, schedule_id: str, fired_at: float) -> bool:
-        """Count a firing let go (its previous task unfinished) and move the schedule's
-        latest firing to it; False, changing nothing, if that firing or a later one was made or
-        skipped already."""
-
-    # -- logs ------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
-        """Store records in order; sets each one's `seq` (increasing per task) and returns
-        them."""
-
-    @abc.abstractmethod
-    def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
-        """Log lines (kind "log") with seq > since, in seq order."""
-
-    @abc.abstractmethod
-    def get_events(
-        self, task_id: str | None, since: int = 0, limit: int = 1000
-    ) -> list[LogRecord]:
-        """Journal entries of every kind with seq > since (of one task, or of all), in order."""
-
-    @abc.abstractmethod
-    def count_logs(self, task_id: str) -> int:
-        """How many log lines of the task are stored."""
-
-    @abc.abstractmethod
-    def trim_logs(self, task_id: str, keep: int) -> int:
-        """Delete all but the newest `keep` log lines of the task, add the number deleted to the
-        task's logs_dropped, and return it."""
 
 
 _PASSWORD_IN_URL = re.compile(r"(?<=://)([^/@:?#]*):[^/@?#]*@")

@@ -4,7 +4,8 @@ lives on a database server (production, several machines).
 The SQL lives in `sql/postgres/`: versioned migrations `NNNN_name.sql` applied in order by
 `migrate()`, and `queries.sql` holding every query by name. `PostgresDriver` holds one psycopg 3
 connection and runs those queries; `PostgresStore` is the repository over it, with PostgreSQL's
-migrations, journal appends, and the batches it makes in one statement over arrays. Imports
+migrations and the batches it makes in one statement over arrays; `PostgresLogs` its journal's
+part, with PostgreSQL's appends, and `PostgresSchedules` its schedules' part. Imports
 `errors`, `model` and `store` (`base`, `repository`, `rows`, `sqlfiles`) only.
 
 Threads. `runs_inline` is False: the master makes every call, read or write, awaited or posted,
@@ -45,7 +46,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import psycopg
 from psycopg.adapt import Buffer
@@ -57,7 +58,15 @@ from psycopg.types.string import StrDumperUnknown
 from herder.errors import Deposed, HerderError
 from herder.model import LogRecord
 from herder.store.base import AttemptResult, TaskFinish, redact
-from herder.store.repository import Params, Repository, finish_rows, is_repeatable, repeatable
+from herder.store.repository import (
+    LogRepository,
+    Params,
+    Repository,
+    ScheduleRepository,
+    finish_rows,
+    is_repeatable,
+    repeatable,
+)
 from herder.store.rows import log_row
 from herder.store.sqlfiles import Migration, migrations, queries, refuse_newer_schema
 
@@ -65,7 +74,7 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S", bound="type[PostgresStore]")
+S = TypeVar("S", bound=type)
 
 #: the folder of herder/store/ that holds this backend's SQL (sqlfiles)
 SQL_FOLDER = "sql/postgres"
@@ -98,16 +107,26 @@ def open_postgres(url: str) -> PostgresStore:
     return store
 
 
+class _OverPostgres(Protocol):
+    """The store, or a part of it: what runs its calls on a `PostgresDriver`."""
+
+    @property
+    def _driver(self) -> PostgresDriver: ...
+
+
+Part = TypeVar("Part", bound=_OverPostgres)
+
+
 def _again_if_disconnected(
-    method: Callable[Concatenate[PostgresStore, P], R],
-) -> Callable[Concatenate[PostgresStore, P], R]:
+    method: Callable[Concatenate[Part, P], R],
+) -> Callable[Concatenate[Part, P], R]:
     """Make the call once more, on a new connection, when the connection broke under it (outside
     a caller's transaction). Only for calls whose second try is right whether or not the first
     one's commit went through. (`record_results` may then say False for a result its first try
     stored; the master reads such results back from the store.)"""
 
     @functools.wraps(method)
-    def call(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: Part, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except psycopg.OperationalError as exc:
@@ -121,7 +140,8 @@ def _again_if_disconnected(
 
 
 def _reconnecting(cls: S) -> S:
-    """The store class with every repeatable method made again after a lost connection."""
+    """The class (the store, or a part of it) with every repeatable method made again after a
+    lost connection."""
     for name in dir(cls):
         method = getattr(cls, name)
         if is_repeatable(method):
@@ -136,7 +156,8 @@ class PostgresStore(Repository["PostgresDriver"]):
     runs_inline = False
 
     def __init__(self, url: str) -> None:
-        super().__init__(PostgresDriver(url))
+        driver = PostgresDriver(url)
+        super().__init__(driver, PostgresSchedules(driver), PostgresLogs(driver))
         self.url = url
 
     def fence(self, term: int, on_deposed: Callable[[], None],
@@ -188,7 +209,17 @@ class PostgresStore(Repository["PostgresDriver"]):
     def reclaim_space(self) -> None:
         """Nothing: autovacuum makes the space of deleted rows reusable."""
 
-    def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
+
+@_reconnecting
+class PostgresSchedules(ScheduleRepository["PostgresDriver"]):
+    """The schedules' part, its repeatable calls made again after a lost connection."""
+
+
+@_reconnecting
+class PostgresLogs(LogRepository["PostgresDriver"]):
+    """The journal's part, with PostgreSQL's appends and its trim in one statement."""
+
+    def append(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
             return []
         db = self._driver
@@ -199,7 +230,7 @@ class PostgresStore(Repository["PostgresDriver"]):
                 record.seq = row["seq"]
         return list(records)
 
-    def trim_logs(self, task_id: str, keep: int) -> int:
+    def trim(self, task_id: str, keep: int) -> int:
         # one statement: the delete, the count of what it dropped and its addition to the task
         with self._driver.atomic(1):
             row = self._driver.row("trim_logs", {"task_id": task_id, "keep": max(1, keep)})

@@ -6,7 +6,9 @@ rows back into records (`rows`). A driver only runs a named query on its connect
 statements into a transaction and hands back rows indexed by column name. A backend module
 subclasses `Repository` with its driver, adds its migrations and journal appends, and replaces
 a method where its database has a better way to make the same batch (PostgreSQL: one statement
-over arrays). Imports `model`, `store.base` and `store.rows` only.
+over arrays). The parts of the contract (`ScheduleRepository`, `LogRepository`) are written the
+same way over the store's own driver, so that one transaction holds them all. Imports `model`
+and `store` (`base`, `logs`, `rows`, `schedules`) only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from herder.store.base import (
     TaskFinish,
     TaskStart,
 )
+from herder.store.logs import Logs
 from herder.store.rows import (
     MAX_PAGE,
     NO_CURSOR,
@@ -51,6 +54,7 @@ from herder.store.rows import (
     task_from_row,
     task_row,
 )
+from herder.store.schedules import Schedules
 
 #: a query's parameters: by name, or by position
 Params = Mapping[str, Any] | Sequence[Any]
@@ -127,10 +131,13 @@ def is_repeatable(method: object) -> bool:
 
 
 class Repository(Store, Generic[D]):
-    """The contract over a driver; a backend adds `migrate` and `append_logs`."""
+    """The contract over a driver; a backend adds `migrate`, and gives the parts over the same
+    driver (its `LogRepository` adds `append`)."""
 
-    def __init__(self, driver: D) -> None:
+    def __init__(self, driver: D, schedules: Schedules, logs: Logs) -> None:
         self._driver = driver
+        self.schedules = schedules
+        self.logs = logs
 
     def close(self) -> None:
         self._driver.close()
@@ -206,7 +213,7 @@ class Repository(Store, Generic[D]):
 
     @repeatable
     def count_unfinished(self) -> int:
-        return self._count("count_unfinished", {})
+        return _count(self._driver, "count_unfinished", {})
 
     @repeatable
     def unfinished_tasks(self) -> list[TaskRecord]:
@@ -343,22 +350,28 @@ class Repository(Store, Generic[D]):
         rows = self._driver.rows("get_results", {"task_id": task_id})
         return [decode(row["result"]) for row in rows]
 
-    # -- schedules -------------------------------------------------------------------------
 
-    def insert_schedule(self, schedule: ScheduleRecord) -> bool:
+class ScheduleRepository(Schedules, Generic[D]):
+    """The schedules' part over the store's driver: its calls share the store's connection and
+    transactions."""
+
+    def __init__(self, driver: D) -> None:
+        self._driver = driver
+
+    def insert(self, schedule: ScheduleRecord) -> bool:
         with self._driver.atomic(1):
             return self._driver.write("insert_schedule", schedule_row(schedule)) > 0
 
     @repeatable
-    def get_schedules(self) -> list[ScheduleRecord]:
+    def all(self) -> list[ScheduleRecord]:
         return [schedule_from_row(row) for row in self._driver.rows("list_schedules")]
 
     @repeatable
-    def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+    def get(self, schedule_id: str) -> ScheduleRecord | None:
         row = self._driver.row("get_schedule", {"id": schedule_id})
         return None if row is None else schedule_from_row(row)
 
-    def delete_schedule(self, schedule_id: str) -> bool:
+    def delete(self, schedule_id: str) -> bool:
         with self._driver.atomic(1):
             return self._driver.write("delete_schedule", {"id": schedule_id}) > 0
 
@@ -369,17 +382,23 @@ class Repository(Store, Generic[D]):
                 "skip_firing", {"id": schedule_id, "fired_at": fired_at}
             ) > 0
 
-    # -- logs ------------------------------------------------------------------------------
+
+class LogRepository(Logs, Generic[D]):
+    """The journal's part over the store's driver, sharing its connection and transactions; a
+    backend adds `append`."""
+
+    def __init__(self, driver: D) -> None:
+        self._driver = driver
 
     @repeatable
-    def get_logs(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
+    def lines(self, task_id: str, since: int = 0, limit: int = 1000) -> list[LogRecord]:
         # A caller asking for less than nothing gets nothing (SQLite reads a negative LIMIT as
         # none, PostgreSQL refuses it).
         args = {"task_id": task_id, "since": since, "limit": max(0, limit)}
         return [log_from_row(row) for row in self._driver.rows("get_logs", args)]
 
     @repeatable
-    def get_events(
+    def events(
         self, task_id: str | None, since: int = 0, limit: int = 1000
     ) -> list[LogRecord]:
         args = {"task_id": task_id, "since": since, "limit": max(0, limit)}
@@ -387,10 +406,10 @@ class Repository(Store, Generic[D]):
         return [log_from_row(row) for row in self._driver.rows(query, args)]
 
     @repeatable
-    def count_logs(self, task_id: str) -> int:
-        return self._count("count_logs", {"task_id": task_id})
+    def count(self, task_id: str) -> int:
+        return _count(self._driver, "count_logs", {"task_id": task_id})
 
-    def trim_logs(self, task_id: str, keep: int) -> int:
+    def trim(self, task_id: str, keep: int) -> int:
         with self._driver.atomic(2):
             dropped = max(0, self._driver.write(
                 "trim_logs", {"task_id": task_id, "keep": max(1, keep)}
@@ -399,11 +418,12 @@ class Repository(Store, Generic[D]):
                 self._driver.write("add_logs_dropped", {"task_id": task_id, "n": dropped})
         return dropped
 
-    def _count(self, query: str, params: Params) -> int:
-        """The `n` that a counting query returns."""
-        row = self._driver.row(query, params)
-        assert row is not None
-        return int(row["n"])
+
+def _count(db: Driver, query: str, params: Params) -> int:
+    """The `n` that a counting query returns."""
+    row = db.row(query, params)
+    assert row is not None
+    return int(row["n"])
 
 
 def finish_rows(items: Sequence[TaskFinish]) -> list[FinishRow]:

@@ -2,9 +2,9 @@
 
 The SQL lives in `sql/`: versioned migrations `NNNN_name.sql` applied in order by `migrate()`, and
 `queries.sql` holding every query by name. `SqliteDriver` opens the connection and runs those
-queries inside transactions; `SqliteStore` is the repository over it, with SQLite's migrations
-and journal appends. Imports `errors` and `store` (`base`, `repository`, `rows`, `sqlfiles`)
-only.
+queries inside transactions; `SqliteStore` is the repository over it, with SQLite's migrations,
+and `SqliteLogs` its journal's part, with SQLite's appends. Imports `errors`, `model` and `store`
+(`repository`, `rows`, `sqlfiles`) only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from herder.errors import HerderError
 from herder.model import LogRecord
-from herder.store.repository import Params, Repository
+from herder.store.repository import LogRepository, Params, Repository, ScheduleRepository
 from herder.store.rows import Row, log_row
 from herder.store.sqlfiles import Migration, migrations, queries, refuse_newer_schema
 
@@ -49,7 +49,8 @@ class SqliteStore(Repository["SqliteDriver"]):
     runs_inline = True
 
     def __init__(self, path: str) -> None:
-        super().__init__(SqliteDriver(path))
+        driver = SqliteDriver(path)
+        super().__init__(driver, ScheduleRepository(driver), SqliteLogs(driver))
         self.path = path
 
     def migrate(self) -> None:
@@ -76,7 +77,11 @@ class SqliteStore(Repository["SqliteDriver"]):
         if not self._driver.db.in_transaction:  # (the pragma's script would commit it)
             self._driver.db.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
 
-    def append_logs(self, records: Sequence[LogRecord]) -> list[LogRecord]:
+
+class SqliteLogs(LogRepository["SqliteDriver"]):
+    """The journal's part, with SQLite's appends."""
+
+    def append(self, records: Sequence[LogRecord]) -> list[LogRecord]:
         if not records:
             return []
         # One insert of the rows; their seqs are then known without a query per row: AUTOINCREMENT
