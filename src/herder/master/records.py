@@ -55,6 +55,7 @@ class Records:
         self.append_journal = self._journal.append
         #: the journal's count of a finished task's log lines is not needed any more
         self.forget_logs: Callable[[str], None] = self._journal.forget
+        self.schedules = ScheduleRecords(self._thread, store)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -79,12 +80,6 @@ class Records:
         return await self._thread.call(
             self._store.list_tasks, state, type_, limit, cursor, schedule
         )
-
-    async def schedules(self) -> list[ScheduleRecord]:
-        return await self._thread.call(self._store.schedules.all)
-
-    async def schedule(self, schedule_id: str) -> ScheduleRecord | None:
-        return await self._thread.call(self._store.schedules.get, schedule_id)
 
     async def subtasks(
         self, task_id: str, after: int = -1, limit: int | None = None
@@ -131,17 +126,6 @@ class Records:
         """`insert_tasks` in the next transaction, whichever comes first; the future is told
         once it has committed."""
         return self._thread.write(self._store.insert_tasks, records, parts)
-
-    def insert_schedule(self, schedule: ScheduleRecord) -> Awaitable[bool]:
-        """Store a new schedule and commit; False when its id was taken."""
-        return self._thread.commit(self._store.schedules.insert, schedule)
-
-    def delete_schedule(self, schedule_id: str) -> Awaitable[bool]:
-        return self._thread.commit(self._store.schedules.delete, schedule_id)
-
-    def skip_firing(self, schedule_id: str, fired_at: float) -> Awaitable[bool]:
-        """Count a firing let go, and commit; False if it was counted (or passed) already."""
-        return self._thread.commit(self._store.schedules.skip_firing, schedule_id, fired_at)
 
     def start_task(self, task_id: str, parts: Sequence[JSON], started_at: float) -> None:
         """A pending task is split: it runs, and its parts are stored as queued subtasks."""
@@ -198,3 +182,29 @@ class Records:
         self._starts.post()
         await self._journal.flush()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.close)
+
+
+class ScheduleRecords:
+    """The schedules' part of `Records` (`records.schedules`): every write commits at once, in
+    order with the writes posted before it."""
+
+    def __init__(self, thread: StoreThread, store: Store) -> None:
+        self._thread = thread
+        self._schedules = store.schedules
+
+    async def all(self) -> list[ScheduleRecord]:
+        return await self._thread.call(self._schedules.all)
+
+    async def get(self, schedule_id: str) -> ScheduleRecord | None:
+        return await self._thread.call(self._schedules.get, schedule_id)
+
+    def insert(self, schedule: ScheduleRecord) -> Awaitable[bool]:
+        """Store a new schedule and commit; False when its id was taken."""
+        return self._thread.commit(self._schedules.insert, schedule)
+
+    def delete(self, schedule_id: str) -> Awaitable[bool]:
+        return self._thread.commit(self._schedules.delete, schedule_id)
+
+    def skip_firing(self, schedule_id: str, fired_at: float) -> Awaitable[bool]:
+        """Count a firing let go, and commit; False if it was counted (or passed) already."""
+        return self._thread.commit(self._schedules.skip_firing, schedule_id, fired_at)

@@ -58,7 +58,7 @@ class Schedules:
 
     async def load(self) -> None:
         """Take up the stored schedules (at start)."""
-        for record in await self._records.schedules():
+        for record in await self._records.schedules.all():
             try:
                 self._plan(record)
             except BadTimetable as exc:  # stored by a herder that read it otherwise
@@ -81,7 +81,7 @@ class Schedules:
             every=request.every, timezone=request.timezone, priority=request.priority,
             timeout=request.timeout, overlap=request.overlap, created_at=now,
         )
-        if not await self._records.insert_schedule(record):
+        if not await self._records.schedules.insert(record):
             raise Rejected(409, f"id: schedule {request.id!r} already exists")
         if request.id in self._planned:  # (deleted and made again while its firing ran)
             del self._planned[request.id]
@@ -89,7 +89,7 @@ class Schedules:
 
     async def remove(self, schedule_id: str) -> None:
         """Delete a schedule (the tasks it fired stay); Rejected(404) if there is none."""
-        if not await self._records.delete_schedule(schedule_id):
+        if not await self._records.schedules.delete(schedule_id):
             raise Rejected(404, f"schedule {schedule_id!r} not found")
         self._planned.pop(schedule_id, None)
 
@@ -136,7 +136,7 @@ class Schedules:
             return
         running = record.last_task_id is not None and record.last_task_id in self._tasks.active
         if record.overlap == "skip" and running:
-            if await self._records.skip_firing(record.id, target):
+            if await self._records.schedules.skip_firing(record.id, target):
                 record.skipped += 1
             record.last_target_at = target
             return
@@ -146,7 +146,7 @@ class Schedules:
         )])
         if isinstance(answer, Rejected):
             if answer.status == 409:  # made already (the store refused it twice): see how far
-                stored = await self._records.schedule(record.id)
+                stored = await self._records.schedules.get(record.id)
                 if stored is not None:
                     planned.record = stored
                     return
