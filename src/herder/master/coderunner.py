@@ -9,8 +9,11 @@ its own time limit.
 
 Code that is known to be quick runs on the loop itself, with no hop at all: each kind of call
 (say `primes.split`) is timed, and once its last INLINE_AFTER runs each took under INLINE_BELOW,
-it is called inline. The time limit cannot stop an inline call, so one that takes longer than
-DEMOTE_ABOVE sends its kind back to the threads for good. Imports only the stdlib.
+it is called inline. The time limit cannot stop an inline call, so one that used more than
+DEMOTE_ABOVE of CPU sends its kind back to the threads for good. One that was slow without using
+the CPU (it waited on I/O, or the host gave the core to another process for a few ms, as a busy
+2-core host does every few thousand calls) sends its kind to the threads only until its last
+INLINE_AFTER runs are quick again. Imports only the stdlib.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ THREADS = 8
 #: a kind of call runs inline once its last INLINE_AFTER runs each took under INLINE_BELOW s
 INLINE_AFTER = 8
 INLINE_BELOW = 0.0005
-#: an inline run longer than this sends its kind back to the threads for good
+#: an inline run that used more CPU than this sends its kind back to the threads for good
 DEMOTE_ABOVE = 0.005
 
 log = logging.getLogger(__name__)
@@ -92,17 +95,17 @@ class CodeRunner:
     def call_inline(self, kind: str, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(*args)` here and now, timed as `kind` (for a kind that `runs_inline`)."""
         speed = self._speeds.get(kind) or self._speeds.setdefault(kind, _Speed())
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
             took = time.perf_counter() - started
-            speed.recent.append(took)
-            if took > DEMOTE_ABOVE:
+            speed.recent.append(took)  # a slow run sends the kind to the threads for a while
+            if took > DEMOTE_ABOVE and (cpu := time.thread_time() - cpu_started) > DEMOTE_ABOVE:
                 speed.demoted = True
                 log.warning(
-                    "%s took %.1f ms on the event loop; it runs on threads from now on",
-                    kind, took * 1000,
+                    "%s took %.1f ms of CPU on the event loop; it runs on threads from now on",
+                    kind, cpu * 1000,
                 )
 
     async def run(
