@@ -29,7 +29,7 @@ def main() -> None:
     opts = args.parse_args()
     cluster = LocalCluster(workers=1, slots=4, tasks=("herder.examples",))
     with cluster as client:
-        view = client.schedule(SCHEDULE, "noop", {"value": 0}, every="1s", overlap="allow")
+        view = client.schedules.add(SCHEDULE, "noop", {"value": 0}, every="1s", overlap="allow")
         start = view["created_at"]
         #: (killed at, running again at)
         downtimes: list[tuple[float, float]] = []
@@ -43,7 +43,7 @@ def main() -> None:
             downtimes.append((killed, time.time()))
         time.sleep(up_for)
         end = time.time()
-        client.unschedule(SCHEDULE)
+        client.schedules.remove(SCHEDULE)
         tasks = client.list_tasks(schedule=SCHEDULE, limit=1000)
     print(json.dumps(measure(tasks, start, end, downtimes), indent=2))
 
