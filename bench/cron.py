@@ -36,10 +36,11 @@ def main() -> None:
         up_for = (opts.seconds - opts.restarts * opts.down) / (opts.restarts + 1)
         for _ in range(opts.restarts):
             time.sleep(up_for)
-            cluster.kill_master()
+            cluster.processes.kill_master()
             killed = time.time()
             time.sleep(opts.down)
-            cluster.start_master()
+            cluster.processes.start_master()
+            cluster.wait_ready(workers=0)
             downtimes.append((killed, time.time()))
         time.sleep(up_for)
         end = time.time()

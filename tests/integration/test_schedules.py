@@ -122,10 +122,11 @@ def test_a_master_restart_neither_doubles_nor_misses_a_firing(
 ) -> None:
     view = client.schedules.add("restart", "echo", {"items": [0]}, every="1s", overlap="allow")
     wait_until(lambda: len(fired(client, "restart")) >= 2, what="two firings")
-    cluster.kill_master()
+    cluster.processes.kill_master()
     down_at = time.time()
     wait_until(lambda: time.time() > down_at + 3.5, what="three firings missed")
-    cluster.start_master()
+    cluster.processes.start_master()
+    cluster.wait_ready(workers=0)
     up_at = time.time()
     try:
         wait_until(lambda: [t for t in fired(client, "restart")
