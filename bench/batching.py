@@ -77,8 +77,8 @@ def main() -> None:
         extra_master_args=["--max-pending", "1000000"],
     )
     with cluster as client:
-        assert cluster.master_pid is not None
-        master = cluster.master_pid
+        assert cluster.processes.master_pid is not None
+        master = cluster.processes.master_pid
         client.gather(client.submit_many([{"type": "bench_noop"}] * 100), timeout=60)  # warm
         before = results_per_commit(cluster.url)
         for _ in range(a.rounds):

@@ -29,21 +29,22 @@ def main() -> None:
     opts = args.parse_args()
     cluster = LocalCluster(workers=1, slots=4, tasks=("herder.examples",))
     with cluster as client:
-        view = client.schedule(SCHEDULE, "noop", {"value": 0}, every="1s", overlap="allow")
+        view = client.schedules.add(SCHEDULE, "noop", {"value": 0}, every="1s", overlap="allow")
         start = view["created_at"]
         #: (killed at, running again at)
         downtimes: list[tuple[float, float]] = []
         up_for = (opts.seconds - opts.restarts * opts.down) / (opts.restarts + 1)
         for _ in range(opts.restarts):
             time.sleep(up_for)
-            cluster.kill_master()
+            cluster.processes.kill_master()
             killed = time.time()
             time.sleep(opts.down)
-            cluster.start_master()
+            cluster.processes.start_master()
+            cluster.wait_ready(workers=0)
             downtimes.append((killed, time.time()))
         time.sleep(up_for)
         end = time.time()
-        client.unschedule(SCHEDULE)
+        client.schedules.remove(SCHEDULE)
         tasks = client.list_tasks(schedule=SCHEDULE, limit=1000)
     print(json.dumps(measure(tasks, start, end, downtimes), indent=2))
 

@@ -32,7 +32,7 @@ def cpu_seconds(pid: int) -> float:
 def run(watch: bool, seconds: float, slots: int, part: float) -> dict[str, float]:
     cluster = LocalCluster(workers=2, slots=slots, log_level="warning")
     with cluster as client, ExitStack() as stack:
-        master = cluster.master_process
+        master = cluster.processes.master
         assert master is not None
         parts = int(seconds * 3 * 1000)  # more than the window needs at 1,000/s
         handle = client.submit("sleep", {"seconds": part, "parts": parts})

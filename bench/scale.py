@@ -206,7 +206,7 @@ def measure(queued: int, conns: int, procs: int, window: float, warm: float) -> 
     topup: TopUp | None = None
     ok = False
     try:
-        master = cluster.master_pid
+        master = cluster.processes.master_pid
         assert master is not None
         t_fill = time.perf_counter()
         _submit(client, queued // PART)

@@ -38,9 +38,10 @@ def main() -> None:
     cluster = LocalCluster(workers=2, slots=a.slots, tasks=["bench.tasks"], log_level="warning")
     with cluster as client:
         client.run("bench_split", {"parts": 2000}, wait=60)
-        assert cluster.master_pid is not None
-        pids = {"master": cluster.master_pid}
-        pids.update({f"worker {i + 1}": pid for i, pid in enumerate(cluster.worker_pids) if pid})
+        processes = cluster.processes
+        assert processes.master_pid is not None
+        pids = {"master": processes.master_pid}
+        pids.update({f"worker {i + 1}": pid for i, pid in enumerate(processes.worker_pids) if pid})
         before = {role: thread_seconds(pid) for role, pid in pids.items()}
         started = time.monotonic()
         assert client.run("bench_split", {"parts": a.parts}, wait=600) == a.parts

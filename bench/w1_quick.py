@@ -64,8 +64,8 @@ def run(a: argparse.Namespace, db: str | None) -> None:
     cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning",
                            **({"db": db} if db else {}))
     with cluster as client:
-        assert cluster.master_process is not None
-        pids = [cluster.master_process.pid] + [w.pid for w in cluster.worker_processes]
+        assert cluster.processes.master is not None
+        pids = [cluster.processes.master.pid] + [w.pid for w in cluster.processes.workers]
 
         def measure(label: str, n: int, run: object) -> dict[str, float]:
             before = [cpu_seconds(p) for p in pids]

@@ -56,10 +56,10 @@ class System(base.System):
 
     def classify(self, proc: Proc, procs: dict[int, Proc]) -> str:
         assert self.cluster is not None
-        master = self.cluster.master_pid
+        master = self.cluster.processes.master_pid
         if master is not None and descends(proc, master, procs):
             return "master"
-        for pid in self.cluster.worker_pids:
+        for pid in self.cluster.processes.worker_pids:
             if pid is not None and descends(proc, pid, procs):
                 return "workers"
         return "other"

@@ -1,22 +1,20 @@
 """`LocalCluster`: a master and N workers as subprocesses, for tests, notebooks and `herder up`.
 
-It runs `python -m herder master ...` and `python -m herder worker ...` (the same commands a user
-runs by hand), waits until /healthz reports every worker connected, and stops them in order:
-workers first (so that they can hand their subtasks back to a live master), then the master;
-SIGTERM, then SIGKILL after a deadline. This is the only code that manages herder processes;
-`herder up` uses it too.
+It builds the commands `python -m herder master ...` and `python -m herder worker ...` (the
+same commands a user runs by hand), has its `ProcessGroup` (`processes`) start them, waits until
+/healthz reports every worker connected, and stops them in order (workers, then master). This is
+the only code that manages herder processes; `herder up` uses it too.
 
-For fault-injection tests it also kills (SIGKILL), stops (SIGTERM) and restarts single processes:
-`kill_master()` / `start_master()` (same port and store), `kill_worker(i)`, `stop_worker(i)`,
-`start_worker(i)` (same name, so the same identity) and `add_worker(...)`. Its workers get a
-worker token the cluster makes (`worker_token`), unless one is given. A command prefix (such as
-`ip netns exec NS`) runs a child inside a network namespace.
+For fault-injection tests, `cluster.processes` kills (SIGKILL), stops (SIGTERM) and restarts
+single processes: `kill_master()` / `start_master()` (same port and store), `kill_worker(i)`,
+`stop_worker(i)`, `wait_worker(i, timeout)`, `start_worker(i)` (same name, so the same
+identity); `add_worker(...)` and `wait_ready(workers=n)` are the cluster's, which knows the
+commands and asks the master. Its workers get a worker token the cluster makes
+(`worker_token`), unless one is given. A command prefix (such as `ip netns exec NS`) runs a child
+inside a network namespace.
 
-Every child holds a `Lifeline` to this process: when it dies, even by SIGKILL, the children stop
-by themselves (`herder.lifeline`).
-
-Imports `client`, `config`, `forked` and `lifeline`; never `cli`, `master` or `worker`: they run in
-the child processes, and a forked child runs what the caller's `ForkStarter` hands in.
+Imports `client`, `config` and `processes`; never `cli`, `master` or `worker`: they run in the
+child processes, and a forked child runs what the caller's `ForkStarter` hands in.
 """
 
 from __future__ import annotations
@@ -27,36 +25,30 @@ import ipaddress
 import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from herder.config import env_token
-from herder.errors import ClientError, HerderError
-from herder.forked import ForkedProcess, ForkStarter
-from herder.lifeline import Lifeline
+from herder.errors import ClientError
+from herder.forked import ForkStarter
+
+# ClusterError is re-exported: it is what `start` raises
+from herder.processes import ClusterError as ClusterError
+from herder.processes import Command, ProcessGroup
 
 if TYPE_CHECKING:
     # Imported where used: `herder up` forks its master before it needs a client, and importing
     # httpx before the fork would delay the master's start.
     from herder.client import Client
 
-#: a child process of the cluster: a new interpreter, or a fork of this one (`fork=`)
-ChildProcess = subprocess.Popen[bytes] | ForkedProcess
-
 READY_TIMEOUT = 20.0
 _POLL = 0.05
-
-
-class ClusterError(HerderError):
-    """The local cluster did not start: a process exited or it was not ready in time."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -104,30 +96,9 @@ def child_env(
     return env
 
 
-def terminate(processes: Iterable[ChildProcess], timeout: float) -> None:
-    """SIGTERM each live process, wait up to `timeout` s for all, then SIGKILL the rest."""
-    alive = [p for p in processes if p.poll() is None]
-    for proc in alive:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in alive:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.0, deadline - time.monotonic()))
-    kill(alive)
-
-
-def kill(processes: Iterable[ChildProcess]) -> None:
-    for proc in processes:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
-
-
 @dataclass(slots=True)
 class WorkerSpec:
-    """How to start one worker; kept so that a killed worker restarts as the same worker."""
+    """What one worker's command is built from (`LocalCluster.worker_argv`)."""
 
     name: str
     #: variables added to the worker's environment
@@ -201,17 +172,13 @@ class LocalCluster:
         #: (`herder.forked`); only for a parent with no other threads. None: new interpreters
         self.fork = fork
         self.tls_cert, self.tls_key, self.ca = tls_cert, tls_key, ca
-        self.master_process: ChildProcess | None = None
-        #: one per worker ever started, by index; a stopped worker's process stays until restarted
-        self.worker_processes: list[ChildProcess] = []
         self.worker_specs: list[WorkerSpec] = [
             WorkerSpec(name=f"local-{i + 1}") for i in range(workers)
         ]
-        self._env: dict[str, str] = {}
-        self._out: IO[bytes] | None = None
+        #: the master and worker processes: kill, stop, wait for and restart single ones
+        self.processes = ProcessGroup(output, fork)
         self._client: Client | None = None
         self._tmpdir: str | None = None
-        self._lifeline: Lifeline | None = None
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -258,11 +225,15 @@ class LocalCluster:
             *self._common_args(), *self.extra_worker_args, *spec.extra_args,
         ]  # fmt: skip
 
+    def _worker_command(self, index: int) -> Command:
+        return Command(f"worker {self.worker_specs[index].name}", tuple(self.worker_argv(index)),
+                       self.worker_specs[index].env)
+
     # -- life ----------------------------------------------------------------------------------
 
     def start(self) -> Client:
         """Start everything and wait until all workers are connected; return a client."""
-        if self.master_process is not None:
+        if self.processes.master is not None:
             raise ClusterError("the cluster is already started")
         if not self.port:  # None or 0: any free port
             self.port = free_port(self.host if self.host not in ("", "0.0.0.0", "::") else
@@ -270,26 +241,14 @@ class LocalCluster:
         if self.db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="herder-")
             self.db = os.path.join(self._tmpdir, "herder.db")
-        self._lifeline = Lifeline()
-        self._env = {**child_env(self.token, self.worker_token, self.admin_token),
-                     **self._lifeline.child_env()}
-        if self.output is not None:
-            self._out = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + self.ready_timeout
-            if self.fork is not None:
-                self.fork.preload_master()
-            self.master_process = self._spawn(self.master_argv(), may_fork=True)
-            if self.fork is not None:
-                self.fork.preload_worker()  # while the master starts
-            # Workers start with the master, not after it: both spend most of their start
-            # importing, which then happens at once; a worker retries (quietly) until the
-            # master answers.
-            self.worker_processes = [
-                self._spawn(self.worker_argv(i), self.worker_specs[i].env, may_fork=True)
-                for i in range(len(self.worker_specs))
-            ]
+            self.processes.start(
+                child_env(self.token, self.worker_token, self.admin_token),
+                Command("master", tuple(self.master_argv())),
+                [self._worker_command(i) for i in range(len(self.worker_specs))],
+            )
             # after the forks: a child must not inherit the client's sockets
             from herder.client import Client
 
@@ -300,97 +259,12 @@ class LocalCluster:
             raise
         return self._client
 
-    def _spawn(
-        self, argv: list[str], env: Mapping[str, str] | None = None, may_fork: bool = False
-    ) -> ChildProcess:
-        """A child running `argv`: with `may_fork` and a ForkStarter, a fork of this process
-        when argv is `python -m herder ...` (not behind a command prefix), else a new one."""
-        if self._lifeline is None:
-            raise ClusterError("the cluster is stopped")
-        herder_cli = [sys.executable, "-m", "herder"]
-        if may_fork and self.fork is not None and argv[:3] == herder_cli:
-            out = self._out.fileno() if self._out is not None else None
-            return self.fork.start(
-                argv[3:], {**self._env, **(env or {})}, out, close_fds=[self._lifeline.write_fd]
-            )
-        # Own process groups: a Ctrl-C in the terminal reaches only us, and we stop the
-        # children in order (workers, then master) instead of all at once.
-        return subprocess.Popen(
-            argv, env={**self._env, **(env or {})}, process_group=0,
-            stdout=self._out, stderr=self._out, pass_fds=[self._lifeline.read_fd],
-        )  # fmt: skip
-
-    # -- single processes, for fault injection -------------------------------------------------
-
-    @property
-    def master_pid(self) -> int | None:
-        """The running master's pid, or None."""
-        p = self.master_process
-        return p.pid if p is not None and p.poll() is None else None
-
-    @property
-    def worker_pids(self) -> list[int | None]:
-        """Each worker's pid by index, None for one that is not running."""
-        return [p.pid if p.poll() is None else None for p in self.worker_processes]
-
-    def _require_started(self) -> None:
-        if self.master_process is None:
-            raise ClusterError("the cluster is not started")
-
-    def kill_master(self) -> None:
-        """SIGKILL the master and reap it (no shutdown code runs: a crash)."""
-        self._require_started()
-        assert self.master_process is not None
-        kill([self.master_process])
-
-    def start_master(self, wait: bool = True) -> None:
-        """Start the master again on the same port and store (after kill_master or a crash);
-        with `wait`, return once it answers /healthz."""
-        self._require_started()
-        assert self.master_process is not None
-        if self.master_process.poll() is None:
-            raise ClusterError("the master is running")
-        self.master_process = self._spawn(self.master_argv())
-        if wait:
-            self.wait_ready(workers=0)
-
     def wait_ready(self, workers: int, timeout: float | None = None) -> None:
-        """Until /healthz answers and reports at least `workers` workers connected. Only the
-        master's exit fails it early (a test may have stopped workers on purpose)."""
+        """Until /healthz answers and reports at least `workers` workers connected (after
+        `processes.start_master()`: `workers=0`). Only the master's exit fails it early (a test
+        may have stopped workers on purpose)."""
         timeout = self.ready_timeout if timeout is None else timeout
         self._wait_ready(time.monotonic() + timeout, workers, all_processes=False)
-
-    def _worker(self, index: int) -> ChildProcess:
-        self._require_started()
-        if not 0 <= index < len(self.worker_processes):
-            raise IndexError(f"no worker {index} (there are {len(self.worker_processes)})")
-        return self.worker_processes[index]
-
-    def kill_worker(self, index: int) -> None:
-        """SIGKILL worker `index` and reap it; its attempts stay leased to it on the master."""
-        kill([self._worker(index)])
-
-    def stop_worker(self, index: int) -> None:
-        """SIGTERM worker `index`: it drains (a second call makes it exit at once)."""
-        proc = self._worker(index)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-
-    def wait_worker(self, index: int, timeout: float) -> int | None:
-        """Wait up to `timeout` s for worker `index` to exit; its exit code, or None."""
-        proc = self._worker(index)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-        return proc.poll()
-
-    def start_worker(self, index: int) -> None:
-        """Start worker `index` again, with the same name (hence the same identity)."""
-        if self._worker(index).poll() is None:
-            raise ClusterError(f"worker {self.worker_specs[index].name} is running")
-        self.worker_processes[index] = self._spawn(
-            self.worker_argv(index), self.worker_specs[index].env
-        )
 
     def add_worker(
         self,
@@ -403,7 +277,8 @@ class LocalCluster:
     ) -> int:
         """Start one more worker; return its index. It does not wait for the connection (use
         `wait_ready(workers=n)`)."""
-        self._require_started()
+        if self.processes.master is None:
+            raise ClusterError("the cluster is not started")
         index = len(self.worker_specs)
         self.worker_specs.append(
             WorkerSpec(
@@ -414,8 +289,7 @@ class LocalCluster:
                 master_url=master_url,
             )
         )
-        self.worker_processes.append(self._spawn(self.worker_argv(index), env))
-        return index
+        return self.processes.add_worker(self._worker_command(index))
 
     def _wait_ready(self, deadline: float, workers: int, all_processes: bool = True) -> None:
         """Until /healthz reports `workers` connected workers; ClusterError past `deadline`, or
@@ -424,10 +298,10 @@ class LocalCluster:
 
         connected = None
         while time.monotonic() < deadline:
-            if all_processes:
-                self._raise_if_exited()
-            elif self.master_process is not None and self.master_process.poll() is not None:
-                raise ClusterError(f"master exited with code {self.master_process.returncode}")
+            if gone := self.processes.exited(master_only=not all_processes):
+                name, code = gone[0]
+                during = " during start (see its output)" if all_processes else ""
+                raise ClusterError(f"{name} exited with code {code}{during}")
             with contextlib.suppress(MasterUnreachable, ClientError):
                 connected = self.client.health().get("workers")
                 if isinstance(connected, int) and connected >= workers:
@@ -439,20 +313,6 @@ class LocalCluster:
                else f"reports {connected} of {workers} workers")
         )
 
-    def exited(self) -> list[tuple[str, int]]:
-        """(name, exit code) of each process that has exited."""
-        named = [("master", self.master_process)] + [
-            (f"worker {spec.name}", p)
-            for spec, p in zip(self.worker_specs, self.worker_processes, strict=False)
-        ]
-        return [(name, code) for name, p in named
-                if p is not None and (code := p.poll()) is not None]
-
-    def _raise_if_exited(self) -> None:
-        if gone := self.exited():
-            name, code = gone[0]
-            raise ClusterError(f"{name} exited with code {code} during start (see its output)")
-
     def stop(self, timeout: float | None = None) -> None:
         """Stop workers (they hand back their work), then the master. Idempotent."""
         timeout = self.stop_timeout if timeout is None else timeout
@@ -460,22 +320,14 @@ class LocalCluster:
         if self._client is not None:
             self._client.close()
             self._client = None
-        terminate(self.worker_processes, timeout)
-        if self.master_process is not None:
-            terminate([self.master_process], timeout)
-        if self._lifeline is not None:
-            self._lifeline.close()
-            self._lifeline = None
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        self.processes.stop(timeout)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
     def kill(self) -> None:
         """Stop everything now (SIGKILL), for a second Ctrl-C."""
-        kill([*self.worker_processes, *([self.master_process] if self.master_process else [])])
+        self.processes.kill()
         self.stop(timeout=0)
 
     def __enter__(self) -> Client:
@@ -488,5 +340,5 @@ class LocalCluster:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "stopped" if self.master_process is None else f"url={self.url}"
+        state = "stopped" if self.processes.master is None else f"url={self.url}"
         return f"LocalCluster(workers={self.workers}, slots={self.slots}, {state})"

@@ -272,7 +272,7 @@ class Chaos:
 
     def sample_rss(self) -> None:
         while not self._stop.wait(0.25):
-            pid = self.cluster.master_pid
+            pid = self.cluster.processes.master_pid
             if pid is None:
                 continue
             with contextlib.suppress(OSError, ValueError):
@@ -298,29 +298,30 @@ class Chaos:
 
     def kill_master(self) -> None:
         self._scrape()
-        self.cluster.kill_master()
+        self.cluster.processes.kill_master()
         self.report.master_kills += 1
         down = time.monotonic()
         self._stop.wait(self.faults.uniform(0.3, 1.5))
-        self.cluster.start_master(wait=True)
+        self.cluster.processes.start_master()
+        self.cluster.wait_ready(workers=0)
         self.report.master_restart_s.append(time.monotonic() - down)
 
     def worker_fault(self) -> None:
-        live = [i for i, pid in enumerate(self.cluster.worker_pids) if pid is not None]
+        live = [i for i, pid in enumerate(self.cluster.processes.worker_pids) if pid is not None]
         if not live:
             return
         i = self.faults.choice(live)
         roll = self.faults.random()
         if roll < 0.15:
-            self.cluster.stop_worker(i)
+            self.cluster.processes.stop_worker(i)
             self.report.worker_drains += 1
-            if self.cluster.wait_worker(i, 15) is None:
+            if self.cluster.processes.wait_worker(i, 15) is None:
                 self.report.failures.append(f"worker {i} did not exit 15 s after SIGTERM")
-                self.cluster.kill_worker(i)
+                self.cluster.processes.kill_worker(i)
         else:
             name = self.cluster.worker_specs[i].name
             held = self._busy(name)
-            self.cluster.kill_worker(i)
+            self.cluster.processes.kill_worker(i)
             killed = time.monotonic()
             self.report.worker_kills += 1
             # Wait until the master declares it lost, and time that; only for a worker that
@@ -328,7 +329,7 @@ class Chaos:
             if roll < 0.7 and held:
                 self._time_detection(name, killed)
             self._stop.wait(self.faults.uniform(0.1, 1.5))
-        self.cluster.start_worker(i)
+        self.cluster.processes.start_worker(i)
 
     def _busy(self, name: str) -> int:
         with contextlib.suppress(MasterUnreachable, ClientError):
@@ -382,9 +383,9 @@ class Chaos:
             for t in threads:
                 t.start()
             self.drive(end)
-            for i, pid in enumerate(self.cluster.worker_pids):
+            for i, pid in enumerate(self.cluster.processes.worker_pids):
                 if pid is None:
-                    self.cluster.start_worker(i)
+                    self.cluster.processes.start_worker(i)
             submitter.join(timeout=self.config.settle)
             final = self.settle(time.monotonic() + self.config.settle)
             self._scrape()

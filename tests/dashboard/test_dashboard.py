@@ -98,8 +98,8 @@ def test_schedules_page_shows_the_next_run_and_the_last_task(
     page: Any, cluster: LocalCluster
 ) -> None:
     client = cluster.client
-    client.schedule("dash-tick", "noop", {"value": 1}, every="1s", overlap="allow")
-    client.schedule("dash-cron", "noop", {"value": 2}, cron="0 3 * * *", timezone="Asia/Tokyo")
+    client.schedules.add("dash-tick", "noop", {"value": 1}, every="1s", overlap="allow")
+    client.schedules.add("dash-cron", "noop", {"value": 2}, cron="0 3 * * *", timezone="Asia/Tokyo")
     try:
         page.goto(f"{cluster.url}/#/schedules")
         expect(page.get_by_test_id("schedules-summary")).to_contain_text("2 schedules")
@@ -115,8 +115,8 @@ def test_schedules_page_shows_the_next_run_and_the_last_task(
         last.locator("a").click()
         expect(page).to_have_url(re.compile(f"#/task/{re.escape(task_id)}$"))
     finally:
-        client.unschedule("dash-tick")
-        client.unschedule("dash-cron")
+        client.schedules.remove("dash-tick")
+        client.schedules.remove("dash-cron")
 
 
 def test_a_refused_submission_shows_the_servers_detail(page: Any, cluster: LocalCluster) -> None:

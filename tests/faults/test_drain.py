@@ -37,14 +37,14 @@ def test_sigterm_drains_a_worker_mid_task(tmp_path: Path, ledger: Path) -> None:
             name: {s["index"] for s in running if s["state"] == "running" and s["worker"] == name}
             for name in ("finisher", "handback")
         }
-        cluster.stop_worker(finisher)
-        cluster.stop_worker(handback)
+        cluster.processes.stop_worker(finisher)
+        cluster.processes.stop_worker(handback)
         stopped = time.monotonic()
 
         # No new work for a draining worker; the one with the short timeout hands back at once.
-        assert cluster.wait_worker(handback, 10) == 0
+        assert cluster.processes.wait_worker(handback, 10) == 0
         handed_back = time.monotonic() - stopped
-        assert cluster.wait_worker(finisher, 30) == 0
+        assert cluster.processes.wait_worker(finisher, 30) == 0
         finished = time.monotonic() - stopped
 
         status = handle.wait(timeout=60)

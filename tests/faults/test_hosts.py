@@ -32,7 +32,8 @@ import httpx
 import pytest
 
 from herder import Client, LocalCluster
-from herder.cluster import child_env, terminate
+from herder.cluster import child_env
+from herder.processes import terminate
 from tests.faults.conftest import (
     FAST_LEASE,
     FAULT_TASKS,

@@ -40,9 +40,10 @@ def test_kill_9_master_mid_task_and_restart(tmp_path: Path, ledger: Path, db: st
             what="15 subtasks done",
         )
         finished = {s["index"] for s in handle.subtasks() if s["state"] == "succeeded"}
-        cluster.kill_master()
+        cluster.processes.kill_master()
         down = time.monotonic()
-        cluster.start_master()
+        cluster.processes.start_master()
+        cluster.wait_ready(workers=0)
         restarted = time.monotonic() - down
         # Workers reconnect by themselves, with backoff.
         cluster.wait_ready(workers=2, timeout=15)

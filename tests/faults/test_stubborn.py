@@ -32,7 +32,7 @@ def test_process_pool_kills_a_stubborn_subtask(tmp_path: Path, ledger: Path) -> 
             what="both subtasks started",
         )
         pids = {pid for *_, pid in rows}
-        assert cluster.worker_pids[0] not in pids  # they run in child processes
+        assert cluster.processes.worker_pids[0] not in pids  # they run in child processes
         started = time.monotonic()
         assert handle.cancel()["state"] == "cancelled"
         wait_until(
@@ -44,7 +44,7 @@ def test_process_pool_kills_a_stubborn_subtask(tmp_path: Path, ledger: Path) -> 
         wait_until(lambda: busy(client, "local-1") == 0, timeout=5, what="slots free")
         print(f"\nstubborn children killed {killed:.2f} s after the cancel (grace {grace} s)")
         assert killed < grace + 3
-        assert cluster.worker_pids[0] is not None  # the worker itself lives on
+        assert cluster.processes.worker_pids[0] is not None  # the worker itself lives on
         assert client.submit("ledger", {"parts": 2, "salt": 1}).result(timeout=20)["n"] == 2
 
 

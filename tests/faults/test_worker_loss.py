@@ -37,7 +37,7 @@ def test_kill_9_worker_mid_task(tmp_path: Path) -> None:
             lambda: busy(client, victim) > 0 and handle.status()["progress"]["subtasks_done"] >= 2,
             what=f"{victim} running subtasks",
         )
-        cluster.kill_worker(0)
+        cluster.processes.kill_worker(0)
         killed = time.monotonic()
         # Read after the kill, not before it: the parts run in step on both workers, so the
         # victim's first ones may end (and its next ones start) between a read and the kill.

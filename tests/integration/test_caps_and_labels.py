@@ -112,8 +112,9 @@ def test_labels_and_max_parallel_hold_across_a_master_restart(cluster: LocalClus
     handle = client.submit("nap", {"parts": 4, "seconds": 0.1}, max_parallel=1, labels=["ssd"])
     reason = "no connected worker has the labels ssd"
     wait_until(lambda: handle.status()["waiting_for"] == reason)
-    cluster.kill_master()
-    cluster.start_master()
+    cluster.processes.kill_master()
+    cluster.processes.start_master()
+    cluster.wait_ready(workers=0)
     cluster.wait_ready(workers=2)
     task = wait_until(lambda: (t := handle.status())["waiting_for"] == reason and t)
     assert (task["state"], task["max_parallel"], task["labels"]) == ("running", 1, ["ssd"])
@@ -132,8 +133,9 @@ def test_a_type_cap_holds_across_a_master_restart_while_its_subtasks_run(
         lambda: sum(s["state"] == "running" for s in handle.subtasks()) == 2,
         what="two subtasks stored running",
     )
-    cluster.kill_master()
-    cluster.start_master()
+    cluster.processes.kill_master()
+    cluster.processes.start_master()
+    cluster.wait_ready(workers=0)
     assert handle.wait(60)["state"] == "succeeded"
     assert most_at_once(intervals(client, handle.id)) <= 2
 

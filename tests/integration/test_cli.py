@@ -88,7 +88,7 @@ def test_schedule_add_list_rm(cluster: LocalCluster) -> None:
     assert herder(cluster, "schedule", "rm", "cli-nightly").returncode == 0
     gone = herder(cluster, "schedule", "rm", "cli-nightly")
     assert gone.returncode == 1 and "not found" in gone.stderr
-    assert cluster.client.schedules() == []
+    assert cluster.client.schedules.list() == []
 
 
 def _free_port() -> int:

@@ -173,8 +173,9 @@ def test_a_delayed_task_survives_a_master_restart(tmp_path: Path) -> None:
     with cluster as client:
         # far enough ahead for the master to be killed and started again before it
         handle = client.submit("noop", not_before=time.time() + 3 * AHEAD)
-        cluster.kill_master()
-        cluster.start_master()
+        cluster.processes.kill_master()
+        cluster.processes.start_master()
+        cluster.wait_ready(workers=0)
         task = wait_until(handle.status, what="the restarted master answers")
         assert task["state"] == "scheduled", task
         started_on_time(handle.wait(timeout=3 * AHEAD + 10))

@@ -71,7 +71,7 @@ def test_a_flood_of_submissions_gets_only_201_or_429_and_memory_stays_bounded() 
     cluster = LocalCluster(workers=1, slots=4, tasks=LIMIT_TASKS,
                            extra_master_args=["--max-pending", "20"])
     with cluster:
-        pid = cluster.master_pid
+        pid = cluster.processes.master_pid
         assert pid is not None
         url = cluster.url
         before = _rss_kib(pid)

@@ -101,8 +101,9 @@ OWNER = textwrap.dedent("""
 
     cluster = LocalCluster(workers=2, db=sys.argv[1])
     cluster.start()
+    processes = cluster.processes
     print(json.dumps({"url": cluster.url,
-                      "pids": [cluster.master_pid, *cluster.worker_pids]}), flush=True)
+                      "pids": [processes.master_pid, *processes.worker_pids]}), flush=True)
     signal.pause()
 """)
 

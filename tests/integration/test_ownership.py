@@ -180,12 +180,13 @@ def test_after_a_master_restart_only_the_worker_of_the_stored_uid_claims_its_att
         # cannot pose as the worker)
         stored_uid = wait_until(lambda: _stored_uid(str(cluster.db), handle.id), what="stored")
         assert re.fullmatch("[0-9a-f]{64}", stored_uid)
-        (worker,) = cluster.worker_processes
+        (worker,) = cluster.processes.workers
         # the worker is held still, so that the namesake claims before it can reconnect
         os.kill(worker.pid, signal.SIGSTOP)
         try:
-            cluster.kill_master()
-            cluster.start_master()
+            cluster.processes.kill_master()
+            cluster.processes.start_master()
+            cluster.wait_ready(workers=0)
             with _connect(cluster) as ws:
                 namesake = ws.hello(
                     name=running["worker"], types=["gated"], uid="guessed", running=[ref]

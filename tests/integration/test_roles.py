@@ -219,11 +219,12 @@ def test_an_admin_drains_a_worker(roles: LocalCluster) -> None:
         wait_until(lambda: sum(w["busy"] for w in admin.workers()) == 2)
         (asked,) = admin.drain_worker("local-1")
         assert (asked["name"], asked["state"]) == ("local-1", "draining")
-        assert roles.wait_worker(0, timeout=30) == 0  # it finished what it ran, then stopped
+        # it finished what it ran, then stopped
+        assert roles.processes.wait_worker(0, timeout=30) == 0
         assert running.wait(timeout=30)["state"] == "succeeded"
         wait_until(lambda: [w["name"] for w in admin.workers()] == ["local-2"])
         assert admin.submit("noop", {"value": 2}).result(timeout=10) == 2
-    roles.start_worker(0)
+    roles.processes.start_worker(0)
     roles.wait_ready(workers=2)
 
 

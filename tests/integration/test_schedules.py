@@ -42,23 +42,23 @@ def fired(client: Client, schedule: str) -> list[dict[str, object]]:
 
 
 def test_a_schedule_is_added_listed_read_and_deleted(client: Client, http: httpx.Client) -> None:
-    view = client.schedule("crud", "echo", {"items": [1]}, every="1h", priority=3)
+    view = client.schedules.add("crud", "echo", {"items": [1]}, every="1h", priority=3)
     assert (view["id"], view["every"], view["priority"], view["overlap"]) == (
         "crud", "1h", 3, "skip"
     )
     assert view["next_run_at"] == pytest.approx(view["created_at"] + 3600)
     assert (view["last_run_at"], view["last_task_id"], view["skipped"]) == (None, None, 0)
     with pytest.raises(ClientError) as taken:
-        client.schedule("crud", "echo", {"items": [2]}, cron="0 9 * * *")
+        client.schedules.add("crud", "echo", {"items": [2]}, cron="0 9 * * *")
     assert taken.value.status == 409 and "crud" in str(taken.value)
-    assert [s["id"] for s in client.schedules()] == ["crud"]
+    assert [s["id"] for s in client.schedules.list()] == ["crud"]
     answer = http.get(paths.SCHEDULE.format(schedule_id="crud"))
     assert answer.status_code == 200 and answer.json()["type"] == "echo"
-    client.unschedule("crud")
-    assert client.schedules() == []
+    client.schedules.remove("crud")
+    assert client.schedules.list() == []
     assert http.get(paths.SCHEDULE.format(schedule_id="crud")).status_code == 404
     with pytest.raises(ClientError) as gone:
-        client.unschedule("crud")
+        client.schedules.remove("crud")
     assert gone.value.status == 404 and "crud" in str(gone.value)
 
 
@@ -83,17 +83,17 @@ def test_a_bad_schedule_gets_a_422_naming_its_field(
     answer = http.post(paths.SCHEDULES, json={"id": "bad", **fields})
     assert answer.status_code == 422, answer.text
     assert named in str(answer.json()["detail"])
-    assert client.schedules() == []
+    assert client.schedules.list() == []
     assert_healthy(client)
 
 
 def test_each_firing_is_an_ordinary_task_naming_its_schedule(client: Client) -> None:
-    view = client.schedule("tick", "echo", {"items": [1, 2]}, every="1s", overlap="allow")
+    view = client.schedules.add("tick", "echo", {"items": [1, 2]}, every="1s", overlap="allow")
     try:
         tasks = wait_until(lambda: [t for t in fired(client, "tick") if t["state"] == "succeeded"]
                            [2:] and fired(client, "tick"), what="three firings of tick")
     finally:
-        client.unschedule("tick")
+        client.schedules.remove("tick")
     assert all(t["schedule"] == "tick" and t["result"] == [1, 2] for t in tasks)
     # on the schedule's grid, one task per firing, none left out
     steps = [float(t["fired_at"]) - view["created_at"] for t in tasks]  # type: ignore[arg-type]
@@ -103,16 +103,16 @@ def test_each_firing_is_an_ordinary_task_naming_its_schedule(client: Client) -> 
 
 
 def test_overlap_skip_lets_firings_go_while_the_last_task_runs(client: Client) -> None:
-    client.schedule("slow", "stubborn", {"seconds": 4}, every="1s")
+    client.schedules.add("slow", "stubborn", {"seconds": 4}, every="1s")
     try:
         view = wait_until(
-            lambda: next(s for s in client.schedules() if s["id"] == "slow")["skipped"] >= 2
-            and next(s for s in client.schedules() if s["id"] == "slow"),
+            lambda: next(s for s in client.schedules.list() if s["id"] == "slow")["skipped"] >= 2
+            and next(s for s in client.schedules.list() if s["id"] == "slow"),
             what="two skipped firings",
         )
         tasks = fired(client, "slow")
     finally:
-        client.unschedule("slow")
+        client.schedules.remove("slow")
     assert len(tasks) == 1 and tasks[0]["state"] == "running"
     assert view["last_task_id"] == tasks[0]["id"]
 
@@ -120,12 +120,13 @@ def test_overlap_skip_lets_firings_go_while_the_last_task_runs(client: Client) -
 def test_a_master_restart_neither_doubles_nor_misses_a_firing(
     cluster: LocalCluster, client: Client
 ) -> None:
-    view = client.schedule("restart", "echo", {"items": [0]}, every="1s", overlap="allow")
+    view = client.schedules.add("restart", "echo", {"items": [0]}, every="1s", overlap="allow")
     wait_until(lambda: len(fired(client, "restart")) >= 2, what="two firings")
-    cluster.kill_master()
+    cluster.processes.kill_master()
     down_at = time.time()
     wait_until(lambda: time.time() > down_at + 3.5, what="three firings missed")
-    cluster.start_master()
+    cluster.processes.start_master()
+    cluster.wait_ready(workers=0)
     up_at = time.time()
     try:
         wait_until(lambda: [t for t in fired(client, "restart")
@@ -133,7 +134,7 @@ def test_a_master_restart_neither_doubles_nor_misses_a_firing(
                    what="firings after the restart")
         tasks = fired(client, "restart")
     finally:
-        client.unschedule("restart")
+        client.schedules.remove("restart")
     times = [float(t["fired_at"]) for t in tasks]  # type: ignore[arg-type]
     assert len(set(times)) == len(times), "a firing was made twice"
     steps = [round(t - view["created_at"], 6) for t in times]

@@ -28,7 +28,9 @@ def test_the_import_contracts_hold() -> None:
     assert done.returncode == 0, f"lint-imports failed:\n{done.stdout}{done.stderr}"
 
 
-@pytest.mark.parametrize("module", ["herder.cluster", "herder.forked", "herder"])
+@pytest.mark.parametrize(
+    "module", ["herder.cluster", "herder.processes", "herder.forked", "herder"]
+)
 def test_importing_it_loads_no_server_code(module: str) -> None:
     code = (
         f"import sys, {module}\n"

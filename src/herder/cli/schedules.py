@@ -59,7 +59,7 @@ def add(
     mode: Literal["skip", "allow"] = "skip" if overlap == "skip" else "allow"
     values = build_params(params, param)
     with _client(url, token, ca) as client:
-        view = client.schedule(
+        view = client.schedules.add(
             schedule_id, type, values, cron=cron, every=every, timezone=timezone,
             priority=priority, timeout=timeout, overlap=mode,
         )
@@ -75,7 +75,7 @@ def list_(
 ) -> None:
     """List the schedules with their next run and their last task."""
     with _client(url, token, ca) as client:
-        schedules = client.schedules()
+        schedules = client.schedules.list()
     if as_json:
         _print_json(schedules)
         return
@@ -96,4 +96,4 @@ def rm(schedule_id: ScheduleId, url: Url = DEFAULT_URL, token: Token = None,
        ca: Ca = None) -> None:
     """Delete a schedule; the tasks it fired stay."""
     with _client(url, token, ca) as client:
-        client.unschedule(schedule_id)
+        client.schedules.remove(schedule_id)

@@ -273,7 +273,7 @@ def up(
         cluster.start()
         out.print(f"herder is up at {cluster.url} with {workers} worker(s) x {slots} slot(s), "
                   f"db {redact(db)}. Ctrl-C stops it.", markup=False)
-        while not (gone := cluster.exited()):
+        while not (gone := cluster.processes.exited()):
             time.sleep(0.2)
         name, status = gone[0]
         err.print(f"error: {name} exited with code {status}; stopping everything")

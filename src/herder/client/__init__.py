@@ -4,7 +4,9 @@
 (`aio`) follow the same sans-I/O plans (`plan`: requests, answers, paging, polling; `streams`:
 followed event and log streams; `bulk`: waiting for many tasks) and send them through one
 transport (`transport`, over libcurl through `curl`, with TLS, proxies and failover between
-several masters, `masters`). Errors: `errors`; the Server-Sent Events parser: `sse`.
+several masters, `masters`). Their helpers, each a sync and an async twin: `schedules`
+(`client.schedules`), `completion` (`as_completed`, `gather`), `following` (followed streams).
+Errors: `errors`; the Server-Sent Events parser: `sse`.
 """
 
 from herder.client.aio import AsyncClient, AsyncTaskHandle

@@ -1,22 +1,22 @@
 """`AsyncClient` and `AsyncTaskHandle`: `Client` and `TaskHandle` for asyncio, the same plans
-awaited over `transport.AsyncTransport`. Imports `errors` and the client's modules.
+awaited over `transport.AsyncTransport`, with the async twins of their helpers
+(`schedules.AsyncSchedules`, `completion.AsyncCompletions`, `following.AsyncFollower`).
+Imports `errors` and the client's modules.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, cast, overload
+from typing import Any, Literal, Self, cast, overload
 
-from herder.client.bulk import BulkWait, Lookup
+from herder.client.completion import AsyncCompletions
 from herder.client.curl import AsyncLink
-from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
+from herder.client.errors import BatchSubmitError
+from herder.client.following import AsyncFollower
 from herder.client.plan import (
     HEALTH,
-    SCHEDULES,
     STATS,
     TYPES,
     WORKERS,
@@ -34,32 +34,25 @@ from herder.client.plan import (
     drain_request,
     first_wait,
     is_final,
-    raise_unless_succeeded,
     read_answer,
     result_of,
     result_request,
-    schedule_body,
-    schedule_request,
     status_request,
     submit_request,
     task_body,
-    unschedule_request,
 )
-from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
+from herder.client.schedules import AsyncSchedules
+from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream
 from herder.client.transport import AsyncTransport, TransportConfig
-from herder.errors import HerderError
 from herder.protocol.answers import (
     HealthAnswer,
     LogLine,
-    ScheduleView,
     StatsAnswer,
     SubtaskView,
     TaskView,
     TypeView,
     WorkerView,
 )
-
-T = TypeVar("T")
 
 
 class AsyncClient:
@@ -78,6 +71,10 @@ class AsyncClient:
         self._config = TransportConfig(url, token, timeout, ca)
         self._transport = AsyncTransport(self._config, transport)
         self.token = self._config.token
+        #: add, list and remove schedules (`herder schedule ...`)
+        self.schedules = AsyncSchedules(self._call)
+        self._follower = AsyncFollower(self._transport)
+        self._completions = AsyncCompletions(self._transport)
 
     @property
     def url(self) -> str:
@@ -160,32 +157,6 @@ class AsyncClient:
             pager.feed(await self._call(request))
         return pager.tasks
 
-    async def schedule(
-        self,
-        id: str,
-        type: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        cron: str | None = None,
-        every: str | float | None = None,
-        timezone: str = "UTC",
-        priority: int = 0,
-        timeout: float | None = None,
-        overlap: Literal["skip", "allow"] = "skip",
-    ) -> ScheduleView:
-        """Submit a task of `type` at each time of `cron` (5 fields, in `timezone`) or `every`
-        period ("30s", "5m", or seconds); exactly one of them. ClientError 409 if the id is
-        taken, 422 naming a field that is wrong."""
-        body = schedule_body(id, type, params, cron, every, timezone, priority, timeout, overlap)
-        return cast(ScheduleView, await self._call(schedule_request(body)))
-
-    async def schedules(self) -> list[ScheduleView]:
-        return list((await self._call(SCHEDULES))["schedules"])
-
-    async def unschedule(self, id: str) -> None:
-        """Delete a schedule (the tasks it fired stay); ClientError 404 if there is none."""
-        await self._call(unschedule_request(id))
-
     async def workers(self) -> list[WorkerView]:
         return list((await self._call(WORKERS))["workers"])
 
@@ -215,129 +186,20 @@ class AsyncClient:
     ) -> AsyncGenerator[Event, None]:
         """`Client.events`, as an async iterator. Leaving the loop early does not close the
         connection until the iterator is collected: wrap it in `contextlib.aclosing`."""
-        return self._follow(EventStream(task_id, last_event_id, retries))
-
-    # -- waiting for many tasks --
+        return self._follower.follow(EventStream(task_id, last_event_id, retries))
 
     def as_completed(
         self, handles: Iterable[AsyncTaskHandle], timeout: float | None = None
     ) -> AsyncGenerator[AsyncTaskHandle, None]:
         """`Client.as_completed`, as an async iterator (wrap it in `contextlib.aclosing` to
         close its stream at once when leaving the loop early)."""
-        return self._as_completed(BulkWait(handles, timeout))
+        return self._completions.as_completed(handles, timeout)
 
     async def gather(
         self, handles: Iterable[AsyncTaskHandle], timeout: float | None = None
     ) -> list[Any]:
         """`Client.gather`, awaited."""
-        wait = BulkWait(handles, timeout)
-        plan = self._long_polls(wait) if wait.few() else self._as_completed(wait)
-        async with contextlib.aclosing(plan) as finished:
-            async for handle in finished:
-                if wait.states[handle.id] != "succeeded":
-                    raise_unless_succeeded(wait.tasks.get(handle.id) or await handle.status())
-        await self._look_up(wait.results_lookup(), wait)
-        return wait.results()
-
-    async def _as_completed(
-        self, wait: BulkWait[AsyncTaskHandle]
-    ) -> AsyncGenerator[AsyncTaskHandle, None]:
-        for handle in wait.take():
-            yield handle
-        if len(wait.pending) == 1:
-            async with contextlib.aclosing(self._long_polls(wait)) as polls:
-                async for handle in polls:
-                    yield handle
-            return
-        try:
-            async with contextlib.aclosing(self._completions(wait)) as completions:
-                async for handle in completions:
-                    yield handle
-        except StreamUnavailable:
-            while wait.pending:
-                await self._look_up(wait.lookup(), wait)
-                for handle in wait.take():
-                    yield handle
-                if wait.pending:
-                    wait.raise_if_expired()
-                    await asyncio.sleep(wait.next_poll())
-            wait.raise_if_expired()
-
-    async def _long_polls(
-        self, wait: BulkWait[AsyncTaskHandle]
-    ) -> AsyncGenerator[AsyncTaskHandle, None]:
-        for handle in wait.take():
-            yield handle
-        while (request := wait.long_poll()) is not None:
-            wait.polled(await self._call(request))
-            for handle in wait.take():
-                yield handle
-
-    async def _look_up(self, lookup: Lookup, wait: BulkWait[AsyncTaskHandle]) -> None:
-        while (request := lookup.next_request()) is not None:
-            lookup.feed(await self._call(request))
-        wait.looked_up(lookup)
-
-    async def _completions(
-        self, wait: BulkWait[AsyncTaskHandle]
-    ) -> AsyncGenerator[AsyncTaskHandle, None]:
-        stream = wait.stream
-        while wait.pending:
-            try:
-                async with self._transport.stream(wait.stream_request()) as (answer, chunks):
-                    stream.opened(answer)
-                    await self._look_up(wait.lookup(), wait)
-                    for handle in wait.take():
-                        yield handle
-                    async for chunk in chunks:
-                        if wait.on_events(stream.feed(chunk)):
-                            await self._look_up(wait.lookup(), wait)
-                        for handle in wait.take():
-                            yield handle
-                        if not wait.pending:
-                            return
-                        wait.raise_if_expired()
-                error: HerderError = MasterUnreachable(self.url, "the event stream ended")
-            except Retry as exc:
-                error = exc.error or MasterUnreachable(self.url, "the event stream ended")
-            except MasterUnreachable as exc:
-                wait.raise_if_expired()
-                error = exc
-            await asyncio.sleep(wait.capped(stream.failed(error)))
-            wait.raise_if_expired()
-
-    async def _logs(self, task_id: str, since: int) -> list[LogLine]:
-        pager = LogPager(task_id, since)
-        while (request := pager.next_request()) is not None:
-            pager.feed(await self._call(request))
-        return pager.logs
-
-    async def _follow(self, stream: Stream[T]) -> AsyncGenerator[T, None]:
-        while not stream.done:
-            try:
-                async with contextlib.aclosing(self._connect(stream)) as items:
-                    async for item in items:
-                        yield item
-                continue
-            except Retry as exc:
-                error = exc.error or MasterUnreachable(self.url, "the stream kept closing early")
-            except MasterUnreachable as exc:
-                error = exc
-            await asyncio.sleep(stream.failed(error))
-
-    async def _connect(self, stream: Stream[T]) -> AsyncGenerator[T, None]:
-        async with self._transport.stream(stream.request()) as (answer, chunks):
-            stream.opened(answer)
-            async for chunk in chunks:
-                for item in stream.feed(chunk):
-                    yield item
-                if stream.done:
-                    return
-            for item in stream.close():
-                yield item
-        if not stream.done:
-            end = stream.end_request()
-            stream.ended(None if end is None else await self._call(end))
+        return await self._completions.gather(handles, timeout)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -406,8 +268,14 @@ class AsyncTaskHandle:
     ) -> Coroutine[Any, Any, list[LogLine]] | AsyncGenerator[LogLine, None]:
         """`await handle.logs(since)`, or `async for record in handle.logs(since, follow=True)`."""
         if follow:
-            return self.client._follow(LogStream(self.id, since, STREAM_RETRIES))
-        return self.client._logs(self.id, since)
+            return self.client._follower.follow(LogStream(self.id, since, STREAM_RETRIES))
+        return self._stored_logs(since)
+
+    async def _stored_logs(self, since: int) -> list[LogLine]:
+        pager = LogPager(self.id, since)
+        while (request := pager.next_request()) is not None:
+            pager.feed(await self.client._call(request))
+        return pager.logs
 
     async def events(
         self, last_event_id: int | str | None = None

@@ -1,8 +1,9 @@
 """`Client` and `TaskHandle`: the HTTP API from blocking code.
 
-Each method follows a plan of `plan`, `streams` or `bulk` and sends its requests through
-`transport.Transport`; `aio` is the same for asyncio. Imports `errors` and the client's
-modules.
+Each method follows a plan of `plan` or `streams` and sends its requests through
+`transport.Transport`; `aio` is the same for asyncio. Schedules are `client.schedules`
+(`schedules`); waiting for many tasks is `completion`'s job, following a stream `following`'s.
+Imports `errors` and the client's modules.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, cast, overload
+from typing import Any, Literal, Self, cast, overload
 
-from herder.client.bulk import BulkWait, Lookup
+from herder.client.completion import Completions
 from herder.client.curl import Link
-from herder.client.errors import BatchSubmitError, MasterUnreachable, StreamUnavailable
+from herder.client.errors import BatchSubmitError
+from herder.client.following import Follower
 from herder.client.plan import (
     HEALTH,
-    SCHEDULES,
     STATS,
     TYPES,
     WORKERS,
@@ -35,24 +36,19 @@ from herder.client.plan import (
     drain_request,
     first_wait,
     is_final,
-    raise_unless_succeeded,
     read_answer,
     result_of,
     result_request,
-    schedule_body,
-    schedule_request,
     status_request,
     submit_request,
     task_body,
-    unschedule_request,
 )
-from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream, Retry, Stream
+from herder.client.schedules import Schedules
+from herder.client.streams import STREAM_RETRIES, Event, EventStream, LogStream
 from herder.client.transport import Transport, TransportConfig
-from herder.errors import HerderError
 from herder.protocol.answers import (
     HealthAnswer,
     LogLine,
-    ScheduleView,
     StatsAnswer,
     SubtaskView,
     TaskView,
@@ -60,15 +56,16 @@ from herder.protocol.answers import (
     WorkerView,
 )
 
-T = TypeVar("T")
-
 
 class Client:
     """Talks to a master: `url` is its URL, a comma list of several (failover: see
     `herder.client.masters`) or a sequence of them; None reads HERDER_URL. `token` None reads
     HERDER_TOKEN; `ca`, a CA file for https:// masters, None reads HERDER_CA (else the system's
     CA store). `transport`: a `curl.Link` to send through instead of libcurl (a test's network).
-    Use it as a context manager, or call `close()`."""
+    Use it as a context manager, or call `close()`.
+
+    `schedules` adds, lists and removes schedules. `workers()` and `drain_worker()` stay on the
+    client: two calls that share nothing but the worker list they answer with."""
 
     def __init__(
         self,
@@ -82,6 +79,10 @@ class Client:
         self._config = TransportConfig(url, token, timeout, ca)
         self._transport = Transport(self._config, transport)
         self.token = self._config.token
+        #: add, list and remove schedules (`herder schedule ...`)
+        self.schedules = Schedules(self._call)
+        self._follower = Follower(self._transport)
+        self._completions = Completions(self._transport)
 
     @property
     def url(self) -> str:
@@ -171,32 +172,6 @@ class Client:
             pager.feed(self._call(request))
         return pager.tasks
 
-    def schedule(
-        self,
-        id: str,
-        type: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        cron: str | None = None,
-        every: str | float | None = None,
-        timezone: str = "UTC",
-        priority: int = 0,
-        timeout: float | None = None,
-        overlap: Literal["skip", "allow"] = "skip",
-    ) -> ScheduleView:
-        """Submit a task of `type` at each time of `cron` (5 fields, in `timezone`) or `every`
-        period ("30s", "5m", or seconds); exactly one of them. ClientError 409 if the id is
-        taken, 422 naming a field that is wrong."""
-        body = schedule_body(id, type, params, cron, every, timezone, priority, timeout, overlap)
-        return cast(ScheduleView, self._call(schedule_request(body)))
-
-    def schedules(self) -> list[ScheduleView]:
-        return list((self._call(SCHEDULES))["schedules"])
-
-    def unschedule(self, id: str) -> None:
-        """Delete a schedule (the tasks it fired stay); ClientError 404 if there is none."""
-        self._call(unschedule_request(id))
-
     def workers(self) -> list[WorkerView]:
         return list(self._call(WORKERS)["workers"])
 
@@ -234,9 +209,7 @@ class Client:
         reconnections in a row the last error is raised (MasterUnreachable, ClientError).
         StreamUnavailable if the master refuses the stream (unknown task, older master).
         """
-        return self._follow(EventStream(task_id, last_event_id, retries))
-
-    # -- waiting for many tasks --
+        return self._follower.follow(EventStream(task_id, last_event_id, retries))
 
     def as_completed(
         self, handles: Iterable[TaskHandle], timeout: float | None = None
@@ -245,99 +218,13 @@ class Client:
         finish, waiting over one event stream for all of them. A handle whose task's final JSON
         was read on the way has it in `task`; for the others `task` may still be stale.
         TimeoutError once `timeout` seconds have passed with tasks still unfinished."""
-        return self._as_completed(BulkWait(handles, timeout))
+        return self._completions.as_completed(handles, timeout)
 
     def gather(self, handles: Iterable[TaskHandle], timeout: float | None = None) -> list[Any]:
         """Wait for every task; return their results in the order of `handles`. TaskFailed for
         the first task found to have ended other than succeeded; TimeoutError after `timeout`
         seconds. Results are read in bulk (pages of the finished-task lists)."""
-        wait = BulkWait(handles, timeout)
-        finished = self._long_polls(wait) if wait.few() else self._as_completed(wait)
-        for handle in finished:
-            if wait.states[handle.id] != "succeeded":
-                raise_unless_succeeded(wait.tasks.get(handle.id) or handle.status())
-        self._look_up(wait.results_lookup(), wait)
-        return wait.results()
-
-    def _as_completed(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
-        yield from wait.take()
-        if len(wait.pending) == 1:  # one task: its long poll is all it takes
-            yield from self._long_polls(wait)
-            return
-        try:
-            yield from self._completions(wait)
-        except StreamUnavailable:
-            while wait.pending:  # a master without event streams: poll, in bulk
-                self._look_up(wait.lookup(), wait)
-                yield from wait.take()
-                if wait.pending:
-                    wait.raise_if_expired()
-                    time.sleep(wait.next_poll())
-            wait.raise_if_expired()
-
-    def _long_polls(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
-        yield from wait.take()
-        while (request := wait.long_poll()) is not None:
-            wait.polled(self._call(request))
-            yield from wait.take()
-
-    def _look_up(self, lookup: Lookup, wait: BulkWait[TaskHandle]) -> None:
-        while (request := lookup.next_request()) is not None:
-            lookup.feed(self._call(request))
-        wait.looked_up(lookup)
-
-    def _completions(self, wait: BulkWait[TaskHandle]) -> Generator[TaskHandle, None, None]:
-        stream = wait.stream
-        while wait.pending:
-            try:
-                with self._transport.stream(wait.stream_request()) as (answer, chunks):
-                    stream.opened(answer)
-                    self._look_up(wait.lookup(), wait)  # subscribed: what finished before?
-                    yield from wait.take()
-                    for chunk in chunks:
-                        if wait.on_events(stream.feed(chunk)):
-                            self._look_up(wait.lookup(), wait)
-                        yield from wait.take()
-                        if not wait.pending:
-                            return
-                        wait.raise_if_expired()
-                error: HerderError = MasterUnreachable(self.url, "the event stream ended")
-            except Retry as exc:
-                error = exc.error or MasterUnreachable(self.url, "the event stream ended")
-            except MasterUnreachable as exc:
-                wait.raise_if_expired()
-                error = exc
-            time.sleep(wait.capped(stream.failed(error)))
-            wait.raise_if_expired()
-
-    def _logs(self, task_id: str, since: int) -> list[LogLine]:
-        pager = LogPager(task_id, since)
-        while (request := pager.next_request()) is not None:
-            pager.feed(self._call(request))
-        return pager.logs
-
-    def _follow(self, stream: Stream[T]) -> Generator[T, None, None]:
-        while not stream.done:
-            try:
-                yield from self._connect(stream)
-                continue
-            except Retry as exc:
-                error = exc.error or MasterUnreachable(self.url, "the stream kept closing early")
-            except MasterUnreachable as exc:
-                error = exc
-            time.sleep(stream.failed(error))
-
-    def _connect(self, stream: Stream[T]) -> Generator[T, None, None]:
-        with self._transport.stream(stream.request()) as (answer, chunks):
-            stream.opened(answer)
-            for chunk in chunks:
-                yield from stream.feed(chunk)
-                if stream.done:
-                    return
-            yield from stream.close()
-        if not stream.done:
-            end = stream.end_request()
-            stream.ended(None if end is None else self._call(end))
+        return self._completions.gather(handles, timeout)
 
     def close(self) -> None:
         self._transport.close()
@@ -405,8 +292,11 @@ class TaskHandle:
         stands for records dropped by the per-task bound). With `follow=True`, an iterator that
         also yields new records as they arrive, until the task is finished."""
         if follow:
-            return self.client._follow(LogStream(self.id, since, STREAM_RETRIES))
-        return self.client._logs(self.id, since)
+            return self.client._follower.follow(LogStream(self.id, since, STREAM_RETRIES))
+        pager = LogPager(self.id, since)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self.client._call(request))
+        return pager.logs
 
     def events(self, last_event_id: int | str | None = None) -> Generator[Event, None, None]:
         """`Client.events` of this task; each snapshot also refreshes `task`."""
