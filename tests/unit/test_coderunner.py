@@ -91,13 +91,15 @@ def test_a_kind_of_call_known_to_be_quick_runs_inline_until_one_is_slow(
             await runner.run(lambda: 1 / 0, kind="t.split")
         assert not runner.runs_inline("other.split")
 
-        def busy() -> int:
-            spin_until = time.thread_time() + coderunner.DEMOTE_ABOVE * 2
-            while time.thread_time() < spin_until:
-                pass
+        def slow() -> int:
+            time.sleep(coderunner.DEMOTE_ABOVE * 2)
             return threading.get_ident()
 
-        assert await runner.run(busy, kind="t.split") == loop_thread  # it could not know
+        assert await runner.run(slow, kind="t.split") == loop_thread  # it could not know
+        assert not runner.runs_inline("t.split")  # not until it is quick again
+        for _ in range(coderunner.INLINE_AFTER):
+            assert await runner.run(threading.get_ident, kind="t.split") != loop_thread
+        assert await runner.run(slow, kind="t.split") == loop_thread  # slow again, soon
         assert not runner.runs_inline("t.split")  # and never again
         for _ in range(coderunner.INLINE_AFTER * 2):
             assert await runner.run(threading.get_ident, kind="t.split") != loop_thread
@@ -108,36 +110,43 @@ def test_a_kind_of_call_known_to_be_quick_runs_inline_until_one_is_slow(
     assert "t.split took" in caplog.text and "runs on threads from now on" in caplog.text
 
 
-def test_a_kind_that_waited_on_the_loop_comes_back_once_it_is_quick_again(
+def test_a_kind_slow_once_in_a_long_while_comes_back_once_it_is_quick_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A slow run that used little CPU (it slept, or the host gave the core to another process)
-    sends the kind to the threads until its recent runs are quick again, not for good."""
+    """One slow run (a quick call that lost the core to another process looks the same) sends
+    the kind to the threads until its recent runs are quick again; another one long after,
+    too: neither sends it there for good."""
     from herder.master import coderunner
 
     async def main() -> None:
         runner = CodeRunner(limit=5.0)
         loop_thread = threading.get_ident()
         calls = 0
+        first_slow = coderunner.INLINE_AFTER + 1
+        second_slow = first_slow + coderunner.INLINE_AFTER + coderunner.SLOW_AGAIN_WITHIN + 1
 
-        def waits_once() -> int:
+        def slow_twice() -> int:
             nonlocal calls
             calls += 1
-            if calls == coderunner.INLINE_AFTER + 1:
+            if calls in (first_slow, second_slow):
                 time.sleep(coderunner.DEMOTE_ABOVE * 2)
             return threading.get_ident()
 
         async def run() -> int:
-            return int(await runner.run(waits_once, kind="t.split"))
+            return int(await runner.run(slow_twice, kind="t.split"))
 
         for _ in range(coderunner.INLINE_AFTER):
             assert await run() != loop_thread
-        assert await run() == loop_thread  # the wait
+        assert await run() == loop_thread  # the first slow run
         assert not runner.runs_inline("t.split")
         for _ in range(coderunner.INLINE_AFTER):
             assert await run() != loop_thread
+        while calls < second_slow - 1:
+            assert await run() == loop_thread
+        assert await run() == loop_thread  # the second, more than SLOW_AGAIN_WITHIN runs later
+        for _ in range(coderunner.INLINE_AFTER):
+            assert await run() != loop_thread
         assert runner.runs_inline("t.split")
-        assert await run() == loop_thread
         runner.shutdown()
 
     with caplog.at_level("WARNING"):

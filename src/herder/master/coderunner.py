@@ -9,11 +9,12 @@ its own time limit.
 
 Code that is known to be quick runs on the loop itself, with no hop at all: each kind of call
 (say `primes.split`) is timed, and once its last INLINE_AFTER runs each took under INLINE_BELOW,
-it is called inline. The time limit cannot stop an inline call, so one that used more than
-DEMOTE_ABOVE of CPU sends its kind back to the threads for good. One that was slow without using
-the CPU (it waited on I/O, or the host gave the core to another process for a few ms, as a busy
-2-core host does every few thousand calls) sends its kind to the threads only until its last
-INLINE_AFTER runs are quick again. Imports only the stdlib.
+it is called inline. The time limit cannot stop an inline call, so a slow one sends its kind back
+to the threads: until its last INLINE_AFTER runs are quick again, and for good when it was slow
+over DEMOTE_ABOVE twice within SLOW_AGAIN_WITHIN inline runs. Once is forgiven, because a busy
+host takes the core away from the loop for a few ms every few thousand calls, and a quick call
+caught then looks slow. (The call's own CPU time would tell, but reading it costs more than a
+quick call.) Imports only the stdlib.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ THREADS = 8
 #: a kind of call runs inline once its last INLINE_AFTER runs each took under INLINE_BELOW s
 INLINE_AFTER = 8
 INLINE_BELOW = 0.0005
-#: an inline run that used more CPU than this sends its kind back to the threads for good
+#: two inline runs longer than this, within SLOW_AGAIN_WITHIN inline runs, send the kind back to
+#: the threads for good
 DEMOTE_ABOVE = 0.005
+SLOW_AGAIN_WITHIN = 100
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ class _Speed:
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=INLINE_AFTER)
         self.demoted = False
+        #: inline runs so far, and the count at the last one over DEMOTE_ABOVE
+        self.inline_runs = 0
+        self.slow_at = -SLOW_AGAIN_WITHIN
 
     def inline(self) -> bool:
         return (
@@ -95,18 +101,21 @@ class CodeRunner:
     def call_inline(self, kind: str, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(*args)` here and now, timed as `kind` (for a kind that `runs_inline`)."""
         speed = self._speeds.get(kind) or self._speeds.setdefault(kind, _Speed())
-        started, cpu_started = time.perf_counter(), time.thread_time()
+        started = time.perf_counter()
         try:
             return fn(*args)
         finally:
             took = time.perf_counter() - started
             speed.recent.append(took)  # a slow run sends the kind to the threads for a while
-            if took > DEMOTE_ABOVE and (cpu := time.thread_time() - cpu_started) > DEMOTE_ABOVE:
-                speed.demoted = True
-                log.warning(
-                    "%s took %.1f ms of CPU on the event loop; it runs on threads from now on",
-                    kind, cpu * 1000,
-                )
+            speed.inline_runs += 1
+            if took > DEMOTE_ABOVE:
+                if speed.inline_runs - speed.slow_at <= SLOW_AGAIN_WITHIN:
+                    speed.demoted = True
+                    log.warning(
+                        "%s took %.1f ms on the event loop, the second time within %d runs; it "
+                        "runs on threads from now on", kind, took * 1000, SLOW_AGAIN_WITHIN,
+                    )
+                speed.slow_at = speed.inline_runs
 
     async def run(
         self, fn: Callable[..., Any], *args: Any, kind: str | None = None, inline: bool = True
