@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from herder import LocalCluster
 
@@ -64,8 +65,9 @@ def run(a: argparse.Namespace, db: str | None) -> None:
     cluster = LocalCluster(workers=2, slots=a.slots, log_level="warning",
                            **({"db": db} if db else {}))
     with cluster as client:
-        assert cluster.processes.master is not None
-        pids = [cluster.processes.master.pid] + [w.pid for w in cluster.processes.workers]
+        # an older commit's LocalCluster (bench.ab) has the pids itself
+        group: Any = getattr(cluster, "processes", cluster)
+        pids = [group.master_pid, *group.worker_pids]
 
         def measure(label: str, n: int, run: object) -> dict[str, float]:
             before = [cpu_seconds(p) for p in pids]
