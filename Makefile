@@ -59,6 +59,8 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 # its own (.venv-3.12, ...) with the `test` extra. A version whose interpreter is missing is
 # skipped with a message, or fails the run under CI.
 NEWER_PYTHONS := 3.12 3.13
+# sqlite3's warning that Python 3.14 refuses a parameter binding is an error here
+NEWER_WARNINGS := -W "error:Binding:DeprecationWarning"
 NEWER_TESTS   := tests/unit \
 	tests/integration/test_lifecycle.py::test_exception_in_execute_is_retried_then_reported
 
@@ -75,7 +77,7 @@ pytest-%: pyproject.toml
 		exit 0; \
 	fi; \
 	$(MAKE) --no-print-directory .venv-$*/.herder-test.stamp NEWER_PYTHON="$(call find_python,$*)" \
-	&& .venv-$*/bin/python -m pytest -q -p no:cacheprovider $(NEWER_TESTS)
+	&& .venv-$*/bin/python -m pytest -q -p no:cacheprovider $(NEWER_WARNINGS) $(NEWER_TESTS)
 
 .venv-%/.herder-test.stamp: pyproject.toml
 	$(NEWER_PYTHON) -m venv .venv-$*

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -98,6 +100,36 @@ class SqliteLogs(LogRepository["SqliteDriver"]):
         return list(records)
 
 
+_NUMBERED = re.compile(r"\?(\d+)")
+
+#: a row's values in the order of its query's placeholders
+Reorder = Callable[[Sequence[Any]], tuple[Any, ...]]
+
+
+def plain_placeholders(named: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Reorder]]:
+    """The queries with their numbered parameters (?1, ?2, ...) made plain (?), and for those
+    whose numbers are not 1, 2, 3, ... in order, what puts a row's values in their order.
+
+    The queries number their parameters so that a row is bound from a tuple, and a value used
+    twice is given once; but Python 3.14's sqlite3 refuses a tuple for numbered parameters (3.12
+    and 3.13 warn), so they are bound as plain ones, from the tuple reordered."""
+    plain: dict[str, str] = {}
+    reorder: dict[str, Reorder] = {}
+    for name, sql in named.items():
+        order = [int(number) - 1 for number in _NUMBERED.findall(sql)]
+        plain[name] = _NUMBERED.sub("?", sql) if order else sql
+        if order and order != list(range(len(order))):
+            reorder[name] = _picker(order)
+    return plain, reorder
+
+
+def _picker(order: list[int]) -> Reorder:
+    if len(order) == 1:
+        (index,) = order
+        return lambda row: (row[index],)
+    return operator.itemgetter(*order)
+
+
 class SqliteDriver:
     """One connection to a SQLite file, and the thread that checkpoints its WAL."""
 
@@ -107,7 +139,7 @@ class SqliteDriver:
         # check_same_thread=False: the master's store thread need not be the one that opened us.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
-        self.queries = queries(SQL_FOLDER)
+        self.queries, self._reorder = plain_placeholders(queries(SQL_FOLDER))
         self._path = path
         self._checkpointer: _Checkpointer | None = None
         # WAL with synchronous=NORMAL: a commit is in the WAL file (the OS page cache) when it
@@ -136,10 +168,11 @@ class SqliteDriver:
     # -- the Driver ------------------------------------------------------------------------
 
     def rows(self, query: str, params: Params = ()) -> sqlite3.Cursor:
-        return self.db.execute(self.queries[query], params)
+        return self.db.execute(self.queries[query], self._bound(query, params))
 
     def row(self, query: str, params: Params = ()) -> Row | None:
-        row: Row | None = self.db.execute(self.queries[query], params).fetchone()
+        row: Row | None = self.db.execute(
+            self.queries[query], self._bound(query, params)).fetchone()
         return row
 
     def rows_by_ids(self, query: str, ids: Sequence[str]) -> Iterator[Row]:
@@ -150,16 +183,17 @@ class SqliteDriver:
                                                chunk)
 
     def write(self, query: str, params: Params) -> int:
-        return self.db.execute(self.queries[query], params).rowcount
+        return self.db.execute(self.queries[query], self._bound(query, params)).rowcount
 
     def write_many(self, query: str, rows: Sequence[Params]) -> None:
-        self.db.executemany(self.queries[query], rows)
+        self.db.executemany(self.queries[query], self._all_bound(query, rows))
 
     def each_changed(self, query: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
         """One executemany when every row changes one (the usual case: its summed row count
         says so), which is cheaper than one execute per row; otherwise that is undone to a
         savepoint and the rows are run one by one, to tell which of them changed nothing."""
         db, sql = self.db, self.queries[query]
+        rows = self._all_bound(query, rows)
         if len(rows) > 1:
             db.execute("SAVEPOINT each_changed")
             if db.executemany(sql, rows).rowcount == len(rows):
@@ -215,6 +249,15 @@ class SqliteDriver:
             self._checkpointer = None
         self.db.close()
 
+    def _bound(self, query: str, params: Any) -> Any:
+        """`params` in the order of `query`'s plain placeholders (a mapping as it is)."""
+        pick = self._reorder.get(query)
+        return params if pick is None or isinstance(params, Mapping) else pick(params)
+
+    def _all_bound(self, query: str, rows: Sequence[Any]) -> Sequence[Any]:
+        pick = self._reorder.get(query)
+        return rows if pick is None else [pick(row) for row in rows]
+
     # -- SQLite's own ----------------------------------------------------------------------
 
     def applied_versions(self) -> set[int]:
@@ -234,6 +277,7 @@ class SqliteDriver:
     def insert_many(self, query: str, rows: Sequence[Params]) -> int:
         """Insert `rows` (at least one); the rowid of the last. One row is one execute, whose
         cursor knows its rowid; executemany's does not, so more rows take a query for it."""
+        rows = self._all_bound(query, rows)
         if len(rows) == 1:
             return int(self.db.execute(self.queries[query], rows[0]).lastrowid or 0)
         self.db.executemany(self.queries[query], rows)
