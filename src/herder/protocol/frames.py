@@ -297,9 +297,19 @@ def pack_messages(
     """The frames packed into as few messages as fit, each at most `budget` bytes and `most`
     frames (one frame alone is sent as itself, several as an array of maps, in order).
 
-    Each frame is packed once, on its own: its size is the length of its bytes, and an array
-    is its header followed by its items' bytes, as MessagePack lays it out."""
+    The usual batch fits one message: it is packed in one call. Otherwise each frame is packed
+    once, on its own: its size is the length of its bytes, and an array is its header followed
+    by its items' bytes, as MessagePack lays it out."""
     packer = msgpack.Packer(use_bin_type=True)
+    if 0 < len(frames) <= most:
+        try:
+            fields = [_fields(frame) for frame in frames]
+            whole: bytes = packer.pack(fields[0] if len(fields) == 1 else fields)
+        except (TypeError, ValueError, OverflowError):
+            pass  # the frame at fault is found below
+        else:
+            if len(whole) <= budget - _ARRAY_HEADER:
+                return Packed([whole])
     pack = packer.pack
     out = Packed()
     group: list[bytes] = []

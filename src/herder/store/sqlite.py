@@ -256,7 +256,7 @@ class SqliteDriver:
 
     def _all_bound(self, query: str, rows: Sequence[Any]) -> Sequence[Any]:
         pick = self._reorder.get(query)
-        return rows if pick is None else [pick(row) for row in rows]
+        return rows if pick is None else list(map(pick, rows))
 
     # -- SQLite's own ----------------------------------------------------------------------
 
