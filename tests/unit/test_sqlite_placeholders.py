@@ -3,6 +3,7 @@ Python 3.14's sqlite3 refuses numbered parameters bound from a tuple."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from herder.store.sqlfiles import queries
@@ -32,7 +33,7 @@ def test_every_numbered_query_binds_as_its_numbers_say() -> None:
     db = sqlite3.connect(":memory:")
     checked = 0
     for name, sql in numbered.items():
-        numbers = [int(n) for n in __import__("re").findall(r"\?(\d+)", sql)]
+        numbers = [int(n) for n in re.findall(r"\?(\d+)", sql)]
         if not numbers:
             continue
         row = tuple(f"value{i}" for i in range(1, max(numbers) + 1))
