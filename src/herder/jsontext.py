@@ -8,8 +8,14 @@ The output and the errors are those of `json.dumps(value, separators=(",", ":"))
 except that a value that contains itself raises RecursionError: the check for cycles would cost
 a dict per call.
 
+`to_bytes` writes the master's answers and events as UTF-8 with orjson, several times quicker
+than the encoders above on the task views that every submission and every finished task send
+(docs/decisions.md). It writes NaN and infinities as null, keys that are not strings as strings,
+and gives integers past 64 bits, which orjson refuses, to pydantic_core.
+
 `loads` reads JSON with pydantic_core's parser, faster than `json.loads` on the small objects a
-client reads once per task it waits for (docs/decisions.md). Imports the stdlib and pydantic_core.
+client reads once per task it waits for (docs/decisions.md). Imports the stdlib, orjson and
+pydantic_core.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pydantic_core import from_json
+import orjson
+from pydantic_core import from_json, to_json
 
 try:
     from _json import make_encoder as _c_make_encoder
@@ -57,6 +64,17 @@ def _encoder(allow_nan: bool) -> Callable[[Any], str]:
 compact = _encoder(allow_nan=True)
 #: compact JSON text of `value`, which must be strict JSON: ValueError for NaN and infinities
 strict = _encoder(allow_nan=False)
+
+
+_TO_BYTES_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def to_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of `value`, for the wire."""
+    try:
+        return orjson.dumps(value, option=_TO_BYTES_OPTIONS)
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return to_json(value)
 
 
 def loads(text: str | bytes) -> Any:

@@ -75,3 +75,22 @@ def test_a_value_that_contains_itself_is_refused() -> None:
         jsontext.strict(loop)
     assert jsontext.strict([1]) == "[1]"  # and the encoder still works afterwards
 
+
+
+@given(_json)
+def test_to_bytes_reads_back_as_the_value(value: Any) -> None:
+    try:
+        text = jsontext.to_bytes(value)
+    except ValueError:  # a lone surrogate (st.text() makes them), which UTF-8 cannot hold
+        assert any(0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(value, ensure_ascii=False))
+        return
+    assert json.loads(text) == value
+
+
+def test_to_bytes_writes_compact_utf8_and_what_json_cannot_refuse_as_the_wire_takes_it() -> None:
+    assert jsontext.to_bytes({"a": [1, 2.5, None, True], "é": "✓"}) == (
+        '{"a":[1,2.5,null,true],"é":"✓"}'.encode()
+    )
+    assert jsontext.to_bytes({1: "one"}) == b'{"1":"one"}'  # as json.dumps keys them
+    assert jsontext.to_bytes([math.nan, math.inf]) == b"[null,null]"
+    assert jsontext.to_bytes(2**70) == str(2**70).encode()  # past orjson's 64 bits

@@ -4,7 +4,7 @@ Durable events (final states and log lines) carry the journal `seq` as their id,
 that reconnects with Last-Event-ID is served the rest from the store. Progress events carry no id:
 they are a view of the moment, and the next one supersedes them. A follower that falls too far
 behind is dropped (its stream ends) instead of holding memory: it reconnects and replays from the
-store. Imports `model` and pydantic_core's JSON encoder.
+store. Imports `model` and `jsontext`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import to_json
-
+from herder.jsontext import to_bytes
 from herder.model import LogRecord
 
 QUEUE_LIMIT = 10_000
@@ -32,9 +31,7 @@ class Event:
         head = f"event: {self.kind}\ndata: "
         if self.id is not None:
             head = f"id: {self.id}\n{head}"
-        # pydantic_core's encoder: compact UTF-8, and quicker than the json module's for the
-        # one event per task that a client waits for
-        return head.encode() + to_json(self.data) + b"\n\n"
+        return head.encode() + to_bytes(self.data) + b"\n\n"
 
 
 KEEP_ALIVE = b": keep-alive\n\n"

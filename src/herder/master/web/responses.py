@@ -1,8 +1,8 @@
-"""How the API answers: JSON encoded by pydantic_core, and Server-Sent Event streams.
+"""How the API answers: JSON encoded by `jsontext.to_bytes`, and Server-Sent Event streams.
 
 Answers are encoded here without validation against their types: the handlers' TypedDicts are
 checked by mypy, and a page of a thousand tasks is not walked through pydantic on its way out.
-Imports starlette and pydantic_core only.
+Imports starlette and `jsontext` only.
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from pydantic_core import to_json
 from starlette.responses import Response, StreamingResponse
+
+from herder.jsontext import to_bytes
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class JSONAnswer(Response):
-    """Compact UTF-8 JSON from pydantic_core. A NaN or an infinity, which no stored task should
-    hold, is written as the json module writes it (NaN, Infinity) rather than refused."""
+    """Compact UTF-8 JSON. A NaN or an infinity, which no stored task should hold, is written
+    as null rather than refused."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return to_json(content)
+        return to_bytes(content)
 
 
 def json_answer(
