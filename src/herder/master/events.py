@@ -16,11 +16,12 @@ from typing import Any
 
 from herder.jsontext import to_bytes
 from herder.model import LogRecord
+from herder.values import value
 
 QUEUE_LIMIT = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Event:
     kind: str  # snapshot | state | log | progress
     task_id: str

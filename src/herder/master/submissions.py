@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from herder import jsontext
@@ -37,9 +37,10 @@ from herder.master.taskcode import TaskCode, TooManySubtasks, checked_split, cod
 from herder.master.tasks import Tasks
 from herder.model import JSON, TaskError, TaskRecord, TaskState
 from herder.tasktype import Registry
+from herder.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Submission:
     type: str
     params: dict[str, JSON]
@@ -61,7 +62,7 @@ class Submission:
     fired_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EarlySplit:
     """A task's parts, split before its row was stored (`split_now`), and their JSON texts, as
     stored."""

@@ -1,17 +1,19 @@
 """What the scheduler core is told and what it decides: its events in (past-tense facts) and
-its decisions out (imperatives), as plain frozen values. `herder.scheduling` re-exports every
-name here. Imports only the stdlib.
+its decisions out (imperatives), as plain values (`values.value`: frozen to mypy).
+`herder.scheduling` re-exports every name here. Imports only the stdlib and `values`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from herder.values import value
 
 # -- events: what happened --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerJoined:
     worker_id: str
     slots: int
@@ -22,21 +24,21 @@ class WorkerJoined:
     uid: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerLeft:
     """The worker is gone (connection closed, lease expired): its attempts are re-queued."""
 
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerDraining:
     """The worker takes no new work; what it runs may still finish."""
 
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerDisconnected:
     """The connection dropped: the worker keeps its attempts (their lease runs) but gets no new
     work until it reconnects, or is declared lost with WorkerLeft."""
@@ -44,12 +46,12 @@ class WorkerDisconnected:
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerReconnected:
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WorkerCapacity:
     """Slots the worker cannot use although it holds no attempt there (threads still running
     abandoned attempts)."""
@@ -58,7 +60,7 @@ class WorkerCapacity:
     unavailable: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TaskReady:
     """A task's subtasks are stored and may run. `indices`: those still needing a result
     (all of them for a new task; fewer after a master restart)."""
@@ -81,14 +83,14 @@ class TaskReady:
     max_parallel: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReleaseHeld:
     """The held subtasks of a task that nobody claimed back are queued."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AttemptSucceeded:
     task_id: str
     index: int
@@ -97,7 +99,7 @@ class AttemptSucceeded:
     duration: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AttemptFailed:
     task_id: str
     index: int
@@ -106,7 +108,7 @@ class AttemptFailed:
     retry: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AttemptEnded:
     """The attempt stopped without a result and without counting as a failure: cancelled on
     the master's request, or handed back by its worker (`handed_back`: draining, or every one
@@ -118,7 +120,7 @@ class AttemptEnded:
     handed_back: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TaskEnded:
     """The task was cancelled, timed out or failed: drop what is queued, cancel what runs."""
 
@@ -144,7 +146,7 @@ Event = (
 # -- decisions: what to do --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Dispatch:
     worker_id: str
     task_id: str
@@ -154,7 +156,7 @@ class Dispatch:
     waited: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CancelAttempt:
     worker_id: str
     task_id: str
@@ -163,7 +165,7 @@ class CancelAttempt:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Requeue:
     """A running attempt was lost or handed back; the subtask is queued again."""
 
@@ -174,7 +176,7 @@ class Requeue:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RetryLater:
     task_id: str
     index: int
@@ -182,7 +184,7 @@ class RetryLater:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FailTask:
     task_id: str
     index: int
@@ -190,14 +192,14 @@ class FailTask:
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CompleteTask:
     """Every subtask has its result: aggregate."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Stale:
     """A message about an attempt that is not current; drop it and count it."""
 
