@@ -76,7 +76,6 @@ def test_a_value_that_contains_itself_is_refused() -> None:
     assert jsontext.strict([1]) == "[1]"  # and the encoder still works afterwards
 
 
-
 @given(_json)
 def test_to_bytes_reads_back_as_the_value(value: Any) -> None:
     try:

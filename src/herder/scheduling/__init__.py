@@ -18,7 +18,8 @@ The algorithm (DESIGN.md "The scheduling algorithm"), one module per concept:
   up to the task's max_retries, then `FailTask`; speculative attempts for stragglers;
 - `core`: `Scheduler`, which routes the events (`events`) to them and matches queue to workers.
 
-This package re-exports the names the rest of herder uses. Imports only the stdlib.
+This package re-exports the names the rest of herder uses. Imports only the stdlib and
+`values` (the events and decisions are `values.value`s).
 """
 
 from herder.scheduling.config import OVERRUN_FACTOR, SchedulerConfig
